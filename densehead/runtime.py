@@ -1,0 +1,48 @@
+"""The TFLite interpreter, the one place that knows which runtime package is installed."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+try:  # the maintained successor of tflite-runtime
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # pragma: no cover - only where the old runtime is what is installed
+    from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+
+
+class TFLiteModel:
+    """One .tflite graph with one float input; calls are serialised by a lock because an
+    interpreter must not be entered from two threads at once."""
+
+    def __init__(self, path: str | Path, num_threads: int = 2) -> None:
+        self.path = Path(path)
+        self.num_threads = num_threads
+        self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]
+        self._outputs = self._interpreter.get_output_details()
+        self._lock = threading.Lock()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self._input["shape"])
+
+    @property
+    def output_names(self) -> list[str]:
+        return [d["name"] for d in self._outputs]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run the graph on `x` (already shaped and typed for the input); returns copies of
+        every output, in the graph's output order."""
+        x = np.ascontiguousarray(x, dtype=self._input["dtype"])
+        with self._lock:
+            if tuple(x.shape) != self.input_shape:
+                self._interpreter.resize_tensor_input(self._input["index"], list(x.shape))
+                self._interpreter.allocate_tensors()
+                self._input = self._interpreter.get_input_details()[0]
+                self._outputs = self._interpreter.get_output_details()
+            self._interpreter.set_tensor(self._input["index"], x)
+            self._interpreter.invoke()
+            return [self._interpreter.get_tensor(d["index"]).copy() for d in self._outputs]
