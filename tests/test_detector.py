@@ -1,0 +1,140 @@
+"""UltraFace detector on real photos and AFLW2000-3D ground truth."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from densehead.detector import FaceDetector, letterbox, ultraface_priors
+
+
+@pytest.fixture(scope="module")
+def det(assets_dir: Path) -> FaceDetector:
+    return FaceDetector(assets_dir / "RFB-320.tflite")
+
+
+def photo(samples: Path, name: str) -> np.ndarray:
+    img = cv2.imread(str(samples / "photos" / name))
+    assert img is not None, name
+    return img
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
+
+
+def test_priors_cover_every_head_cell() -> None:
+    p = ultraface_priors()
+    # 40x30x3 + 20x15x2 + 10x8x2 + 5x4x3
+    assert p.shape == (4420, 4)
+    assert p.min() >= 0 and p.max() <= 1
+
+
+def test_letterbox_keeps_aspect_and_normalises() -> None:
+    frame = np.full((100, 400, 3), 255, np.uint8)
+    x, lb = letterbox(frame)
+    assert x.shape == (1, 240, 320, 3) and x.dtype == np.float32
+    assert lb.dx == 0 and lb.dy == 80 and lb.sx == pytest.approx(0.8)
+    assert x[0, 120, 160, 0] == pytest.approx((255 - 127) / 128)
+    assert abs(x[0, 10, 160, 0]) < 0.01  # padding is the network's zero
+
+
+# emma.jpg is a collage of three photos of the same person: three faces.
+@pytest.mark.parametrize("name, count", [("emma.jpg", 3), ("trump_hillary.jpg", 2),
+                                         ("JianzhuGuo.jpg", 1)])
+def test_photo_face_count(det: FaceDetector, samples: Path, name: str, count: int) -> None:
+    img = photo(samples, name)
+    boxes, scores = det(img)
+    assert len(boxes) == count
+    assert boxes.dtype == np.float32 and scores.dtype == np.float32
+    assert np.all(np.diff(scores) <= 0), "sorted by score"
+    h, w = img.shape[:2]
+    assert boxes[:, [0, 2]].min() >= 0 and boxes[:, [0, 2]].max() <= w
+    assert boxes[:, [1, 3]].min() >= 0 and boxes[:, [1, 3]].max() <= h
+    # a face box is roughly square-ish and a sensible fraction of the picture
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert np.all((bh / bw > 0.9) & (bh / bw < 2.0))
+
+
+def test_emma_one_face_per_panel(det: FaceDetector, samples: Path) -> None:
+    img = photo(samples, "emma.jpg")
+    boxes, _ = det(img)
+    panel = ((boxes[:, 0] + boxes[:, 2]) / 2 // (img.shape[1] / 3)).astype(int)
+    assert sorted(panel.tolist()) == [0, 1, 2]
+
+
+def test_aflw_top_box_matches_ground_truth(det: FaceDetector, samples: Path) -> None:
+    images = json.loads((samples / "aflw2000" / "ground_truth.json").read_text())["images"]
+    frontal = [e for e in images if abs(e["pose_deg"]["yaw"]) < 30]
+    assert len(frontal) >= 30
+    misses = []
+    for e in frontal:
+        boxes, _ = det(cv2.imread(str(samples / e["image"])))
+        gt = np.array(e["gt_bbox_xyxy"])
+        if len(boxes) == 0:
+            misses.append((e["image"], "no face"))
+            continue
+        top = boxes[0]
+        cx, cy = (top[0] + top[2]) / 2, (top[1] + top[3]) / 2
+        inside = gt[0] <= cx <= gt[2] and gt[1] <= cy <= gt[3]
+        if not (iou(top, gt) > 0.3 or inside):
+            misses.append((e["image"], round(iou(top, gt), 2)))
+    assert len(misses) <= len(frontal) // 20, misses
+
+
+def test_blank_image_has_no_face(det: FaceDetector) -> None:
+    boxes, scores = det(np.full((480, 640, 3), 128, np.uint8))
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+def test_gray_and_bgra_find_the_same_face(det: FaceDetector, samples: Path) -> None:
+    img = photo(samples, "JianzhuGuo.jpg")
+    ref, _ = det(img)
+    gray, _ = det(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    bgra, _ = det(cv2.cvtColor(img, cv2.COLOR_BGR2BGRA))
+    assert len(gray) == 1 and iou(gray[0], ref[0]) > 0.8
+    assert len(bgra) == 1 and np.allclose(bgra, ref)
+
+
+def test_bad_input(det: FaceDetector) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        det(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        det(np.zeros((480, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        det(np.zeros((48, 64, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        det(np.zeros((48, 64, 5), np.uint8))
+    boxes, scores = det(np.full((3, 2, 3), 200, np.uint8))  # tiny: no crash, no face
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+def test_annotated_picture_and_timing(det: FaceDetector, samples: Path,
+                                      output_dir: Path) -> None:
+    img = photo(samples, "trump_hillary.jpg")
+    boxes, scores = det(img)
+    for (x1, y1, x2, y2), s in zip(boxes.astype(int), scores):
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        cv2.putText(img, f"{s:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (0, 255, 0), 2)
+    out = output_dir / "detector_trump_hillary.jpg"
+    assert cv2.imwrite(str(out), img) and out.stat().st_size > 0
+
+    # Not a speed assertion (benchmarks are not tests): recorded for people to read.
+    frame = cv2.resize(photo(samples, "JianzhuGuo.jpg"), (640, 480))
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        det(frame)
+        times.append(time.perf_counter() - t0)
+    (output_dir / "detector_timing.txt").write_text(
+        f"detect 640x480: median {np.median(times) * 1e3:.2f} ms, "
+        f"min {min(times) * 1e3:.2f} ms over {len(times)} runs\n")
