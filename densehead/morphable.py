@@ -1,0 +1,61 @@
+"""The Basel Face Model (3DDFA_V2's no-neck variant): mean shape, 40 identity and 10 expression
+directions, triangles, and the 68 keypoint rows that sparse reconstruction uses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+N_SHAPE = 40
+N_EXPRESSION = 10
+
+
+class MorphableModel:
+    """S = u + W_shp @ shape + W_exp @ expression, one (x, y, z) per vertex, in model units."""
+
+    def __init__(self, bfm_path: str | Path, tri_path: str | Path | None = None) -> None:
+        from .checkpoint import load_pickle
+
+        data = load_pickle(bfm_path)
+        mean = np.asarray(data["u"], dtype=np.float32).reshape(-1)
+        basis = np.concatenate([data["w_shp"], data["w_exp"]], axis=1).astype(np.float32)
+        # Coefficients-major layout makes `coeffs @ basis` one contiguous sweep over memory.
+        self.mean = mean                                    # (3N,) x, y, z per vertex
+        self.basis_t = np.ascontiguousarray(basis.T)        # (50, 3N)
+        keys = np.asarray(data["keypoints"], dtype=np.int64)
+        self.keypoint_mean = mean[keys].copy()              # (204,)
+        self.keypoint_basis_t = np.ascontiguousarray(basis[keys].T)  # (50, 204)
+        tri = load_pickle(tri_path) if tri_path is not None else data["tri"]
+        self.triangles = np.ascontiguousarray(np.asarray(tri, dtype=np.int32).T)  # (M, 3)
+        self._pncc: np.ndarray | None = None
+
+    @property
+    def n_vertices(self) -> int:
+        return self.mean.size // 3
+
+    @property
+    def centroid(self) -> np.ndarray:
+        """Centre of the mean face, model units; the pose cube is built around it."""
+        return self.mean.reshape(-1, 3).mean(axis=0)
+
+    @property
+    def pncc_colors(self) -> np.ndarray:
+        """(N, 3) float32 in [0, 1]: the mean shape min-max normalised per axis (NCC code)."""
+        if self._pncc is None:
+            pts = self.mean.reshape(-1, 3)
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            self._pncc = np.ascontiguousarray((pts - lo) / (hi - lo), dtype=np.float32)
+        return self._pncc
+
+    def sparse(self, coeffs: np.ndarray) -> np.ndarray:
+        """(68, 3) model-space keypoints for the 50 shape+expression coefficients."""
+        return (self.keypoint_mean + coeffs.astype(np.float32) @ self.keypoint_basis_t).reshape(-1, 3)
+
+    def dense(self, coeffs: np.ndarray) -> np.ndarray:
+        """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
+        return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
+
+
+def project(camera: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (3, 4) affine camera to (K, 3) points."""
+    return (points @ camera[:, :3].T + camera[:, 3]).astype(np.float32)

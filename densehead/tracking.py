@@ -1,0 +1,178 @@
+"""Video: tracking by alignment, re-detection, stable ids, smoothing.
+
+Each tracked face is re-aligned on the crop its previous landmarks give (3DDFA_V2's trick:
+cheaper and steadier than detecting every frame). The detector runs every `redetect_every`
+frames and whenever a track is lost, to pick up new faces and retire vanished ones.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import count
+
+import numpy as np
+
+from . import crop
+from .face import Face
+from .image import as_bgr
+from .pipeline import Pipeline
+from .smoothing import OneEuro, OneEuroSettings
+
+
+@dataclass
+class _Track:
+    id: int
+    face: Face
+    misses: int = 0
+    filter: OneEuro | None = None
+    previous: np.ndarray | None = field(default=None, repr=False)  # raw landmarks, last frame
+    previous_time: float = 0.0
+
+
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    lo, hi = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
+    return np.array([lo[0], lo[1], hi[0], hi[1]], dtype=np.float64)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Stateful per video or stream; call it on consecutive frames."""
+
+    def __init__(self, pipeline: Pipeline, redetect_every: int = 10, smoothing: bool = True,
+                 min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0,
+                 fps: float = 30.0, max_misses: int = 2, match_iou: float = 0.3) -> None:
+        self.pipeline = pipeline
+        self.redetect_every = max(1, int(redetect_every))
+        self.smoothing = smoothing
+        self.settings = OneEuroSettings(min_cutoff, beta, d_cutoff)
+        self.fps = fps
+        self.max_misses = max_misses
+        self.match_iou = match_iou
+        self.reset()
+
+    def reset(self) -> None:
+        self._tracks: list[_Track] = []
+        self._ids = count()
+        self._frame_index = 0
+        self._since_detect = 0
+        self._lost = True
+
+    def __call__(self, frame: np.ndarray, dense: bool = False,
+                 timestamp: float | None = None) -> list[Face]:
+        frame = as_bgr(frame)
+        now = self._frame_index / self.fps if timestamp is None else timestamp
+        self._frame_index += 1
+        detect_ms = 0.0
+        if self._lost or not self._tracks or self._since_detect >= self.redetect_every - 1:
+            start = time.perf_counter()
+            boxes, scores = self.pipeline.detector(frame)
+            detect_ms = (time.perf_counter() - start) * 1e3
+            self._match(boxes, scores)
+            self._since_detect = 0
+        else:
+            self._since_detect += 1
+        faces = self._align(frame, dense, now)
+        self.pipeline.last_times.detect = detect_ms
+        return faces
+
+    # -- detection rounds ------------------------------------------------------------------
+    def _match(self, boxes: np.ndarray, scores: np.ndarray) -> None:
+        """Pair detections with tracks by IoU; new detections start tracks, tracks missed by
+        `max_misses` detection rounds in a row end."""
+        unmatched = list(range(len(boxes)))
+        for track in sorted(self._tracks, key=lambda t: t.id):
+            tbox = landmark_box(track.face.landmarks)
+            best = max(unmatched, key=lambda i: iou(tbox, boxes[i]), default=None)
+            if best is not None and iou(tbox, boxes[best]) >= self.match_iou:
+                unmatched.remove(best)
+                track.misses = 0
+                track.face.score = float(scores[best])
+            else:
+                track.misses += 1
+        self._tracks = [t for t in self._tracks if t.misses <= self.max_misses]
+        room = self.pipeline.max_faces - len(self._tracks)
+        for i in unmatched[:max(0, room)]:
+            roi = crop.roi_from_box(boxes[i], self.pipeline.roi_shift, self.pipeline.roi_scale)
+            seed = Face(box=boxes[i].astype(np.float64), score=float(scores[i]), roi=roi,
+                        params=np.zeros(62), camera=np.zeros((3, 4)), rotation=np.eye(3),
+                        translation=np.zeros(3), scale=0.0, yaw=0.0, pitch=0.0, roll=0.0,
+                        landmarks=np.zeros((0, 3), np.float32))
+            self._tracks.append(_Track(id=next(self._ids), face=seed))
+        self._lost = False
+
+    # -- every frame -----------------------------------------------------------------------
+    def _align(self, frame: np.ndarray, dense: bool, now: float) -> list[Face]:
+        if not self._tracks:
+            self.pipeline.last_times = type(self.pipeline.last_times)()
+            return []
+        rois = np.array([self._next_roi(t) for t in self._tracks])
+        boxes = np.array([t.face.box for t in self._tracks])
+        scores = np.array([t.face.score for t in self._tracks])
+        faces = self.pipeline(frame, boxes=boxes, rois=rois, dense=dense, scores=scores)
+        height, width = frame.shape[:2]
+        kept: list[_Track] = []
+        for track, face in zip(self._tracks, faces):
+            if not _plausible(face, width, height):
+                self._lost = True  # look again on the next frame
+                continue
+            face.track_id = track.id
+            face.box = landmark_box(face.landmarks)
+            track.face = self._smooth(track, face, dense, now) if self.smoothing else face
+            kept.append(track)
+        self._tracks = _drop_duplicates(kept)
+        return [t.face for t in self._tracks]
+
+    @staticmethod
+    def _next_roi(track: _Track) -> np.ndarray:
+        if len(track.face.landmarks):
+            return crop.roi_from_landmarks(track.face.landmarks)
+        return track.face.roi
+
+    def _smooth(self, track: _Track, face: Face, dense: bool, now: float) -> Face:
+        """One Euro on the frame-space camera and the 50 coefficients, driven by how fast the
+        raw landmarks move (face sizes per second); the face is rebuilt from the result."""
+        raw = face.landmarks
+        size = float(np.sqrt(np.prod(np.maximum(face.box[2:] - face.box[:2], 1.0))))
+        speed = 0.0
+        if track.previous is not None and now > track.previous_time:
+            step = np.linalg.norm(raw[:, :2] - track.previous[:, :2], axis=1).mean()
+            speed = float(step / size / (now - track.previous_time))
+        track.previous, track.previous_time = raw.copy(), now
+        if track.filter is None:
+            track.filter = OneEuro(self.settings)
+        state = np.concatenate([crop.image_camera(face.camera, face.roi).ravel(), face.params[12:]])
+        smooth = track.filter(state, speed, now)
+        camera = crop.crop_camera(smooth[:12].reshape(3, 4), face.roi, face.camera[2, 3])
+        params = np.concatenate([camera.ravel(), smooth[12:]])
+        out = self.pipeline.build_face(params, face.roi, face.box, face.score, dense, track.id)
+        out.box = face.box
+        return out
+
+
+def _plausible(face: Face, width: int, height: int) -> bool:
+    """A track is lost when its landmarks collapse or leave the frame."""
+    box = landmark_box(face.landmarks)
+    w, h = box[2] - box[0], box[3] - box[1]
+    if not np.all(np.isfinite(box)) or min(w, h) < 8:
+        return False
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return 0 <= cx < width and 0 <= cy < height
+
+
+def _drop_duplicates(tracks: list[_Track]) -> list[_Track]:
+    """Two tracks that converged on one face: keep the older id."""
+    kept: list[_Track] = []
+    for track in sorted(tracks, key=lambda t: t.id):
+        box = landmark_box(track.face.landmarks)
+        if all(iou(box, landmark_box(k.face.landmarks)) < 0.5 for k in kept):
+            kept.append(track)
+    return kept
