@@ -1,0 +1,380 @@
+"""Where model files come from: an explicit directory, the cache, or a verified download.
+
+Every file is identified by its git blob sha1 at a pinned upstream commit, so the bytes we use are
+exactly the bytes the upstream repository published. Resolution order for one file:
+
+1. `$DENSEHEAD_ASSETS/<name>`: used as is; if its hash is not the official one it still loads,
+   with an `UnofficialAssetWarning` (the offline stand-in `bfm_noneck_v3.pkl` is such a file).
+2. `$DENSEHEAD_HOME/<name>` (default `~/.cache/densehead`): used if it verifies, else deleted.
+3. download from the pinned GitHub raw URL (or `$DENSEHEAD_MIRROR/<name>`) into a temporary file
+   next to the cache entry, verify, then rename: a partial or corrupted download is never left
+   under the name a later run would trust.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS_ENV = "DENSEHEAD_ASSETS"
+HOME_ENV = "DENSEHEAD_HOME"
+MIRROR_ENV = "DENSEHEAD_MIRROR"
+DEFAULT_HOME = "~/.cache/densehead"
+DOWNLOAD_TIMEOUT_S = 30  # per socket operation, not for the whole transfer
+
+_3DDFA_V2 = ("cleardusk/3DDFA_V2", "1b6c67601abffc1e9f248b291708aef0e43b55ae")
+_SCARLET = ("1996scarlet/Dense-Head-Pose-Estimation", "5f2376b3cf97bf514ee542c2f62d985d4cdfe53c")
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """One upstream file pinned by commit and git blob sha1; size is checked when known."""
+
+    name: str
+    repo: str
+    commit: str
+    path: str
+    sha1: str
+    size: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
+
+
+def _spec(name: str, origin: tuple[str, str], path: str, sha1: str,
+          size: int | None = None) -> AssetSpec:
+    return AssetSpec(name, origin[0], origin[1], path, sha1, size)
+
+
+REGISTRY: dict[str, AssetSpec] = {s.name: s for s in (
+    _spec("RFB-320.tflite", _SCARLET, "weights/RFB-320.tflite",
+          "a686effdaee0e32f25de591f3efa04786c5e2d4a", 1_169_156),
+    _spec("mb1_120x120.pth", _3DDFA_V2, "weights/mb1_120x120.pth",
+          "bb78e0cd616fa578febb725b4be3a3ddd546f6b4"),
+    _spec("mb05_120x120.pth", _3DDFA_V2, "weights/mb05_120x120.pth",
+          "6b7be882d53da54cc84732b295695d5c89c93bc3", 3_752_462),
+    _spec("bfm_noneck_v3.pkl", _3DDFA_V2, "configs/bfm_noneck_v3.pkl",
+          "7a44e1e29d658fc5d7303eb07cd820b23daab34a"),
+    _spec("param_mean_std_62d_120x120.pkl", _3DDFA_V2, "configs/param_mean_std_62d_120x120.pkl",
+          "110c0f3eda9f7c610dd20a4ac96de848b76de443", 713),
+    _spec("tri.pkl", _3DDFA_V2, "configs/tri.pkl",
+          "31b52dcfb1a823649a6157f784ce39304c96ca6d", 913_040),
+)}
+
+REGRESSORS = {"mb05": "mb05_120x120.pth", "mb1": "mb1_120x120.pth"}
+_COMMON = ("RFB-320.tflite", "bfm_noneck_v3.pkl", "param_mean_std_62d_120x120.pkl", "tri.pkl")
+
+
+def default_names(regressor: str = "mb05") -> tuple[str, ...]:
+    """The files the product needs, with the chosen regressor ('mb05' or 'mb1')."""
+    if regressor not in REGRESSORS:
+        raise ValueError(f"unknown regressor {regressor!r}; choose one of {sorted(REGRESSORS)}")
+    return (_COMMON[0], REGRESSORS[regressor], *_COMMON[1:])
+
+
+DEFAULT_NAMES = default_names()
+
+
+class UnofficialAssetWarning(UserWarning):
+    """A file from the assets directory whose bytes differ from the official upstream file."""
+
+
+@dataclass(frozen=True)
+class MissingAsset:
+    name: str
+    url: str
+    reason: str
+
+
+class MissingAssetsError(FileNotFoundError):
+    """Files that could neither be found nor downloaded (and verified). `missing` lists them."""
+
+    def __init__(self, missing: list[MissingAsset]) -> None:
+        self.missing = missing
+        self.message = _missing_message(missing)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # OSError would otherwise format its args as a tuple
+        return self.message
+
+
+class AssetVerificationError(MissingAssetsError):
+    """A download whose bytes are not the official ones (nothing was kept)."""
+
+
+def _missing_message(missing: list[MissingAsset]) -> str:
+    explicit = os.environ.get(ASSETS_ENV)
+    lines = [f"{len(missing)} model file(s) could not be found or downloaded:"]
+    for m in missing:
+        lines += [f"  - {m.name}", f"      download: {m.url}"]
+        official = REGISTRY[m.name].url if m.name in REGISTRY else m.url
+        if official != m.url:
+            lines.append(f"      upstream: {official}")
+        lines.append(f"      problem:  {m.reason}")
+    where = f"the {ASSETS_ENV} directory ({explicit})" if explicit else \
+        f"a directory named by the {ASSETS_ENV} environment variable"
+    lines.append(f"Download each file from its URL and put it in {where} or in the cache "
+                 f"directory {cache_dir()}; or, when online, run `python -m densehead fetch`.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    name: str
+    path: Path | None
+    official: bool | None  # None when missing
+    source: str  # 'assets-dir' | 'cache' | 'missing'
+
+
+def cache_dir() -> Path:
+    """Where downloads (and, under `compiled/`, the compiled .tflite graphs) are kept.
+    Not created here: writers create it when they first write."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+
+
+def assets_dir() -> Path | None:
+    """The explicit directory named by DENSEHEAD_ASSETS, if set."""
+    value = os.environ.get(ASSETS_ENV)
+    return Path(value).expanduser() if value else None
+
+
+# --- hashing -------------------------------------------------------------------------------
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+def git_blob_sha1(path: str | Path) -> str:
+    """sha1(b"blob <size>\\0" + content), streamed; memoised per path, size and mtime because
+    the same 24 MB file is asked about many times per process."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        if key in _hash_cache:
+            return _hash_cache[key]
+    digest = hashlib.sha1(b"blob %d\0" % st.st_size)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    with _hash_lock:
+        _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]
+
+
+def _remember_hash(old: Path, new: Path) -> None:
+    """A rename keeps size and mtime; carry the known hash over instead of hashing again."""
+    st = new.stat()
+    with _hash_lock:
+        for (p, size, mtime), digest in list(_hash_cache.items()):
+            if p == str(old.resolve()) and (size, mtime) == (st.st_size, st.st_mtime_ns):
+                _hash_cache[(str(new.resolve()), size, mtime)] = digest
+
+
+def is_official(spec: AssetSpec, path: Path) -> bool:
+    if spec.size is not None and path.stat().st_size != spec.size:
+        return False  # cheap reject before hashing
+    return git_blob_sha1(path) == spec.sha1
+
+
+# --- resolution ----------------------------------------------------------------------------
+
+def _spec_for(name: str) -> AssetSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model file {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def source_url(name: str) -> str:
+    """Where `name` is downloaded from: the mirror when DENSEHEAD_MIRROR is set."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"{mirror.rstrip('/')}/{name}" if mirror else _spec_for(name).url
+
+
+def _from_assets_dir(spec: AssetSpec) -> Path | None:
+    root = assets_dir()
+    if root is None or not (root / spec.name).is_file():
+        return None
+    path = root / spec.name
+    if not is_official(spec, path):
+        warnings.warn(f"{path} is not the official {spec.name} (its git blob sha1 is "
+                      f"{git_blob_sha1(path)}, the official bytes have {spec.sha1}); "
+                      f"using it anyway because it is in {ASSETS_ENV}",
+                      UnofficialAssetWarning, stacklevel=3)
+    return path
+
+
+def _from_cache(spec: AssetSpec) -> Path | None:
+    path = cache_dir() / spec.name
+    if not path.is_file():
+        return None
+    if is_official(spec, path):
+        return path
+    warnings.warn(f"cached {path} failed verification; deleting it and downloading again",
+                  RuntimeWarning, stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def resolve(name: str, download: bool = True) -> Path:
+    """Path of a verified (or explicitly provided) copy of `name`; downloads it if allowed.
+    Raises MissingAssetsError (AssetVerificationError for bad bytes) when there is none."""
+    spec = _spec_for(name)
+    path = _from_assets_dir(spec) or _from_cache(spec)
+    if path is not None:
+        return path
+    if not download:
+        raise MissingAssetsError([MissingAsset(name, source_url(name),
+                                               "not found and downloading was not allowed")])
+    return _download(spec)
+
+
+def resolve_many(names: Iterable[str] = DEFAULT_NAMES, download: bool = True) -> dict[str, Path]:
+    """resolve() each name; one MissingAssetsError naming every file that failed."""
+    found: dict[str, Path] = {}
+    missing: list[MissingAsset] = []
+    for name in names:
+        try:
+            found[name] = resolve(name, download=download)
+        except MissingAssetsError as e:
+            missing.extend(e.missing)
+    if missing:
+        raise MissingAssetsError(missing)
+    return found
+
+
+def fetch_all(names: Iterable[str] | None = None) -> dict[str, Path]:
+    """Make sure every file (default: the product's set) is available; used by `fetch`."""
+    return resolve_many(DEFAULT_NAMES if names is None else names)
+
+
+def status(names: Iterable[str] | None = None) -> list[AssetStatus]:
+    """Where each file would come from right now, without downloading or deleting anything."""
+    out = []
+    for name in (REGISTRY if names is None else names):
+        spec = _spec_for(name)
+        root = assets_dir()
+        candidates = [(root / name, "assets-dir")] if root is not None else []
+        candidates.append((cache_dir() / name, "cache"))
+        for path, source in candidates:
+            if path.is_file():
+                out.append(AssetStatus(name, path, is_official(spec, path), source))
+                break
+        else:
+            out.append(AssetStatus(name, None, None, "missing"))
+    return out
+
+
+# --- download ------------------------------------------------------------------------------
+
+def _progressbar() -> bool:
+    try:
+        import tqdm  # noqa: F401  (pooch draws its bar with tqdm)
+    except ImportError:
+        return False
+    return True
+
+
+def _remove_stale_parts(directory: Path, name: str, older_than_s: float = 3600) -> None:
+    """Temporary files left by a killed download; never trusted, only cleaned up."""
+    now = time.time()
+    for part in directory.glob(f".{name}.*.part"):
+        try:
+            if now - part.stat().st_mtime > older_than_s:
+                part.unlink()
+        except OSError:
+            pass
+
+
+def _transfer(url: str, target: Path) -> None:
+    """Stream `url` into `target` with pooch's HTTP downloader (requests + tqdm bar)."""
+    import pooch
+
+    pooch.HTTPDownloader(progressbar=_progressbar(), timeout=DOWNLOAD_TIMEOUT_S)(
+        url, str(target), None)
+
+
+def _download(spec: AssetSpec) -> Path:
+    import requests
+
+    url = source_url(spec.name)
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(directory, spec.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=directory)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            _transfer(url, tmp)
+        except (requests.RequestException, OSError) as e:
+            raise MissingAssetsError([MissingAsset(spec.name, url,
+                                                   f"download failed: {_short(e)}")]) from None
+        if not is_official(spec, tmp):
+            got = f"{tmp.stat().st_size} bytes, git blob sha1 {git_blob_sha1(tmp)}"
+            want = f"{spec.size} bytes, " if spec.size is not None else ""
+            raise AssetVerificationError([MissingAsset(
+                spec.name, url, f"downloaded bytes are not the official file "
+                f"(got {got}; expected {want}git blob sha1 {spec.sha1}); nothing was kept")])
+        final = directory / spec.name
+        os.replace(tmp, final)  # atomic on one filesystem: readers see all or nothing
+        _remember_hash(tmp, final)
+        return final
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _short(error: BaseException) -> str:
+    """One line about a network error (requests nests the socket error several levels deep)."""
+    text = str(error) or type(error).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused (offline, or the server is down)"
+    if "IncompleteRead" in text or "Connection broken" in text:
+        return "the connection was dropped during the transfer (incomplete file, not kept)"
+    if "Max retries exceeded" in text or "NameResolution" in text:
+        return "could not reach the server (offline?)"
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+# --- command line ------------------------------------------------------------------------
+
+def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `fetch`: download (if needed) and verify the model files."""
+    p = subparsers.add_parser(
+        "fetch", help="download and verify the model files",
+        description=f"Find or download each model file and verify it. Looks in ${ASSETS_ENV}, "
+                    f"then the cache (${HOME_ENV}, default {DEFAULT_HOME}); "
+                    f"${MIRROR_ENV} replaces the GitHub URLs with <mirror>/<name>.")
+    p.add_argument("names", nargs="*", help=f"files to fetch (known: {', '.join(REGISTRY)})")
+    p.add_argument("--regressor", choices=sorted(REGRESSORS), default="mb05",
+                   help="which regressor weights the default set includes")
+    p.add_argument("--all", action="store_true", help="every known file")
+    p.set_defaults(func=run_fetch)
+    return p
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    names = list(REGISTRY) if args.all else (args.names or list(default_names(args.regressor)))
+    try:
+        fetch_all(names)
+    except (MissingAssetsError, KeyError) as e:
+        print(e.args[0] if isinstance(e, KeyError) else e)
+        _print_status(names)
+        return 1
+    _print_status(names)
+    return 0
+
+
+def _print_status(names: list[str]) -> None:
+    for s in status([n for n in names if n in REGISTRY]):
+        mark = {True: "official", False: "NOT the official bytes", None: "missing"}[s.official]
+        print(f"{s.name:34s} {mark:24s} {s.source:10s} {s.path or ''}")

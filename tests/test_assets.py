@@ -1,0 +1,271 @@
+"""Model-file resolution against a real HTTP server on 127.0.0.1 (never the internet)."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from densehead import assets
+
+SMALL = "param_mean_std_62d_120x120.pkl"  # 713 bytes
+MEDIUM = "RFB-320.tflite"  # 1.1 MB: several chunks, so a transfer can be cut in the middle
+
+
+@dataclass
+class Behaviour:
+    """What the server does per file: serve it, alter it, or drop the connection halfway."""
+
+    corrupt: set[str] = field(default_factory=set)
+    truncate: set[str] = field(default_factory=set)
+    requests: list[str] = field(default_factory=list)
+
+
+class FileServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path, behaviour: Behaviour) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.root = root
+        self.behaviour = behaviour
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FileServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        name = self.path.lstrip("/")
+        b = self.server.behaviour
+        b.requests.append(name)
+        path = self.server.root / name
+        if "/" in name or not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        if name in b.corrupt:
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if name in b.truncate:
+            # announce the full length, send half, hang up: a server dying mid-transfer
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+
+@dataclass
+class Mirror:
+    url: str
+    behaviour: Behaviour
+
+
+@pytest.fixture
+def served(tmp_path: Path, assets_dir: Path) -> Path:
+    root = tmp_path / "served"
+    root.mkdir()
+    for name in (SMALL, MEDIUM):
+        shutil.copy(assets_dir / name, root / name)
+    return root
+
+
+@pytest.fixture
+def mirror(served: Path) -> Iterator[Mirror]:
+    behaviour = Behaviour()
+    server = FileServer(served, behaviour)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Mirror(f"http://127.0.0.1:{server.server_address[1]}", behaviour)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache, no explicit directory, and no proxy between us and 127.0.0.1."""
+    monkeypatch.setenv("DENSEHEAD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DENSEHEAD_ASSETS", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("DENSEHEAD_MIRROR", closed_port_url())
+    return tmp_path / "home"
+
+
+def use_mirror(monkeypatch: pytest.MonkeyPatch, mirror: Mirror) -> None:
+    monkeypatch.setenv("DENSEHEAD_MIRROR", mirror.url)
+
+
+def trusted_files(cache: Path) -> list[str]:
+    """Names a later run would pick up (temporary .part files are never looked at)."""
+    return sorted(p.name for p in cache.glob("*")) if cache.exists() else []
+
+
+def test_registry_hashes_match_offline_copies(assets_dir: Path) -> None:
+    for name in ("RFB-320.tflite", "mb05_120x120.pth", SMALL, "tri.pkl"):
+        spec = assets.REGISTRY[name]
+        assert (assets_dir / name).stat().st_size == spec.size
+        assert assets.git_blob_sha1(assets_dir / name) == spec.sha1
+    assert assets.REGISTRY[SMALL].url == (
+        "https://raw.githubusercontent.com/cleardusk/3DDFA_V2/"
+        "1b6c67601abffc1e9f248b291708aef0e43b55ae/configs/param_mean_std_62d_120x120.pkl")
+
+
+def test_good_download_is_cached_and_reused(home: Path, mirror: Mirror, assets_dir: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    path = assets.resolve(SMALL)
+    assert path == home / SMALL
+    assert path.read_bytes() == (assets_dir / SMALL).read_bytes()
+    assert assets.resolve(SMALL) == path
+    assert mirror.behaviour.requests == [SMALL], "second resolve must come from the cache"
+    assert trusted_files(home) == [SMALL]
+
+
+def test_corrupted_download_is_rejected(home: Path, mirror: Mirror,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    mirror.behaviour.corrupt.add(SMALL)
+    with pytest.raises(assets.AssetVerificationError) as info:
+        assets.resolve(SMALL)
+    message = str(info.value)
+    assert SMALL in message and "not the official" in message
+    assert assets.REGISTRY[SMALL].sha1 in message
+    assert trusted_files(home) == [] and not list(home.glob(".*.part"))
+    mirror.behaviour.corrupt.clear()
+    assert assets.git_blob_sha1(assets.resolve(SMALL)) == assets.REGISTRY[SMALL].sha1
+
+
+def test_dropped_connection_then_recovery(home: Path, mirror: Mirror,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    mirror.behaviour.truncate.add(MEDIUM)
+    with pytest.raises(assets.MissingAssetsError, match="dropped during the transfer") as info:
+        assets.resolve(MEDIUM)
+    assert MEDIUM in str(info.value)
+    assert trusted_files(home) == [] and not list(home.glob(".*.part"))
+    mirror.behaviour.truncate.clear()
+    path = assets.resolve(MEDIUM)
+    assert assets.git_blob_sha1(path) == assets.REGISTRY[MEDIUM].sha1
+
+
+def test_server_gone_then_back(home: Path, served: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    behaviour = Behaviour()
+    server = FileServer(served, behaviour)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    server.server_close()  # the port is known, nothing listens on it
+    monkeypatch.setenv("DENSEHEAD_MIRROR", url)
+    with pytest.raises(assets.MissingAssetsError, match="connection refused"):
+        assets.resolve(SMALL)
+    assert trusted_files(home) == []
+
+
+def test_bad_cache_entry_is_replaced(home: Path, mirror: Mirror,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    home.mkdir(parents=True)
+    (home / SMALL).write_bytes(b"half a file")
+    with pytest.warns(RuntimeWarning, match="failed verification"):
+        path = assets.resolve(SMALL)
+    assert assets.git_blob_sha1(path) == assets.REGISTRY[SMALL].sha1
+    assert mirror.behaviour.requests == [SMALL]
+
+
+def test_no_download_when_not_allowed(home: Path) -> None:
+    with pytest.raises(assets.MissingAssetsError, match="not allowed"):
+        assets.resolve(SMALL, download=False)
+
+
+def test_assets_dir_wins_over_cache(home: Path, tmp_path: Path, assets_dir: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = tmp_path / "explicit"
+    explicit.mkdir()
+    home.mkdir(parents=True)
+    for d in (explicit, home):
+        shutil.copy(assets_dir / SMALL, d / SMALL)
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(explicit))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an official file must load silently
+        assert assets.resolve(SMALL) == explicit / SMALL
+    # a file missing from the explicit directory still comes from the cache
+    (explicit / SMALL).unlink()
+    assert assets.resolve(SMALL) == home / SMALL
+
+
+def test_standin_bfm_warns(home: Path, assets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(assets_dir))
+    with pytest.warns(assets.UnofficialAssetWarning, match="not the official") as record:
+        path = assets.resolve("bfm_noneck_v3.pkl")
+    assert path == assets_dir / "bfm_noneck_v3.pkl"
+    assert "bfm_noneck_v3.pkl" in str(record[0].message)
+    # the 24 MB hash is computed once per process, not on every call
+    key_count = len(assets._hash_cache)
+    with pytest.warns(assets.UnofficialAssetWarning):
+        assets.resolve("bfm_noneck_v3.pkl")
+    assert len(assets._hash_cache) == key_count
+
+
+def test_offline_names_every_missing_file(home: Path) -> None:
+    names = assets.default_names("mb05")
+    with pytest.raises(assets.MissingAssetsError) as info:
+        assets.resolve_many(names)
+    message = str(info.value)
+    assert [m.name for m in info.value.missing] == list(names)
+    for name in names:
+        assert name in message
+        assert assets.REGISTRY[name].url in message
+    assert str(home) in message and "DENSEHEAD_ASSETS" in message
+    assert "Traceback" not in message and trusted_files(home) == []
+
+
+def test_status_does_not_download(home: Path, tmp_path: Path, assets_dir: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = tmp_path / "explicit"
+    explicit.mkdir()
+    shutil.copy(assets_dir / "bfm_noneck_v3.pkl", explicit / "bfm_noneck_v3.pkl")
+    home.mkdir(parents=True)
+    shutil.copy(assets_dir / SMALL, home / SMALL)
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(explicit))
+    rows = {s.name: s for s in assets.status()}
+    assert set(rows) == set(assets.REGISTRY)
+    assert rows["bfm_noneck_v3.pkl"].source == "assets-dir"
+    assert rows["bfm_noneck_v3.pkl"].official is False
+    assert rows[SMALL].source == "cache" and rows[SMALL].official is True
+    assert rows["tri.pkl"].source == "missing" and rows["tri.pkl"].path is None
+    assert rows["tri.pkl"].official is None
+
+
+def test_fetch_command(home: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    use_mirror(monkeypatch, mirror)
+    parser = argparse.ArgumentParser(prog="densehead")
+    assets.add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["fetch", SMALL, MEDIUM])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert SMALL in out and MEDIUM in out and "official" in out and str(home) in out
+    args = parser.parse_args(["fetch", "tri.pkl"])  # not on the mirror
+    assert args.func(args) == 1
+    assert "tri.pkl" in capsys.readouterr().out
