@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -367,7 +368,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     try:
         fetch_all(names)
     except (MissingAssetsError, KeyError) as e:
-        print(e.args[0] if isinstance(e, KeyError) else e)
+        print(e.args[0] if isinstance(e, KeyError) else e, file=sys.stderr)
         _print_status(names)
         return 1
     _print_status(names)
