@@ -1,0 +1,401 @@
+#include "render_core.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace densehead {
+namespace {
+
+// Vertices beyond this many pixels from the origin are treated like NaN: their triangles are
+// skipped. It keeps the float edge functions well inside their precision and the integer
+// conversions in range, whatever garbage comes in.
+constexpr float kMaxCoord = 1.0e6f;
+constexpr float kMaxDepth = 1.0e30f;
+constexpr float kEmpty = -std::numeric_limits<float>::infinity();
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point& t) {
+    const auto now = Clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - t).count();
+    t = now;
+    return ms;
+}
+
+// floor/ceil through an int conversion: std::floor is a libm call on baseline x86-64 (no
+// SSE4.1 roundss), and this runs four times per triangle. Inputs are bounded by kMaxCoord.
+inline int floor_i(float x) {
+    const int i = static_cast<int>(x);
+    return i - (x < static_cast<float>(i));
+}
+inline int ceil_i(float x) {
+    const int i = static_cast<int>(x);
+    return i + (x > static_cast<float>(i));
+}
+
+inline float clamp01(float v) {
+    // Written so that NaN becomes 0: std::max(0, NaN) returns its first argument.
+    return std::min(1.0f, std::max(0.0f, v));
+}
+
+// The part of the frame the faces can touch (union of their boxes, clipped to the frame).
+struct Region {
+    int x0 = 0, y0 = 0, w = 0, h = 0;
+};
+
+// Buffers reused between calls of the same thread: no allocation in the steady state, and no
+// sharing between threads (the live page renders from a worker thread).
+struct Scratch {
+    std::vector<uint8_t> valid;     // faces * n: vertex usable
+    std::vector<float> colors;      // n * 3, current face, 0..255
+    std::vector<float> normals;     // n * 3, current face
+    std::vector<float> zbuf;        // region w * h
+    std::vector<float> rgb;         // region w * h * 3
+};
+thread_local Scratch scratch;
+
+struct FaceInfo {
+    float min_x, max_x, min_y, max_y, min_z, max_z;
+    int n_invalid;
+};
+
+FaceInfo scan_face(const float* v, int n, uint8_t* valid) {
+    FaceInfo f{kMaxCoord, -kMaxCoord, kMaxCoord, -kMaxCoord, kMaxDepth, -kMaxDepth, 0};
+    for (int i = 0; i < n; ++i) {
+        const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
+        // One comparison per axis rejects NaN, inf and huge values alike.
+        const bool ok = std::fabs(x) < kMaxCoord && std::fabs(y) < kMaxCoord &&
+                        std::fabs(z) < kMaxDepth;
+        valid[i] = ok;
+        if (!ok) {
+            ++f.n_invalid;
+            continue;
+        }
+        f.min_x = std::min(f.min_x, x);
+        f.max_x = std::max(f.max_x, x);
+        f.min_y = std::min(f.min_y, y);
+        f.max_y = std::max(f.max_y, y);
+        f.min_z = std::min(f.min_z, z);
+        f.max_z = std::max(f.max_z, z);
+    }
+    return f;
+}
+
+void check_indices(const int32_t* tri, int n_tri, int n_vertices) {
+    // Unsigned compare catches negatives too; a single pass, done once per call.
+    const auto limit = static_cast<uint32_t>(n_vertices);
+    bool bad = false;
+    for (int k = 0; k < 3 * n_tri; ++k) bad |= static_cast<uint32_t>(tri[k]) >= limit;
+    if (!bad) return;
+    for (int k = 0; k < 3 * n_tri; ++k) {
+        if (static_cast<uint32_t>(tri[k]) >= limit) {
+            throw std::invalid_argument(
+                "triangle " + std::to_string(k / 3) + " uses vertex index " +
+                std::to_string(tri[k]) + ", outside [0, " + std::to_string(n_vertices) + ")");
+        }
+    }
+}
+
+// Area-weighted vertex normals, flipped as a whole so that they face the camera (+z). The
+// flip makes lighting independent of the mesh's winding order: the summed signed area of a
+// face seen from the front has the sign of the front side.
+void vertex_normals(const float* v, const int32_t* tri, int n_tri, int n,
+                    const uint8_t* valid, bool check_valid, float* nrm) {
+    std::fill(nrm, nrm + 3 * n, 0.0f);
+    double total_z = 0.0;
+    for (int t = 0; t < n_tri; ++t) {
+        const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
+        if (check_valid && !(valid[i0] & valid[i1] & valid[i2])) continue;
+        const float* a = v + 3 * i0;
+        const float* b = v + 3 * i1;
+        const float* c = v + 3 * i2;
+        const float ux = b[0] - a[0], uy = b[1] - a[1], uz = b[2] - a[2];
+        const float wx = c[0] - a[0], wy = c[1] - a[1], wz = c[2] - a[2];
+        const float nx = uy * wz - uz * wy;
+        const float ny = uz * wx - ux * wz;
+        const float nz = ux * wy - uy * wx;
+        total_z += nz;
+        for (const int i : {i0, i1, i2}) {
+            nrm[3 * i] += nx;
+            nrm[3 * i + 1] += ny;
+            nrm[3 * i + 2] += nz;
+        }
+    }
+    const float sign = total_z < 0.0 ? -1.0f : 1.0f;
+    for (int i = 0; i < n; ++i) {
+        float* m = nrm + 3 * i;
+        const float len2 = m[0] * m[0] + m[1] * m[1] + m[2] * m[2];
+        // Unused or fully degenerate vertices keep a camera-facing normal.
+        if (!(len2 > 0.0f) || !std::isfinite(len2)) {
+            m[0] = 0.0f, m[1] = 0.0f, m[2] = 1.0f;
+            continue;
+        }
+        const float inv = sign / std::sqrt(len2);
+        m[0] *= inv, m[1] *= inv, m[2] *= inv;
+    }
+}
+
+void normalize3(float* d, const float fallback[3]) {
+    const float len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    if (!(len > 1e-12f) || !std::isfinite(len)) {
+        std::copy(fallback, fallback + 3, d);
+        return;
+    }
+    for (int k = 0; k < 3; ++k) d[k] /= len;
+}
+
+// Per-vertex lit colour, 0..255 BGR. pow() per vertex would cost more than the whole raster,
+// so the specular curve comes from a small table with linear interpolation.
+void shade_mesh(const float* nrm, int n, const Light& light, const float color[3], float* out) {
+    constexpr float kFront[3] = {0.0f, 0.0f, 1.0f};
+    float l[3] = {light.direction[0], light.direction[1], light.direction[2]};
+    normalize3(l, kFront);
+    float h[3] = {l[0], l[1], l[2] + 1.0f};  // Blinn half vector with the viewer at +z
+    normalize3(h, kFront);
+
+    constexpr int kLut = 256;
+    float lut[kLut + 1];
+    const float shin = std::max(0.0f, light.shininess);
+    for (int k = 0; k < kLut; ++k) lut[k] = std::pow(static_cast<float>(k) / (kLut - 1), shin);
+    lut[kLut] = lut[kLut - 1];
+
+    float base[3], spec_col[3];
+    for (int c = 0; c < 3; ++c) {
+        base[c] = color[c] * light.color[c];
+        spec_col[c] = light.specular * light.color[c];
+    }
+    for (int i = 0; i < n; ++i) {
+        const float* m = nrm + 3 * i;
+        const float ndl = std::max(0.0f, m[0] * l[0] + m[1] * l[1] + m[2] * l[2]);
+        const float ndh = std::min(1.0f, std::max(0.0f, m[0] * h[0] + m[1] * h[1] + m[2] * h[2]));
+        const float pos = ndh * (kLut - 1);
+        const int k = static_cast<int>(pos);
+        const float spec = lut[k] + (pos - k) * (lut[k + 1] - lut[k]);
+        const float diff = light.ambient + light.diffuse * ndl;
+        for (int c = 0; c < 3; ++c) {
+            out[3 * i + c] = 255.0f * clamp01(base[c] * diff + spec_col[c] * spec);
+        }
+    }
+}
+
+// Grey from the face's own depth range: nearest (largest z) is white.
+void shade_depth(const float* v, int n, const FaceInfo& f, float* out) {
+    const float range = f.max_z - f.min_z;
+    const float inv = range > 0.0f ? 1.0f / range : 0.0f;
+    for (int i = 0; i < n; ++i) {
+        // A flat face (zero range) comes out white; clamp01 also tames invalid vertices.
+        const float g = range > 0.0f ? 255.0f * clamp01((v[3 * i + 2] - f.min_z) * inv) : 255.0f;
+        out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = g;
+    }
+}
+
+// PNCC: normalised model x, y, z painted as R, G, B, i.e. B = z, G = y, R = x in BGR frames.
+void shade_pncc(const float* pncc, int n, float* out) {
+    for (int i = 0; i < n; ++i) {
+        out[3 * i] = 255.0f * clamp01(pncc[3 * i + 2]);
+        out[3 * i + 1] = 255.0f * clamp01(pncc[3 * i + 1]);
+        out[3 * i + 2] = 255.0f * clamp01(pncc[3 * i]);
+    }
+}
+
+// Rasterizes one face into the region's z-buffer and colour buffer. Pixel centres sit at
+// integer coordinates (a vertex at x = 10 is on the centre of column 10). A pixel is covered
+// when all three edge functions are >= 0 after orienting them by the triangle's sign, so both
+// windings draw and shared edges leave no cracks; the z-test (strictly nearer) picks the winner.
+template <bool CheckValid>
+void raster_face(const float* v, const float* col, const uint8_t* valid, const int32_t* tri,
+                 int n_tri, const Region& r, float* zbuf, float* rgb) {
+    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
+    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
+    for (int t = 0; t < n_tri; ++t) {
+        const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
+        if (CheckValid && !(valid[i0] & valid[i1] & valid[i2])) continue;
+        const float ax = v[3 * i0], ay = v[3 * i0 + 1];
+        const float bx = v[3 * i1], by = v[3 * i1 + 1];
+        const float cx = v[3 * i2], cy = v[3 * i2 + 1];
+
+        // Pixel-centre bounding box clipped to the region. Most triangles of a 200 px face are
+        // smaller than a pixel and contain no centre at all: they leave here.
+        const int x0 = ceil_i(std::max(std::min(ax, std::min(bx, cx)), lo_x));
+        const int x1 = floor_i(std::min(std::max(ax, std::max(bx, cx)), hi_x));
+        if (x0 > x1) continue;
+        const int y0 = ceil_i(std::max(std::min(ay, std::min(by, cy)), lo_y));
+        const int y1 = floor_i(std::min(std::max(ay, std::max(by, cy)), hi_y));
+        if (y0 > y1) continue;
+
+        const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
+        if (!(std::fabs(area) > 1e-10f)) continue;  // degenerate (or NaN)
+        const float s = area > 0.0f ? 1.0f : -1.0f;
+        const float inv_area = s / area;
+
+        // Edge function of the edge opposite each vertex, oriented positive inside, evaluated
+        // at the first pixel centre, with its steps along x and y.
+        const float e0x = -(cy - by) * s, e0y = (cx - bx) * s;
+        const float e1x = -(ay - cy) * s, e1y = (ax - cx) * s;
+        const float e2x = -(by - ay) * s, e2y = (bx - ax) * s;
+        const float px = static_cast<float>(x0), py = static_cast<float>(y0);
+        float w0_row = e0x * (px - bx) + e0y * (py - by);
+        float w1_row = e1x * (px - cx) + e1y * (py - cy);
+        float w2_row = e2x * (px - ax) + e2y * (py - ay);
+
+        const float az = v[3 * i0 + 2], bz = v[3 * i1 + 2], cz = v[3 * i2 + 2];
+        const float* ca = col + 3 * i0;
+        const float* cb = col + 3 * i1;
+        const float* cc = col + 3 * i2;
+
+        for (int y = y0; y <= y1; ++y) {
+            float w0 = w0_row, w1 = w1_row, w2 = w2_row;
+            const int row = (y - r.y0) * r.w - r.x0;
+            for (int x = x0; x <= x1; ++x) {
+                if (w0 >= 0.0f && w1 >= 0.0f && w2 >= 0.0f) {
+                    const float b0 = w0 * inv_area, b1 = w1 * inv_area, b2 = w2 * inv_area;
+                    const float z = b0 * az + b1 * bz + b2 * cz;
+                    const int idx = row + x;
+                    if (z > zbuf[idx]) {
+                        zbuf[idx] = z;
+                        float* o = rgb + 3 * idx;
+                        o[0] = b0 * ca[0] + b1 * cb[0] + b2 * cc[0];
+                        o[1] = b0 * ca[1] + b1 * cb[1] + b2 * cc[1];
+                        o[2] = b0 * ca[2] + b1 * cb[2] + b2 * cc[2];
+                    }
+                }
+                w0 += e0x, w1 += e1x, w2 += e2x;
+            }
+            w0_row += e0y, w1_row += e1y, w2_row += e2y;
+        }
+    }
+}
+
+// out = frame + alpha * (colour - frame) on the covered pixels only.
+void blend(const Job& job, const Region& r, const float* zbuf, const float* rgb) {
+    const float a = job.alpha;
+    const int stride = 3 * job.frame.width;
+    for (int y = 0; y < r.h; ++y) {
+        uint8_t* dst = job.frame.data + static_cast<size_t>(r.y0 + y) * stride + 3 * r.x0;
+        const float* z = zbuf + static_cast<size_t>(y) * r.w;
+        const float* c = rgb + static_cast<size_t>(y) * r.w * 3;
+        for (int x = 0; x < r.w; ++x) {
+            if (z[x] == kEmpty) continue;
+            for (int k = 0; k < 3; ++k) {
+                const float f = dst[3 * x + k];
+                const float val = f + a * (c[3 * x + k] - f);
+                // Colours are in 0..255 by construction; clamp guards float rounding.
+                dst[3 * x + k] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, val)) + 0.5f);
+            }
+        }
+    }
+}
+
+// Shared by render() and depth_map(): fills the scratch z-buffer and colour buffer of the
+// returned region.
+Region rasterize_all(const Job& job, Timings& tm) {
+    auto t = Clock::now();
+    const int n = job.n_vertices;
+    const int n_faces = static_cast<int>(job.faces.size());
+    Scratch& s = scratch;
+
+    check_indices(job.triangles, job.n_triangles, n);
+    s.valid.resize(static_cast<size_t>(n_faces) * n);
+    std::vector<FaceInfo> info(n_faces);
+    float min_x = kMaxCoord, max_x = -kMaxCoord, min_y = kMaxCoord, max_y = -kMaxCoord;
+    for (int f = 0; f < n_faces; ++f) {
+        info[f] = scan_face(job.faces[f], n, s.valid.data() + static_cast<size_t>(f) * n);
+        if (info[f].n_invalid == n) continue;
+        min_x = std::min(min_x, info[f].min_x);
+        max_x = std::max(max_x, info[f].max_x);
+        min_y = std::min(min_y, info[f].min_y);
+        max_y = std::max(max_y, info[f].max_y);
+    }
+    Region r;
+    const int W = job.frame.width, H = job.frame.height;
+    if (min_x <= max_x && min_y <= max_y) {
+        r.x0 = std::max(0, ceil_i(min_x));
+        r.y0 = std::max(0, ceil_i(min_y));
+        const int x1 = std::min(W - 1, floor_i(max_x));
+        const int y1 = std::min(H - 1, floor_i(max_y));
+        r.w = std::max(0, x1 - r.x0 + 1);
+        r.h = std::max(0, y1 - r.y0 + 1);
+    }
+    if (r.w == 0 || r.h == 0) {
+        r.w = r.h = 0;
+        tm.prepare_ms += ms_since(t);
+        return r;
+    }
+    const size_t npix = static_cast<size_t>(r.w) * r.h;
+    s.zbuf.assign(npix, kEmpty);
+    if (s.rgb.size() < 3 * npix) s.rgb.resize(3 * npix);  // read only where zbuf was written
+    s.colors.resize(static_cast<size_t>(3) * n);
+    if (job.mode == Mode::Mesh) s.normals.resize(static_cast<size_t>(3) * n);
+    tm.prepare_ms += ms_since(t);
+
+    for (int f = 0; f < n_faces; ++f) {
+        if (info[f].n_invalid == n) continue;
+        const float* v = job.faces[f];
+        const uint8_t* valid = s.valid.data() + static_cast<size_t>(f) * n;
+        const bool check = info[f].n_invalid > 0;
+        switch (job.mode) {
+            case Mode::Mesh:
+                vertex_normals(v, job.triangles, job.n_triangles, n, valid, check,
+                               s.normals.data());
+                shade_mesh(s.normals.data(), n, job.light, job.color, s.colors.data());
+                break;
+            case Mode::Depth:
+                shade_depth(v, n, info[f], s.colors.data());
+                break;
+            case Mode::Pncc:
+                shade_pncc(job.pncc, n, s.colors.data());
+                break;
+        }
+        tm.shade_ms += ms_since(t);
+        if (check) {
+            raster_face<true>(v, s.colors.data(), valid, job.triangles, job.n_triangles, r,
+                              s.zbuf.data(), s.rgb.data());
+        } else {
+            raster_face<false>(v, s.colors.data(), valid, job.triangles, job.n_triangles, r,
+                               s.zbuf.data(), s.rgb.data());
+        }
+        tm.raster_ms += ms_since(t);
+    }
+    return r;
+}
+
+}  // namespace
+
+Timings render(const Job& job) {
+    Timings tm;
+    const Region r = rasterize_all(job, tm);
+    auto t = Clock::now();
+    if (job.black_background) {
+        std::memset(job.frame.data, 0, static_cast<size_t>(job.frame.height) * job.frame.width * 3);
+    }
+    if (r.w > 0) blend(job, r, scratch.zbuf.data(), scratch.rgb.data());
+    tm.blend_ms += ms_since(t);
+    return tm;
+}
+
+Timings depth_map(const Job& job, float* out) {
+    Timings tm;
+    Job depth_job = job;
+    depth_job.mode = Mode::Depth;
+    const Region r = rasterize_all(depth_job, tm);
+    auto t = Clock::now();
+    const int W = job.frame.width;
+    std::fill(out, out + static_cast<size_t>(job.frame.height) * W, -1.0f);
+    for (int y = 0; y < r.h; ++y) {
+        const float* z = scratch.zbuf.data() + static_cast<size_t>(y) * r.w;
+        const float* c = scratch.rgb.data() + static_cast<size_t>(y) * r.w * 3;
+        float* o = out + static_cast<size_t>(r.y0 + y) * W + r.x0;
+        for (int x = 0; x < r.w; ++x) {
+            if (z[x] != kEmpty) o[x] = c[3 * x] / 255.0f;
+        }
+    }
+    tm.blend_ms += ms_since(t);
+    return tm;
+}
+
+}  // namespace densehead
