@@ -24,6 +24,7 @@ class MorphableModel:
         self.basis_t = np.ascontiguousarray(basis.T)        # (50, 3N)
         keys = np.asarray(data["keypoints"], dtype=np.int64)
         self.keypoint_mean = mean[keys].copy()              # (204,)
+        self.keypoint_vertex_indices = keys[::3] // 3       # (68,) vertex of each landmark
         self.keypoint_basis_t = np.ascontiguousarray(basis[keys].T)  # (50, 204)
         tri = load_pickle(tri_path) if tri_path is not None else data["tri"]
         self.triangles = np.ascontiguousarray(np.asarray(tri, dtype=np.int32).T)  # (M, 3)

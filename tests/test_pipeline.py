@@ -1,0 +1,111 @@
+"""The pipeline on real photos: faces found, landmarks on them, accuracy of the compiled network
+on the AFLW2000-3D samples, dense/sparse agreement, depth direction, bad input."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from densehead.image import ImageError, read_image
+from helpers import aflw_items, image_path, nme, shared_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return shared_pipeline()
+
+
+def test_photo_faces_have_landmarks_inside_their_box(pipe, samples):
+    for name, expected in [("emma.jpg", 3), ("JianzhuGuo.jpg", 1), ("trump_hillary.jpg", 2)]:
+        frame = read_image(samples / "photos" / name)
+        faces = pipe(frame)
+        assert len(faces) == expected, name
+        for face in faces:
+            x1, y1, x2, y2 = face.box
+            w, h = x2 - x1, y2 - y1
+            inside = ((face.landmarks[:, 0] > x1 - 0.2 * w) & (face.landmarks[:, 0] < x2 + 0.2 * w)
+                      & (face.landmarks[:, 1] > y1 - 0.2 * h) & (face.landmarks[:, 1] < y2 + 0.3 * h))
+            assert inside.all(), f"{name}: landmarks off the detected face"
+            assert face.params.shape == (62,) and face.shape.shape == (40,)
+            assert face.expression.shape == (10,) and face.landmarks.shape == (68, 3)
+
+
+def test_reference_crops_reproduce_upstream_accuracy(pipe):
+    """Fed the 3DDFA crops, the compiled mb05 must match the upstream PyTorch figure (3.56 %
+    mean NME on these 61 images) within rounding."""
+    errors = []
+    for item in aflw_items():
+        frame = read_image(image_path(item))
+        face = pipe(frame, rois=np.array([item["roi_box_3ddfa"]]))[0]
+        gt = np.array(item["landmarks68"]) - 1.0  # MATLAB 1-based -> 0-based pixels
+        errors.append(nme(face.landmarks, gt))
+    assert 3.3 < 100 * np.mean(errors) < 3.8, f"mean NME {100 * np.mean(errors):.2f}%"
+
+
+def test_detector_path_finds_and_aligns_frontal_faces(pipe):
+    errors = []
+    for item in aflw_items():
+        if item["yaw_bin_3ddfa"] != "0-30":
+            continue
+        faces = pipe(read_image(image_path(item)))
+        assert faces, f"no face in {item['image']}"
+        gt = np.array(item["landmarks68"]) - 1.0
+        errors.append(min(nme(f.landmarks, gt) for f in faces))
+    assert np.median(errors) < 0.05, f"median NME {100 * np.median(errors):.2f}%"
+
+
+def test_dense_agrees_with_sparse_and_depth_points_to_camera(pipe, samples):
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    face = pipe(frame, dense=True)[0]
+    assert face.vertices is not None and face.vertices.shape == (38365, 3)
+    keypoints = pipe.model.keypoint_vertex_indices
+    assert np.abs(face.vertices[keypoints] - face.landmarks).max() < 0.5
+    # depth grows towards the camera: the nose tip is nearer than the jaw ends
+    assert face.landmarks[30, 2] > face.landmarks[[0, 16], 2].max()
+    # dense vertices stay on the face: within the crop the network saw
+    x1, y1, x2, y2 = face.roi
+    assert (face.vertices[:, 0] > x1).all() and (face.vertices[:, 0] < x2).all()
+    assert (face.vertices[:, 1] > y1).all() and (face.vertices[:, 1] < y2).all()
+
+
+def test_given_boxes_skip_detection(pipe, samples):
+    frame = read_image(samples / "photos" / "emma.jpg")
+    detected = pipe(frame)[0]
+    again = pipe(frame, boxes=detected.box[None])
+    assert pipe.last_times.detect == 0.0 and len(again) == 1
+    assert np.abs(again[0].landmarks - detected.landmarks).max() < 1e-3
+    assert pipe.last_times.inference > 0
+
+
+def test_grayscale_and_bgra_frames_work(pipe, samples):
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
+    assert len(pipe(gray)) == 1 and len(pipe(bgra)) == 1
+
+
+def test_no_face_and_tiny_frames_give_empty_results(pipe):
+    assert pipe(np.full((480, 640, 3), 127, np.uint8)) == []
+    assert pipe(np.zeros((4, 4, 3), np.uint8)) == []
+
+
+def test_bad_frames_give_clear_errors(pipe, tmp_path):
+    with pytest.raises(ImageError, match="empty"):
+        pipe(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(ImageError, match="too large"):
+        pipe(np.zeros((9000, 9000, 3), np.uint8))
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not a picture")
+    with pytest.raises(ImageError, match="not an image"):
+        read_image(text)
+
+
+def test_face_cut_by_the_border_still_aligns(pipe, samples):
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    full = pipe(frame)[0]
+    x_mid = int((full.box[0] + full.box[2]) / 2)
+    cut = np.ascontiguousarray(frame[:, x_mid - int(0.15 * (full.box[2] - full.box[0])):])
+    faces = pipe(cut)
+    assert len(faces) <= 1
+    for face in faces:
+        assert np.isfinite(face.landmarks).all()

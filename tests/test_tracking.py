@@ -1,0 +1,71 @@
+"""Video: tracking by alignment on real footage keeps one stable id per face, follows head
+turns, and smoothing makes a still-ish face steadier."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densehead.image import read_image
+from densehead.tracking import FaceTracker
+from densehead.video import iter_frames
+from helpers import shared_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return shared_pipeline()
+
+
+def test_one_face_keeps_one_id_through_head_turns(pipe, samples):
+    tracker = FaceTracker(pipe, redetect_every=10)
+    ids, yaws = [], []
+    for frame in iter_frames(samples / "videos" / "orlando_bloom.avi"):
+        faces = tracker(frame)
+        assert len(faces) <= 1
+        for face in faces:
+            ids.append(face.track_id)
+            yaws.append(face.yaw)
+    assert len(ids) > 0.95 * 139, "face lost on more than 5% of frames"
+    assert len(set(ids)) == 1, f"track id changed: {sorted(set(ids))}"
+    assert max(yaws) > 15 and min(yaws) < -15, "the left/right head turns do not show in yaw"
+
+
+def test_two_faces_keep_their_ids_while_moving(pipe, samples):
+    photo = read_image(samples / "photos" / "trump_hillary.jpg")
+    tracker = FaceTracker(pipe, redetect_every=5)
+    first: dict[int, float] = {}
+    for step in range(20):  # the picture pans right by 3 px a frame
+        frame = np.roll(photo, 3 * step, axis=1)
+        faces = tracker(frame)
+        assert len(faces) == 2
+        for face in faces:
+            x = float(face.landmarks[:, 0].mean()) - 3 * step
+            first.setdefault(face.track_id, x)
+            assert abs(first[face.track_id] - x) < 15, "a track jumped to the other face"
+    assert len(first) == 2
+
+
+def _jitter(pipe, frames, smoothing: bool) -> float:
+    tracker = FaceTracker(pipe, redetect_every=10, smoothing=smoothing, fps=25)
+    tracks = [tracker(f)[0].landmarks[:, :2] for f in frames]
+    pts = np.stack(tracks)
+    accel = pts[2:] - 2 * pts[1:-1] + pts[:-2]
+    return float(np.linalg.norm(accel, axis=2).mean())
+
+
+def test_smoothing_reduces_jitter(pipe, samples):
+    frames = list(iter_frames(samples / "videos" / "obama.mp4"))
+    raw, smooth = _jitter(pipe, frames, False), _jitter(pipe, frames, True)
+    assert smooth < 0.8 * raw, f"jitter {raw:.3f} px -> {smooth:.3f} px with smoothing"
+
+
+def test_track_ends_when_the_face_leaves_and_a_new_one_starts(pipe, samples):
+    photo = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    tracker = FaceTracker(pipe, redetect_every=5, max_misses=0)
+    first = tracker(photo)
+    assert len(first) == 1
+    blank = np.zeros_like(photo)
+    gone = [tracker(blank) for _ in range(6)]
+    assert gone[-1] == [], "the track outlived the face by more than one detection round"
+    back = tracker(photo)
+    assert len(back) == 1 and back[0].track_id != first[0].track_id
