@@ -1,0 +1,215 @@
+"""Plotly figure builders for the dashboard: pose / expression time series, bar charts, the
+photo with its detections, and the 3D mesh viewer (with a display-side decimation).
+
+Pure functions of numpy data -> plotly Figure; no Streamlit here.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import crop
+from .export import Mesh, upright
+from .face import Face
+from .series import COL, EXPRESSION, POSE, split_tracks
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+AXIS_COLORS = ("#e41a1c", "#4daf4a", "#377eb8")  # head x, y, z (z = the way the face looks)
+FULL_VERTICES = 38_365
+
+
+def track_color(track_id: int) -> str:
+    return PALETTE[int(track_id) % len(PALETTE)]
+
+
+# --- time series -------------------------------------------------------------------------------
+
+def pose_figure(table: np.ndarray, height: int = 420) -> go.Figure:
+    """Yaw, pitch and roll (degrees) against time: one row per angle, one line per track."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=[f"{a} (deg)" for a in POSE])
+    for tid, rows in split_tracks(table).items():
+        for r, name in enumerate(POSE, start=1):
+            fig.add_trace(go.Scatter(
+                x=rows[:, COL["t"]], y=rows[:, COL[name]], mode="lines", name=f"track {tid}",
+                legendgroup=f"track {tid}", showlegend=(r == 1),
+                line=dict(color=track_color(tid), width=2)), row=r, col=1)
+    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    _compact(fig, height)
+    return fig
+
+
+def expression_figure(table: np.ndarray, height: int = 320) -> go.Figure:
+    """The 10 expression coefficients against time: one colour per coefficient, one dash
+    style per track (a legend group per track)."""
+    fig = go.Figure()
+    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
+    for n, (tid, rows) in enumerate(split_tracks(table).items()):
+        for i, name in enumerate(EXPRESSION):
+            fig.add_trace(go.Scatter(
+                x=rows[:, COL["t"]], y=rows[:, COL[name]], mode="lines",
+                name=f"{name} · track {tid}", legendgroup=f"track {tid}",
+                line=dict(color=PALETTE[i], width=1.5, dash=dashes[n % len(dashes)])))
+    fig.update_layout(xaxis_title="time (s)", yaxis_title="coefficient")
+    _compact(fig, height)
+    return fig
+
+
+def _compact(fig: go.Figure, height: int) -> None:
+    # uirevision keeps the user's zoom/legend toggles across the periodic refreshes
+    fig.update_layout(height=height, margin=dict(l=40, r=10, t=30, b=30), uirevision="live",
+                      legend=dict(orientation="h", y=-0.15))
+
+
+def bar_figure(values: np.ndarray, title: str, prefix: str, height: int = 260) -> go.Figure:
+    """Coefficients as bars (index on x); positive and negative coloured apart."""
+    values = np.asarray(values, dtype=float).ravel()
+    colors = np.where(values >= 0, "#1f77b4", "#d62728")
+    fig = go.Figure(go.Bar(x=[f"{prefix}{i}" for i in range(len(values))], y=values,
+                           marker_color=list(colors)))
+    fig.update_layout(title=title, height=height, margin=dict(l=40, r=10, t=40, b=30))
+    return fig
+
+
+# --- the photo with its detections ------------------------------------------------------------
+
+def detections_figure(image_bgr: np.ndarray, faces: list[Face], selected: int | None = None,
+                      max_side: int = 900) -> go.Figure:
+    """The photo (downscaled for display, JPEG-encoded) with one labelled box per face."""
+    h, w = image_bgr.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    small = cv2.resize(image_bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else image_bgr
+    ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    fig = go.Figure(go.Image(source="data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode()))
+    for i, face in enumerate(faces):
+        x1, y1, x2, y2 = (np.asarray(face.box, dtype=float) * s).tolist()
+        color = "#ff3030" if i == selected else "#30ff30"
+        fig.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line=dict(color=color, width=3))
+        fig.add_annotation(x=x1, y=y1, text=f"face {i}", showarrow=False, yshift=10,
+                           font=dict(color="white"), bgcolor=color)
+    fig.update_layout(height=min(600, round(h * s) + 20), margin=dict(l=0, r=0, t=0, b=0))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+# --- the 3D viewer ------------------------------------------------------------------------------
+
+def decimate(mesh: Mesh, target: int) -> Mesh:
+    """Vertex clustering on a uniform grid: vertices in one cell merge into their mean (colours
+    too), triangles are re-indexed, degenerate and duplicate triangles dropped. The cell size is
+    searched so that about `target` vertices remain. Keeps the silhouette and colours; loses
+    detail below the cell size, which is fine for an on-screen preview."""
+    if target >= mesh.n_vertices:
+        return mesh
+    pts = mesh.vertices.astype(np.float64)
+    lo, span = pts.min(axis=0), np.ptp(pts, axis=0).max()
+    small, big = span / 4000, span  # cell sizes bracketing the target
+    for _ in range(20):
+        cell = np.sqrt(small * big)
+        n = len(np.unique(_cells(pts, lo, cell), axis=0))
+        small, big = (cell, big) if n > target else (small, cell)
+    _, inverse = np.unique(_cells(pts, lo, big), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    count = np.bincount(inverse).astype(np.float64)
+    verts = np.stack([np.bincount(inverse, pts[:, k]) for k in range(3)], axis=1) / count[:, None]
+    colors = None
+    if mesh.colors is not None:
+        colors = np.stack([np.bincount(inverse, mesh.colors[:, k].astype(np.float64))
+                           for k in range(3)], axis=1) / count[:, None]
+        colors = np.rint(colors).astype(np.uint8)
+    tris = inverse[mesh.triangles]
+    keep = (tris[:, 0] != tris[:, 1]) & (tris[:, 1] != tris[:, 2]) & (tris[:, 0] != tris[:, 2])
+    tris = tris[keep]
+    _, first = np.unique(np.sort(tris, axis=1), axis=0, return_index=True)
+    return Mesh(verts.astype(np.float32), tris[np.sort(first)].astype(np.int32), colors)
+
+
+def _cells(pts: np.ndarray, lo: np.ndarray, cell: float) -> np.ndarray:
+    return np.floor((pts - lo) / cell).astype(np.int64)
+
+
+def edges(triangles: np.ndarray) -> np.ndarray:
+    """Unique undirected edges (E, 2) of a triangle list."""
+    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    return np.unique(np.sort(e, axis=1), axis=0)
+
+
+@dataclass
+class PoseAxes:
+    origin: np.ndarray      # (3,) upright coordinates
+    directions: np.ndarray  # (3, 3) rows: head x, y, z as unit vectors, upright coordinates
+    length: float
+
+
+def pose_axes(face: Face) -> PoseAxes:
+    """The head's own axes as the estimated camera maps them into the image (columns of the
+    frame-space camera), turned upright like the mesh; drawn from the landmarks' centroid."""
+    cam = crop.image_camera(face.camera, face.roi)[:, :3]
+    dirs = upright(cam.T)  # row k = image-space image of model axis k, y flipped
+    dirs = dirs / np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-9)
+    lm = upright(face.landmarks)
+    length = 0.6 * float(np.ptp(lm[:, 0]))
+    return PoseAxes(lm.mean(axis=0), dirs, length)
+
+
+def mesh_figure(mesh: Mesh, landmarks: np.ndarray | None = None, axes: PoseAxes | None = None,
+                wireframe: Mesh | None = None, revision: int = 0, height: int = 600) -> go.Figure:
+    """Mesh3d lit and coloured per vertex; optional wireframe (edges of `wireframe`), the 68
+    landmarks and pose axes, all in upright coordinates centred on the mesh. `revision`
+    changes the uirevision: bump it to reset the camera."""
+    centre = mesh.vertices.mean(axis=0)
+    v = mesh.vertices - centre
+    tri = mesh.triangles
+    colors = ([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in mesh.colors.tolist()]
+              if mesh.colors is not None else None)
+    fig = go.Figure(go.Mesh3d(
+        x=v[:, 0], y=v[:, 1], z=v[:, 2], i=tri[:, 0], j=tri[:, 1], k=tri[:, 2],
+        vertexcolor=colors, color=None if colors else "#d9b8a0", name="face",
+        flatshading=False, hoverinfo="skip",
+        lighting=dict(ambient=0.55, diffuse=0.65, specular=0.12, roughness=0.6, fresnel=0.05),
+        lightposition=dict(x=0, y=5e4, z=1e5)))
+    if wireframe is not None:
+        fig.add_trace(_wire_trace(wireframe, centre))
+    if landmarks is not None:
+        lm = np.asarray(landmarks, dtype=np.float32) - centre
+        fig.add_trace(go.Scatter3d(x=lm[:, 0], y=lm[:, 1], z=lm[:, 2] + 1.0, mode="markers",
+                                   marker=dict(size=3, color="#00ff66"), name="68 landmarks"))
+    if axes is not None:
+        for k, name in enumerate(("head x", "head y", "head z")):
+            a = axes.origin - centre
+            b = a + axes.length * axes.directions[k]
+            fig.add_trace(go.Scatter3d(x=[a[0], b[0]], y=[a[1], b[1]], z=[a[2], b[2]],
+                                       mode="lines", line=dict(color=AXIS_COLORS[k], width=8),
+                                       name=name))
+    hidden = dict(visible=False, showbackground=False)
+    fig.update_layout(
+        height=height, margin=dict(l=0, r=0, t=0, b=0), uirevision=f"mesh-{revision}",
+        scene=dict(xaxis=hidden, yaxis=hidden, zaxis=hidden, aspectmode="data",
+                   camera=dict(eye=dict(x=0, y=0, z=1.8), up=dict(x=0, y=1, z=0)),
+                   uirevision=f"mesh-{revision}"),
+        legend=dict(orientation="h", y=0.0))
+    return fig
+
+
+def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
+    e = edges(mesh.triangles)
+    v = mesh.vertices - centre
+    # one polyline with NaN breaks: a single trace is far cheaper than one per edge
+    seg = np.full((len(e), 3, 3), np.nan, dtype=np.float32)
+    seg[:, 0], seg[:, 1] = v[e[:, 0]], v[e[:, 1]]
+    seg[:, :2, 2] += 0.5  # just in front of the surface so the lines are not hidden by it
+    seg = seg.reshape(-1, 3)
+    return go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines",
+                        line=dict(color="rgba(20,20,20,0.6)", width=1), name="wireframe",
+                        hoverinfo="skip", connectgaps=False)
+
+
+__all__ = ["FULL_VERTICES", "PoseAxes", "bar_figure", "decimate", "detections_figure", "edges",
+           "expression_figure", "mesh_figure", "pose_axes", "pose_figure", "track_color"]

@@ -1,0 +1,250 @@
+"""Per-face time series (pose + expression) and live processing statistics.
+
+`SeriesBuffer` sits between a producer thread (the webcam callback) and a reader (the dashboard
+page, a few times a second). Everything is bounded: a ring of rows and a ring of per-frame
+timings, so a long session cannot grow memory, and every access holds one lock for a short copy.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .face import Face, StageTimes
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+N_EXPRESSION = 10
+POSE = ("yaw", "pitch", "roll")
+EXPRESSION = tuple(f"exp{i}" for i in range(N_EXPRESSION))
+COLUMNS = ("t", "frame", "track_id", *POSE, *EXPRESSION)
+COL = {name: i for i, name in enumerate(COLUMNS)}
+STAGES = ("detect", "preprocess", "inference", "postprocess", "render")
+
+
+def face_row(t: float, frame: int, face: Face) -> tuple[float, ...]:
+    """One row of COLUMNS for a face seen at time t (seconds) in frame number `frame`."""
+    exp = [float(v) for v in np.asarray(face.expression).ravel()[:N_EXPRESSION]]
+    return (float(t), float(frame), float(face.track_id),
+            float(face.yaw), float(face.pitch), float(face.roll), *exp)
+
+
+def rows_to_array(rows: Iterable[Sequence[float]]) -> np.ndarray:
+    """Rows -> float64 (n, len(COLUMNS)); empty input gives shape (0, len(COLUMNS))."""
+    arr = np.asarray(list(rows), dtype=np.float64)
+    return arr.reshape(-1, len(COLUMNS))
+
+
+def split_tracks(table: np.ndarray) -> dict[int, np.ndarray]:
+    """{track_id: rows of that track in time order}, tracks sorted by id."""
+    if len(table) == 0:
+        return {}
+    ids = table[:, COL["track_id"]].astype(int)
+    return {int(k): table[ids == k] for k in np.unique(ids)}
+
+
+def series_csv(table: np.ndarray) -> str:
+    """CSV text with a header row; time in seconds, angles in degrees."""
+    lines = [",".join(COLUMNS)]
+    for row in table:
+        head = [f"{row[0]:.4f}", str(int(row[1])), str(int(row[2]))]
+        lines.append(",".join(head + [f"{v:.5g}" for v in row[3:]]))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class LiveStats:
+    """What the page shows about the server-side processing."""
+    fps: float = 0.0                 # processed frames per second over the stats window
+    frame_ms: float = 0.0            # median wall time of the whole callback
+    frame_ms_p90: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)  # median per stage
+    lag_ms: float = 0.0              # how far processing trails the media clock (0 = keeping up)
+    frames: int = 0                  # frames processed since the last clear
+    faces: int = 0                   # faces in the latest frame
+    error: str = ""                  # last error raised in the callback, shown instead of a traceback
+
+
+class SeriesBuffer:
+    """Bounded, lock-protected ring of face rows plus per-frame timings.
+
+    Writers call `add_frame` from any thread; readers call `snapshot`, `stats` or `csv`.
+    """
+
+    def __init__(self, max_rows: int = 20_000, stats_frames: int = 60,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._rows: deque[tuple[float, ...]] = deque(maxlen=max_rows)
+        self._frames: deque[tuple[float, float, dict[str, float]]] = deque(maxlen=stats_frames)
+        self._t0: float | None = None
+        self._media0: float | None = None
+        self._lag_floor = float("inf")
+        self._lag = 0.0
+        self._count = 0
+        self._faces = 0
+        self._error = ""
+
+    @property
+    def max_rows(self) -> int:
+        return self._rows.maxlen or 0
+
+    def now(self) -> float:
+        """Seconds since the first frame (0 before any frame)."""
+        with self._lock:
+            return 0.0 if self._t0 is None else self._clock() - self._t0
+
+    def add_frame(self, faces: Sequence[Face], times: StageTimes | None = None,
+                  frame_ms: float = 0.0, media_time: float | None = None) -> None:
+        """Record one processed frame: a row per face, its timings, and the media clock.
+
+        media_time is the frame's presentation time in seconds (pts * time_base); comparing its
+        progress with the wall clock tells whether frames pile up before processing.
+        """
+        wall = self._clock()
+        stages = times.as_dict() if times is not None else {}
+        with self._lock:
+            if self._t0 is None:
+                self._t0 = wall
+            t = wall - self._t0
+            for face in faces:
+                self._rows.append(face_row(t, self._count, face))
+            self._frames.append((wall, float(frame_ms), {k: float(stages.get(k, 0.0)) for k in STAGES}))
+            self._update_lag(wall, media_time)
+            self._count += 1
+            self._faces = len(faces)
+            self._error = ""
+
+    def _update_lag(self, wall: float, media_time: float | None) -> None:
+        # Offset between wall clock and media clock; its minimum is the no-queue baseline,
+        # anything above it is time a frame waited before reaching the callback.
+        if media_time is None:
+            return
+        offset = wall - float(media_time)
+        self._lag_floor = min(self._lag_floor, offset)
+        self._lag = offset - self._lag_floor
+
+    def set_error(self, message: str) -> None:
+        with self._lock:
+            self._error = message
+
+    def snapshot(self, window_s: float | None = None) -> np.ndarray:
+        """Copy of the rows (n, len(COLUMNS)), only the last window_s seconds if given."""
+        with self._lock:
+            rows = list(self._rows)
+            now = None if self._t0 is None else self._clock() - self._t0
+        table = rows_to_array(rows)
+        if window_s is not None and now is not None and len(table):
+            table = table[table[:, 0] >= now - window_s]
+        return table
+
+    def stats(self) -> LiveStats:
+        with self._lock:
+            frames = list(self._frames)
+            out = LiveStats(lag_ms=self._lag * 1000.0, frames=self._count,
+                            faces=self._faces, error=self._error)
+        if not frames:
+            return out
+        walls = np.array([f[0] for f in frames])
+        totals = np.array([f[1] for f in frames])
+        if len(frames) > 1 and walls[-1] > walls[0]:
+            out.fps = (len(frames) - 1) / (walls[-1] - walls[0])
+        out.frame_ms = float(np.median(totals))
+        out.frame_ms_p90 = float(np.percentile(totals, 90))
+        out.stage_ms = {k: float(np.median([f[2][k] for f in frames])) for k in STAGES}
+        return out
+
+    def csv(self) -> str:
+        return series_csv(self.snapshot())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._frames.clear()
+            self._t0 = None
+            self._lag_floor = float("inf")
+            self._lag = 0.0
+            self._count = 0
+            self._faces = 0
+            self._error = ""
+
+
+def summary(table: np.ndarray) -> list[dict[str, float]]:
+    """Per track: frame count, time span and mean/std/min/max of yaw, pitch, roll."""
+    out: list[dict[str, float]] = []
+    for tid, rows in split_tracks(table).items():
+        item: dict[str, float] = {"track_id": tid, "frames": len(rows),
+                                  "start_s": float(rows[0, 0]), "end_s": float(rows[-1, 0])}
+        for name in POSE:
+            col = rows[:, COL[name]]
+            item.update({f"{name}_mean": float(col.mean()), f"{name}_std": float(col.std()),
+                         f"{name}_min": float(col.min()), f"{name}_max": float(col.max())})
+        out.append(item)
+    return out
+
+
+@dataclass
+class VideoAnalysis:
+    """What `analyze_video` returns: the series, the per-frame faces (for JSON) and the output."""
+    table: np.ndarray                              # rows of COLUMNS, t = frame / fps
+    frames: list[tuple[int, float, list[Face]]]    # (frame index, t, faces)
+    fps: float
+    n_frames: int
+    output: Path
+    ms_per_frame: float
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[int, "int | None", float], None]   # (frames done, total or None, elapsed s)
+Overlay = Callable[[np.ndarray, list, str], "tuple[np.ndarray, str]"]
+
+
+def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mode: str = "sparse",
+                  smoothing: bool = True, max_frames: int | None = None,
+                  progress: Progress | None = None, overlay: Overlay | None = None) -> VideoAnalysis:
+    """Track every frame of a video, write the overlay video to `output`, and collect the series.
+
+    `overlay(frame, faces, mode) -> (frame, note)` draws; the default is densehead.draw.overlay.
+    Raises densehead.video.VideoError for unreadable input.
+    """
+    from . import draw
+    from .tracking import FaceTracker
+    from .video import VideoWriter, iter_frames, probe
+
+    info = probe(path)
+    total = info.frame_count if max_frames is None else min(info.frame_count or max_frames, max_frames)
+    tracker = FaceTracker(pipeline, smoothing=smoothing, fps=info.fps)
+    draw_fn = overlay or (lambda f, fs, m: (draw.overlay(f, fs, m, pipeline.model), ""))
+    rows: list[tuple[float, ...]] = []
+    frames: list[tuple[int, float, list[Face]]] = []
+    notes: set[str] = set()
+    start = time.perf_counter()
+    n = 0
+    with VideoWriter(output, info.fps, (info.width, info.height)) as writer:
+        for n, frame in enumerate(iter_frames(path, max_frames=max_frames), start=1):
+            t = (n - 1) / info.fps
+            faces = tracker(frame, dense=draw.needs_dense(mode), timestamp=t)
+            out, note = draw_fn(frame, faces, mode)
+            if note:
+                notes.add(note)
+            writer.write(out)
+            rows.extend(face_row(t, n - 1, f) for f in faces)
+            for f in faces:
+                f.vertices = None  # keep memory flat on long videos: the series needs no mesh
+            frames.append((n - 1, t, faces))
+            if progress is not None:
+                progress(n, total, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return VideoAnalysis(rows_to_array(rows), frames, info.fps, n, Path(output),
+                         1e3 * elapsed / max(n, 1), sorted(notes))
+
+
+__all__ = ["COLUMNS", "COL", "EXPRESSION", "LiveStats", "POSE", "STAGES", "SeriesBuffer",
+           "VideoAnalysis", "analyze_video", "face_row", "rows_to_array", "series_csv",
+           "split_tracks", "summary"]

@@ -1,0 +1,123 @@
+"""Live webcam: frames processed server-side in the streamlit-webrtc callback, overlay sent back,
+pose/expression charts fed from a bounded, lock-protected buffer."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import streamlit as st
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+from densehead import draw
+from densehead.figures import expression_figure, pose_figure
+from densehead.series import SeriesBuffer
+from densehead.tracking import FaceTracker
+from pages import configure, ice_servers, load_pipeline, overlay, renderer_status, session_pipeline
+
+st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
+st.title("Live webcam")
+
+
+@dataclass
+class LiveState:
+    """Per browser session; shared with the callback thread, which only reads the settings
+    (plain attribute reads) and writes to the buffer (which has its own lock)."""
+    tracker: FaceTracker
+    buffer: SeriesBuffer = field(default_factory=SeriesBuffer)
+    mode: str = "sparse"
+    note: str = ""
+
+
+def process(state: LiveState, frame: av.VideoFrame) -> av.VideoFrame:
+    """The video frame callback body: track, draw, record; errors go to the page, the raw
+    frame goes back so the stream never stops."""
+    start = time.perf_counter()
+    image = frame.to_ndarray(format="bgr24")
+    media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
+    tracker, mode, faces = state.tracker, state.mode, []
+    try:
+        faces = tracker(image, dense=draw.needs_dense(mode), timestamp=media_time)
+        times = tracker.pipeline.last_times
+        drawn = time.perf_counter()
+        out, state.note = overlay(image, faces, mode, tracker.pipeline.model)
+        times.render = (time.perf_counter() - drawn) * 1e3
+    except Exception as exc:  # shown on the page by the stats panel
+        state.buffer.set_error(f"{type(exc).__name__}: {exc}")
+        return frame
+    state.buffer.add_frame(faces, times, (time.perf_counter() - start) * 1e3, media_time)
+    return av.VideoFrame.from_ndarray(out, format="bgr24")
+
+
+pipe = load_pipeline()
+if pipe is None:
+    st.stop()
+
+with st.sidebar:
+    st.header("Settings")
+    mode = st.selectbox("Overlay", draw.MODES, index=0, key="live_mode")
+    threshold = st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key="live_threshold")
+    smoothing = st.toggle("Smoothing (One Euro)", value=True, key="live_smoothing")
+    max_faces = st.number_input("Max faces", 1, 8, 4, key="live_max_faces")
+    window = st.slider("Chart window (s)", 5, 60, 20, key="live_window")
+
+if "live" not in st.session_state:
+    view = session_pipeline(pipe, threshold, max_faces)
+    st.session_state.live = LiveState(tracker=FaceTracker(view, redetect_every=10, smoothing=smoothing))
+state: LiveState = st.session_state.live
+configure(state.tracker.pipeline, threshold, max_faces)
+state.tracker.smoothing = smoothing
+state.mode = mode
+if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):
+    st.warning(f"The **{mode}** overlay needs the C++ renderer, which is not available "
+               f"({problem}); the video shows dense points instead and says so.")
+
+left, right = st.columns([3, 2])
+with left:
+    ctx = webrtc_streamer(
+        key="live",
+        mode=WebRtcMode.SENDRECV,
+        rtc_configuration={"iceServers": ice_servers()},
+        media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
+                                  "audio": False},
+        video_frame_callback=lambda frame: process(state, frame),
+        # async: the worker always takes the newest frame and drops the backlog
+        async_processing=True,
+    )
+    st.caption("Allow the camera when the browser asks. If the video never starts, the camera "
+               "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
+               "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download series (CSV)", data=state.buffer.csv, file_name="live_series.csv",
+                       mime="text/csv", on_click="ignore")
+    if c2.button("Clear series"):
+        state.buffer.clear()
+
+
+@st.fragment(run_every=0.5)
+def live_panel() -> None:
+    """Redrawn twice a second on its own, without rerunning the page (the video keeps going)."""
+    stats = state.buffer.stats()
+    a, b, c, d = st.columns(4)
+    a.metric("Server FPS", f"{stats.fps:.1f}")
+    b.metric("Frame ms (median)", f"{stats.frame_ms:.1f}")
+    c.metric("Queue lag ms", f"{stats.lag_ms:.0f}")
+    d.metric("Faces", stats.faces)
+    if stats.stage_ms:
+        st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
+                   + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames")
+    if stats.error:
+        st.error(f"Processing error (the raw video is passed through): {stats.error}")
+    if state.note:
+        st.warning(state.note)
+    table = state.buffer.snapshot(window_s=float(window))
+    st.plotly_chart(pose_figure(table), key="pose_chart", config={"displaylogo": False})
+    st.plotly_chart(expression_figure(table), key="expression_chart", config={"displaylogo": False})
+
+
+with right:
+    if ctx.state.playing or state.buffer.stats().frames:
+        live_panel()
+    else:
+        st.info("Press START to begin; the charts appear here.")

@@ -1,0 +1,121 @@
+"""3D viewer: a photo in, a coloured Plotly mesh per face out, with pose and coefficients."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import streamlit as st
+
+from densehead import export
+from densehead.figures import (FULL_VERTICES, bar_figure, decimate, detections_figure,
+                               mesh_figure, pose_axes)
+from pages import decode_image, load_pipeline, shared_pipeline
+
+st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
+st.title("3D viewer")
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp"]
+MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
+DETAIL = {"balanced (~12,000 vertices)": 12_000, "full (38,365 vertices)": FULL_VERTICES,
+          "light (~4,000 vertices)": 4_000}
+WIRE_VERTICES = 3_000  # the wireframe is drawn on a coarser mesh: 38k vertices of lines is too much
+
+
+@st.cache_data(max_entries=4, show_spinner="Finding faces…")
+def analyse(data: bytes) -> tuple[np.ndarray | None, list, str]:
+    """(image, faces with dense vertices, note) for encoded image bytes; image None if unreadable."""
+    image = decode_image(data)
+    if image is None:
+        return None, [], ""
+    note = ""
+    h, w = image.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        s = MAX_SIDE / max(h, w)
+        image = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        note = f"The photo ({w}x{h}) was downscaled to {image.shape[1]}x{image.shape[0]}."
+    return image, shared_pipeline()(image, dense=True), note
+
+
+@st.cache_data(max_entries=8)
+def meshes(data: bytes, index: int, target: int) -> tuple[export.Mesh, export.Mesh, export.Mesh]:
+    """(full mesh, display mesh, wireframe mesh) of one face."""
+    image, faces, _ = analyse(data)
+    full = export.face_mesh(faces[index], shared_pipeline().model.triangles, image)
+    return full, decimate(full, target), decimate(full, WIRE_VERTICES)
+
+
+if load_pipeline() is None:
+    st.stop()
+
+source = st.radio("Photo", ["Upload a photo", "Take a snapshot with the camera"], horizontal=True)
+if source.startswith("Upload"):
+    upload = st.file_uploader("Photo (JPEG, PNG, BMP, WebP)", type=IMAGE_TYPES, key="photo")
+else:
+    upload = st.camera_input("Snapshot", key="snapshot",
+                             help="If nothing appears, the browser blocked the camera: allow it "
+                                  "in the site settings, or upload a photo instead.")
+if upload is None:
+    st.info("Upload a photo with one or more faces (or take a snapshot) to see them in 3D.")
+    st.stop()
+
+data = upload.getvalue()
+image, faces, note = analyse(data)
+if image is None:
+    st.error(f"“{upload.name}” is not an image that can be read. Please upload a JPEG, PNG, BMP "
+             "or WebP photo.")
+    st.stop()
+if note:
+    st.info(note)
+if not faces:
+    st.warning("No face was found in this photo. Try a photo where the face is larger, frontal "
+               "and well lit.")
+    st.image(image, channels="BGR", width=480)
+    st.stop()
+
+if len(faces) > 1:
+    index = st.selectbox("Face", range(len(faces)), format_func=lambda i: f"face {i}", key="face")
+else:
+    index = 0
+face = faces[index]
+
+top_left, top_right = st.columns([2, 3])
+with top_left:
+    st.plotly_chart(detections_figure(image, faces, selected=index), key="detections",
+                    config={"displayModeBar": False})
+    a, b, c = st.columns(3)
+    a.metric("Yaw", f"{face.yaw:+.1f}°")
+    b.metric("Pitch", f"{face.pitch:+.1f}°")
+    c.metric("Roll", f"{face.roll:+.1f}°")
+    st.caption(f"{len(faces)} face(s) found; detector score {face.score:.2f}.")
+
+with top_right:
+    controls = st.columns(5)
+    detail = controls[0].selectbox("Detail", list(DETAIL), key="detail")
+    wire = controls[1].toggle("Wireframe", key="wire")
+    marks = controls[2].toggle("68 landmarks", key="marks")
+    axes = controls[3].toggle("Pose axes", value=True, key="axes")
+    if controls[4].button("Reset view"):
+        st.session_state.revision = st.session_state.get("revision", 0) + 1
+    full, shown, wireframe = meshes(data, index, DETAIL[detail])
+    fig = mesh_figure(shown, landmarks=export.upright(face.landmarks) if marks else None,
+                      axes=pose_axes(face) if axes else None,
+                      wireframe=wireframe if wire else None,
+                      revision=st.session_state.get("revision", 0))
+    st.plotly_chart(fig, key=f"mesh-{st.session_state.get('revision', 0)}",
+                    config={"displaylogo": False})
+    st.caption(f"Showing {shown.n_vertices:,} of {full.n_vertices:,} vertices "
+               f"({len(shown.triangles):,} triangles; vertex clustering for display — the "
+               "downloads are always the full mesh). Drag to rotate, scroll to zoom.")
+
+left, right = st.columns(2)
+left.plotly_chart(bar_figure(face.expression, "Expression coefficients (10)", "e"), key="exp_bars")
+right.plotly_chart(bar_figure(face.shape, "Shape coefficients (40)", "s"), key="shape_bars")
+
+stem = (upload.name.rsplit(".", 1)[0] or "face") + f"_face{index}"
+d1, d2, d3 = st.columns(3)
+d1.download_button("Download .obj (vertex colours)", data=lambda: export.obj_bytes(full),
+                   file_name=f"{stem}.obj", mime="text/plain", on_click="ignore")
+d2.download_button("Download .ply", data=lambda: export.ply_bytes(full),
+                   file_name=f"{stem}.ply", mime="application/octet-stream", on_click="ignore")
+d3.download_button("Download .json", data=export.faces_json([face], with_vertices=False,
+                                                            source=upload.name, face_index=index),
+                   file_name=f"{stem}.json", mime="application/json", on_click="ignore")

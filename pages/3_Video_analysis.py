@@ -1,0 +1,106 @@
+"""Video analysis: upload a video, watch the progress, get the overlay video, series and files."""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from densehead import draw, export
+from densehead.figures import expression_figure, pose_figure
+from densehead.series import COLUMNS, analyze_video, series_csv, summary
+from pages import load_pipeline, overlay, renderer_status, save_upload, session_pipeline
+
+st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
+st.title("Video analysis")
+
+VIDEO_TYPES = ["mp4", "mov", "avi", "mkv", "webm", "m4v", "mpg", "mpeg"]
+
+pipe = load_pipeline()
+if pipe is None:
+    st.stop()
+
+with st.sidebar:
+    st.header("Settings")
+    mode = st.selectbox("Overlay", draw.MODES, index=0, key="video_mode")
+    threshold = st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key="video_threshold")
+    smoothing = st.toggle("Smoothing (One Euro)", value=True, key="video_smoothing")
+    max_faces = st.number_input("Max faces", 1, 8, 4, key="video_max_faces")
+    limit = st.number_input("Max frames (0 = all)", 0, 100_000, 0, step=100, key="video_limit")
+if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):
+    st.warning(f"The **{mode}** overlay needs the C++ renderer ({problem}); the video will show "
+               "dense points instead, with a note on every frame.")
+
+upload = st.file_uploader("Video (MP4, MOV, AVI, MKV, WebM)", type=VIDEO_TYPES, key="video")
+if upload is None:
+    st.info("Upload a short video with faces. Each frame is tracked; you get the overlay video, "
+            "pose and expression time series per face, and CSV/JSON files.")
+    st.stop()
+
+data = upload.getvalue()
+job = hashlib.sha1(data).hexdigest()[:12] + f"-{mode}-{threshold}-{smoothing}-{max_faces}-{limit}"
+if st.session_state.get("video_job") != job:
+    if not st.button("Analyse", type="primary"):
+        st.stop()
+    source = save_upload(data, upload.name)
+    raw = Path(tempfile.mkdtemp(prefix="densehead-out-")) / "overlay_mp4v.mp4"
+    bar = st.progress(0.0, text="Starting…")
+
+    def report(done: int, total: int | None, elapsed: float) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if total:
+            eta = (total - done) / rate if rate else 0.0
+            bar.progress(min(done / total, 1.0),
+                         text=f"Frame {done} of ~{total} · {rate:.1f} fps · ETA {max(eta, 0):.0f} s")
+        else:
+            bar.progress(0.5, text=f"Frame {done} · {rate:.1f} fps (length unknown)")
+
+    view = session_pipeline(pipe, threshold, max_faces)
+    try:
+        result = analyze_video(source, raw, view, mode=mode, smoothing=smoothing,
+                               max_frames=int(limit) or None, progress=report,
+                               overlay=lambda f, fs, m: overlay(f, fs, m, view.model))
+        playable = export.browser_mp4(raw, raw.with_name("overlay.mp4"))
+    except Exception as exc:  # unreadable codec, not a video, …: a message, not a traceback
+        bar.empty()
+        st.error(f"“{upload.name}” could not be analysed: {exc}")
+        st.stop()
+    bar.progress(1.0, text=f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
+    st.session_state.video_job = job
+    st.session_state.video_result = result
+    st.session_state.video_playable = playable
+
+result = st.session_state.video_result
+playable: Path = st.session_state.video_playable
+for note in result.notes:
+    st.warning(note)
+if not len(result.table):
+    st.warning("No face was found in this video.")
+
+left, right = st.columns([3, 2])
+with left:
+    st.video(str(playable))
+    st.download_button("Download overlay video (.mp4)", data=playable.read_bytes(),
+                       file_name=Path(upload.name).stem + "_overlay.mp4", mime="video/mp4",
+                       on_click="ignore")
+    st.caption(f"{result.n_frames} frames at {result.fps:.1f} fps; processing took "
+               f"{result.ms_per_frame:.1f} ms per frame ({1e3 / max(result.ms_per_frame, 1e-3):.1f} fps).")
+with right:
+    stats = summary(result.table)
+    if stats:
+        st.subheader("Summary per track")
+        st.dataframe(stats, hide_index=True, width="stretch")
+    stem = Path(upload.name).stem
+    st.download_button("Download series (.csv)", data=series_csv(result.table),
+                       file_name=f"{stem}_series.csv", mime="text/csv", on_click="ignore")
+    st.download_button("Download per-frame results (.json)",
+                       data=lambda: export.frames_json(result.frames, source=upload.name,
+                                                       fps=result.fps, columns=list(COLUMNS)),
+                       file_name=f"{stem}_faces.json", mime="application/json", on_click="ignore")
+
+if len(result.table):
+    st.subheader("Head pose")
+    st.plotly_chart(pose_figure(result.table), key="video_pose")
+    st.subheader("Expression coefficients")
+    st.plotly_chart(expression_figure(result.table), key="video_expression")

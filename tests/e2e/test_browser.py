@@ -1,0 +1,277 @@
+"""End-to-end tests of the dashboard in a real browser.
+
+Harness: Debian's Chromium driven by Playwright, a real face video as the fake
+webcam, and the app started with `streamlit run` as a subprocess stopped by its own pid."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("DENSEHEAD_SHARED", ROOT.parent / "shared"))
+SAMPLES = SHARED / "samples"
+ASSETS = Path(os.environ.get("DENSEHEAD_ASSETS", SHARED / "assets"))
+
+CAMERA_VIDEO = SAMPLES / "videos" / "orlando_bloom.avi"  # 320x240, 25 fps, clear head turns
+CAMERA_SECONDS = 5.0
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream"]
+
+
+def to_y4m(src: Path, dst: Path, seconds: float, max_width: int = 640) -> list[np.ndarray]:
+    """Re-encode the first `seconds` of a video as raw yuv420p .y4m (what Chromium's fake
+    camera reads), downscaled to at most max_width; returns the RGB frames written."""
+    written: list[np.ndarray] = []
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        vin = inp.streams.video[0]
+        rate = vin.average_rate or 25
+        scale = min(1.0, max_width / vin.codec_context.width)
+        w = int(vin.codec_context.width * scale) // 2 * 2
+        h = int(vin.codec_context.height * scale) // 2 * 2
+        stream = out.add_stream("rawvideo", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in inp.decode(vin):
+            if len(written) >= seconds * float(rate):
+                break
+            small = frame.reformat(width=w, height=h, format="yuv420p")
+            written.append(small.to_ndarray(format="rgb24"))
+            for packet in stream.encode(small):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return written
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def camera(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    """(the .y4m file, its frames as RGB)."""
+    path = tmp_path_factory.mktemp("camera") / "face.y4m"
+    return path, to_y4m(CAMERA_VIDEO, path, CAMERA_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def app_url(output_dir) -> Iterator[str]:
+    port = free_port()
+    env = dict(os.environ, DENSEHEAD_ASSETS=str(ASSETS), PYTHONUNBUFFERED="1")
+    log = open(output_dir / "e2e_streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium, camera):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, headless=True,
+                               args=CHROMIUM_FLAGS + [f"--use-file-for-fake-video-capture={camera[0]}"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    pg = context.new_page()
+    pg.console_log = []  # type: ignore[attr-defined]
+    pg.on("console", lambda m: pg.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+# --- what a person sees -------------------------------------------------------------------------
+
+PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el =>
+  (el._fullData || el.data || []).map(t => ({type: t.type, name: t.name, yaxis: t.yaxis || 'y',
+     n: t.x ? t.x.length : 0, y: (t.type === 'scatter' && t.y) ? Array.from(t.y) : null})))"""
+
+# pixels of the landmark colour draw.GREEN (BGR 80,220,80 is RGB 80,220,80), after video coding
+GREEN_JS = """() => { const v = document.querySelector('video');
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
+  return {w: c.width, h: c.height, green: n, t: v.currentTime}; }"""
+
+
+def green_pixels(rgb: np.ndarray) -> int:
+    r, g, b = (rgb[..., k].astype(int) for k in range(3))
+    return int(np.sum((g > 170) & (r < 140) & (b < 140)))
+
+
+def metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]', has_text=label)
+    return box.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def webrtc_frame(page):
+    for _ in range(120):
+        for frame in page.frames:
+            if frame != page.main_frame and frame.locator("button", has_text="START").count():
+                return frame
+        page.wait_for_timeout(500)
+    raise AssertionError("the webcam component did not appear")
+
+
+def pose_traces(page) -> list[dict]:
+    for plot in page.evaluate(PLOTS_JS):
+        if len(plot) >= 3 and all(t["type"] == "scatter" for t in plot) and plot[0]["name"].startswith("track"):
+            return plot
+    return []
+
+
+def choose(page, label: str, option: str) -> None:
+    page.locator('[data-testid="stSelectbox"]', has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def wait_fps(page, timeout_s: float = 60.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            fps = float(metric(page, "Server FPS"))
+            if fps > 0:
+                return fps
+        except Exception:
+            pass
+        page.wait_for_timeout(500)
+    raise AssertionError("the server FPS readout never showed a positive number")
+
+
+def test_live_webcam_round_trip(page, app_url, camera, output_dir):
+    import json
+
+    _, frames = camera
+    raw_green = max(green_pixels(f) for f in frames)
+    page.goto(app_url + "/Live_webcam", timeout=120_000)
+    frame = webrtc_frame(page)
+    frame.locator("button", has_text="START").click()
+    page.wait_for_selector('[data-testid="stMetric"]', timeout=120_000)
+    fps = wait_fps(page)
+    page.wait_for_timeout(8000)  # let the charts fill
+
+    shot = frame.evaluate(GREEN_JS)
+    page.screenshot(path=str(output_dir / "e2e_live_webcam.png"), full_page=True)
+    frame.locator("video").screenshot(path=str(output_dir / "e2e_live_video.png"))
+    assert shot is not None and shot["w"] > 0, f"no processed video: {page.console_log[-10:]}"
+    # the landmarks are drawn in a green that the raw camera frames do not contain
+    assert shot["green"] > max(50, 5 * raw_green), (shot, raw_green)
+
+    traces = pose_traces(page)
+    assert traces, "no pose chart"
+    by_axis = {t["yaxis"]: t for t in traces if t["name"] == traces[0]["name"]}
+    yaw, pitch, roll = (np.array(by_axis[a]["y"], dtype=float) for a in ("y", "y2", "y3"))
+    assert len(yaw) >= 20, len(yaw)
+    assert np.all(np.abs(yaw) < 90) and np.all(np.abs(pitch) < 60) and np.all(np.abs(roll) < 60)
+    assert np.ptp(yaw) > 5  # the person in the video turns their head
+
+    # per overlay mode: server FPS and per-frame processing time, measured by the page itself
+    measured = {"camera": f"{CAMERA_VIDEO.name} {frames[0].shape[1]}x{frames[0].shape[0]}"}
+    for mode in ("sparse", "dense", "pose", "mesh", "depth", "pncc"):
+        choose(page, "Overlay", mode)
+        page.get_by_role("button", name="Clear series").click()
+        page.wait_for_timeout(7000)
+        measured[mode] = {"fps": float(metric(page, "Server FPS")),
+                          "frame_ms_median": float(metric(page, "Frame ms")),
+                          "queue_lag_ms": float(metric(page, "Queue lag ms")),
+                          "stages": page.locator("text=/detect .* ms/").first.inner_text()}
+        frame.locator("video").screenshot(path=str(output_dir / f"e2e_live_{mode}.png"))
+    (output_dir / "e2e_live_metrics.json").write_text(json.dumps(measured, indent=1))
+    assert all(measured[m]["fps"] > 0 for m in ("sparse", "mesh"))
+
+
+def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
+    import re
+
+    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+        str(samples / "photos" / "JianzhuGuo.jpg"))
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
+    caption = page.locator("text=/Showing [0-9,]+ of [0-9,]+ vertices/").inner_text()
+    shown, total = (int(v.replace(",", "")) for v in re.search(r"Showing ([\d,]+) of ([\d,]+)", caption).groups())
+    mesh = [t for p in page.evaluate(PLOTS_JS) for t in p if t["type"] == "mesh3d"]
+    assert total == 38365 and mesh[0]["n"] == shown and 10_000 < shown < 14_000
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(output_dir / "e2e_3d_viewer.png"), full_page=True)
+
+    choose(page, "Detail", "full (38,365 vertices)")
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .some(el => (el._fullData || []).some(t => t.type === 'mesh3d' && t.x.length === 38365))""",
+                           timeout=60_000)
+    page.locator('[data-testid="stCheckbox"]', has_text="Wireframe").click()
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .some(el => (el._fullData || []).some(t => t.name === 'wireframe'))""", timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(output_dir / "e2e_3d_viewer_full_wireframe.png"), full_page=True)
+
+
+def test_3d_viewer_rejects_a_non_image(page, app_url, output_dir):
+    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+        files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"this is not a photo\n" * 50}])
+    error = page.locator('[data-testid="stAlert"]', has_text="is not an image that can be read")
+    error.wait_for(timeout=60_000)
+    page.screenshot(path=str(output_dir / "e2e_3d_viewer_bad_upload.png"), full_page=True)
+    assert page.locator("text=Traceback").count() == 0

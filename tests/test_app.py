@@ -1,0 +1,120 @@
+"""The pages under Streamlit's AppTest: they render, widgets change state, bad input is a message."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 180  # the first run compiles the regressor (then it is cached on disk)
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if page:
+        at.switch_page(f"pages/{page}")
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_home_lists_model_files_and_renderer():
+    at = app().run()
+    assert not at.exception
+    assert "real-time 3D dense face alignment" in at.title[0].value
+    table = at.dataframe[0].value
+    assert "mb05_120x120.pth" in set(table["file"])
+    kinds = dict(zip(table["file"], table["kind"]))
+    assert kinds["bfm_noneck_v3.pkl"].startswith("stand-in")  # the shared copy is a stand-in
+    assert "stand-in" in texts(at.warning)
+    assert "renderer" in texts(at.success) + texts(at.warning)
+
+
+def test_home_explains_missing_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(tmp_path))
+    monkeypatch.setenv("DENSEHEAD_HOME", str(tmp_path / "home"))
+    at = app().run()
+    assert not at.exception
+    message = texts(at.error)
+    assert "Missing model files" in message and "densehead fetch" in message
+
+
+def test_viewer_photo_gives_mesh_and_widgets_change_it(samples):
+    at = app("2_3D_viewer.py").run()
+    assert not at.exception
+    photo = (samples / "photos" / "trump_hillary.jpg").read_bytes()
+    at.file_uploader(key="photo").upload("trump_hillary.jpg", photo, "image/jpeg").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="face").options == ["face 0", "face 1"]
+    assert "Showing 12,000 of 38,365 vertices" in texts(at.caption)
+    at.selectbox(key="detail").select("light (~4,000 vertices)").run()
+    assert "Showing 4,000 of 38,365 vertices" in texts(at.caption)
+    at.selectbox(key="face").select(1).run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Yaw", "Pitch", "Roll"]
+    assert len(at.get("download_button")) == 3
+
+
+def test_viewer_rejects_non_image_and_faceless_photo(samples):
+    at = app("2_3D_viewer.py").run()
+    at.file_uploader(key="photo").upload("notes.jpg", b"not an image at all", "image/jpeg").run()
+    assert not at.exception
+    assert "is not an image that can be read" in texts(at.error)
+    import cv2
+    import numpy as np
+
+    blank = cv2.imencode(".png", np.full((300, 400, 3), 200, np.uint8))[1].tobytes()
+    at.file_uploader(key="photo").upload("wall.png", blank, "image/png").run()
+    assert not at.exception
+    assert "No face was found" in texts(at.warning)
+
+
+def test_video_page_bad_upload_is_a_message():
+    at = app("3_Video_analysis.py").run()
+    assert not at.exception
+    at.file_uploader(key="video").upload("clip.mp4", b"\x00garbage" * 100, "video/mp4").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "could not be analysed" in texts(at.error)
+
+
+def test_video_page_analyses_a_real_video(samples):
+    at = app("3_Video_analysis.py").run()
+    at.number_input(key="video_limit").set_value(25)
+    at.file_uploader(key="video").upload(
+        "orlando_bloom.avi", (samples / "videos" / "orlando_bloom.avi").read_bytes(), "video/x-msvideo").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert "25 frames" in texts(at.caption)
+    summary = at.dataframe[0].value
+    assert summary["frames"].iloc[0] >= 20 and abs(summary["yaw_mean"].iloc[0]) < 90
+    assert len(at.get("download_button")) == 3
+
+
+def test_live_page_renders_settings():
+    at = app("1_Live_webcam.py").run()
+    assert not at.exception
+    assert list(at.selectbox(key="live_mode").options) == ["sparse", "dense", "pose", "mesh", "depth", "pncc"]
+    at.selectbox(key="live_mode").select("pose").run()
+    at.slider(key="live_threshold").set_value(0.5).run()
+    assert not at.exception
+    state = at.session_state["live"]
+    assert state.mode == "pose" and state.tracker.pipeline.detector.score_threshold == 0.5
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('["stun:stun.example.org:3478"]', [{"urls": "stun:stun.example.org:3478"}]),
+    ('[{"urls": ["turn:t.example.org"], "username": "u", "credential": "c"}]',
+     [{"urls": ["turn:t.example.org"], "username": "u", "credential": "c"}]),
+    ("", []),
+])
+def test_ice_servers_from_environment(monkeypatch, value, expected):
+    from pages import ice_servers
+
+    monkeypatch.setenv("DENSEHEAD_ICE_SERVERS", value)
+    assert ice_servers() == expected

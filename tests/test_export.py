@@ -1,0 +1,85 @@
+"""Mesh and result writers: what is written reads back the same (real face, real photo)."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from densehead import export
+from helpers import shared_pipeline
+
+
+@pytest.fixture(scope="module")
+def photo_face(samples):
+    image = cv2.imread(str(samples / "photos" / "JianzhuGuo.jpg"))
+    faces = shared_pipeline()(image, dense=True)
+    assert faces
+    return image, faces[0]
+
+
+@pytest.fixture(scope="module")
+def mesh(photo_face):
+    image, face = photo_face
+    return export.face_mesh(face, shared_pipeline().model.triangles, image)
+
+
+def test_face_mesh_is_upright_and_coloured_from_the_photo(photo_face, mesh):
+    image, face = photo_face
+    assert mesh.vertices.shape == (38365, 3) and mesh.triangles.shape == (76073, 3)
+    assert np.allclose(mesh.vertices[:, 1], -face.vertices[:, 1])
+    # the nose tip (landmark 30) is above the chin (landmark 8) once y points up
+    lm = export.upright(face.landmarks)
+    assert lm[30, 1] > lm[8, 1]
+    x, y = np.rint(face.vertices[123, :2]).astype(int)
+    assert mesh.colors[123].tolist() == image[y, x, ::-1].tolist()  # BGR photo -> RGB colours
+
+
+def test_obj_round_trip_keeps_vertices_triangles_and_colours(mesh, tmp_path):
+    path = export.write(tmp_path / "face.obj", export.obj_bytes(mesh))
+    back = export.read_obj(path)
+    assert back.n_vertices == mesh.n_vertices
+    assert np.array_equal(back.triangles, mesh.triangles)
+    assert np.allclose(back.vertices, mesh.vertices, atol=1e-3)
+    assert np.array_equal(back.colors, mesh.colors)
+
+
+def test_ply_round_trip_keeps_vertices_triangles_and_colours(mesh, tmp_path):
+    path = export.write(tmp_path / "face.ply", export.ply_bytes(mesh))
+    back = export.read_ply(path)
+    assert back.n_vertices == mesh.n_vertices
+    assert np.array_equal(back.triangles, mesh.triangles)
+    assert np.array_equal(back.vertices, mesh.vertices)
+    assert np.array_equal(back.colors, mesh.colors)
+
+
+def test_ply_header_is_standard(mesh):
+    head = export.ply_bytes(mesh)[:400].split(b"end_header")[0].decode()
+    assert "element vertex 38365" in head and "element face 76073" in head
+    assert "property uchar red" in head
+
+
+def test_json_holds_pose_and_coefficients(photo_face):
+    _, face = photo_face
+    body = json.loads(export.faces_json([face], source="JianzhuGuo.jpg"))
+    assert body["meta"]["source"] == "JianzhuGuo.jpg"
+    got = body["faces"][0]
+    assert got["yaw"] == pytest.approx(face.yaw) and len(got["expression"]) == 10
+    assert len(got["shape"]) == 40 and len(got["landmarks"]) == 68
+
+
+def test_csv_text_reads_back(tmp_path):
+    text = export.csv_text(["a", "b"], [[1, 2.5], [3, -0.125]])
+    header, table = export.read_csv(text)
+    assert header == ["a", "b"] and table.tolist() == [[1, 2.5], [3, -0.125]]
+
+
+def test_browser_mp4_is_h264(samples, tmp_path):
+    import av
+
+    out = export.browser_mp4(samples / "videos" / "orlando_bloom.avi", tmp_path / "o.mp4")
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in c.decode(stream)) == 139

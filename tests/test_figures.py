@@ -1,0 +1,112 @@
+"""Figure builders: traces, shapes and decimation, on real results."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from densehead import export, figures
+from densehead.series import COL, COLUMNS, SeriesBuffer
+from helpers import shared_pipeline
+
+
+@pytest.fixture(scope="module")
+def two_faces(samples):
+    image = cv2.imread(str(samples / "photos" / "trump_hillary.jpg"))
+    faces = shared_pipeline()(image, dense=True)
+    assert len(faces) == 2
+    for i, f in enumerate(faces):
+        f.track_id = i
+    return image, faces
+
+
+@pytest.fixture(scope="module")
+def mesh(two_faces):
+    image, faces = two_faces
+    return export.face_mesh(faces[0], shared_pipeline().model.triangles, image)
+
+
+def _table(faces) -> np.ndarray:
+    buf = SeriesBuffer()
+    for _ in range(5):
+        buf.add_frame(faces)
+    return buf.snapshot()
+
+
+def test_pose_figure_one_line_per_track_and_angle(two_faces):
+    _, faces = two_faces
+    fig = figures.pose_figure(_table(faces))
+    assert len(fig.data) == 2 * 3
+    names = {t.name for t in fig.data}
+    assert names == {"track 0", "track 1"}
+    yaw_track1 = [t for t in fig.data if t.name == "track 1" and t.yaxis == "y"][0]
+    assert np.allclose(yaw_track1.y, faces[1].yaw)
+
+
+def test_expression_figure_ten_lines_per_track(two_faces):
+    _, faces = two_faces
+    fig = figures.expression_figure(_table(faces))
+    assert len(fig.data) == 20
+    assert np.allclose(fig.data[3].y, faces[0].expression[3])
+
+
+def test_empty_series_give_empty_figures():
+    empty = np.zeros((0, len(COLUMNS)))
+    assert len(figures.pose_figure(empty).data) == 0
+    assert len(figures.expression_figure(empty).data) == 0
+
+
+def test_bar_figure(two_faces):
+    _, faces = two_faces
+    fig = figures.bar_figure(faces[0].shape, "shape", "s")
+    assert isinstance(fig.data[0], go.Bar) and len(fig.data[0].x) == 40 and fig.data[0].x[0] == "s0"
+
+
+def test_detections_figure_has_a_box_per_face(two_faces):
+    image, faces = two_faces
+    fig = figures.detections_figure(image, faces, selected=1)
+    assert len(fig.layout.shapes) == 2 and fig.layout.shapes[1].line.color == "#ff3030"
+    assert fig.data[0].source.startswith("data:image/jpeg;base64,")
+
+
+def test_mesh_figure_full_resolution(mesh):
+    fig = figures.mesh_figure(mesh)
+    trace = fig.data[0]
+    assert isinstance(trace, go.Mesh3d)
+    assert len(trace.x) == 38365 and len(trace.i) == 76073
+    r, g, b = mesh.colors[0]
+    assert trace.vertexcolor[0] == f"#{r:02x}{g:02x}{b:02x}"
+    assert fig.layout.scene.camera.up.y == 1  # upright
+
+
+def test_decimate_hits_target_and_keeps_shape_and_colour(mesh):
+    small = figures.decimate(mesh, 12_000)
+    assert abs(small.n_vertices - 12_000) <= 600
+    assert small.triangles.max() < small.n_vertices and len(small.triangles) > 20_000
+    assert np.allclose(small.vertices.min(0), mesh.vertices.min(0), atol=5)
+    assert np.allclose(small.vertices.max(0), mesh.vertices.max(0), atol=5)
+    assert abs(small.colors.astype(float).mean() - mesh.colors.astype(float).mean()) < 3
+    # no degenerate or repeated triangles
+    t = np.sort(small.triangles, axis=1)
+    assert np.all((t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]))
+    assert len(np.unique(t, axis=0)) == len(t)
+    assert figures.decimate(mesh, 10**6) is mesh
+
+
+def test_mesh_figure_overlays(two_faces, mesh):
+    _, faces = two_faces
+    axes = figures.pose_axes(faces[0])
+    fig = figures.mesh_figure(figures.decimate(mesh, 4000), export.upright(faces[0].landmarks),
+                              axes, wireframe=figures.decimate(mesh, 1000))
+    names = [t.name for t in fig.data]
+    assert names == ["face", "wireframe", "68 landmarks", "head x", "head y", "head z"]
+    assert len(fig.data[2].x) == 68
+    # the head's z axis points out of the face: towards the viewer, like the nose
+    assert axes.directions[2, 2] > 0.5
+    assert np.allclose(np.linalg.norm(axes.directions, axis=1), 1)
+
+
+def test_edges_are_unique():
+    e = figures.edges(np.array([[0, 1, 2], [2, 1, 3]]))
+    assert e.tolist() == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]

@@ -1,0 +1,127 @@
+"""The bounded, lock-protected results buffer and its CSV, on faces from a real video."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from densehead.export import read_csv
+from densehead.series import COL, COLUMNS, SeriesBuffer, series_csv, split_tracks, summary
+from helpers import shared_pipeline
+
+
+class FakeClock:
+    """A settable clock, so that time windows are checked exactly (not a stand-in for a model)."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def video_faces(samples):
+    from densehead.tracking import FaceTracker
+    from densehead.video import iter_frames
+
+    tracker = FaceTracker(shared_pipeline())
+    return [tracker(f) for f in iter_frames(samples / "videos" / "orlando_bloom.avi", max_frames=30)]
+
+
+def test_rows_hold_pose_and_expression_per_track(video_faces):
+    clock = FakeClock()
+    buf = SeriesBuffer(clock=clock)
+    for faces in video_faces:
+        buf.add_frame(faces, frame_ms=5.0)
+        clock.t += 0.04
+    table = buf.snapshot()
+    assert table.shape == (sum(len(f) for f in video_faces), len(COLUMNS))
+    last = video_faces[-1][0]
+    row = split_tracks(table)[last.track_id][-1]
+    assert row[COL["yaw"]] == pytest.approx(last.yaw)
+    assert np.allclose(row[COL["exp0"]:], last.expression)
+    assert np.all(np.diff(table[:, 0]) >= 0)
+
+
+def test_ring_is_bounded_and_window_selects_recent_rows(video_faces):
+    clock = FakeClock()
+    buf = SeriesBuffer(max_rows=10, clock=clock)
+    face = video_faces[0][0]
+    for _ in range(25):
+        buf.add_frame([face])
+        clock.t += 1.0
+    assert len(buf.snapshot()) == 10
+    # now = 25 s after the first frame; rows at t = 15..24 are kept, the last 5 s hold 20..24
+    assert buf.snapshot(window_s=5.0)[:, 0].tolist() == [20.0, 21.0, 22.0, 23.0, 24.0]
+
+
+def test_stats_fps_stage_medians_and_lag(video_faces):
+    from densehead.face import StageTimes
+
+    clock = FakeClock()
+    buf = SeriesBuffer(clock=clock)
+    for i in range(11):
+        buf.add_frame(video_faces[i], StageTimes(inference=2.0, detect=1.0), frame_ms=8.0,
+                      media_time=i / 30)  # the camera runs at 30 fps ...
+        clock.t += 0.1                    # ... but we only manage 10: frames wait longer and longer
+    stats = buf.stats()
+    assert stats.fps == pytest.approx(10.0)
+    assert stats.frame_ms == 8.0 and stats.stage_ms["inference"] == 2.0
+    assert stats.lag_ms == pytest.approx(1000 * (1.0 - 10 / 30))
+    assert stats.frames == 11
+
+
+def test_concurrent_writer_and_reader_stay_consistent(video_faces):
+    buf = SeriesBuffer(max_rows=500)
+    faces = video_faces[0]
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            buf.add_frame(faces, frame_ms=1.0)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(200):
+            table = buf.snapshot(window_s=10.0)
+            assert table.shape[1] == len(COLUMNS) and len(table) <= 500
+            buf.stats()
+    finally:
+        stop.set()
+        writer.join()
+    assert len(buf.snapshot()) == 500
+
+
+def test_csv_round_trip_and_summary(video_faces, tmp_path):
+    buf = SeriesBuffer()
+    for faces in video_faces:
+        buf.add_frame(faces)
+    path = tmp_path / "series.csv"
+    path.write_text(buf.csv())
+    header, table = read_csv(path)
+    assert tuple(header) == COLUMNS
+    assert np.allclose(table[:, 3:], buf.snapshot()[:, 3:], rtol=1e-4, atol=1e-4)
+    stats = summary(table)
+    assert stats and stats[0]["frames"] == len(split_tracks(table)[stats[0]["track_id"]])
+    assert -90 < stats[0]["yaw_mean"] < 90
+    assert series_csv(np.zeros((0, len(COLUMNS)))).strip() == ",".join(COLUMNS)
+
+
+def test_analyze_video_writes_overlay_and_series(samples, tmp_path):
+    from densehead.series import analyze_video
+    from densehead.video import VideoError, probe
+
+    seen = []
+    result = analyze_video(samples / "videos" / "orlando_bloom.avi", tmp_path / "out.mp4",
+                           shared_pipeline(), mode="pose", max_frames=20,
+                           progress=lambda d, t, e: seen.append((d, t)))
+    assert result.n_frames == 20 and seen[-1] == (20, 20)
+    assert len(result.table) >= 18 and np.ptp(result.table[:, COL["yaw"]]) > 0
+    assert probe(result.output).width == 320
+    with pytest.raises(VideoError):
+        bad = tmp_path / "not_a_video.mp4"
+        bad.write_text("hello")
+        analyze_video(bad, tmp_path / "x.mp4", shared_pipeline())
