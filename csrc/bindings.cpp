@@ -103,6 +103,7 @@ void copy3(const std::array<double, 3>& src, float* dst, const char* name) {
 py::dict to_dict(const Timings& t) {
     py::dict d;
     d["prepare"] = t.prepare_ms;
+    d["normals"] = t.normals_ms;
     d["shade"] = t.shade_ms;
     d["raster"] = t.raster_ms;
     d["blend"] = t.blend_ms;
@@ -200,5 +201,5 @@ PYBIND11_MODULE(_render, m) {
           "PNCC blended in place; returns per-phase times in ms.");
     m.def("depth_map", &depth_map, py::arg("height"), py::arg("width"),
           py::arg("vertices_list"), py::arg("triangles"),
-          "float32 (H, W) per-face normalised depth in [0, 1], -1 where empty; and times.");
+          "float32 (H, W) z of the nearest surface, NaN where empty; and times.");
 }

@@ -48,14 +48,22 @@ struct Region {
     int x0 = 0, y0 = 0, w = 0, h = 0;
 };
 
+// One z-buffer cell: depth and the winner's colour packed as B | G << 8 | R << 16. Keeping
+// both in 8 bytes means a 2x2 block touches two cache lines; with separate float planes it
+// was eight, and the scattered triangle order made that the main cost of rasterizing.
+struct Pixel {
+    float z;
+    uint32_t bgr;
+};
+
 // Buffers reused between calls of the same thread: no allocation in the steady state, and no
 // sharing between threads (the live page renders from a worker thread).
 struct Scratch {
     std::vector<uint8_t> valid;     // faces * n: vertex usable
     std::vector<float> colors;      // n * 3, current face, 0..255
     std::vector<float> normals;     // n * 3, current face
-    std::vector<float> zbuf;        // region w * h
-    std::vector<float> rgb;         // region w * h * 3
+    std::vector<Pixel> pixels;      // (region w + 1) * (region h + 1)
+    std::vector<int32_t> cand;      // candidate triangles of the current face
 };
 thread_local Scratch scratch;
 
@@ -203,103 +211,191 @@ void shade_pncc(const float* pncc, int n, float* out) {
     }
 }
 
-// Rasterizes one face into the region's z-buffer and colour buffer. Pixel centres sit at
-// integer coordinates (a vertex at x = 10 is on the centre of column 10). A pixel is covered
-// when all three edge functions are >= 0 after orienting them by the triangle's sign, so both
-// windings draw and shared edges leave no cracks; the z-test (strictly nearer) picks the winner.
+// Picks the triangles whose clipped pixel-centre box is non-empty. Written without branches:
+// on a 200 px face about half of the sub-pixel triangles contain no pixel centre, a coin flip
+// that a branch predictor loses, so the test writes every index and advances by 0 or 1.
 template <bool CheckValid>
-void raster_face(const float* v, const float* col, const uint8_t* valid, const int32_t* tri,
-                 int n_tri, const Region& r, float* zbuf, float* rgb) {
+int candidates(const float* v, const uint8_t* valid, const int32_t* tri, int n_tri,
+               const Region& r, int32_t* out) {
     const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
     const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
+    int count = 0;
     for (int t = 0; t < n_tri; ++t) {
         const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
-        if (CheckValid && !(valid[i0] & valid[i1] & valid[i2])) continue;
         const float ax = v[3 * i0], ay = v[3 * i0 + 1];
         const float bx = v[3 * i1], by = v[3 * i1 + 1];
         const float cx = v[3 * i2], cy = v[3 * i2 + 1];
+        // Invalid vertices may hold NaN or 1e30: clamp before the int conversion, then drop.
+        const int x0 = ceil_i(std::min(std::max(std::min(ax, std::min(bx, cx)), lo_x), hi_x + 1));
+        const int x1 = floor_i(std::max(std::min(std::max(ax, std::max(bx, cx)), hi_x), lo_x - 1));
+        const int y0 = ceil_i(std::min(std::max(std::min(ay, std::min(by, cy)), lo_y), hi_y + 1));
+        const int y1 = floor_i(std::max(std::min(std::max(ay, std::max(by, cy)), hi_y), lo_y - 1));
+        bool keep = (x0 <= x1) & (y0 <= y1);
+        if (CheckValid) keep &= (valid[i0] & valid[i1] & valid[i2]) != 0;
+        out[count] = t;
+        count += keep;
+    }
+    return count;
+}
 
-        // Pixel-centre bounding box clipped to the region. Most triangles of a 200 px face are
-        // smaller than a pixel and contain no centre at all: they leave here.
+inline uint32_t pack_bgr(float c0, float c1, float c2) {
+    // Colours are in 0..255 up to float rounding of the interpolation; clamp, round half up.
+    auto q = [](float c) { return static_cast<uint32_t>(std::min(255.0f, std::max(0.0f, c)) + 0.5f); };
+    return q(c0) | (q(c1) << 8) | (q(c2) << 16);
+}
+
+// Tests one pixel centre (barycentrics b0..b2) and keeps it if it is inside and nearer.
+inline void plot_1(Pixel* px, float b0, float b1, float b2, float az, float bz, float cz,
+                   const float* ca, const float* cb, const float* cc) {
+    const float z = b0 * az + b1 * bz + b2 * cz;
+    if ((b0 >= 0.0f) & (b1 >= 0.0f) & (b2 >= 0.0f) & (z > px->z)) {
+        px->z = z;
+        px->bgr = pack_bgr(b0 * ca[0] + b1 * cb[0] + b2 * cc[0], b0 * ca[1] + b1 * cb[1] + b2 * cc[1],
+                           b0 * ca[2] + b1 * cb[2] + b2 * cc[2]);
+    }
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+// Four pixels (a 2x2 block) per step in GCC/Clang vector extensions: portable across
+// architectures (SSE2 on x86-64, NEON on arm64) and free of branches, whose outcome (is this
+// pixel centre inside, is it nearer) is a coin flip for sub-pixel triangles.
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+inline void plot_2x2(Pixel* p, int pitch, bool has_x, bool has_y, float w0, float w1, float w2,
+                     float e0x, float e0y, float e1x, float e1y, float e2x, float e2y, float az,
+                     float bz, float cz, const float* ca, const float* cb, const float* cc) {
+    const v4f dx = {0.0f, 1.0f, 0.0f, 1.0f}, dy = {0.0f, 0.0f, 1.0f, 1.0f};
+    const v4f b0 = w0 + e0x * dx + e0y * dy;
+    const v4f b1 = w1 + e1x * dx + e1y * dy;
+    const v4f b2 = w2 + e2x * dx + e2y * dy;
+    const int32_t mx = -static_cast<int32_t>(has_x), my = -static_cast<int32_t>(has_y);
+    const v4i in_box = {-1, mx, my, mx & my};
+    Pixel* q[4] = {p, p + 1, p + pitch, p + pitch + 1};
+    const v4f z_old = {q[0]->z, q[1]->z, q[2]->z, q[3]->z};
+    const v4f z = b0 * az + b1 * bz + b2 * cz;
+    const v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    const v4i win = in_box & (b0 >= zero) & (b1 >= zero) & (b2 >= zero) & (z > z_old);
+    if (!(win[0] | win[1] | win[2] | win[3])) return;  // ~1 in 4 blocks: worth the branch
+    const v4f lo = zero, hi = {255.0f, 255.0f, 255.0f, 255.0f}, half = {0.5f, 0.5f, 0.5f, 0.5f};
+    auto channel = [&](int k) {
+        v4f c = b0 * ca[k] + b1 * cb[k] + b2 * cc[k];
+        c = c < lo ? lo : c;
+        c = c > hi ? hi : c;
+        return __builtin_convertvector(c + half, v4i);
+    };
+    const v4i bgr = channel(0) | (channel(1) << 8) | (channel(2) << 16);
+    const v4i z_bits = reinterpret_cast<v4i>(z), old_bits = reinterpret_cast<v4i>(z_old);
+    const v4i z_new = (z_bits & win) | (old_bits & ~win);
+    for (int j = 0; j < 4; ++j) {
+        const uint32_t keep = static_cast<uint32_t>(win[j]);
+        std::memcpy(&q[j]->z, &z_new[j], 4);
+        q[j]->bgr = (static_cast<uint32_t>(bgr[j]) & keep) | (q[j]->bgr & ~keep);
+    }
+}
+#else
+// Scalar fallback for compilers without vector extensions (same results).
+inline void plot_2x2(Pixel* p, int pitch, bool has_x, bool has_y, float w0, float w1, float w2,
+                     float e0x, float e0y, float e1x, float e1y, float e2x, float e2y, float az,
+                     float bz, float cz, const float* ca, const float* cb, const float* cc) {
+    plot_1(p, w0, w1, w2, az, bz, cz, ca, cb, cc);
+    if (has_x) plot_1(p + 1, w0 + e0x, w1 + e1x, w2 + e2x, az, bz, cz, ca, cb, cc);
+    if (has_y) plot_1(p + pitch, w0 + e0y, w1 + e1y, w2 + e2y, az, bz, cz, ca, cb, cc);
+    if (has_x && has_y) {
+        plot_1(p + pitch + 1, w0 + e0x + e0y, w1 + e1x + e1y, w2 + e2x + e2y, az, bz, cz, ca, cb,
+               cc);
+    }
+}
+#endif
+
+// Rasterizes the candidate triangles of one face into the region's pixel buffer (row pitch
+// r.w + 1: one spare column and row so that a 2x2 block starting on the last pixel stays inside
+// the allocation). Pixel centres sit at integer coordinates (a vertex at x = 10 is on the centre
+// of column 10). A pixel is covered when its three barycentric weights are >= 0, so both
+// windings draw and shared edges leave no cracks; the z-test (strictly nearer) picks the winner.
+void raster_face(const float* v, const float* col, const int32_t* tri, const int32_t* cand,
+                 int n_cand, const Region& r, Pixel* pixels) {
+    const int pitch = r.w + 1;
+    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
+    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
+    for (int k = 0; k < n_cand; ++k) {
+        const int t = cand[k];
+        const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
+        const float ax = v[3 * i0], ay = v[3 * i0 + 1];
+        const float bx = v[3 * i1], by = v[3 * i1 + 1];
+        const float cx = v[3 * i2], cy = v[3 * i2 + 1];
         const int x0 = ceil_i(std::max(std::min(ax, std::min(bx, cx)), lo_x));
         const int x1 = floor_i(std::min(std::max(ax, std::max(bx, cx)), hi_x));
-        if (x0 > x1) continue;
         const int y0 = ceil_i(std::max(std::min(ay, std::min(by, cy)), lo_y));
         const int y1 = floor_i(std::min(std::max(ay, std::max(by, cy)), hi_y));
-        if (y0 > y1) continue;
 
         const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
         if (!(std::fabs(area) > 1e-10f)) continue;  // degenerate (or NaN)
-        const float s = area > 0.0f ? 1.0f : -1.0f;
-        const float inv_area = s / area;
+        const float inv_area = 1.0f / area;
 
-        // Edge function of the edge opposite each vertex, oriented positive inside, evaluated
-        // at the first pixel centre, with its steps along x and y.
-        const float e0x = -(cy - by) * s, e0y = (cx - bx) * s;
-        const float e1x = -(ay - cy) * s, e1y = (ax - cx) * s;
-        const float e2x = -(by - ay) * s, e2y = (bx - ax) * s;
+        // Edge function of the edge opposite each vertex at the first pixel centre, with its
+        // steps along x and y. Divided by the signed area they are the barycentric weights,
+        // positive inside whatever the winding.
+        const float e0x = -(cy - by) * inv_area, e0y = (cx - bx) * inv_area;
+        const float e1x = -(ay - cy) * inv_area, e1y = (ax - cx) * inv_area;
+        const float e2x = -(by - ay) * inv_area, e2y = (bx - ax) * inv_area;
         const float px = static_cast<float>(x0), py = static_cast<float>(y0);
-        float w0_row = e0x * (px - bx) + e0y * (py - by);
-        float w1_row = e1x * (px - cx) + e1y * (py - cy);
-        float w2_row = e2x * (px - ax) + e2y * (py - ay);
+        const float w0 = e0x * (px - bx) + e0y * (py - by);
+        const float w1 = e1x * (px - cx) + e1y * (py - cy);
+        const float w2 = e2x * (px - ax) + e2y * (py - ay);
 
         const float az = v[3 * i0 + 2], bz = v[3 * i1 + 2], cz = v[3 * i2 + 2];
         const float* ca = col + 3 * i0;
         const float* cb = col + 3 * i1;
         const float* cc = col + 3 * i2;
+        Pixel* first = pixels + (y0 - r.y0) * pitch + (x0 - r.x0);
 
-        for (int y = y0; y <= y1; ++y) {
-            float w0 = w0_row, w1 = w1_row, w2 = w2_row;
-            const int row = (y - r.y0) * r.w - r.x0;
-            for (int x = x0; x <= x1; ++x) {
-                if (w0 >= 0.0f && w1 >= 0.0f && w2 >= 0.0f) {
-                    const float b0 = w0 * inv_area, b1 = w1 * inv_area, b2 = w2 * inv_area;
-                    const float z = b0 * az + b1 * bz + b2 * cz;
-                    const int idx = row + x;
-                    if (z > zbuf[idx]) {
-                        zbuf[idx] = z;
-                        float* o = rgb + 3 * idx;
-                        o[0] = b0 * ca[0] + b1 * cb[0] + b2 * cc[0];
-                        o[1] = b0 * ca[1] + b1 * cb[1] + b2 * cc[1];
-                        o[2] = b0 * ca[2] + b1 * cb[2] + b2 * cc[2];
-                    }
-                }
-                w0 += e0x, w1 += e1x, w2 += e2x;
+        if (x1 - x0 <= 1 && y1 - y0 <= 1) {  // the common case: at most 2x2 pixel centres
+            plot_2x2(first, pitch, x1 > x0, y1 > y0, w0, w1, w2, e0x, e0y, e1x, e1y, e2x, e2y, az,
+                     bz, cz, ca, cb, cc);
+            continue;
+        }
+        for (int y = 0; y <= y1 - y0; ++y) {
+            const float fy = static_cast<float>(y);
+            Pixel* row = first + y * pitch;
+            for (int x = 0; x <= x1 - x0; ++x) {
+                // Evaluated directly rather than stepped: large triangles are rare here and
+                // this keeps float error from accumulating along long rows.
+                const float fx = static_cast<float>(x);
+                plot_1(row + x, w0 + e0x * fx + e0y * fy, w1 + e1x * fx + e1y * fy,
+                       w2 + e2x * fx + e2y * fy, az, bz, cz, ca, cb, cc);
             }
-            w0_row += e0y, w1_row += e1y, w2_row += e2y;
         }
     }
 }
 
 // out = frame + alpha * (colour - frame) on the covered pixels only.
-void blend(const Job& job, const Region& r, const float* zbuf, const float* rgb) {
+void blend(const Job& job, const Region& r, const Pixel* pixels) {
     const float a = job.alpha;
     const int stride = 3 * job.frame.width;
     for (int y = 0; y < r.h; ++y) {
         uint8_t* dst = job.frame.data + static_cast<size_t>(r.y0 + y) * stride + 3 * r.x0;
-        const float* z = zbuf + static_cast<size_t>(y) * r.w;
-        const float* c = rgb + static_cast<size_t>(y) * r.w * 3;
+        const Pixel* src = pixels + static_cast<size_t>(y) * (r.w + 1);
         for (int x = 0; x < r.w; ++x) {
-            if (z[x] == kEmpty) continue;
+            if (src[x].z == kEmpty) continue;
+            const uint32_t c = src[x].bgr;
             for (int k = 0; k < 3; ++k) {
                 const float f = dst[3 * x + k];
-                const float val = f + a * (c[3 * x + k] - f);
-                // Colours are in 0..255 by construction; clamp guards float rounding.
-                dst[3 * x + k] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, val)) + 0.5f);
+                const float val = f + a * (static_cast<float>((c >> (8 * k)) & 255u) - f);
+                dst[3 * x + k] = static_cast<uint8_t>(val + 0.5f);  // val is within 0..255
             }
         }
     }
 }
 
-// Shared by render() and depth_map(): fills the scratch z-buffer and colour buffer of the
-// returned region.
-Region rasterize_all(const Job& job, Timings& tm) {
+// Shared by render() and depth_map(): fills the scratch pixel buffer of the returned region.
+Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
     auto t = Clock::now();
     const int n = job.n_vertices;
     const int n_faces = static_cast<int>(job.faces.size());
     Scratch& s = scratch;
 
-    check_indices(job.triangles, job.n_triangles, n);
+    if (n_faces > 0) check_indices(job.triangles, job.n_triangles, n);
     s.valid.resize(static_cast<size_t>(n_faces) * n);
     std::vector<FaceInfo> info(n_faces);
     float min_x = kMaxCoord, max_x = -kMaxCoord, min_y = kMaxCoord, max_y = -kMaxCoord;
@@ -326,10 +422,11 @@ Region rasterize_all(const Job& job, Timings& tm) {
         tm.prepare_ms += ms_since(t);
         return r;
     }
-    const size_t npix = static_cast<size_t>(r.w) * r.h;
-    s.zbuf.assign(npix, kEmpty);
-    if (s.rgb.size() < 3 * npix) s.rgb.resize(3 * npix);  // read only where zbuf was written
+    const size_t npix = static_cast<size_t>(r.w + 1) * (r.h + 1);
+    s.pixels.assign(npix, Pixel{kEmpty, 0u});
+    pixels = s.pixels.data();
     s.colors.resize(static_cast<size_t>(3) * n);
+    s.cand.resize(static_cast<size_t>(job.n_triangles));
     if (job.mode == Mode::Mesh) s.normals.resize(static_cast<size_t>(3) * n);
     tm.prepare_ms += ms_since(t);
 
@@ -342,6 +439,7 @@ Region rasterize_all(const Job& job, Timings& tm) {
             case Mode::Mesh:
                 vertex_normals(v, job.triangles, job.n_triangles, n, valid, check,
                                s.normals.data());
+                tm.normals_ms += ms_since(t);
                 shade_mesh(s.normals.data(), n, job.light, job.color, s.colors.data());
                 break;
             case Mode::Depth:
@@ -352,13 +450,10 @@ Region rasterize_all(const Job& job, Timings& tm) {
                 break;
         }
         tm.shade_ms += ms_since(t);
-        if (check) {
-            raster_face<true>(v, s.colors.data(), valid, job.triangles, job.n_triangles, r,
-                              s.zbuf.data(), s.rgb.data());
-        } else {
-            raster_face<false>(v, s.colors.data(), valid, job.triangles, job.n_triangles, r,
-                               s.zbuf.data(), s.rgb.data());
-        }
+        const int n_cand =
+            check ? candidates<true>(v, valid, job.triangles, job.n_triangles, r, s.cand.data())
+                  : candidates<false>(v, valid, job.triangles, job.n_triangles, r, s.cand.data());
+        raster_face(v, s.colors.data(), job.triangles, s.cand.data(), n_cand, r, pixels);
         tm.raster_ms += ms_since(t);
     }
     return r;
@@ -368,12 +463,13 @@ Region rasterize_all(const Job& job, Timings& tm) {
 
 Timings render(const Job& job) {
     Timings tm;
-    const Region r = rasterize_all(job, tm);
+    Pixel* pixels = nullptr;
+    const Region r = rasterize_all(job, tm, pixels);
     auto t = Clock::now();
     if (job.black_background) {
         std::memset(job.frame.data, 0, static_cast<size_t>(job.frame.height) * job.frame.width * 3);
     }
-    if (r.w > 0) blend(job, r, scratch.zbuf.data(), scratch.rgb.data());
+    if (r.w > 0) blend(job, r, pixels);
     tm.blend_ms += ms_since(t);
     return tm;
 }
@@ -382,16 +478,17 @@ Timings depth_map(const Job& job, float* out) {
     Timings tm;
     Job depth_job = job;
     depth_job.mode = Mode::Depth;
-    const Region r = rasterize_all(depth_job, tm);
+    Pixel* pixels = nullptr;
+    const Region r = rasterize_all(depth_job, tm, pixels);
     auto t = Clock::now();
     const int W = job.frame.width;
-    std::fill(out, out + static_cast<size_t>(job.frame.height) * W, -1.0f);
+    std::fill(out, out + static_cast<size_t>(job.frame.height) * W,
+              std::numeric_limits<float>::quiet_NaN());
     for (int y = 0; y < r.h; ++y) {
-        const float* z = scratch.zbuf.data() + static_cast<size_t>(y) * r.w;
-        const float* c = scratch.rgb.data() + static_cast<size_t>(y) * r.w * 3;
+        const Pixel* src = pixels + static_cast<size_t>(y) * (r.w + 1);
         float* o = out + static_cast<size_t>(r.y0 + y) * W + r.x0;
         for (int x = 0; x < r.w; ++x) {
-            if (z[x] != kEmpty) o[x] = c[3 * x] / 255.0f;
+            if (src[x].z != kEmpty) o[x] = src[x].z;
         }
     }
     tm.blend_ms += ms_since(t);

@@ -46,7 +46,8 @@ struct Job {
 // Wall time per phase of one call, in milliseconds.
 struct Timings {
     double prepare_ms = 0.0;  // validity, bounding boxes, index check, buffer setup
-    double shade_ms = 0.0;    // per-vertex colours (normals + lighting for the mesh mode)
+    double normals_ms = 0.0;  // vertex normals (mesh mode only)
+    double shade_ms = 0.0;    // per-vertex colours (lighting for the mesh mode)
     double raster_ms = 0.0;   // triangle setup, z-test, colour interpolation
     double blend_ms = 0.0;    // alpha blend of the covered pixels onto the frame
 };
@@ -55,9 +56,9 @@ struct Timings {
 // Throws std::invalid_argument if a triangle index is outside [0, n_vertices).
 Timings render(const Job& job);
 
-// Same rasterization, but returns the per-pixel colour-free depth: for each pixel the
-// per-face-normalised depth in [0, 1] of the nearest surface, or -1 where nothing is drawn.
-// `out` must hold height * width floats.
+// Same rasterization, but writes the z-buffer itself: for each pixel the z of the nearest
+// surface (in the vertices' own units), NaN where nothing is drawn. `out` must hold
+// height * width floats; job.frame only gives the size.
 Timings depth_map(const Job& job, float* out);
 
 }  // namespace densehead

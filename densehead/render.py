@@ -69,6 +69,9 @@ def _faces(vertices_list: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]
         raise ValueError(
             f"vertices_list must be a (N, 3) array or a list of them, got shape {vertices_list.shape}"
         )
+    if not isinstance(vertices_list, (list, tuple)):
+        raise TypeError("vertices_list must be a list of float32 (N, 3) arrays, one per face, got "
+                        f"{type(vertices_list).__name__}")
     return list(vertices_list)
 
 
@@ -156,8 +159,9 @@ def depth_map(
     triangles: np.ndarray,
     timings: Timings | None = None,
 ) -> np.ndarray:
-    """float32 (height, width): per-face normalised depth in [0, 1] of the nearest surface, -1
-    where no face is drawn (for exporting a depth image rather than painting one)."""
+    """float32 (height, width): the z-buffer, i.e. z of the nearest surface in the vertices' own
+    units (larger = nearer), NaN where no face is drawn. For exporting depth rather than
+    painting it."""
     out, measured = _render.depth_map(int(height), int(width), _faces(vertices_list), triangles)
     _keep(timings, measured)
     return out

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-PHASES = ("prepare", "shade", "raster", "blend")
+PHASES = ("prepare", "normals", "shade", "raster", "blend")
 CASES = ((640, 480, 200.0), (1280, 720, 350.0))  # frame width, height, face width in px
 
 
