@@ -1,0 +1,388 @@
+"""Compile the 3DDFA_V2 MobileNetV1 regressor (a PyTorch state dict) into a .tflite graph.
+
+No torch and no tensorflow: batch norm is folded into the convolutions with numpy, the
+de-normalisation of the 62 parameters (``param * std + mean``) is folded into the last
+fully-connected layer, and the flatbuffer is written with the ``tflite`` package's generated
+builder functions.
+
+Graph: input float32 [1, 120, 120, 3] NHWC (BGR crop, (x - 127.5) / 128), output float32
+[1, 62] de-normalised 3DMM parameters (12 camera, 40 shape, 10 expression).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import flatbuffers
+import numpy as np
+
+from .checkpoint import load_checkpoint, load_pickle
+
+# Bump whenever the emitted graph changes, so that cached files are rebuilt.
+COMPILER_VERSION = 1
+
+INPUT_SIZE = 120
+BN_EPS = 1e-5  # PyTorch's BatchNorm2d default, which 3DDFA_V2 uses
+BASE_CHANNELS = 32  # conv1 width of MobileNetV1 at widen factor 1
+# blocks that downsample; every other block of the network has stride 1
+STRIDE2_BLOCKS = {"dw2_2", "dw3_2", "dw4_2", "dw5_6"}
+KNOWN_BLOCKS = {"dw2_1", "dw2_2", "dw3_1", "dw3_2", "dw4_1", "dw4_2",
+                "dw5_1", "dw5_2", "dw5_3", "dw5_4", "dw5_5", "dw5_6", "dw6"}
+
+
+def _fb(name: str):
+    """A generated tflite schema module. ``import tflite.Model`` would give the class of the
+    same name that the package namespace re-exports, hence import_module."""
+    return importlib.import_module(f"tflite.{name}")
+
+
+_Op = _fb("BuiltinOperator").BuiltinOperator
+_Options = _fb("BuiltinOptions").BuiltinOptions
+_Padding = _fb("Padding").Padding
+_Act = _fb("ActivationFunctionType").ActivationFunctionType
+_Type = _fb("TensorType").TensorType
+
+
+# ----------------------------------------------------------------------------- weights
+
+def widen_factor(state: dict[str, np.ndarray]) -> float:
+    """Width multiplier of the network, from conv1's output channels (32 at 1.0)."""
+    return state["conv1.weight"].shape[0] / BASE_CHANNELS
+
+
+def fold_batch_norm(weight: np.ndarray, state: dict[str, np.ndarray], bn: str,
+                    bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fold an eval-mode BatchNorm into the preceding conv (weight is O-first, torch layout)."""
+    scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"].astype(np.float64) + BN_EPS)
+    conv_bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
+    folded_w = weight.astype(np.float64) * scale.reshape(-1, *([1] * (weight.ndim - 1)))
+    folded_b = (conv_bias - state[f"{bn}.running_mean"]) * scale + state[f"{bn}.bias"]
+    return folded_w.astype(np.float32), folded_b.astype(np.float32)
+
+
+def block_names(state: dict[str, np.ndarray]) -> list[str]:
+    """Depthwise-separable blocks in network order, from the state dict's own keys."""
+    names = [m.group(1) for k in state if (m := re.match(r"^(dw\d+(?:_\d+)?)\.conv_dw\.weight$", k))]
+    unknown = set(names) - KNOWN_BLOCKS
+    if unknown:
+        raise ValueError(f"unexpected blocks in the checkpoint: {sorted(unknown)}")
+    return sorted(names, key=lambda n: tuple(int(x) for x in n[2:].split("_")))
+
+
+def final_layer(state: dict[str, np.ndarray], mean: np.ndarray,
+                std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fc_param with the de-normalisation folded in: (W x + b) * std + mean."""
+    w = state["fc_param.weight"].astype(np.float64)
+    b = state["fc_param.bias"].astype(np.float64)
+    std = std.astype(np.float64).ravel()
+    mean = mean.astype(np.float64).ravel()
+    return (w * std[:, None]).astype(np.float32), (b * std + mean).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- padding
+
+def explicit_padding(size: int, kernel: int, stride: int, pad: int) -> tuple[int, int] | None:
+    """None if TFLite SAME padding equals PyTorch's symmetric ``pad`` for this input size;
+    otherwise the (before, after) zero padding that a VALID conv needs to match PyTorch."""
+    out = (size + 2 * pad - kernel) // stride + 1
+    same_out = math.ceil(size / stride)
+    same_total = max((same_out - 1) * stride + kernel - size, 0)
+    if out == same_out and same_total // 2 == pad:
+        return None
+    after = max((out - 1) * stride + kernel - size - pad, 0)  # rows PyTorch actually reads
+    return pad, after
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+# ----------------------------------------------------------------------------- graph
+
+@dataclass
+class _Operator:
+    code: int
+    inputs: list[int]
+    outputs: list[int]
+    options_type: int
+    options: Callable[[flatbuffers.Builder], int] | None
+
+
+@dataclass
+class _Graph:
+    """Tensors, constant buffers and operators of one subgraph, serialised by ``finish``."""
+
+    buffers: list[bytes] = field(default_factory=lambda: [b""])  # buffer 0: empty sentinel
+    tensors: list[tuple[str, tuple[int, ...], int, int]] = field(default_factory=list)
+    operators: list[_Operator] = field(default_factory=list)
+    inputs: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+
+    def constant(self, name: str, array: np.ndarray) -> int:
+        kind = {np.dtype(np.float32): _Type.FLOAT32, np.dtype(np.int32): _Type.INT32}[array.dtype]
+        self.buffers.append(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+        self.tensors.append((name, tuple(array.shape), kind, len(self.buffers) - 1))
+        return len(self.tensors) - 1
+
+    def activation(self, name: str, shape: tuple[int, ...]) -> int:
+        self.tensors.append((name, tuple(shape), _Type.FLOAT32, 0))
+        return len(self.tensors) - 1
+
+    def shape(self, tensor: int) -> tuple[int, ...]:
+        return self.tensors[tensor][1]
+
+    def add(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0,
+            options: Callable[[flatbuffers.Builder], int] | None = None) -> None:
+        self.operators.append(_Operator(code, inputs, outputs, options_type, options))
+
+    def finish(self, description: str) -> bytes:
+        return _serialise(self, description)
+
+
+def _int_vector(b: flatbuffers.Builder, values: list[int] | tuple[int, ...]) -> int:
+    b.StartVector(4, len(values), 4)
+    for v in reversed(values):
+        b.PrependInt32(int(v))
+    return b.EndVector()
+
+
+def _offset_vector(b: flatbuffers.Builder, offsets: list[int]) -> int:
+    b.StartVector(4, len(offsets), 4)
+    for off in reversed(offsets):
+        b.PrependUOffsetTRelative(off)
+    return b.EndVector()
+
+
+def _data_vector(b: flatbuffers.Builder, data: bytes) -> int:
+    # 16-byte aligned so that the runtime can use weights in place (mmap) without copies
+    b.StartVector(1, len(data), 16)
+    b.head = b.head - len(data)
+    b.Bytes[b.head:b.head + len(data)] = data
+    return b.EndVector()
+
+
+def _serialise(g: _Graph, description: str) -> bytes:
+    M, T, B, O, S, C = (_fb(n) for n in ("Model", "Tensor", "Buffer", "Operator", "SubGraph",
+                                         "OperatorCode"))
+    b = flatbuffers.Builder(sum(len(d) for d in g.buffers) + 65536)
+
+    buffers = []
+    for data in g.buffers:
+        vec = _data_vector(b, data) if data else None
+        B.BufferStart(b)
+        if vec is not None:
+            B.BufferAddData(b, vec)
+        buffers.append(B.BufferEnd(b))
+
+    tensors = []
+    for name, shape, kind, buf in g.tensors:
+        name_off, shape_off = b.CreateString(name), _int_vector(b, shape)
+        T.TensorStart(b)
+        T.TensorAddShape(b, shape_off)
+        T.TensorAddType(b, kind)
+        T.TensorAddBuffer(b, buf)
+        T.TensorAddName(b, name_off)
+        tensors.append(T.TensorEnd(b))
+
+    codes = sorted({op.code for op in g.operators})
+    operators = []
+    for op in g.operators:
+        ins, outs = _int_vector(b, op.inputs), _int_vector(b, op.outputs)
+        opts = op.options(b) if op.options else None
+        O.OperatorStart(b)
+        O.OperatorAddOpcodeIndex(b, codes.index(op.code))
+        O.OperatorAddInputs(b, ins)
+        O.OperatorAddOutputs(b, outs)
+        if opts is not None:
+            O.OperatorAddBuiltinOptionsType(b, op.options_type)
+            O.OperatorAddBuiltinOptions(b, opts)
+        operators.append(O.OperatorEnd(b))
+
+    opcodes = []
+    for code in codes:
+        C.OperatorCodeStart(b)
+        C.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
+        C.OperatorCodeAddBuiltinCode(b, code)
+        C.OperatorCodeAddVersion(b, 1)
+        opcodes.append(C.OperatorCodeEnd(b))
+
+    t_vec, o_vec = _offset_vector(b, tensors), _offset_vector(b, operators)
+    in_vec, out_vec = _int_vector(b, g.inputs), _int_vector(b, g.outputs)
+    sg_name = b.CreateString("main")
+    S.SubGraphStart(b)
+    S.SubGraphAddTensors(b, t_vec)
+    S.SubGraphAddInputs(b, in_vec)
+    S.SubGraphAddOutputs(b, out_vec)
+    S.SubGraphAddOperators(b, o_vec)
+    S.SubGraphAddName(b, sg_name)
+    subgraph = S.SubGraphEnd(b)
+
+    codes_vec, sg_vec = _offset_vector(b, opcodes), _offset_vector(b, [subgraph])
+    buf_vec, desc = _offset_vector(b, buffers), b.CreateString(description)
+    M.ModelStart(b)
+    M.ModelAddVersion(b, 3)
+    M.ModelAddOperatorCodes(b, codes_vec)
+    M.ModelAddSubgraphs(b, sg_vec)
+    M.ModelAddDescription(b, desc)
+    M.ModelAddBuffers(b, buf_vec)
+    b.Finish(M.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+# ----------------------------------------------------------------------------- ops
+
+def _conv_options(padding: int, stride: int, depthwise: bool) -> Callable[[flatbuffers.Builder], int]:
+    def build(b: flatbuffers.Builder) -> int:
+        mod = _fb("DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+        prefix = "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions"
+        getattr(mod, f"{prefix}Start")(b)
+        getattr(mod, f"{prefix}AddPadding")(b, padding)
+        getattr(mod, f"{prefix}AddStrideW")(b, stride)
+        getattr(mod, f"{prefix}AddStrideH")(b, stride)
+        if depthwise:
+            mod.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1)
+        getattr(mod, f"{prefix}AddFusedActivationFunction")(b, _Act.RELU)
+        return getattr(mod, f"{prefix}End")(b)
+    return build
+
+
+def _pad(g: _Graph, x: int, pads: tuple[int, int], name: str) -> int:
+    n, h, w, c = g.shape(x)
+    paddings = g.constant(f"{name}/paddings", np.array([[0, 0], pads, pads, [0, 0]], np.int32))
+    y = g.activation(f"{name}/padded", (n, h + sum(pads), w + sum(pads), c))
+    mod = _fb("PadOptions")
+    g.add(_Op.PAD, [x, paddings], [y], _Options.PadOptions,
+          lambda b: (mod.PadOptionsStart(b), mod.PadOptionsEnd(b))[1])
+    return y
+
+
+def _conv_relu(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: int,
+               name: str, depthwise: bool = False) -> int:
+    """3x3 or 1x1 conv (+ folded BN) + ReLU with PyTorch's symmetric padding k // 2.
+    ``weight`` is in torch layout (O, I, kh, kw) or (C, 1, kh, kw) for depthwise."""
+    n, h, w, _ = g.shape(x)
+    k = weight.shape[-1]
+    pad = k // 2
+    pads = explicit_padding(h, k, stride, pad)
+    if pads is not None:
+        x = _pad(g, x, pads, name)
+    padding = _Padding.SAME if pads is None else _Padding.VALID
+    if depthwise:
+        w_tfl = weight[:, 0].transpose(1, 2, 0)[None]  # [1, kh, kw, C]
+    else:
+        w_tfl = weight.transpose(0, 2, 3, 1)  # OHWI
+    w_t = g.constant(f"{name}/weight", np.ascontiguousarray(w_tfl, dtype=np.float32))
+    b_t = g.constant(f"{name}/bias", bias.astype(np.float32))
+    out = _out_size(h, k, stride, pad), _out_size(w, k, stride, pad)
+    y = g.activation(f"{name}/relu", (n, *out, weight.shape[0]))
+    code = _Op.DEPTHWISE_CONV_2D if depthwise else _Op.CONV_2D
+    kind = _Options.DepthwiseConv2DOptions if depthwise else _Options.Conv2DOptions
+    g.add(code, [x, w_t, b_t], [y], kind, _conv_options(padding, stride, depthwise))
+    return y
+
+
+def _global_mean(g: _Graph, x: int) -> int:
+    n, _, _, c = g.shape(x)
+    axes = g.constant("pool/axes", np.array([1, 2], np.int32))
+    y = g.activation("pool/mean", (n, c))
+    mod = _fb("ReducerOptions")
+
+    def options(b: flatbuffers.Builder) -> int:
+        mod.ReducerOptionsStart(b)
+        mod.ReducerOptionsAddKeepDims(b, False)
+        return mod.ReducerOptionsEnd(b)
+    g.add(_Op.MEAN, [x, axes], [y], _Options.ReducerOptions, options)
+    return y
+
+
+def _fully_connected(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, name: str) -> int:
+    w_t, b_t = g.constant(f"{name}/weight", weight), g.constant(f"{name}/bias", bias)
+    y = g.activation(name, (g.shape(x)[0], weight.shape[0]))
+    mod = _fb("FullyConnectedOptions")
+
+    def options(b: flatbuffers.Builder) -> int:
+        mod.FullyConnectedOptionsStart(b)
+        mod.FullyConnectedOptionsAddFusedActivationFunction(b, _Act.NONE)
+        return mod.FullyConnectedOptionsEnd(b)
+    g.add(_Op.FULLY_CONNECTED, [x, w_t, b_t], [y], _Options.FullyConnectedOptions, options)
+    return y
+
+
+# ----------------------------------------------------------------------------- network
+
+def build_regressor(state: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray) -> bytes:
+    """The .tflite bytes of the MobileNetV1 regressor described by ``state``."""
+    g = _Graph()
+    x = g.activation("input", (1, INPUT_SIZE, INPUT_SIZE, 3))
+    g.inputs.append(x)
+    w, b = fold_batch_norm(state["conv1.weight"], state, "bn1", state.get("conv1.bias"))
+    x = _conv_relu(g, x, w, b, 2, "conv1")
+    for block in block_names(state):
+        stride = 2 if block in STRIDE2_BLOCKS else 1
+        w, b = fold_batch_norm(state[f"{block}.conv_dw.weight"], state, f"{block}.bn_dw",
+                               state.get(f"{block}.conv_dw.bias"))
+        x = _conv_relu(g, x, w, b, stride, f"{block}/dw", depthwise=True)
+        w, b = fold_batch_norm(state[f"{block}.conv_sep.weight"], state, f"{block}.bn_sep",
+                               state.get(f"{block}.conv_sep.bias"))
+        x = _conv_relu(g, x, w, b, 1, f"{block}/sep")
+    x = _global_mean(g, x)
+    fc_w, fc_b = final_layer(state, mean, std)
+    y = _fully_connected(g, x, fc_w, fc_b, "params")
+    g.outputs.append(y)
+    return g.finish(f"densehead MobileNetV1 x{widen_factor(state):g} regressor, "
+                    f"compiler v{COMPILER_VERSION}")
+
+
+def load_param_stats(param_stats: Path) -> tuple[np.ndarray, np.ndarray]:
+    stats = load_pickle(param_stats)
+    return (np.asarray(stats["mean"], np.float32).ravel(),
+            np.asarray(stats["std"], np.float32).ravel())
+
+
+def regressor_tflite_bytes(checkpoint: Path, param_stats: Path) -> bytes:
+    """Compile without caching (tests, one-off use)."""
+    mean, std = load_param_stats(Path(param_stats))
+    return build_regressor(load_checkpoint(checkpoint), mean, std)
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_name(checkpoint: Path, param_stats: Path) -> str:
+    """Cache file name: checkpoint hash, stats hash (folded into the graph) and compiler version."""
+    return (f"{Path(checkpoint).stem}-{_file_hash(Path(checkpoint))[:16]}"
+            f"-stats{_file_hash(Path(param_stats))[:8]}-c{COMPILER_VERSION}.tflite")
+
+
+def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path) -> Path:
+    """Path of the compiled regressor in ``cache_dir``, compiling it on first use.
+    Written to a temp file and renamed, so a concurrent reader never sees half a file."""
+    cache_dir = Path(cache_dir)
+    target = cache_dir / cache_name(checkpoint, param_stats)
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    data = regressor_tflite_bytes(checkpoint, param_stats)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=target.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
