@@ -2,8 +2,8 @@
 
 The face is the model's mean shape posed and scaled like a real detection (about 200 px wide on
 640x480, 350 px on 1280x720), so the numbers do not depend on the regressor being available.
-Prints median / min / max per case and per phase (prepare, shade = normals + lighting, raster,
-blend) plus the wall time of the whole Python call.
+Prints median / min / max per case and per phase (prepare, normals, shade = lighting, raster,
+blend, with normals apart for the mesh mode) plus the wall time of the whole Python call.
 """
 from __future__ import annotations
 
@@ -126,9 +126,9 @@ def _command(args: argparse.Namespace) -> int:
     rows = run_benchmark(repeats=args.repeats, modes=tuple(args.modes),
                          assets_dir=Path(args.assets) if args.assets else None)
     print(format_table(rows))
-    print("phases: prepare = checks/bounds/buffers, shade = normals + lighting (mesh) or per-vertex"
-          " colours, raster = triangle setup + z-test, blend = alpha blend of covered pixels;"
-          " total = whole Python call")
+    print("phases: prepare = index check, bounds, buffers; normals = vertex normals (mesh only);"
+          " shade = lighting (mesh) or per-vertex colours; raster = triangle setup + z-test;"
+          " blend = alpha blend of covered pixels; total = whole Python call")
     return 0
 
 
