@@ -14,6 +14,7 @@ PyTorch checkpoints come in two layouts:
 """
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 import struct
@@ -115,9 +116,13 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
     }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = core.multiarray._reconstruct
-        allowed[(module, "scalar")] = core.multiarray.scalar
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = core.multiarray.scalar
+        # protocol 5 pickles of arrays rebuild from a bytes buffer
+        allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    # protocol 2 pickles spell bytes as _codecs.encode(str, 'latin1'): pure, harmless
+    allowed[("_codecs", "encode")] = codecs.encode
     return allowed
 
 
@@ -138,7 +143,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise UnsafePickleError(
                 f"refusing to unpickle {self._source}: it references the global "
                 f"'{module}.{name}', which is not one of the {len(self._allowed)} allowed "
-                "(tensor/array rebuilders, storage types, OrderedDict). The file may be "
+                "(array/tensor rebuilders, storage types, OrderedDict). The file may be "
                 "malicious or of an unsupported kind."
             ) from None
 
