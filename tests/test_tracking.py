@@ -16,16 +16,18 @@ def pipe():
     return shared_pipeline()
 
 
-def test_one_face_keeps_one_id_through_head_turns(pipe, samples):
+def test_main_face_keeps_one_id_through_head_turns(pipe, samples):
+    """orlando_bloom.avi: one large face turning left and right, and people in the background."""
     tracker = FaceTracker(pipe, redetect_every=10)
     ids, yaws = [], []
     for frame in iter_frames(samples / "videos" / "orlando_bloom.avi"):
         faces = tracker(frame)
-        assert len(faces) <= 1
-        for face in faces:
+        big = [f for f in faces if f.box[2] - f.box[0] > 50]  # the background faces are < 45 px
+        assert len(big) <= 1
+        for face in big:
             ids.append(face.track_id)
             yaws.append(face.yaw)
-    assert len(ids) > 0.95 * 139, "face lost on more than 5% of frames"
+    assert len(ids) > 0.95 * 139, "main face lost on more than 5% of frames"
     assert len(set(ids)) == 1, f"track id changed: {sorted(set(ids))}"
     assert max(yaws) > 15 and min(yaws) < -15, "the left/right head turns do not show in yaw"
 
