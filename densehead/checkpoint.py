@@ -90,6 +90,8 @@ class _PendingTensor:
 def _rebuild_tensor_v2(storage: _Storage, offset: int, size: tuple, stride: tuple,
                        requires_grad: bool = False, hooks: Any = None,
                        metadata: Any = None) -> _PendingTensor:
+    if len(size) != len(stride):
+        raise pickle.UnpicklingError(f"tensor with size {size} but stride {stride}")
     return _PendingTensor(storage, int(offset), tuple(size), tuple(stride))
 
 

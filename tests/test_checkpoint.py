@@ -58,7 +58,7 @@ def write_torch_zip(path: Path, tensors: dict[str, np.ndarray], epoch: int = 7,
             storages[key] = np.ascontiguousarray(array.T)
             strides = tuple(s // array.itemsize for s in storages[key].T.strides)
         else:
-            storages[key] = np.ascontiguousarray(array)
+            storages[key] = np.array(array, order="C")  # ascontiguousarray makes 0-d 1-d
             strides = tuple(s // array.itemsize for s in storages[key].strides)
         items.append(_str(name) + _tensor(key, storages[key].ravel(), 0, array.shape, strides))
     state = (_global("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.REDUCE
