@@ -100,9 +100,10 @@ def draw_pose(out: np.ndarray, face: Face, model: MorphableModel) -> None:
     cv2.polylines(out, [front], True, GREEN, thickness + 1, cv2.LINE_AA)
     text = f"yaw {face.yaw:+.0f}  pitch {face.pitch:+.0f}  roll {face.roll:+.0f}"
     x, y = int(pts[:, 0].min()), int(max(pts[:, 1].min() - 8, 14))
-    scale = max(0.4, min(1.0, float(np.ptp(pts[:, 0])) / 300))
-    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, GREEN, 1, cv2.LINE_AA)
+    scale = max(0.45, min(1.2, float(np.ptp(pts[:, 0])) / 220))
+    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2,
+                cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, GREEN, thickness, cv2.LINE_AA)
 
 
 def _thickness(landmarks: np.ndarray) -> int:

@@ -1,0 +1,47 @@
+"""Overlays drawn on real faces land on the faces."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densehead import draw
+from densehead.image import read_image
+from helpers import shared_pipeline
+
+
+@pytest.fixture(scope="module")
+def scene(samples):
+    pipe = shared_pipeline()
+    frame = read_image(samples / "photos" / "trump_hillary.jpg")
+    return pipe, frame, pipe(frame, dense=True)
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense", "pose"])
+def test_overlay_changes_pixels_on_the_faces_only(scene, mode, output_dir):
+    import cv2
+
+    pipe, frame, faces = scene
+    before = frame.copy()
+    out = draw.overlay(frame, faces, mode, pipe.model)
+    assert (frame == before).all(), "overlay drew on the caller's frame"
+    cv2.imwrite(str(output_dir / f"draw_{mode}.jpg"), out)
+    changed = np.abs(out.astype(int) - frame.astype(int)).sum(axis=2) > 0
+    near = np.zeros_like(changed)
+    for face in faces:
+        x1, y1, x2, y2 = face.roi.astype(int)
+        pad = int(0.5 * (x2 - x1))  # the pose cube and its text stand out of the crop a little
+        near[max(0, y1 - pad):y2 + pad, max(0, x1 - pad):x2 + pad] = True
+        fx1, fy1, fx2, fy2 = face.box.astype(int)
+        assert changed[fy1:fy2, fx1:fx2].any(), f"{mode}: nothing drawn on a face"
+    assert not changed[~near].any(), f"{mode}: drawing far from every face"
+
+
+def test_dense_modes_need_vertices(scene):
+    pipe, frame, _ = scene
+    sparse_faces = pipe(frame)
+    for mode in ("dense", "mesh"):
+        assert draw.needs_dense(mode)
+        with pytest.raises(ValueError, match="dense=True"):
+            draw.overlay(frame, sparse_faces, mode, pipe.model)
+    with pytest.raises(ValueError, match="unknown mode"):
+        draw.overlay(frame, sparse_faces, "cartoon", pipe.model)
