@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -94,36 +95,37 @@ def test_table_and_json(tmp_path: Path, aflw: Path) -> None:
     assert len(back["protocols"]["gt-box"]["per_image"]) == 61
 
 
-def _pipeline_ready() -> bool:
+def _pipeline_ready(assets_dir: Path) -> bool:
+    # offline CI: the shared copy of the model files, never a download from here
+    os.environ.setdefault("DENSEHEAD_ASSETS", str(assets_dir))
     try:
-        from densehead import Pipeline  # noqa: F401
         from densehead import assets
-        assets.resolve_many(["RFB-320.tflite", "mb05_120x120.pth"])
+        from densehead.pipeline import required_files
+        assets.resolve_many(required_files("mb05"), download=False)
         return True
     except Exception:
         return False
 
 
-@pytest.mark.skipif(not _pipeline_ready(), reason="pipeline or model files not available")
-def test_command_on_aflw2000_reproduces_reference(tmp_path: Path, aflw: Path,
+def test_command_on_aflw2000_reproduces_reference(tmp_path: Path, aflw: Path, assets_dir: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The CI run: all three protocols once over the 61 images. On the 3DDFA crops with the raw
     GT coordinates (as the upstream benchmark compares them) our TFLite compile of mb05 must
     give the upstream PyTorch figures: 4.13 % balanced NME, 3.91 degrees mean pose MAE."""
+    if not _pipeline_ready(assets_dir):
+        pytest.skip("pipeline or model files not available")
     out = tmp_path / "eval.json"
     assert E.main(["evaluate", str(aflw), "--json", str(out), "--no-refine", "--no-flip"]) == 0
     assert "3ddfa" in capsys.readouterr().out
     res = json.loads(out.read_text())["protocols"]
     assert set(res) == {"3ddfa", "gt-box", "wild"}
-    ref = E.main(["evaluate", str(aflw), "--protocol", "3ddfa", "--gt-offset", "0",
-                  "--no-refine", "--no-flip", "--json", str(tmp_path / "ref.json")])
-    assert ref == 0
-    r = json.loads((tmp_path / "ref.json").read_text())["protocols"]["3ddfa"]
-    assert r["nme"]["balanced"] == pytest.approx(4.13, abs=0.02)
-    assert r["nme"]["mean"] == pytest.approx(3.56, abs=0.02)
-    assert [r["nme"]["per_bin"][b] for b in M.YAW_BINS] == pytest.approx([2.84, 4.40, 5.15], abs=0.02)
-    assert (r["pose"]["pitch"], r["pose"]["yaw"], r["pose"]["roll"]) == pytest.approx((5.54, 2.78, 3.42), abs=0.02)
-    assert r["pose"]["count"] == 60
+    r = res["3ddfa"]
+    assert r["nme"]["balanced"] == pytest.approx(4.13, abs=0.01)
+    assert r["nme"]["mean"] == pytest.approx(3.56, abs=0.01)
+    assert [r["nme"]["per_bin"][b] for b in M.YAW_BINS] == pytest.approx([2.84, 4.40, 5.15], abs=0.01)
+    # the pose extraction of the reference is not published; ours lands within 0.02 degrees
+    assert (r["pose"]["pitch"], r["pose"]["yaw"], r["pose"]["roll"]) == pytest.approx((5.54, 2.78, 3.42), abs=0.03)
+    assert r["pose"]["count"] == 60 and r["not_found"] == 0
     for p in ("gt-box", "wild"):
-        assert res[p]["nme"]["balanced"] < 6.0
+        assert res[p]["nme"]["balanced"] < 4.5
     assert res["wild"]["not_found"] <= 3
