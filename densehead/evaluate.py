@@ -359,8 +359,8 @@ def compare_tracks(raw: VideoTrack, smooth: VideoTrack) -> tuple[M.Stability, M.
     lag = float("nan")
     if both.sum() > 12:
         idx = np.flatnonzero(both)
-        lag = M.lag_frames(raw.landmarks[idx] / size[idx, None, None],
-                           smooth.landmarks[idx] / size[idx, None, None])
+        scale = float(np.median(size[idx]))   # one yardstick: per-frame sizes would add noise
+        lag = M.lag_frames(raw.landmarks[idx] / scale, smooth.landmarks[idx] / scale)
     return s_raw, s_smooth, lag
 
 

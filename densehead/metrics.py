@@ -180,11 +180,13 @@ def stability(landmarks: np.ndarray, sizes: np.ndarray, present: np.ndarray | No
     disp, acc = [], []
     runs = _segments(ok)
     for a, b in runs:
-        p = pts[a:b] / size[a:b, None, None]   # in face sizes, so scale changes do not dominate
+        # normalise the differences, not the positions: dividing positions by a per-frame size
+        # would turn size noise into motion of points far from the origin
+        p, s = pts[a:b], size[a:b, None, None]
         if len(p) >= 2:
-            disp.append(np.linalg.norm(np.diff(p, axis=0), axis=-1).ravel())
+            disp.append((np.linalg.norm(np.diff(p, axis=0), axis=-1) / s[1:, :, 0]).ravel())
         if len(p) >= 3:
-            acc.append((p[2:] - 2 * p[1:-1] + p[:-2]).ravel())
+            acc.append(((p[2:] - 2 * p[1:-1] + p[:-2]) / s[1:-1]).ravel())
     d = np.concatenate(disp) if disp else np.array([np.nan])
     ac = np.concatenate(acc) if acc else np.array([np.nan])
     return Stability(float(d.mean() * 100), float(ac.var() * 1e4), int(ok.sum()), len(runs))

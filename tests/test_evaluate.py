@@ -129,3 +129,18 @@ def test_command_on_aflw2000_reproduces_reference(tmp_path: Path, aflw: Path, as
     for p in ("gt-box", "wild"):
         assert res[p]["nme"]["balanced"] < 4.5
     assert res["wild"]["not_found"] <= 3
+
+
+def test_evaluate_video_command(tmp_path: Path, samples: Path, assets_dir: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Smoothing on must jitter less than off, and trail the raw track by a bounded lag."""
+    video = samples / "videos" / "orlando_bloom.avi"
+    if not video.exists() or not _pipeline_ready(assets_dir):
+        pytest.skip("video, pipeline or model files not available")
+    out = tmp_path / "video.json"
+    assert E.main(["evaluate-video", str(video), "--max-frames", "60", "--json", str(out)]) == 0
+    assert "smoothing lag" in capsys.readouterr().out
+    rep = json.loads(out.read_text())[0]
+    assert rep["frames"] == 60 and rep["raw"]["frames"] >= 55
+    assert rep["smoothed"]["accel_var"] < rep["raw"]["accel_var"]
+    assert 0.0 <= rep["lag_frames"] < 5.0

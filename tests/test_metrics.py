@@ -132,6 +132,14 @@ def test_alternating_jitter_has_known_acceleration_variance() -> None:
     assert s.accel_var == pytest.approx(8.0)
 
 
+def test_still_track_far_from_origin_ignores_size_noise() -> None:
+    # a face that does not move but whose size estimate wobbles has no jitter
+    pts = _track(12) + 1000.0
+    sizes = 100.0 + np.where(np.arange(12) % 2 == 0, 3.0, -3.0)
+    s = M.stability(pts, sizes)
+    assert s.displacement == 0.0 and s.accel_var == 0.0
+
+
 def test_missing_frames_split_the_track() -> None:
     motion = np.zeros((10, 2))
     motion[5:] = 50.0                 # a jump while the face is lost must not count
