@@ -37,8 +37,11 @@ class Pipeline:
 
     def __init__(self, regressor: str = "mb05", num_threads: int = 2,
                  score_threshold: float = 0.7, iou_threshold: float = 0.3, max_faces: int = 8,
-                 min_face_size: int = 20, roi_shift: float = 0.14, roi_scale: float = 1.58,
-                 refine: bool = False, flip_average: bool = False) -> None:
+                 min_face_size: int = 20, roi_shift: float = 0.06, roi_scale: float = 1.40,
+                 refine: bool = True, flip_average: bool = False) -> None:
+        # roi 0.06/1.40 and refine: measured with `densehead evaluate` on AFLW2000-3D samples
+        # (README, Accuracy). refine and flip_average apply to detector/given boxes only: the
+        # tracker's landmark crops are already what a refine pass would produce.
         from .compile import regressor_tflite
         from .detector import FaceDetector
         from .runtime import TFLiteModel
@@ -64,9 +67,11 @@ class Pipeline:
                  rois: np.ndarray | None = None, dense: bool = False,
                  scores: np.ndarray | None = None) -> list[Face]:
         """Faces in `frame` (BGR). `boxes` skips detection; `rois` skips the box->crop mapping
-        too (square crops fed as they are). `dense` adds the 38,365 vertices."""
+        too (square crops fed as they are, no refine or flip pass). `dense` adds the 38,365
+        vertices."""
         times = StageTimes()
         frame = as_bgr(frame)
+        from_boxes = rois is None
         if rois is None:
             if boxes is None:
                 start = time.perf_counter()
@@ -79,7 +84,7 @@ class Pipeline:
             boxes = np.asarray(boxes if boxes is not None else rois, dtype=np.float64).reshape(-1, 4)
         if scores is None:
             scores = np.ones(len(rois), dtype=np.float32)
-        faces = [self._face(frame, roi, box, float(score), dense, times)
+        faces = [self._face(frame, roi, box, float(score), dense, times, from_boxes)
                  for roi, box, score in zip(rois, boxes, scores)]
         times.faces = len(faces)
         self.last_times = times
@@ -87,9 +92,9 @@ class Pipeline:
 
     # -- one face --------------------------------------------------------------------------
     def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
-              dense: bool, times: StageTimes) -> Face:
+              dense: bool, times: StageTimes, from_box: bool) -> Face:
         params = self.regress(frame, roi, times)
-        if self.refine:  # second pass on the crop that the first pass's landmarks give
+        if self.refine and from_box:  # second pass on the crop that the first pass's landmarks give
             start = time.perf_counter()
             landmarks = self.landmarks(params, roi)
             times.postprocess += _ms(start)
@@ -97,7 +102,7 @@ class Pipeline:
             params = self.regress(frame, roi, times)
         start = time.perf_counter()
         face = self.build_face(params, roi, box, score, dense)
-        if self.flip_average:
+        if self.flip_average and from_box:
             times.postprocess += _ms(start)
             self._average_with_mirror(frame, face, times)
             start = time.perf_counter()

@@ -10,8 +10,8 @@ import numpy as np
 
 @dataclass
 class OneEuroSettings:
-    min_cutoff: float = 1.0   # Hz: smoothing when still (lower = smoother, more lag)
-    beta: float = 0.5         # how fast the cut-off rises with speed (per face size per second)
+    min_cutoff: float = 2.0   # Hz: smoothing when still (lower = smoother, more lag)
+    beta: float = 2.0         # how fast the cut-off rises with speed (per face size per second)
     d_cutoff: float = 1.0     # Hz: smoothing of the speed estimate itself
 
 
