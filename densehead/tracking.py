@@ -121,7 +121,9 @@ class FaceTracker:
         rois = np.array([self._next_roi(t) for t in self._tracks])
         boxes = np.array([t.face.box for t in self._tracks])
         scores = np.array([t.face.score for t in self._tracks])
-        faces = self.pipeline(frame, boxes=boxes, rois=rois, dense=dense, scores=scores)
+        # with smoothing the face is rebuilt from the filtered parameters, dense only then
+        faces = self.pipeline(frame, boxes=boxes, rois=rois, scores=scores,
+                              dense=dense and not self.smoothing)
         height, width = frame.shape[:2]
         kept: list[_Track] = []
         for track, face in zip(self._tracks, faces):
