@@ -23,6 +23,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .image import as_bgr
 from .runtime import TFLiteModel
 
 INPUT_W, INPUT_H = 320, 240
@@ -73,25 +74,6 @@ def decode_boxes(loc: np.ndarray, priors: np.ndarray) -> np.ndarray:
     centers = priors[:, :2] + loc[:, :2] * CENTER_VARIANCE * priors[:, 2:]
     sizes = priors[:, 2:] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
     return np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
-
-
-def as_bgr(frame: np.ndarray) -> np.ndarray:
-    """Validate a frame and bring it to uint8 HxWx3 BGR (grayscale and BGRA are converted)."""
-    if frame is None or not isinstance(frame, np.ndarray):
-        raise ValueError(f"expected an image as a numpy array, got {type(frame).__name__}")
-    if frame.size == 0:
-        raise ValueError(f"empty image (shape {frame.shape}): nothing to detect faces in")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {frame.dtype}")
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        return cv2.cvtColor(frame[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if frame.ndim == 3 and frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    if frame.ndim == 3 and frame.shape[2] == 3:
-        return frame
-    raise ValueError(f"expected HxW, HxWx3 (BGR) or HxWx4 (BGRA), got shape {frame.shape}")
 
 
 def letterbox(frame_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
