@@ -60,10 +60,9 @@ struct Pixel {
 // sharing between threads (the live page renders from a worker thread).
 struct Scratch {
     std::vector<uint8_t> valid;     // faces * n: vertex usable
-    std::vector<float> colors;      // n * 3, current face, 0..255
+    std::vector<float> colors;      // n * 4 (B, G, R, unused), current face, 0..255
     std::vector<float> normals;     // n * 3, current face
     std::vector<Pixel> pixels;      // (region w + 1) * (region h + 1)
-    std::vector<int32_t> cand;      // candidate triangles of the current face
 };
 thread_local Scratch scratch;
 
@@ -186,7 +185,7 @@ void shade_mesh(const float* nrm, int n, const Light& light, const float color[3
         const float spec = lut[k] + (pos - k) * (lut[k + 1] - lut[k]);
         const float diff = light.ambient + light.diffuse * ndl;
         for (int c = 0; c < 3; ++c) {
-            out[3 * i + c] = 255.0f * clamp01(base[c] * diff + spec_col[c] * spec);
+            out[4 * i + c] = 255.0f * clamp01(base[c] * diff + spec_col[c] * spec);
         }
     }
 }
@@ -198,51 +197,54 @@ void shade_depth(const float* v, int n, const FaceInfo& f, float* out) {
     for (int i = 0; i < n; ++i) {
         // A flat face (zero range) comes out white; clamp01 also tames invalid vertices.
         const float g = range > 0.0f ? 255.0f * clamp01((v[3 * i + 2] - f.min_z) * inv) : 255.0f;
-        out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = g;
+        out[4 * i] = out[4 * i + 1] = out[4 * i + 2] = g;
     }
 }
 
 // PNCC: normalised model x, y, z painted as R, G, B, i.e. B = z, G = y, R = x in BGR frames.
 void shade_pncc(const float* pncc, int n, float* out) {
     for (int i = 0; i < n; ++i) {
-        out[3 * i] = 255.0f * clamp01(pncc[3 * i + 2]);
-        out[3 * i + 1] = 255.0f * clamp01(pncc[3 * i + 1]);
-        out[3 * i + 2] = 255.0f * clamp01(pncc[3 * i]);
+        out[4 * i] = 255.0f * clamp01(pncc[3 * i + 2]);
+        out[4 * i + 1] = 255.0f * clamp01(pncc[3 * i + 1]);
+        out[4 * i + 2] = 255.0f * clamp01(pncc[3 * i]);
     }
 }
 
-// Picks the triangles whose clipped pixel-centre box is non-empty. Written without branches:
-// on a 200 px face about half of the sub-pixel triangles contain no pixel centre, a coin flip
-// that a branch predictor loses, so the test writes every index and advances by 0 or 1.
-template <bool CheckValid>
-int candidates(const float* v, const uint8_t* valid, const int32_t* tri, int n_tri,
-               const Region& r, int32_t* out) {
-    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
-    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
-    int count = 0;
-    for (int t = 0; t < n_tri; ++t) {
-        const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
-        const float ax = v[3 * i0], ay = v[3 * i0 + 1];
-        const float bx = v[3 * i1], by = v[3 * i1 + 1];
-        const float cx = v[3 * i2], cy = v[3 * i2 + 1];
-        // Invalid vertices may hold NaN or 1e30: clamp before the int conversion, then drop.
-        const int x0 = ceil_i(std::min(std::max(std::min(ax, std::min(bx, cx)), lo_x), hi_x + 1));
-        const int x1 = floor_i(std::max(std::min(std::max(ax, std::max(bx, cx)), hi_x), lo_x - 1));
-        const int y0 = ceil_i(std::min(std::max(std::min(ay, std::min(by, cy)), lo_y), hi_y + 1));
-        const int y1 = floor_i(std::max(std::min(std::max(ay, std::max(by, cy)), hi_y), lo_y - 1));
-        bool keep = (x0 <= x1) & (y0 <= y1);
-        if (CheckValid) keep &= (valid[i0] & valid[i1] & valid[i2]) != 0;
-        out[count] = t;
-        count += keep;
-    }
-    return count;
-}
-
+// Colours are kept as 4 floats per vertex (B, G, R, unused) so that one 16-byte load fetches a
+// vertex colour and the interpolation is three vector multiply-adds.
 inline uint32_t pack_bgr(float c0, float c1, float c2) {
     // Colours are in 0..255 up to float rounding of the interpolation; clamp, round half up.
     auto q = [](float c) { return static_cast<uint32_t>(std::min(255.0f, std::max(0.0f, c)) + 0.5f); };
     return q(c0) | (q(c1) << 8) | (q(c2) << 16);
 }
+
+#if defined(__GNUC__) || defined(__clang__)
+#define DENSEHEAD_VECTORS 1
+// Forced inlining: the helpers must be compiled inside each target clone of raster_face.
+#define DENSEHEAD_INLINE inline __attribute__((always_inline))
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+DENSEHEAD_INLINE uint32_t interp_bgr(float b0, float b1, float b2, const float* ca,
+                                     const float* cb, const float* cc) {
+    v4f a, b, c;
+    std::memcpy(&a, ca, 16), std::memcpy(&b, cb, 16), std::memcpy(&c, cc, 16);
+    v4f x = b0 * a + b1 * b + b2 * c;
+    const v4f lo = {0.0f, 0.0f, 0.0f, 0.0f}, hi = {255.0f, 255.0f, 255.0f, 255.0f};
+    x = x > lo ? x : lo;  // NaN-free inputs here; written max/min style
+    x = x < hi ? x : hi;
+    const v4i q = __builtin_convertvector(x + 0.5f, v4i);
+    return static_cast<uint32_t>(q[0] | (q[1] << 8) | (q[2] << 16));
+}
+#else
+inline uint32_t interp_bgr(float b0, float b1, float b2, const float* ca, const float* cb,
+                           const float* cc) {
+    return pack_bgr(b0 * ca[0] + b1 * cb[0] + b2 * cc[0], b0 * ca[1] + b1 * cb[1] + b2 * cc[1],
+                    b0 * ca[2] + b1 * cb[2] + b2 * cc[2]);
+}
+#endif
 
 // Tests one pixel centre (barycentrics b0..b2) and keeps it if it is inside and nearer.
 inline void plot_1(Pixel* px, float b0, float b1, float b2, float az, float bz, float cz,
@@ -250,123 +252,215 @@ inline void plot_1(Pixel* px, float b0, float b1, float b2, float az, float bz, 
     const float z = b0 * az + b1 * bz + b2 * cz;
     if ((b0 >= 0.0f) & (b1 >= 0.0f) & (b2 >= 0.0f) & (z > px->z)) {
         px->z = z;
-        px->bgr = pack_bgr(b0 * ca[0] + b1 * cb[0] + b2 * cc[0], b0 * ca[1] + b1 * cb[1] + b2 * cc[1],
-                           b0 * ca[2] + b1 * cb[2] + b2 * cc[2]);
+        px->bgr = interp_bgr(b0, b1, b2, ca, cb, cc);
     }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-// Four pixels (a 2x2 block) per step in GCC/Clang vector extensions: portable across
-// architectures (SSE2 on x86-64, NEON on arm64) and free of branches, whose outcome (is this
-// pixel centre inside, is it nearer) is a coin flip for sub-pixel triangles.
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-inline void plot_2x2(Pixel* p, int pitch, bool has_x, bool has_y, float w0, float w1, float w2,
-                     float e0x, float e0y, float e1x, float e1y, float e2x, float e2y, float az,
-                     float bz, float cz, const float* ca, const float* cb, const float* cc) {
-    const v4f dx = {0.0f, 1.0f, 0.0f, 1.0f}, dy = {0.0f, 0.0f, 1.0f, 1.0f};
-    const v4f b0 = w0 + e0x * dx + e0y * dy;
-    const v4f b1 = w1 + e1x * dx + e1y * dy;
-    const v4f b2 = w2 + e2x * dx + e2y * dy;
-    const int32_t mx = -static_cast<int32_t>(has_x), my = -static_cast<int32_t>(has_y);
-    const v4i in_box = {-1, mx, my, mx & my};
-    Pixel* q[4] = {p, p + 1, p + pitch, p + pitch + 1};
-    const v4f z_old = {q[0]->z, q[1]->z, q[2]->z, q[3]->z};
-    const v4f z = b0 * az + b1 * bz + b2 * cz;
-    const v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
-    const v4i win = in_box & (b0 >= zero) & (b1 >= zero) & (b2 >= zero) & (z > z_old);
-    if (!(win[0] | win[1] | win[2] | win[3])) return;  // ~1 in 4 blocks: worth the branch
-    const v4f lo = zero, hi = {255.0f, 255.0f, 255.0f, 255.0f}, half = {0.5f, 0.5f, 0.5f, 0.5f};
-    auto channel = [&](int k) {
-        v4f c = b0 * ca[k] + b1 * cb[k] + b2 * cc[k];
-        c = c < lo ? lo : c;
-        c = c > hi ? hi : c;
-        return __builtin_convertvector(c + half, v4i);
-    };
-    const v4i bgr = channel(0) | (channel(1) << 8) | (channel(2) << 16);
-    const v4i z_bits = reinterpret_cast<v4i>(z), old_bits = reinterpret_cast<v4i>(z_old);
-    const v4i z_new = (z_bits & win) | (old_bits & ~win);
-    for (int j = 0; j < 4; ++j) {
-        const uint32_t keep = static_cast<uint32_t>(win[j]);
-        std::memcpy(&q[j]->z, &z_new[j], 4);
-        q[j]->bgr = (static_cast<uint32_t>(bgr[j]) & keep) | (q[j]->bgr & ~keep);
+// Pixel centres sit at integer coordinates (a vertex at x = 10 is on the centre of column 10).
+// A pixel is covered when its three barycentric weights are >= 0, so both windings draw and
+// shared edges leave no cracks; the z-test (strictly nearer) picks the winner, the first drawn
+// on ties. The pixel buffer has row pitch r.w + 1: one spare column and row so that a 2x2 block
+// starting on the last pixel stays inside the allocation.
+//
+// One triangle at a time, every pixel centre of its clipped box evaluated directly. The scalar
+// path, used for triangles bigger than 2x2 pixel centres (and for everything on compilers
+// without vector extensions).
+inline void raster_one(const float* v, const float* col, const int32_t* tri, int t,
+                       const Region& r, Pixel* pixels) {
+    const int pitch = r.w + 1;
+    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
+    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
+    const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
+    const float ax = v[3 * i0], ay = v[3 * i0 + 1];
+    const float bx = v[3 * i1], by = v[3 * i1 + 1];
+    const float cx = v[3 * i2], cy = v[3 * i2 + 1];
+    // Invalid vertices may hold NaN or 1e30 (callers skip those triangles; this clamp keeps the
+    // int conversion defined regardless).
+    const int x0 = ceil_i(std::min(std::max(std::min(ax, std::min(bx, cx)), lo_x), hi_x + 1));
+    const int x1 = floor_i(std::max(std::min(std::max(ax, std::max(bx, cx)), hi_x), lo_x - 1));
+    const int y0 = ceil_i(std::min(std::max(std::min(ay, std::min(by, cy)), lo_y), hi_y + 1));
+    const int y1 = floor_i(std::max(std::min(std::max(ay, std::max(by, cy)), hi_y), lo_y - 1));
+    if (x0 > x1 || y0 > y1) return;
+    const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
+    if (!(std::fabs(area) > 1e-10f)) return;  // degenerate (or NaN)
+    const float inv_area = 1.0f / area;
+    // Edge function of the edge opposite each vertex at the first pixel centre, with its steps
+    // along x and y. Divided by the signed area they are the barycentric weights, positive
+    // inside whatever the winding.
+    const float e0x = -(cy - by) * inv_area, e0y = (cx - bx) * inv_area;
+    const float e1x = -(ay - cy) * inv_area, e1y = (ax - cx) * inv_area;
+    const float e2x = -(by - ay) * inv_area, e2y = (bx - ax) * inv_area;
+    const float px = static_cast<float>(x0), py = static_cast<float>(y0);
+    const float w0 = e0x * (px - bx) + e0y * (py - by);
+    const float w1 = e1x * (px - cx) + e1y * (py - cy);
+    const float w2 = e2x * (px - ax) + e2y * (py - ay);
+    const float az = v[3 * i0 + 2], bz = v[3 * i1 + 2], cz = v[3 * i2 + 2];
+    const float* ca = col + 4 * i0;
+    const float* cb = col + 4 * i1;
+    const float* cc = col + 4 * i2;
+    Pixel* first = pixels + (y0 - r.y0) * pitch + (x0 - r.x0);
+    for (int y = 0; y <= y1 - y0; ++y) {
+        const float fy = static_cast<float>(y);
+        Pixel* row = first + y * pitch;
+        for (int x = 0; x <= x1 - x0; ++x) {
+            // Evaluated directly rather than stepped: keeps float error from accumulating.
+            const float fx = static_cast<float>(x);
+            plot_1(row + x, w0 + e0x * fx + e0y * fy, w1 + e1x * fx + e1y * fy,
+                   w2 + e2x * fx + e2y * fy, az, bz, cz, ca, cb, cc);
+        }
     }
 }
-#else
-// Scalar fallback for compilers without vector extensions (same results).
-inline void plot_2x2(Pixel* p, int pitch, bool has_x, bool has_y, float w0, float w1, float w2,
-                     float e0x, float e0y, float e1x, float e1y, float e2x, float e2y, float az,
-                     float bz, float cz, const float* ca, const float* cb, const float* cc) {
-    plot_1(p, w0, w1, w2, az, bz, cz, ca, cb, cc);
-    if (has_x) plot_1(p + 1, w0 + e0x, w1 + e1x, w2 + e2x, az, bz, cz, ca, cb, cc);
-    if (has_y) plot_1(p + pitch, w0 + e0y, w1 + e1y, w2 + e2y, az, bz, cz, ca, cb, cc);
-    if (has_x && has_y) {
-        plot_1(p + pitch + 1, w0 + e0x + e0y, w1 + e1x + e1y, w2 + e2x + e2y, az, bz, cz, ca, cb,
-               cc);
+
+#if DENSEHEAD_VECTORS
+// Eight triangles per step. At 200 px face width almost every triangle is smaller than a pixel:
+// its clipped box holds 0 to 4 pixel centres (at most a 2x2 block). For those the box, the
+// setup (one vector division for eight areas) and the inside test of the four candidate
+// centres run in 8-wide vectors, with no branches; then only the (lane, centre) pairs that are
+// inside are visited, in triangle order, for the z-test and the colour. A batch holding a
+// triangle with a bigger box is handed lane by lane to raster_one, which keeps the order.
+// Written in GCC vector extensions: SSE2 pairs on baseline x86-64, AVX2 in the avx2 clone.
+DENSEHEAD_INLINE v8i floor_v(v8f x) {
+    const v8i i = __builtin_convertvector(x, v8i);
+    return i + (x < __builtin_convertvector(i, v8f));  // true lanes are -1
+}
+DENSEHEAD_INLINE v8i ceil_v(v8f x) {
+    const v8i i = __builtin_convertvector(x, v8i);
+    return i - (x > __builtin_convertvector(i, v8f));
+}
+DENSEHEAD_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }  // NaN in a gives b
+DENSEHEAD_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
+
+template <bool CheckValid>
+DENSEHEAD_INLINE void raster_face_impl(const float* v, const uint8_t* valid, const float* col,
+                             const int32_t* tri, int n_tri, const Region& r, Pixel* pixels) {
+    const int pitch = r.w + 1;
+    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
+    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
+    const int offset[4] = {0, 1, pitch, pitch + 1};
+    for (int t0 = 0; t0 < n_tri; t0 += 8) {
+        alignas(32) int32_t i0[8], i1[8], i2[8], lane_ok[8];
+        alignas(32) float ax[8], ay[8], az[8], bx[8], by[8], bz[8], cx[8], cy[8], cz[8];
+        for (int j = 0; j < 8; ++j) {
+            const int t = t0 + j < n_tri ? t0 + j : n_tri - 1;
+            i0[j] = tri[3 * t], i1[j] = tri[3 * t + 1], i2[j] = tri[3 * t + 2];
+            lane_ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
+            if (CheckValid) lane_ok[j] &= -static_cast<int32_t>(valid[i0[j]] & valid[i1[j]] & valid[i2[j]]);
+        }
+        for (int j = 0; j < 8; ++j) {
+            ax[j] = v[3 * i0[j]], ay[j] = v[3 * i0[j] + 1], az[j] = v[3 * i0[j] + 2];
+            bx[j] = v[3 * i1[j]], by[j] = v[3 * i1[j] + 1], bz[j] = v[3 * i1[j] + 2];
+            cx[j] = v[3 * i2[j]], cy[j] = v[3 * i2[j] + 1], cz[j] = v[3 * i2[j] + 2];
+        }
+        v8f Ax, Ay, Az, Bx, By, Bz, Cx, Cy, Cz;
+        v8i ok;
+        std::memcpy(&Ax, ax, 32), std::memcpy(&Ay, ay, 32), std::memcpy(&Az, az, 32);
+        std::memcpy(&Bx, bx, 32), std::memcpy(&By, by, 32), std::memcpy(&Bz, bz, 32);
+        std::memcpy(&Cx, cx, 32), std::memcpy(&Cy, cy, 32), std::memcpy(&Cz, cz, 32);
+        std::memcpy(&ok, lane_ok, 32);
+
+        const v8i x0 = ceil_v(vmin(vmax(vmin(Ax, vmin(Bx, Cx)), lo_x + v8f{}), hi_x + 1.0f + v8f{}));
+        const v8i x1 = floor_v(vmax(vmin(vmax(Ax, vmax(Bx, Cx)), hi_x + v8f{}), lo_x - 1.0f + v8f{}));
+        const v8i y0 = ceil_v(vmin(vmax(vmin(Ay, vmin(By, Cy)), lo_y + v8f{}), hi_y + 1.0f + v8f{}));
+        const v8i y1 = floor_v(vmax(vmin(vmax(Ay, vmax(By, Cy)), hi_y + v8f{}), lo_y - 1.0f + v8f{}));
+        const v8f area = (Bx - Ax) * (Cy - Ay) - (By - Ay) * (Cx - Ax);
+        ok &= (x0 <= x1) & (y0 <= y1) & ((area > 1e-10f) | (area < -1e-10f));
+        if (!(ok[0] | ok[1] | ok[2] | ok[3] | ok[4] | ok[5] | ok[6] | ok[7])) continue;
+        const v8i big = ok & ((x1 - x0 > 1) | (y1 - y0 > 1));
+        const v8i has_x = x1 > x0, has_y = y1 > y0;
+
+        const v8f inv_area = 1.0f / (ok ? area : 1.0f + v8f{});
+        const v8f e0x = -(Cy - By) * inv_area, e0y = (Cx - Bx) * inv_area;
+        const v8f e1x = -(Ay - Cy) * inv_area, e1y = (Ax - Cx) * inv_area;
+        const v8f e2x = -(By - Ay) * inv_area, e2y = (Bx - Ax) * inv_area;
+        const v8f px = __builtin_convertvector(x0, v8f), py = __builtin_convertvector(y0, v8f);
+        const v8f w0 = e0x * (px - Bx) + e0y * (py - By);
+        const v8f w1 = e1x * (px - Cx) + e1y * (py - Cy);
+        const v8f w2 = e2x * (px - Ax) + e2y * (py - Ay);
+
+        alignas(32) float B0[4][8], B1[4][8], B2[4][8], Z[4][8];
+        alignas(32) int32_t bits_lane[8], base[8];
+        v8i bits = {};
+        const v8i small = ok & ~big;
+        const v8f zero = {};
+        for (int s = 0; s < 4; ++s) {
+            const float dx = static_cast<float>(s & 1), dy = static_cast<float>(s >> 1);
+            const v8f b0 = w0 + e0x * dx + e0y * dy;
+            const v8f b1 = w1 + e1x * dx + e1y * dy;
+            const v8f b2 = w2 + e2x * dx + e2y * dy;
+            v8i in = small & (b0 >= zero) & (b1 >= zero) & (b2 >= zero);
+            if (s & 1) in &= has_x;
+            if (s >> 1) in &= has_y;
+            bits |= in & (1 << s);
+            const v8f z = b0 * Az + b1 * Bz + b2 * Cz;
+            std::memcpy(B0[s], &b0, 32), std::memcpy(B1[s], &b1, 32);
+            std::memcpy(B2[s], &b2, 32), std::memcpy(Z[s], &z, 32);
+        }
+        const v8i base_v = (y0 - r.y0) * pitch + (x0 - r.x0);
+        std::memcpy(bits_lane, &bits, 32);
+        std::memcpy(base, &base_v, 32);
+
+        auto visit = [&](uint32_t lane_bits, int j) {
+            while (lane_bits) {
+                const int s = __builtin_ctz(lane_bits);
+                lane_bits &= lane_bits - 1;
+                Pixel* p = pixels + base[j] + offset[s];
+                const float z = Z[s][j];
+                if (z > p->z) {
+                    p->z = z;
+                    p->bgr = interp_bgr(B0[s][j], B1[s][j], B2[s][j], col + 4 * i0[j],
+                                        col + 4 * i1[j], col + 4 * i2[j]);
+                }
+            }
+        };
+        if (big[0] | big[1] | big[2] | big[3] | big[4] | big[5] | big[6] | big[7]) {
+            for (int j = 0; j < 8; ++j) {
+                if (big[j]) raster_one(v, col, tri, t0 + j, r, pixels);
+                else visit(static_cast<uint32_t>(bits_lane[j]), j);
+            }
+            continue;
+        }
+        // All (lane, centre) pairs in one 32-bit word, lane-major: triangle order is kept.
+        uint64_t all = 0;
+        for (int j = 0; j < 8; ++j) all |= static_cast<uint64_t>(bits_lane[j]) << (4 * j);
+        while (all) {
+            const int k = __builtin_ctzll(all);
+            all &= all - 1;
+            const int j = k >> 2, s = k & 3;
+            Pixel* p = pixels + base[j] + offset[s];
+            const float z = Z[s][j];
+            if (z > p->z) {
+                p->z = z;
+                p->bgr = interp_bgr(B0[s][j], B1[s][j], B2[s][j], col + 4 * i0[j],
+                                    col + 4 * i1[j], col + 4 * i2[j]);
+            }
+        }
     }
 }
 #endif
 
-// Rasterizes the candidate triangles of one face into the region's pixel buffer (row pitch
-// r.w + 1: one spare column and row so that a 2x2 block starting on the last pixel stays inside
-// the allocation). Pixel centres sit at integer coordinates (a vertex at x = 10 is on the centre
-// of column 10). A pixel is covered when its three barycentric weights are >= 0, so both
-// windings draw and shared edges leave no cracks; the z-test (strictly nearer) picks the winner.
-void raster_face(const float* v, const float* col, const int32_t* tri, const int32_t* cand,
-                 int n_cand, const Region& r, Pixel* pixels) {
-    const int pitch = r.w + 1;
-    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
-    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
-    for (int k = 0; k < n_cand; ++k) {
-        const int t = cand[k];
-        const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
-        const float ax = v[3 * i0], ay = v[3 * i0 + 1];
-        const float bx = v[3 * i1], by = v[3 * i1 + 1];
-        const float cx = v[3 * i2], cy = v[3 * i2 + 1];
-        const int x0 = ceil_i(std::max(std::min(ax, std::min(bx, cx)), lo_x));
-        const int x1 = floor_i(std::min(std::max(ax, std::max(bx, cx)), hi_x));
-        const int y0 = ceil_i(std::max(std::min(ay, std::min(by, cy)), lo_y));
-        const int y1 = floor_i(std::min(std::max(ay, std::max(by, cy)), hi_y));
+#if DENSEHEAD_VECTORS && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__ELF__)
+#define DENSEHEAD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DENSEHEAD_CLONES
+#endif
 
-        const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
-        if (!(std::fabs(area) > 1e-10f)) continue;  // degenerate (or NaN)
-        const float inv_area = 1.0f / area;
-
-        // Edge function of the edge opposite each vertex at the first pixel centre, with its
-        // steps along x and y. Divided by the signed area they are the barycentric weights,
-        // positive inside whatever the winding.
-        const float e0x = -(cy - by) * inv_area, e0y = (cx - bx) * inv_area;
-        const float e1x = -(ay - cy) * inv_area, e1y = (ax - cx) * inv_area;
-        const float e2x = -(by - ay) * inv_area, e2y = (bx - ax) * inv_area;
-        const float px = static_cast<float>(x0), py = static_cast<float>(y0);
-        const float w0 = e0x * (px - bx) + e0y * (py - by);
-        const float w1 = e1x * (px - cx) + e1y * (py - cy);
-        const float w2 = e2x * (px - ax) + e2y * (py - ay);
-
-        const float az = v[3 * i0 + 2], bz = v[3 * i1 + 2], cz = v[3 * i2 + 2];
-        const float* ca = col + 3 * i0;
-        const float* cb = col + 3 * i1;
-        const float* cc = col + 3 * i2;
-        Pixel* first = pixels + (y0 - r.y0) * pitch + (x0 - r.x0);
-
-        if (x1 - x0 <= 1 && y1 - y0 <= 1) {  // the common case: at most 2x2 pixel centres
-            plot_2x2(first, pitch, x1 > x0, y1 > y0, w0, w1, w2, e0x, e0y, e1x, e1y, e2x, e2y, az,
-                     bz, cz, ca, cb, cc);
+// Rasterizes all triangles of one face (skipping those with an invalid vertex when
+// CheckValid) into the region's pixel buffer.
+template <bool CheckValid>
+DENSEHEAD_CLONES void raster_face(const float* v, const uint8_t* valid, const float* col,
+                                  const int32_t* tri, int n_tri, const Region& r,
+                                  Pixel* pixels) {
+#if DENSEHEAD_VECTORS
+    raster_face_impl<CheckValid>(v, valid, col, tri, n_tri, r, pixels);
+#else
+    for (int t = 0; t < n_tri; ++t) {
+        if (CheckValid && !(valid[tri[3 * t]] & valid[tri[3 * t + 1]] & valid[tri[3 * t + 2]])) {
             continue;
         }
-        for (int y = 0; y <= y1 - y0; ++y) {
-            const float fy = static_cast<float>(y);
-            Pixel* row = first + y * pitch;
-            for (int x = 0; x <= x1 - x0; ++x) {
-                // Evaluated directly rather than stepped: large triangles are rare here and
-                // this keeps float error from accumulating along long rows.
-                const float fx = static_cast<float>(x);
-                plot_1(row + x, w0 + e0x * fx + e0y * fy, w1 + e1x * fx + e1y * fy,
-                       w2 + e2x * fx + e2y * fy, az, bz, cz, ca, cb, cc);
-            }
-        }
+        raster_one(v, col, tri, t, r, pixels);
     }
+#endif
 }
 
 // out = frame + alpha * (colour - frame) on the covered pixels only.
@@ -425,8 +519,7 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
     const size_t npix = static_cast<size_t>(r.w + 1) * (r.h + 1);
     s.pixels.assign(npix, Pixel{kEmpty, 0u});
     pixels = s.pixels.data();
-    s.colors.resize(static_cast<size_t>(3) * n);
-    s.cand.resize(static_cast<size_t>(job.n_triangles));
+    s.colors.resize(static_cast<size_t>(4) * n);
     if (job.mode == Mode::Mesh) s.normals.resize(static_cast<size_t>(3) * n);
     tm.prepare_ms += ms_since(t);
 
@@ -450,10 +543,11 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
                 break;
         }
         tm.shade_ms += ms_since(t);
-        const int n_cand =
-            check ? candidates<true>(v, valid, job.triangles, job.n_triangles, r, s.cand.data())
-                  : candidates<false>(v, valid, job.triangles, job.n_triangles, r, s.cand.data());
-        raster_face(v, s.colors.data(), job.triangles, s.cand.data(), n_cand, r, pixels);
+        if (check) {
+            raster_face<true>(v, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
+        } else {
+            raster_face<false>(v, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
+        }
         tm.raster_ms += ms_since(t);
     }
     return r;
