@@ -61,7 +61,7 @@ struct Pixel {
 struct Scratch {
     std::vector<uint8_t> valid;     // faces * n: vertex usable
     std::vector<float> colors;      // n * 4 (B, G, R, unused), current face, 0..255
-    std::vector<float> normals;     // n * 3, current face
+    std::vector<float> normals;     // n * 4 (x, y, z, 0), current face
     std::vector<Pixel> pixels;      // (region w + 1) * (region h + 1)
 };
 thread_local Scratch scratch;
@@ -108,16 +108,97 @@ void check_indices(const int32_t* tri, int n_tri, int n_vertices) {
     }
 }
 
-// Area-weighted vertex normals, flipped as a whole so that they face the camera (+z). The
-// flip makes lighting independent of the mesh's winding order: the summed signed area of a
-// face seen from the front has the sign of the front side.
-void vertex_normals(const float* v, const int32_t* tri, int n_tri, int n,
-                    const uint8_t* valid, bool check_valid, float* nrm) {
-    std::fill(nrm, nrm + 3 * n, 0.0f);
+#if defined(__GNUC__) || defined(__clang__)
+#define DENSEHEAD_VECTORS 1
+// Forced inlining: the helpers must be compiled inside each target clone that calls them.
+#define DENSEHEAD_INLINE inline __attribute__((always_inline))
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+#else
+#define DENSEHEAD_VECTORS 0
+#define DENSEHEAD_INLINE inline
+#endif
+
+// Hot loops are compiled twice, for baseline x86-64 and for AVX2, and picked at load time
+// (GCC function multiversioning through an ifunc). No -march flags: the module stays portable.
+#if DENSEHEAD_VECTORS && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__ELF__)
+#define DENSEHEAD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DENSEHEAD_CLONES
+#endif
+
+// Gathers the three corners of triangles t0 .. t0 + 7 (the tail repeats the last triangle,
+// switched off in `ok`) as eight-lane arrays; ok is -1 for the lanes to draw.
+struct Batch {
+    alignas(32) int32_t i0[8], i1[8], i2[8], ok[8];
+    alignas(32) float ax[8], ay[8], az[8], bx[8], by[8], bz[8], cx[8], cy[8], cz[8];
+};
+
+template <bool CheckValid>
+DENSEHEAD_INLINE void gather(Batch& b, const float* v, const uint8_t* valid, const int32_t* tri,
+                             int t0, int n_tri) {
+    for (int j = 0; j < 8; ++j) {
+        const int t = t0 + j < n_tri ? t0 + j : n_tri - 1;
+        b.i0[j] = tri[3 * t], b.i1[j] = tri[3 * t + 1], b.i2[j] = tri[3 * t + 2];
+        b.ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
+        if (CheckValid) b.ok[j] &= -static_cast<int32_t>(valid[b.i0[j]] & valid[b.i1[j]] & valid[b.i2[j]]);
+    }
+    for (int j = 0; j < 8; ++j) {
+        const float* a = v + 3 * b.i0[j];
+        const float* p = v + 3 * b.i1[j];
+        const float* c = v + 3 * b.i2[j];
+        b.ax[j] = a[0], b.ay[j] = a[1], b.az[j] = a[2];
+        b.bx[j] = p[0], b.by[j] = p[1], b.bz[j] = p[2];
+        b.cx[j] = c[0], b.cy[j] = c[1], b.cz[j] = c[2];
+    }
+}
+
+// Area-weighted vertex normals, unnormalised, 4 floats per vertex (x, y, z, 0: one 16-byte
+// add per corner); the return value is the summed z of the triangle normals, whose sign says
+// which way the face looks (see shade_mesh). Eight cross products per vector step, then the
+// scalar scatter-add in triangle order (the sums come out exactly as one triangle at a time).
+template <bool CheckValid>
+DENSEHEAD_CLONES double vertex_normals(const float* v, const int32_t* tri, int n_tri, int n,
+                                       const uint8_t* valid, float* nrm) {
+    std::fill(nrm, nrm + 4 * static_cast<size_t>(n), 0.0f);
     double total_z = 0.0;
+#if DENSEHEAD_VECTORS
+    for (int t0 = 0; t0 < n_tri; t0 += 8) {
+        Batch b;
+        gather<CheckValid>(b, v, valid, tri, t0, n_tri);
+        v8f ax, ay, az, bx, by, bz, cx, cy, cz;
+        v8i ok;
+        std::memcpy(&ax, b.ax, 32), std::memcpy(&ay, b.ay, 32), std::memcpy(&az, b.az, 32);
+        std::memcpy(&bx, b.bx, 32), std::memcpy(&by, b.by, 32), std::memcpy(&bz, b.bz, 32);
+        std::memcpy(&cx, b.cx, 32), std::memcpy(&cy, b.cy, 32), std::memcpy(&cz, b.cz, 32);
+        std::memcpy(&ok, b.ok, 32);
+        const v8f ux = bx - ax, uy = by - ay, uz = bz - az;
+        const v8f wx = cx - ax, wy = cy - ay, wz = cz - az;
+        const v8f zero = {};
+        const v8f nx = ok ? uy * wz - uz * wy : zero;
+        const v8f ny = ok ? uz * wx - ux * wz : zero;
+        const v8f nz = ok ? ux * wy - uy * wx : zero;
+        // Summed per batch in float, then in double: only the sign is used.
+        const v4f zh = __builtin_shufflevector(nz, nz, 0, 1, 2, 3) +
+                       __builtin_shufflevector(nz, nz, 4, 5, 6, 7);
+        total_z += static_cast<double>((zh[0] + zh[1]) + (zh[2] + zh[3]));
+        for (int j = 0; j < 8; ++j) {
+            const v4f f = {nx[j], ny[j], nz[j], 0.0f};
+            for (const int i : {b.i0[j], b.i1[j], b.i2[j]}) {
+                v4f acc;
+                std::memcpy(&acc, nrm + 4 * i, 16);
+                acc += f;
+                std::memcpy(nrm + 4 * i, &acc, 16);
+            }
+        }
+    }
+#else
     for (int t = 0; t < n_tri; ++t) {
         const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
-        if (check_valid && !(valid[i0] & valid[i1] & valid[i2])) continue;
+        if (CheckValid && !(valid[i0] & valid[i1] & valid[i2])) continue;
         const float* a = v + 3 * i0;
         const float* b = v + 3 * i1;
         const float* c = v + 3 * i2;
@@ -128,23 +209,13 @@ void vertex_normals(const float* v, const int32_t* tri, int n_tri, int n,
         const float nz = ux * wy - uy * wx;
         total_z += nz;
         for (const int i : {i0, i1, i2}) {
-            nrm[3 * i] += nx;
-            nrm[3 * i + 1] += ny;
-            nrm[3 * i + 2] += nz;
+            nrm[4 * i] += nx;
+            nrm[4 * i + 1] += ny;
+            nrm[4 * i + 2] += nz;
         }
     }
-    const float sign = total_z < 0.0 ? -1.0f : 1.0f;
-    for (int i = 0; i < n; ++i) {
-        float* m = nrm + 3 * i;
-        const float len2 = m[0] * m[0] + m[1] * m[1] + m[2] * m[2];
-        // Unused or fully degenerate vertices keep a camera-facing normal.
-        if (!(len2 > 0.0f) || !std::isfinite(len2)) {
-            m[0] = 0.0f, m[1] = 0.0f, m[2] = 1.0f;
-            continue;
-        }
-        const float inv = sign / std::sqrt(len2);
-        m[0] *= inv, m[1] *= inv, m[2] *= inv;
-    }
+#endif
+    return total_z;
 }
 
 void normalize3(float* d, const float fallback[3]) {
@@ -156,16 +227,94 @@ void normalize3(float* d, const float fallback[3]) {
     for (int k = 0; k < 3; ++k) d[k] /= len;
 }
 
-// Per-vertex lit colour, 0..255 BGR. pow() per vertex would cost more than the whole raster,
-// so the specular curve comes from a small table with linear interpolation.
-void shade_mesh(const float* nrm, int n, const Light& light, const float color[3], float* out) {
+constexpr int kLut = 256;
+
+// The per-vertex loop of shade_mesh: eight vertices per step in vectors (selects instead of
+// branches), the table read lane by lane; scalar for the tail and without vector extensions.
+DENSEHEAD_INLINE void shade_one(float x, float y, float z, float sign, const float* l,
+                                const float* h, const float* lut, float ambient, float diffuse,
+                                const float* base, const float* spec_col, float* out) {
+    const float len2 = x * x + y * y + z * z;
+    // Unused or fully degenerate vertices keep a camera-facing normal.
+    if (!(len2 > 0.0f) || !(len2 < std::numeric_limits<float>::infinity())) {
+        x = 0.0f, y = 0.0f, z = 1.0f;
+    } else {
+        const float inv = sign / std::sqrt(len2);
+        x *= inv, y *= inv, z *= inv;
+    }
+    const float ndl = std::max(0.0f, x * l[0] + y * l[1] + z * l[2]);
+    const float ndh = std::min(1.0f, std::max(0.0f, x * h[0] + y * h[1] + z * h[2]));
+    const float pos = ndh * (kLut - 1);
+    const int k = static_cast<int>(pos);
+    const float spec = lut[k] + (pos - k) * (lut[k + 1] - lut[k]);
+    const float diff = ambient + diffuse * ndl;
+    for (int c = 0; c < 3; ++c) out[c] = 255.0f * clamp01(base[c] * diff + spec_col[c] * spec);
+    out[3] = 0.0f;
+}
+
+DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const float* l,
+                                     const float* h, const float* lut, float ambient,
+                                     float diffuse, const float* base, const float* spec_col,
+                                     float* out) {
+    int i = 0;
+#if DENSEHEAD_VECTORS
+    const v8f zero = {}, one = zero + 1.0f, top = zero + 255.0f;
+    for (; i + 8 <= n; i += 8) {
+        v8f x, y, z;
+        for (int j = 0; j < 8; ++j) {
+            x[j] = nrm[4 * (i + j)], y[j] = nrm[4 * (i + j) + 1], z[j] = nrm[4 * (i + j) + 2];
+        }
+        const v8f len2 = x * x + y * y + z * z;
+        const v8i good = (len2 > zero) & (len2 < std::numeric_limits<float>::infinity());
+        v8f root = good ? len2 : one;
+        for (int j = 0; j < 8; ++j) root[j] = std::sqrt(root[j]);
+        const v8f inv = sign / root;
+        x = good ? x * inv : zero;
+        y = good ? y * inv : zero;
+        z = good ? z * inv : one;
+        v8f ndl = x * l[0] + y * l[1] + z * l[2];
+        ndl = ndl > zero ? ndl : zero;
+        v8f ndh = x * h[0] + y * h[1] + z * h[2];
+        ndh = ndh > zero ? ndh : zero;
+        ndh = ndh < one ? ndh : one;
+        const v8f pos = ndh * static_cast<float>(kLut - 1);
+        const v8i k = __builtin_convertvector(pos, v8i);
+        v8f lo, hi;
+        for (int j = 0; j < 8; ++j) lo[j] = lut[k[j]], hi[j] = lut[k[j] + 1];
+        const v8f spec = lo + (pos - __builtin_convertvector(k, v8f)) * (hi - lo);
+        const v8f diff = ambient + diffuse * ndl;
+        v8f ch[3];
+        for (int c = 0; c < 3; ++c) {
+            v8f v = base[c] * diff + spec_col[c] * spec;
+            v = v > zero ? v : zero;
+            v = v < one ? v : one;
+            ch[c] = 255.0f * v;
+        }
+        for (int j = 0; j < 8; ++j) {
+            const v4f px = {ch[0][j], ch[1][j], ch[2][j], 0.0f};
+            std::memcpy(out + 4 * (i + j), &px, 16);
+        }
+    }
+#endif
+    for (; i < n; ++i) {
+        shade_one(nrm[4 * i], nrm[4 * i + 1], nrm[4 * i + 2], sign, l, h, lut, ambient, diffuse, base, spec_col,
+                  out + 4 * i);
+    }
+}
+
+// Per-vertex lit colour, 0..255 BGR, 4 floats per vertex. The normals (unnormalised planes from
+// vertex_normals) are flipped as a whole so that they face the camera (+z): the summed signed
+// area of a face seen from the front has the sign of the front side, which makes lighting
+// independent of the mesh's winding order. pow() per vertex would cost more than the whole
+// raster, so the specular curve comes from a small table with linear interpolation.
+void shade_mesh(const float* nrm, int n, double total_z, const Light& light,
+                const float color[3], float* out) {
     constexpr float kFront[3] = {0.0f, 0.0f, 1.0f};
     float l[3] = {light.direction[0], light.direction[1], light.direction[2]};
     normalize3(l, kFront);
     float h[3] = {l[0], l[1], l[2] + 1.0f};  // Blinn half vector with the viewer at +z
     normalize3(h, kFront);
 
-    constexpr int kLut = 256;
     float lut[kLut + 1];
     const float shin = std::max(0.0f, light.shininess);
     for (int k = 0; k < kLut; ++k) lut[k] = std::pow(static_cast<float>(k) / (kLut - 1), shin);
@@ -176,18 +325,8 @@ void shade_mesh(const float* nrm, int n, const Light& light, const float color[3
         base[c] = color[c] * light.color[c];
         spec_col[c] = light.specular * light.color[c];
     }
-    for (int i = 0; i < n; ++i) {
-        const float* m = nrm + 3 * i;
-        const float ndl = std::max(0.0f, m[0] * l[0] + m[1] * l[1] + m[2] * l[2]);
-        const float ndh = std::min(1.0f, std::max(0.0f, m[0] * h[0] + m[1] * h[1] + m[2] * h[2]));
-        const float pos = ndh * (kLut - 1);
-        const int k = static_cast<int>(pos);
-        const float spec = lut[k] + (pos - k) * (lut[k + 1] - lut[k]);
-        const float diff = light.ambient + light.diffuse * ndl;
-        for (int c = 0; c < 3; ++c) {
-            out[4 * i + c] = 255.0f * clamp01(base[c] * diff + spec_col[c] * spec);
-        }
-    }
+    const float sign = total_z < 0.0 ? -1.0f : 1.0f;
+    shade_vertices(nrm, n, sign, l, h, lut, light.ambient, light.diffuse, base, spec_col, out);
 }
 
 // Grey from the face's own depth range: nearest (largest z) is white.
@@ -218,14 +357,7 @@ inline uint32_t pack_bgr(float c0, float c1, float c2) {
     return q(c0) | (q(c1) << 8) | (q(c2) << 16);
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define DENSEHEAD_VECTORS 1
-// Forced inlining: the helpers must be compiled inside each target clone of raster_face.
-#define DENSEHEAD_INLINE inline __attribute__((always_inline))
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+#if DENSEHEAD_VECTORS
 
 DENSEHEAD_INLINE uint32_t interp_bgr(float b0, float b1, float b2, const float* ca,
                                      const float* cb, const float* cc) {
@@ -438,13 +570,6 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const uint8_t* valid, con
 }
 #endif
 
-#if DENSEHEAD_VECTORS && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    defined(__ELF__)
-#define DENSEHEAD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DENSEHEAD_CLONES
-#endif
-
 // Rasterizes all triangles of one face (skipping those with an invalid vertex when
 // CheckValid) into the region's pixel buffer.
 template <bool CheckValid>
@@ -520,7 +645,7 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
     s.pixels.assign(npix, Pixel{kEmpty, 0u});
     pixels = s.pixels.data();
     s.colors.resize(static_cast<size_t>(4) * n);
-    if (job.mode == Mode::Mesh) s.normals.resize(static_cast<size_t>(3) * n);
+    if (job.mode == Mode::Mesh) s.normals.resize(static_cast<size_t>(4) * n);
     tm.prepare_ms += ms_since(t);
 
     for (int f = 0; f < n_faces; ++f) {
@@ -530,10 +655,15 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
         const bool check = info[f].n_invalid > 0;
         switch (job.mode) {
             case Mode::Mesh:
-                vertex_normals(v, job.triangles, job.n_triangles, n, valid, check,
-                               s.normals.data());
+            {
+                const double total_z =
+                    check ? vertex_normals<true>(v, job.triangles, job.n_triangles, n, valid,
+                                                 s.normals.data())
+                          : vertex_normals<false>(v, job.triangles, job.n_triangles, n, valid,
+                                                  s.normals.data());
                 tm.normals_ms += ms_since(t);
-                shade_mesh(s.normals.data(), n, job.light, job.color, s.colors.data());
+                shade_mesh(s.normals.data(), n, total_z, job.light, job.color, s.colors.data());
+            }
                 break;
             case Mode::Depth:
                 shade_depth(v, n, info[f], s.colors.data());
