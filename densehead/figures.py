@@ -46,15 +46,16 @@ def pose_figure(table: np.ndarray, height: int = 420) -> go.Figure:
 
 
 def expression_figure(table: np.ndarray, height: int = 320) -> go.Figure:
-    """The 10 expression coefficients against time: one colour per coefficient, one dash
-    style per track (a legend group per track)."""
+    """The 10 expression coefficients against time: one colour per coefficient (one legend
+    entry each), one dash style per track (solid, dash, dot, … in track order)."""
     fig = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for n, (tid, rows) in enumerate(split_tracks(table).items()):
         for i, name in enumerate(EXPRESSION):
             fig.add_trace(go.Scatter(
                 x=rows[:, COL["t"]], y=rows[:, COL[name]], mode="lines",
-                name=f"{name} · track {tid}", legendgroup=f"track {tid}",
+                name=name, legendgroup=name, showlegend=(n == 0),
+                hovertemplate=f"track {tid} {name}: %{{y:.3f}}<extra></extra>",
                 line=dict(color=PALETTE[i], width=1.5, dash=dashes[n % len(dashes)])))
     fig.update_layout(xaxis_title="time (s)", yaxis_title="coefficient")
     _compact(fig, height)
@@ -150,13 +151,14 @@ class PoseAxes:
 
 def pose_axes(face: Face) -> PoseAxes:
     """The head's own axes as the estimated camera maps them into the image (columns of the
-    frame-space camera), turned upright like the mesh; drawn from the landmarks' centroid."""
+    frame-space camera), turned upright like the mesh; drawn from the nose tip (landmark 30) so
+    that they are not hidden inside the head."""
     cam = crop.image_camera(face.camera, face.roi)[:, :3]
     dirs = upright(cam.T)  # row k = image-space image of model axis k, y flipped
     dirs = dirs / np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-9)
     lm = upright(face.landmarks)
-    length = 0.6 * float(np.ptp(lm[:, 0]))
-    return PoseAxes(lm.mean(axis=0), dirs, length)
+    length = 0.5 * float(np.ptp(lm[:, 0]))
+    return PoseAxes(lm[30], dirs, length)
 
 
 def mesh_figure(mesh: Mesh, landmarks: np.ndarray | None = None, axes: PoseAxes | None = None,

@@ -69,6 +69,8 @@ class LiveStats:
     frames: int = 0                  # frames processed since the last clear
     faces: int = 0                   # faces in the latest frame
     error: str = ""                  # last error raised in the callback, shown instead of a traceback
+    received_fps: float = 0.0        # frames arriving from the camera per second
+    dropped: int = 0                 # frames skipped because processing was busy (never queued)
 
 
 class SeriesBuffer:
@@ -90,6 +92,8 @@ class SeriesBuffer:
         self._count = 0
         self._faces = 0
         self._error = ""
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=stats_frames)
+        self._dropped = 0
 
     @property
     def max_rows(self) -> int:
@@ -130,6 +134,12 @@ class SeriesBuffer:
         self._lag_floor = min(self._lag_floor, offset)
         self._lag = offset - self._lag_floor
 
+    def add_arrivals(self, n: int) -> None:
+        """n frames arrived together; all but the newest are dropped unprocessed."""
+        with self._lock:
+            self._arrivals.append((self._clock(), int(n)))
+            self._dropped += max(0, int(n) - 1)
+
     def set_error(self, message: str) -> None:
         with self._lock:
             self._error = message
@@ -148,7 +158,10 @@ class SeriesBuffer:
         with self._lock:
             frames = list(self._frames)
             out = LiveStats(lag_ms=self._lag * 1000.0, frames=self._count,
-                            faces=self._faces, error=self._error)
+                            faces=self._faces, error=self._error, dropped=self._dropped)
+            arrivals = list(self._arrivals)
+        if len(arrivals) > 1 and arrivals[-1][0] > arrivals[0][0]:
+            out.received_fps = sum(n for _, n in arrivals[1:]) / (arrivals[-1][0] - arrivals[0][0])
         if not frames:
             return out
         walls = np.array([f[0] for f in frames])
@@ -173,6 +186,8 @@ class SeriesBuffer:
             self._count = 0
             self._faces = 0
             self._error = ""
+            self._arrivals.clear()
+            self._dropped = 0
 
 
 def summary(table: np.ndarray) -> list[dict[str, float]]:

@@ -50,6 +50,13 @@ def process(state: LiveState, frame: av.VideoFrame) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(out, format="bgr24")
 
 
+async def process_newest(state: LiveState, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+    """Everything that arrived while the last frame was being processed: only the newest is
+    processed, the rest are counted as dropped, so latency stays one frame deep."""
+    state.buffer.add_arrivals(len(frames))
+    return [process(state, frames[-1])]
+
+
 pipe = load_pipeline()
 if pipe is None:
     st.stop()
@@ -62,10 +69,10 @@ with st.sidebar:
     max_faces = st.number_input("Max faces", 1, 8, 4, key="live_max_faces")
     window = st.slider("Chart window (s)", 5, 60, 20, key="live_window")
 
-if "live" not in st.session_state:
+if "live_state" not in st.session_state:
     view = session_pipeline(pipe, threshold, max_faces)
-    st.session_state.live = LiveState(tracker=FaceTracker(view, redetect_every=10, smoothing=smoothing))
-state: LiveState = st.session_state.live
+    st.session_state.live_state = LiveState(tracker=FaceTracker(view, redetect_every=10, smoothing=smoothing))
+state: LiveState = st.session_state.live_state
 configure(state.tracker.pipeline, threshold, max_faces)
 state.tracker.smoothing = smoothing
 state.mode = mode
@@ -75,16 +82,19 @@ if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):
 
 left, right = st.columns([3, 2])
 with left:
-    ctx = webrtc_streamer(
-        key="live",
-        mode=WebRtcMode.SENDRECV,
-        rtc_configuration={"iceServers": ice_servers()},
-        media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
-                                  "audio": False},
-        video_frame_callback=lambda frame: process(state, frame),
-        # async: the worker always takes the newest frame and drops the backlog
-        async_processing=True,
-    )
+    try:
+        ctx = webrtc_streamer(
+            key="live",
+            mode=WebRtcMode.SENDRECV,
+            rtc_configuration={"iceServers": ice_servers()},
+            media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
+                                      "audio": False},
+            queued_video_frames_callback=lambda frames: process_newest(state, frames),
+            async_processing=True,
+        )
+    except Exception as exc:  # e.g. no browser session (bare/AppTest runs): say so, keep the page
+        st.error(f"The webcam component could not start: {exc}")
+        ctx = None
     st.caption("Allow the camera when the browser asks. If the video never starts, the camera "
                "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
                "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
@@ -99,14 +109,17 @@ with left:
 def live_panel() -> None:
     """Redrawn twice a second on its own, without rerunning the page (the video keeps going)."""
     stats = state.buffer.stats()
-    a, b, c, d = st.columns(4)
+    a, b, c = st.columns(3)
     a.metric("Server FPS", f"{stats.fps:.1f}")
-    b.metric("Frame ms (median)", f"{stats.frame_ms:.1f}")
-    c.metric("Queue lag ms", f"{stats.lag_ms:.0f}")
-    d.metric("Faces", stats.faces)
+    b.metric("Camera FPS in", f"{stats.received_fps:.1f}")
+    c.metric("Faces", stats.faces)
+    a, b, _ = st.columns(3)
+    a.metric("Frame ms (median)", f"{stats.frame_ms:.1f}")
+    b.metric("Queue lag ms", f"{stats.lag_ms:.0f}")
     if stats.stage_ms:
         st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
-                   + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames")
+                   + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames processed, "
+                   f"{stats.dropped} dropped")
     if stats.error:
         st.error(f"Processing error (the raw video is passed through): {stats.error}")
     if state.note:
@@ -114,10 +127,12 @@ def live_panel() -> None:
     table = state.buffer.snapshot(window_s=float(window))
     st.plotly_chart(pose_figure(table), key="pose_chart", config={"displaylogo": False})
     st.plotly_chart(expression_figure(table), key="expression_chart", config={"displaylogo": False})
+    st.caption("Expression: one colour per coefficient; line style per track "
+               "(solid = first track, dashed = second, dotted = third, …).")
 
 
 with right:
-    if ctx.state.playing or state.buffer.stats().frames:
+    if (ctx is not None and ctx.state.playing) or state.buffer.stats().frames:
         live_panel()
     else:
         st.info("Press START to begin; the charts appear here.")

@@ -88,7 +88,7 @@ with top_left:
     st.caption(f"{len(faces)} face(s) found; detector score {face.score:.2f}.")
 
 with top_right:
-    controls = st.columns(5)
+    controls = st.columns([3, 2, 2, 2, 2])
     detail = controls[0].selectbox("Detail", list(DETAIL), key="detail")
     wire = controls[1].toggle("Wireframe", key="wire")
     marks = controls[2].toggle("68 landmarks", key="marks")

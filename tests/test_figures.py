@@ -48,6 +48,7 @@ def test_expression_figure_ten_lines_per_track(two_faces):
     _, faces = two_faces
     fig = figures.expression_figure(_table(faces))
     assert len(fig.data) == 20
+    assert [t.name for t in fig.data if t.showlegend] == [f"exp{i}" for i in range(10)]
     assert np.allclose(fig.data[3].y, faces[0].expression[3])
 
 

@@ -125,3 +125,16 @@ def test_analyze_video_writes_overlay_and_series(samples, tmp_path):
         bad = tmp_path / "not_a_video.mp4"
         bad.write_text("hello")
         analyze_video(bad, tmp_path / "x.mp4", shared_pipeline())
+
+
+def test_arrivals_count_received_and_dropped_frames():
+    clock = FakeClock()
+    buf = SeriesBuffer(clock=clock)
+    for n in (1, 3, 1, 2, 1):  # bursts arrive while a frame is being processed
+        buf.add_arrivals(n)
+        clock.t += 0.1
+    stats = buf.stats()
+    assert stats.dropped == 3
+    assert stats.received_fps == pytest.approx((3 + 1 + 2 + 1) / 0.4)
+    buf.clear()
+    assert buf.stats().dropped == 0
