@@ -60,6 +60,7 @@ struct Pixel {
 // sharing between threads (the live page renders from a worker thread).
 struct Scratch {
     std::vector<uint8_t> valid;     // faces * n: vertex usable
+    std::vector<float> padded;      // faces * n * 4: x, y, z, 0 per vertex (one 16-byte load)
     std::vector<float> colors;      // n * 4 (B, G, R, unused), current face, 0..255
     std::vector<float> normals;     // n * 4 (x, y, z, 0), current face
     std::vector<Pixel> pixels;      // (region w + 1) * (region h + 1)
@@ -71,10 +72,11 @@ struct FaceInfo {
     int n_invalid;
 };
 
-FaceInfo scan_face(const float* v, int n, uint8_t* valid) {
+FaceInfo scan_face(const float* v, int n, uint8_t* valid, float* padded) {
     FaceInfo f{kMaxCoord, -kMaxCoord, kMaxCoord, -kMaxCoord, kMaxDepth, -kMaxDepth, 0};
     for (int i = 0; i < n; ++i) {
         const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
+        padded[4 * i] = x, padded[4 * i + 1] = y, padded[4 * i + 2] = z, padded[4 * i + 3] = 0.0f;
         // One comparison per axis rejects NaN, inf and huge values alike.
         const bool ok = std::fabs(x) < kMaxCoord && std::fabs(y) < kMaxCoord &&
                         std::fabs(z) < kMaxDepth;
@@ -108,7 +110,12 @@ void check_indices(const int32_t* tri, int n_tri, int n_vertices) {
     }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+#define DENSEHEAD_HAS_VECTOR_BUILTINS 1
+#endif
+#endif
+#if defined(DENSEHEAD_HAS_VECTOR_BUILTINS) && (defined(__GNUC__) || defined(__clang__))
 #define DENSEHEAD_VECTORS 1
 // Forced inlining: the helpers must be compiled inside each target clone that calls them.
 #define DENSEHEAD_INLINE inline __attribute__((always_inline))
@@ -130,51 +137,69 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 #define DENSEHEAD_CLONES
 #endif
 
-// Gathers the three corners of triangles t0 .. t0 + 7 (the tail repeats the last triangle,
-// switched off in `ok`) as eight-lane arrays; ok is -1 for the lanes to draw.
+#if DENSEHEAD_VECTORS
+// The three corners of triangles t0 .. t0 + 7 as eight-lane vectors (the tail repeats the last
+// triangle, switched off in `ok`, which is -1 for the lanes to draw). The vertices come from
+// the padded copy (x, y, z, 0 per vertex): one 16-byte load per corner, then 4x4 transposes.
 struct Batch {
-    alignas(32) int32_t i0[8], i1[8], i2[8], ok[8];
-    alignas(32) float ax[8], ay[8], az[8], bx[8], by[8], bz[8], cx[8], cy[8], cz[8];
+    alignas(32) int32_t i0[8], i1[8], i2[8];
+    v8f ax, ay, az, bx, by, bz, cx, cy, cz;
+    v8i ok;
 };
 
+DENSEHEAD_INLINE void transpose_corners(const float* pv, const int32_t* idx, v8f& x, v8f& y,
+                                        v8f& z) {
+    v4f r[8];
+    for (int j = 0; j < 8; ++j) std::memcpy(&r[j], pv + 4 * static_cast<size_t>(idx[j]), 16);
+    v4f xs[2], ys[2], zs[2];
+    for (int h = 0; h < 2; ++h) {
+        const v4f r0 = r[4 * h], r1 = r[4 * h + 1], r2 = r[4 * h + 2], r3 = r[4 * h + 3];
+        const v4f t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);  // x0 x1 y0 y1
+        const v4f t1 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);  // x2 x3 y2 y3
+        const v4f t2 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);  // z0 z1 .  .
+        const v4f t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);  // z2 z3 .  .
+        xs[h] = __builtin_shufflevector(t0, t1, 0, 1, 4, 5);
+        ys[h] = __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+        zs[h] = __builtin_shufflevector(t2, t3, 0, 1, 4, 5);
+    }
+    x = __builtin_shufflevector(xs[0], xs[1], 0, 1, 2, 3, 4, 5, 6, 7);
+    y = __builtin_shufflevector(ys[0], ys[1], 0, 1, 2, 3, 4, 5, 6, 7);
+    z = __builtin_shufflevector(zs[0], zs[1], 0, 1, 2, 3, 4, 5, 6, 7);
+}
+
 template <bool CheckValid>
-DENSEHEAD_INLINE void gather(Batch& b, const float* v, const uint8_t* valid, const int32_t* tri,
-                             int t0, int n_tri) {
+DENSEHEAD_INLINE void gather(Batch& b, const float* pv, const uint8_t* valid,
+                             const int32_t* tri, int t0, int n_tri) {
+    alignas(32) int32_t ok[8];
     for (int j = 0; j < 8; ++j) {
         const int t = t0 + j < n_tri ? t0 + j : n_tri - 1;
         b.i0[j] = tri[3 * t], b.i1[j] = tri[3 * t + 1], b.i2[j] = tri[3 * t + 2];
-        b.ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
-        if (CheckValid) b.ok[j] &= -static_cast<int32_t>(valid[b.i0[j]] & valid[b.i1[j]] & valid[b.i2[j]]);
+        ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
+        if (CheckValid) ok[j] &= -static_cast<int32_t>(valid[b.i0[j]] & valid[b.i1[j]] & valid[b.i2[j]]);
     }
-    for (int j = 0; j < 8; ++j) {
-        const float* a = v + 3 * b.i0[j];
-        const float* p = v + 3 * b.i1[j];
-        const float* c = v + 3 * b.i2[j];
-        b.ax[j] = a[0], b.ay[j] = a[1], b.az[j] = a[2];
-        b.bx[j] = p[0], b.by[j] = p[1], b.bz[j] = p[2];
-        b.cx[j] = c[0], b.cy[j] = c[1], b.cz[j] = c[2];
-    }
+    std::memcpy(&b.ok, ok, 32);
+    transpose_corners(pv, b.i0, b.ax, b.ay, b.az);
+    transpose_corners(pv, b.i1, b.bx, b.by, b.bz);
+    transpose_corners(pv, b.i2, b.cx, b.cy, b.cz);
 }
+#endif
 
 // Area-weighted vertex normals, unnormalised, 4 floats per vertex (x, y, z, 0: one 16-byte
 // add per corner); the return value is the summed z of the triangle normals, whose sign says
 // which way the face looks (see shade_mesh). Eight cross products per vector step, then the
 // scalar scatter-add in triangle order (the sums come out exactly as one triangle at a time).
 template <bool CheckValid>
-DENSEHEAD_CLONES double vertex_normals(const float* v, const int32_t* tri, int n_tri, int n,
-                                       const uint8_t* valid, float* nrm) {
+DENSEHEAD_CLONES double vertex_normals(const float* v, const float* pv, const int32_t* tri,
+                                       int n_tri, int n, const uint8_t* valid, float* nrm) {
     std::fill(nrm, nrm + 4 * static_cast<size_t>(n), 0.0f);
     double total_z = 0.0;
 #if DENSEHEAD_VECTORS
     for (int t0 = 0; t0 < n_tri; t0 += 8) {
         Batch b;
-        gather<CheckValid>(b, v, valid, tri, t0, n_tri);
-        v8f ax, ay, az, bx, by, bz, cx, cy, cz;
-        v8i ok;
-        std::memcpy(&ax, b.ax, 32), std::memcpy(&ay, b.ay, 32), std::memcpy(&az, b.az, 32);
-        std::memcpy(&bx, b.bx, 32), std::memcpy(&by, b.by, 32), std::memcpy(&bz, b.bz, 32);
-        std::memcpy(&cx, b.cx, 32), std::memcpy(&cy, b.cy, 32), std::memcpy(&cz, b.cz, 32);
-        std::memcpy(&ok, b.ok, 32);
+        gather<CheckValid>(b, pv, valid, tri, t0, n_tri);
+        const v8f ax = b.ax, ay = b.ay, az = b.az, bx = b.bx, by = b.by, bz = b.bz;
+        const v8f cx = b.cx, cy = b.cy, cz = b.cz;
+        const v8i ok = b.ok;
         const v8f ux = bx - ax, uy = by - ay, uz = bz - az;
         const v8f wx = cx - ax, wy = cy - ay, wz = cz - az;
         const v8f zero = {};
@@ -463,32 +488,22 @@ DENSEHEAD_INLINE v8f vmin(v8f a, v8f b) { return a < b ? a : b; }  // NaN in a g
 DENSEHEAD_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
 
 template <bool CheckValid>
-DENSEHEAD_INLINE void raster_face_impl(const float* v, const uint8_t* valid, const float* col,
+DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const uint8_t* valid,
+                                       const float* col,
                              const int32_t* tri, int n_tri, const Region& r, Pixel* pixels) {
     const int pitch = r.w + 1;
     const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
     const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
     const int offset[4] = {0, 1, pitch, pitch + 1};
     for (int t0 = 0; t0 < n_tri; t0 += 8) {
-        alignas(32) int32_t i0[8], i1[8], i2[8], lane_ok[8];
-        alignas(32) float ax[8], ay[8], az[8], bx[8], by[8], bz[8], cx[8], cy[8], cz[8];
-        for (int j = 0; j < 8; ++j) {
-            const int t = t0 + j < n_tri ? t0 + j : n_tri - 1;
-            i0[j] = tri[3 * t], i1[j] = tri[3 * t + 1], i2[j] = tri[3 * t + 2];
-            lane_ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
-            if (CheckValid) lane_ok[j] &= -static_cast<int32_t>(valid[i0[j]] & valid[i1[j]] & valid[i2[j]]);
-        }
-        for (int j = 0; j < 8; ++j) {
-            ax[j] = v[3 * i0[j]], ay[j] = v[3 * i0[j] + 1], az[j] = v[3 * i0[j] + 2];
-            bx[j] = v[3 * i1[j]], by[j] = v[3 * i1[j] + 1], bz[j] = v[3 * i1[j] + 2];
-            cx[j] = v[3 * i2[j]], cy[j] = v[3 * i2[j] + 1], cz[j] = v[3 * i2[j] + 2];
-        }
-        v8f Ax, Ay, Az, Bx, By, Bz, Cx, Cy, Cz;
-        v8i ok;
-        std::memcpy(&Ax, ax, 32), std::memcpy(&Ay, ay, 32), std::memcpy(&Az, az, 32);
-        std::memcpy(&Bx, bx, 32), std::memcpy(&By, by, 32), std::memcpy(&Bz, bz, 32);
-        std::memcpy(&Cx, cx, 32), std::memcpy(&Cy, cy, 32), std::memcpy(&Cz, cz, 32);
-        std::memcpy(&ok, lane_ok, 32);
+        Batch bt;
+        gather<CheckValid>(bt, pv, valid, tri, t0, n_tri);
+        const v8f Ax = bt.ax, Ay = bt.ay, Az = bt.az, Bx = bt.bx, By = bt.by, Bz = bt.bz;
+        const v8f Cx = bt.cx, Cy = bt.cy, Cz = bt.cz;
+        const int32_t* i0 = bt.i0;
+        const int32_t* i1 = bt.i1;
+        const int32_t* i2 = bt.i2;
+        v8i ok = bt.ok;
 
         const v8i x0 = ceil_v(vmin(vmax(vmin(Ax, vmin(Bx, Cx)), lo_x + v8f{}), hi_x + 1.0f + v8f{}));
         const v8i x1 = floor_v(vmax(vmin(vmax(Ax, vmax(Bx, Cx)), hi_x + v8f{}), lo_x - 1.0f + v8f{}));
@@ -573,11 +588,12 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const uint8_t* valid, con
 // Rasterizes all triangles of one face (skipping those with an invalid vertex when
 // CheckValid) into the region's pixel buffer.
 template <bool CheckValid>
-DENSEHEAD_CLONES void raster_face(const float* v, const uint8_t* valid, const float* col,
+DENSEHEAD_CLONES void raster_face(const float* v, const float* pv, const uint8_t* valid,
+                                  const float* col,
                                   const int32_t* tri, int n_tri, const Region& r,
                                   Pixel* pixels) {
 #if DENSEHEAD_VECTORS
-    raster_face_impl<CheckValid>(v, valid, col, tri, n_tri, r, pixels);
+    raster_face_impl<CheckValid>(v, pv, valid, col, tri, n_tri, r, pixels);
 #else
     for (int t = 0; t < n_tri; ++t) {
         if (CheckValid && !(valid[tri[3 * t]] & valid[tri[3 * t + 1]] & valid[tri[3 * t + 2]])) {
@@ -616,10 +632,12 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
 
     if (n_faces > 0) check_indices(job.triangles, job.n_triangles, n);
     s.valid.resize(static_cast<size_t>(n_faces) * n);
+    s.padded.resize(static_cast<size_t>(n_faces) * 4 * n);
     std::vector<FaceInfo> info(n_faces);
     float min_x = kMaxCoord, max_x = -kMaxCoord, min_y = kMaxCoord, max_y = -kMaxCoord;
     for (int f = 0; f < n_faces; ++f) {
-        info[f] = scan_face(job.faces[f], n, s.valid.data() + static_cast<size_t>(f) * n);
+        info[f] = scan_face(job.faces[f], n, s.valid.data() + static_cast<size_t>(f) * n,
+                            s.padded.data() + static_cast<size_t>(f) * 4 * n);
         if (info[f].n_invalid == n) continue;
         min_x = std::min(min_x, info[f].min_x);
         max_x = std::max(max_x, info[f].max_x);
@@ -652,14 +670,15 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
         if (info[f].n_invalid == n) continue;
         const float* v = job.faces[f];
         const uint8_t* valid = s.valid.data() + static_cast<size_t>(f) * n;
+        const float* pv = s.padded.data() + static_cast<size_t>(f) * 4 * n;
         const bool check = info[f].n_invalid > 0;
         switch (job.mode) {
             case Mode::Mesh:
             {
                 const double total_z =
-                    check ? vertex_normals<true>(v, job.triangles, job.n_triangles, n, valid,
+                    check ? vertex_normals<true>(v, pv, job.triangles, job.n_triangles, n, valid,
                                                  s.normals.data())
-                          : vertex_normals<false>(v, job.triangles, job.n_triangles, n, valid,
+                          : vertex_normals<false>(v, pv, job.triangles, job.n_triangles, n, valid,
                                                   s.normals.data());
                 tm.normals_ms += ms_since(t);
                 shade_mesh(s.normals.data(), n, total_z, job.light, job.color, s.colors.data());
@@ -674,9 +693,9 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
         }
         tm.shade_ms += ms_since(t);
         if (check) {
-            raster_face<true>(v, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
+            raster_face<true>(v, pv, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
         } else {
-            raster_face<false>(v, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
+            raster_face<false>(v, pv, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
         }
         tm.raster_ms += ms_since(t);
     }
