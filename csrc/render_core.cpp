@@ -18,6 +18,33 @@ constexpr float kMaxCoord = 1.0e6f;
 constexpr float kMaxDepth = 1.0e30f;
 constexpr float kEmpty = -std::numeric_limits<float>::infinity();
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+#define DENSEHEAD_HAS_VECTOR_BUILTINS 1
+#endif
+#endif
+#if defined(DENSEHEAD_HAS_VECTOR_BUILTINS) && (defined(__GNUC__) || defined(__clang__))
+#define DENSEHEAD_VECTORS 1
+// Forced inlining: the helpers must be compiled inside each target clone that calls them.
+#define DENSEHEAD_INLINE inline __attribute__((always_inline))
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+#else
+#define DENSEHEAD_VECTORS 0
+#define DENSEHEAD_INLINE inline
+#endif
+
+// Hot loops are compiled twice, for baseline x86-64 and for AVX2, and picked at load time
+// (GCC function multiversioning through an ifunc). No -march flags: the module stays portable.
+#if DENSEHEAD_VECTORS && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__ELF__)
+#define DENSEHEAD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DENSEHEAD_CLONES
+#endif
+
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point& t) {
@@ -72,9 +99,9 @@ struct FaceInfo {
     int n_invalid;
 };
 
-FaceInfo scan_face(const float* v, int n, uint8_t* valid, float* padded) {
-    FaceInfo f{kMaxCoord, -kMaxCoord, kMaxCoord, -kMaxCoord, kMaxDepth, -kMaxDepth, 0};
-    for (int i = 0; i < n; ++i) {
+FaceInfo scan_face_scalar(const float* v, int begin, int n, uint8_t* valid, float* padded,
+                          FaceInfo f) {
+    for (int i = begin; i < n; ++i) {
         const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
         padded[4 * i] = x, padded[4 * i + 1] = y, padded[4 * i + 2] = z, padded[4 * i + 3] = 0.0f;
         // One comparison per axis rejects NaN, inf and huge values alike.
@@ -95,12 +122,53 @@ FaceInfo scan_face(const float* v, int n, uint8_t* valid, float* padded) {
     return f;
 }
 
+// Validity of each vertex, the bounds of the valid ones, and the padded copy (x, y, z, 0).
+FaceInfo scan_face(const float* v, int n, uint8_t* valid, float* padded) {
+    FaceInfo f{kMaxCoord, -kMaxCoord, kMaxCoord, -kMaxCoord, kMaxDepth, -kMaxDepth, 0};
+    int i = 0;
+#if DENSEHEAD_VECTORS
+    // One vertex per 16-byte vector, without branches; the last vertex goes to the scalar loop
+    // (its 16-byte load would read past the array).
+    v4f mn = {f.min_x, f.min_y, f.min_z, 0.0f}, mx = {f.max_x, f.max_y, f.max_z, 0.0f};
+    const v4f limit = {kMaxCoord, kMaxCoord, kMaxDepth, 1.0f};
+    const v4f keep_xyz = {1.0f, 1.0f, 1.0f, 0.0f};
+    int bad = 0;
+    for (; i + 1 < n; ++i) {
+        v4f p;
+        std::memcpy(&p, v + 3 * i, 16);
+        p *= keep_xyz;  // lane 3 (the next vertex's x) becomes 0, or NaN: it is never used
+        p[3] = 0.0f;
+        std::memcpy(padded + 4 * i, &p, 16);
+        const v4f a = p < 0.0f ? -p : p;
+        const v4i in = a < limit;
+        const int ok = in[0] & in[1] & in[2] & 1;
+        valid[i] = static_cast<uint8_t>(ok);
+        bad += 1 - ok;
+        const v4i m = {-ok, -ok, -ok, -ok};
+        mn = m ? (p < mn ? p : mn) : mn;
+        mx = m ? (p > mx ? p : mx) : mx;
+    }
+    f.min_x = mn[0], f.min_y = mn[1], f.min_z = mn[2];
+    f.max_x = mx[0], f.max_y = mx[1], f.max_z = mx[2];
+    f.n_invalid = bad;
+#endif
+    return scan_face_scalar(v, i, n, valid, padded, f);
+}
+
+// Largest index read as unsigned (negatives become huge): a loop the compiler vectorizes.
+DENSEHEAD_CLONES uint32_t max_index(const int32_t* tri, int count) {
+    uint32_t top = 0;
+    for (int k = 0; k < count; ++k) {
+        const auto i = static_cast<uint32_t>(tri[k]);
+        top = i > top ? i : top;
+    }
+    return top;
+}
+
 void check_indices(const int32_t* tri, int n_tri, int n_vertices) {
     // Unsigned compare catches negatives too; a single pass, done once per call.
     const auto limit = static_cast<uint32_t>(n_vertices);
-    bool bad = false;
-    for (int k = 0; k < 3 * n_tri; ++k) bad |= static_cast<uint32_t>(tri[k]) >= limit;
-    if (!bad) return;
+    if (n_tri == 0 || max_index(tri, 3 * n_tri) < limit) return;
     for (int k = 0; k < 3 * n_tri; ++k) {
         if (static_cast<uint32_t>(tri[k]) >= limit) {
             throw std::invalid_argument(
@@ -110,32 +178,6 @@ void check_indices(const int32_t* tri, int n_tri, int n_vertices) {
     }
 }
 
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
-#define DENSEHEAD_HAS_VECTOR_BUILTINS 1
-#endif
-#endif
-#if defined(DENSEHEAD_HAS_VECTOR_BUILTINS) && (defined(__GNUC__) || defined(__clang__))
-#define DENSEHEAD_VECTORS 1
-// Forced inlining: the helpers must be compiled inside each target clone that calls them.
-#define DENSEHEAD_INLINE inline __attribute__((always_inline))
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-#else
-#define DENSEHEAD_VECTORS 0
-#define DENSEHEAD_INLINE inline
-#endif
-
-// Hot loops are compiled twice, for baseline x86-64 and for AVX2, and picked at load time
-// (GCC function multiversioning through an ifunc). No -march flags: the module stays portable.
-#if DENSEHEAD_VECTORS && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    defined(__ELF__)
-#define DENSEHEAD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DENSEHEAD_CLONES
-#endif
 
 #if DENSEHEAD_VECTORS
 // The three corners of triangles t0 .. t0 + 7 as eight-lane vectors (the tail repeats the last
