@@ -209,6 +209,28 @@ DENSEHEAD_INLINE void transpose_corners(const float* pv, const int32_t* idx, v8f
     z = __builtin_shufflevector(zs[0], zs[1], 0, 1, 2, 3, 4, 5, 6, 7);
 }
 
+// The inverse: eight lanes of x, y, z back to eight (x, y, z, 0) vectors.
+DENSEHEAD_INLINE void to_aos(v8f x, v8f y, v8f z, v4f out[8]) {
+    const v8f zero = {};
+    for (int h = 0; h < 2; ++h) {
+        const v4f xs = h ? __builtin_shufflevector(x, x, 4, 5, 6, 7)
+                         : __builtin_shufflevector(x, x, 0, 1, 2, 3);
+        const v4f ys = h ? __builtin_shufflevector(y, y, 4, 5, 6, 7)
+                         : __builtin_shufflevector(y, y, 0, 1, 2, 3);
+        const v4f zs = h ? __builtin_shufflevector(z, z, 4, 5, 6, 7)
+                         : __builtin_shufflevector(z, z, 0, 1, 2, 3);
+        const v4f ws = __builtin_shufflevector(zero, zero, 0, 1, 2, 3);
+        const v4f t0 = __builtin_shufflevector(xs, ys, 0, 4, 1, 5);  // x0 y0 x1 y1
+        const v4f t1 = __builtin_shufflevector(xs, ys, 2, 6, 3, 7);  // x2 y2 x3 y3
+        const v4f t2 = __builtin_shufflevector(zs, ws, 0, 4, 1, 5);  // z0 0 z1 0
+        const v4f t3 = __builtin_shufflevector(zs, ws, 2, 6, 3, 7);  // z2 0 z3 0
+        out[4 * h] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+        out[4 * h + 1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+        out[4 * h + 2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+        out[4 * h + 3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+    }
+}
+
 template <bool CheckValid>
 DENSEHEAD_INLINE void gather(Batch& b, const float* pv, const uint8_t* valid,
                              const int32_t* tri, int t0, int n_tri) {
@@ -252,8 +274,10 @@ DENSEHEAD_CLONES double vertex_normals(const float* v, const float* pv, const in
         const v4f zh = __builtin_shufflevector(nz, nz, 0, 1, 2, 3) +
                        __builtin_shufflevector(nz, nz, 4, 5, 6, 7);
         total_z += static_cast<double>((zh[0] + zh[1]) + (zh[2] + zh[3]));
+        v4f fs[8];
+        to_aos(nx, ny, nz, fs);
         for (int j = 0; j < 8; ++j) {
-            const v4f f = {nx[j], ny[j], nz[j], 0.0f};
+            const v4f f = fs[j];
             for (const int i : {b.i0[j], b.i1[j], b.i2[j]}) {
                 v4f acc;
                 std::memcpy(&acc, nrm + 4 * i, 16);
@@ -328,9 +352,8 @@ DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const 
     const v8f zero = {}, one = zero + 1.0f, top = zero + 255.0f;
     for (; i + 8 <= n; i += 8) {
         v8f x, y, z;
-        for (int j = 0; j < 8; ++j) {
-            x[j] = nrm[4 * (i + j)], y[j] = nrm[4 * (i + j) + 1], z[j] = nrm[4 * (i + j) + 2];
-        }
+        const int32_t idx[8] = {i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7};
+        transpose_corners(nrm, idx, x, y, z);
         const v8f len2 = x * x + y * y + z * z;
         const v8i good = (len2 > zero) & (len2 < std::numeric_limits<float>::infinity());
         v8f root = good ? len2 : one;
@@ -357,10 +380,9 @@ DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const 
             v = v < one ? v : one;
             ch[c] = 255.0f * v;
         }
-        for (int j = 0; j < 8; ++j) {
-            const v4f px = {ch[0][j], ch[1][j], ch[2][j], 0.0f};
-            std::memcpy(out + 4 * (i + j), &px, 16);
-        }
+        v4f px[8];
+        to_aos(ch[0], ch[1], ch[2], px);
+        std::memcpy(out + 4 * static_cast<size_t>(i), px, sizeof px);
     }
 #endif
     for (; i < n; ++i) {
