@@ -110,26 +110,19 @@ def _image_result(pipe, source: Path, mode: str, output: Path) -> dict:
 
 
 def _video_results(pipe, source: Path, args: argparse.Namespace, output: Path) -> list[dict]:
-    from .tracking import FaceTracker
-    from .video import VideoWriter, iter_frames, probe
+    from .analysis import analyze_video
 
-    info = probe(source)
-    tracker = FaceTracker(pipe, redetect_every=args.redetect_every,
-                          smoothing=not args.no_smooth, fps=info.fps)
-    dense = draw.needs_dense(args.mode)
-    results = []
-    with VideoWriter(output, info.fps) as writer:
-        for index, frame in enumerate(iter_frames(source)):
-            faces = tracker(frame, dense=dense)
-            writer.write(draw.overlay(frame, faces, args.mode, pipe.model))
-            results.append({"index": index, "time": round(index / info.fps, 4),
-                            "faces": [f.to_dict() for f in faces]})
-            if sys.stderr.isatty() and index % 10 == 0:
-                print(f"\rframe {index + 1}" + (f"/{info.frame_count}" if info.frame_count else ""),
-                      end="", file=sys.stderr)
+    def progress(done: int, total: int | None, elapsed: float) -> None:
+        if sys.stderr.isatty() and (done % 10 == 0 or done == total):
+            print(f"\rframe {done}" + (f"/{total}" if total else "") + f"  {elapsed:.0f} s",
+                  end="", file=sys.stderr)
+
+    result = analyze_video(source, output, pipe, mode=args.mode, smoothing=not args.no_smooth,
+                           redetect_every=args.redetect_every, progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    return results
+    return [{"index": index, "time": round(t, 4), "faces": [f.to_dict() for f in faces]}
+            for index, t, faces in result.frames]
 
 
 # -- benchmark ---------------------------------------------------------------------------------

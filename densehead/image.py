@@ -41,7 +41,7 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
         raise ImageError(f"{name} is empty")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ImageError(f"{name} is not an image OpenCV can read (JPEG, PNG, BMP, WebP, TIFF)")
+        raise ImageError(f"{name} is not an image that can be read (JPEG, PNG, BMP, WebP, TIFF)")
     if image.dtype == np.uint16:  # 16-bit PNG/TIFF
         image = (image >> 8).astype(np.uint8)
     return as_bgr(image)

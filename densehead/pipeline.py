@@ -1,6 +1,7 @@
 """One frame in, a list of Face records out: detect -> crop -> regress -> reconstruct -> pose."""
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -61,6 +62,23 @@ class Pipeline:
         self.model = MorphableModel(paths[BFM_FILE], paths[TRI_FILE])
         self.compiled_path = Path(compiled)
         self.last_times = StageTimes()
+
+    def view(self, score_threshold: float | None = None,
+             max_faces: int | None = None) -> "Pipeline":
+        """A pipeline that shares this one's models but has its own detection settings and
+        stage timings: one per user session or stream, without loading anything again."""
+        out = copy.copy(self)
+        out.detector = copy.copy(self.detector)
+        out.last_times = StageTimes()
+        out.set_detection(score_threshold, max_faces)
+        return out
+
+    def set_detection(self, score_threshold: float | None = None,
+                      max_faces: int | None = None) -> None:
+        if score_threshold is not None:
+            self.detector.score_threshold = float(score_threshold)
+        if max_faces is not None:
+            self.max_faces = self.detector.max_faces = int(max_faces)
 
     # -- the public call -------------------------------------------------------------------
     def __call__(self, frame: np.ndarray, boxes: np.ndarray | None = None,

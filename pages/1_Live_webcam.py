@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import av
 import streamlit as st
@@ -14,7 +13,7 @@ from densehead import draw
 from densehead.figures import expression_figure, pose_figure
 from densehead.series import SeriesBuffer
 from densehead.tracking import FaceTracker
-from pages import configure, ice_servers, load_pipeline, overlay, renderer_status, session_pipeline
+from pages import ice_servers, load_pipeline, overlay, renderer_status
 
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")
@@ -70,10 +69,10 @@ with st.sidebar:
     window = st.slider("Chart window (s)", 5, 60, 20, key="live_window")
 
 if "live_state" not in st.session_state:
-    view = session_pipeline(pipe, threshold, max_faces)
+    view = pipe.view(threshold, max_faces)
     st.session_state.live_state = LiveState(tracker=FaceTracker(view, redetect_every=10, smoothing=smoothing))
 state: LiveState = st.session_state.live_state
-configure(state.tracker.pipeline, threshold, max_faces)
+state.tracker.pipeline.set_detection(threshold, max_faces)
 state.tracker.smoothing = smoothing
 state.mode = mode
 if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):

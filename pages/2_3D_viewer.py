@@ -8,7 +8,8 @@ import streamlit as st
 from densehead import export
 from densehead.figures import (FULL_VERTICES, bar_figure, decimate, detections_figure,
                                mesh_figure, pose_axes)
-from pages import decode_image, load_pipeline, shared_pipeline
+from densehead.image import ImageError, decode_image
+from pages import load_pipeline, shared_pipeline
 
 st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
 st.title("3D viewer")
@@ -21,11 +22,13 @@ WIRE_VERTICES = 3_000  # the wireframe is drawn on a coarser mesh: 38k vertices 
 
 
 @st.cache_data(max_entries=4, show_spinner="Finding faces…")
-def analyse(data: bytes) -> tuple[np.ndarray | None, list, str]:
-    """(image, faces with dense vertices, note) for encoded image bytes; image None if unreadable."""
-    image = decode_image(data)
-    if image is None:
-        return None, [], ""
+def analyse(data: bytes, name: str = "the photo") -> tuple[np.ndarray | None, list, str]:
+    """(image, faces with dense vertices, note) for encoded image bytes; when the bytes are not
+    a usable image: (None, [], why)."""
+    try:
+        image = decode_image(data, name)
+    except ImageError as error:
+        return None, [], str(error)
     note = ""
     h, w = image.shape[:2]
     if max(h, w) > MAX_SIDE:
@@ -36,9 +39,9 @@ def analyse(data: bytes) -> tuple[np.ndarray | None, list, str]:
 
 
 @st.cache_data(max_entries=8)
-def meshes(data: bytes, index: int, target: int) -> tuple[export.Mesh, export.Mesh, export.Mesh]:
+def meshes(data: bytes, name: str, index: int, target: int) -> tuple[export.Mesh, export.Mesh, export.Mesh]:
     """(full mesh, display mesh, wireframe mesh) of one face."""
-    image, faces, _ = analyse(data)
+    image, faces, _ = analyse(data, name)
     full = export.face_mesh(faces[index], shared_pipeline().model.triangles, image)
     return full, decimate(full, target), decimate(full, WIRE_VERTICES)
 
@@ -57,11 +60,10 @@ if upload is None:
     st.info("Upload a photo with one or more faces (or take a snapshot) to see them in 3D.")
     st.stop()
 
-data = upload.getvalue()
-image, faces, note = analyse(data)
+data, name = upload.getvalue(), f"“{upload.name}”"
+image, faces, note = analyse(data, name)
 if image is None:
-    st.error(f"“{upload.name}” is not an image that can be read. Please upload a JPEG, PNG, BMP "
-             "or WebP photo.")
+    st.error(f"{note}. Please upload a JPEG, PNG, BMP or WebP photo.")
     st.stop()
 if note:
     st.info(note)
@@ -95,7 +97,7 @@ with top_right:
     axes = controls[3].toggle("Pose axes", value=True, key="axes")
     if controls[4].button("Reset view"):
         st.session_state.revision = st.session_state.get("revision", 0) + 1
-    full, shown, wireframe = meshes(data, index, DETAIL[detail])
+    full, shown, wireframe = meshes(data, name, index, DETAIL[detail])
     fig = mesh_figure(shown, landmarks=export.upright(face.landmarks) if marks else None,
                       axes=pose_axes(face) if axes else None,
                       wireframe=wireframe if wire else None,

@@ -9,8 +9,9 @@ import streamlit as st
 
 from densehead import draw, export
 from densehead.figures import expression_figure, pose_figure
-from densehead.series import COLUMNS, analyze_video, series_csv, summary
-from pages import load_pipeline, overlay, renderer_status, save_upload, session_pipeline
+from densehead.analysis import analyze_video
+from densehead.series import COLUMNS, series_csv, summary
+from pages import load_pipeline, overlay, renderer_status, save_upload
 
 st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
 st.title("Video analysis")
@@ -56,7 +57,7 @@ if st.session_state.get("video_job") != job:
         else:
             bar.progress(0.5, text=f"Frame {done} · {rate:.1f} fps (length unknown)")
 
-    view = session_pipeline(pipe, threshold, max_faces)
+    view = pipe.view(threshold, max_faces)
     try:
         result = analyze_video(source, raw, view, mode=mode, smoothing=smoothing,
                                max_frames=int(limit) or None, progress=report,

@@ -4,7 +4,6 @@ directory is on sys.path under `streamlit run`, so pages import this as `pages`.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -15,7 +14,6 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from densehead.face import StageTimes
 
 ICE_ENV = "DENSEHEAD_ICE_SERVERS"
 REGRESSOR = os.environ.get("DENSEHEAD_REGRESSOR", "mb05")
@@ -44,22 +42,6 @@ def load_pipeline() -> Any | None:
         st.info("See the Home page for where the files go (set `DENSEHEAD_ASSETS` to a folder "
                 "holding them, or run `python -m densehead fetch` once while online).")
         return None
-
-
-def session_pipeline(base: Any, score_threshold: float, max_faces: int) -> Any:
-    """A per-session view of the shared pipeline with its own detector settings and stage
-    timings; the heavy TFLite models and the face model stay shared."""
-    view = copy.copy(base)
-    view.detector = copy.copy(base.detector)
-    view.last_times = StageTimes()
-    configure(view, score_threshold, max_faces)
-    return view
-
-
-def configure(view: Any, score_threshold: float, max_faces: int) -> None:
-    view.detector.score_threshold = float(score_threshold)
-    view.detector.max_faces = int(max_faces)
-    view.max_faces = int(max_faces)
 
 
 def renderer_status() -> str | None:
@@ -110,14 +92,6 @@ def ice_servers() -> list[dict[str, Any]]:
 
 
 # --- uploads -----------------------------------------------------------------------------------
-
-def decode_image(data: bytes) -> np.ndarray | None:
-    """BGR image from encoded bytes, or None if they are not an image OpenCV can read."""
-    if not data:
-        return None
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    return img if img is not None and img.size else None
-
 
 def save_upload(data: bytes, name: str) -> Path:
     """Uploaded bytes to a private temporary file keeping the suffix (codecs go by it)."""

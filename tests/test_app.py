@@ -1,7 +1,6 @@
 """The pages under Streamlit's AppTest: they render, widgets change state, bad input is a message."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 
 from densehead import export, figures
-from densehead.series import COL, COLUMNS, SeriesBuffer
+from densehead.series import COLUMNS, SeriesBuffer
 from helpers import shared_pipeline
 
 

@@ -111,7 +111,7 @@ def test_csv_round_trip_and_summary(video_faces, tmp_path):
 
 
 def test_analyze_video_writes_overlay_and_series(samples, tmp_path):
-    from densehead.series import analyze_video
+    from densehead.analysis import analyze_video
     from densehead.video import VideoError, probe
 
     seen = []
