@@ -22,7 +22,10 @@ from .smoothing import OneEuro, OneEuroSettings
 @dataclass
 class _Track:
     id: int
-    face: Face
+    box: np.ndarray            # last detector box, then the landmark box
+    score: float
+    roi: np.ndarray            # the crop to align on in the next frame
+    face: Face | None = None   # None until the first alignment
     misses: int = 0
     filter: OneEuro | None = None
     previous: np.ndarray | None = field(default=None, repr=False)  # raw landmarks, last frame
@@ -94,23 +97,19 @@ class FaceTracker:
         `max_misses` detection rounds in a row end."""
         unmatched = list(range(len(boxes)))
         for track in sorted(self._tracks, key=lambda t: t.id):
-            tbox = landmark_box(track.face.landmarks)
-            best = max(unmatched, key=lambda i: iou(tbox, boxes[i]), default=None)
-            if best is not None and iou(tbox, boxes[best]) >= self.match_iou:
+            best = max(unmatched, key=lambda i: iou(track.box, boxes[i]), default=None)
+            if best is not None and iou(track.box, boxes[best]) >= self.match_iou:
                 unmatched.remove(best)
                 track.misses = 0
-                track.face.score = float(scores[best])
+                track.score = float(scores[best])
             else:
                 track.misses += 1
         self._tracks = [t for t in self._tracks if t.misses <= self.max_misses]
         room = self.pipeline.max_faces - len(self._tracks)
         for i in unmatched[:max(0, room)]:
             roi = crop.roi_from_box(boxes[i], self.pipeline.roi_shift, self.pipeline.roi_scale)
-            seed = Face(box=boxes[i].astype(np.float64), score=float(scores[i]), roi=roi,
-                        params=np.zeros(62), camera=np.zeros((3, 4)), rotation=np.eye(3),
-                        translation=np.zeros(3), scale=0.0, yaw=0.0, pitch=0.0, roll=0.0,
-                        landmarks=np.zeros((0, 3), np.float32))
-            self._tracks.append(_Track(id=next(self._ids), face=seed))
+            self._tracks.append(_Track(id=next(self._ids), box=boxes[i].astype(np.float64),
+                                       score=float(scores[i]), roi=roi))
         self._lost = False
 
     # -- every frame -----------------------------------------------------------------------
@@ -118,9 +117,9 @@ class FaceTracker:
         if not self._tracks:
             self.pipeline.last_times = type(self.pipeline.last_times)()
             return []
-        rois = np.array([self._next_roi(t) for t in self._tracks])
-        boxes = np.array([t.face.box for t in self._tracks])
-        scores = np.array([t.face.score for t in self._tracks])
+        rois = np.array([t.roi for t in self._tracks])
+        boxes = np.array([t.box for t in self._tracks])
+        scores = np.array([t.score for t in self._tracks])
         # with smoothing the face is rebuilt from the filtered parameters, dense only then
         faces = self.pipeline(frame, boxes=boxes, rois=rois, scores=scores,
                               dense=dense and not self.smoothing)
@@ -133,15 +132,11 @@ class FaceTracker:
             face.track_id = track.id
             face.box = landmark_box(face.landmarks)
             track.face = self._smooth(track, face, dense, now) if self.smoothing else face
+            track.box = track.face.box
+            track.roi = crop.roi_from_landmarks(track.face.landmarks)  # tracking by alignment
             kept.append(track)
         self._tracks = _drop_duplicates(kept)
-        return [t.face for t in self._tracks]
-
-    @staticmethod
-    def _next_roi(track: _Track) -> np.ndarray:
-        if len(track.face.landmarks):
-            return crop.roi_from_landmarks(track.face.landmarks)
-        return track.face.roi
+        return [t.face for t in self._tracks if t.face is not None]
 
     def _smooth(self, track: _Track, face: Face, dense: bool, now: float) -> Face:
         """One Euro on the frame-space camera and the 50 coefficients, driven by how fast the
@@ -178,7 +173,6 @@ def _drop_duplicates(tracks: list[_Track]) -> list[_Track]:
     """Two tracks that converged on one face: keep the older id."""
     kept: list[_Track] = []
     for track in sorted(tracks, key=lambda t: t.id):
-        box = landmark_box(track.face.landmarks)
-        if all(iou(box, landmark_box(k.face.landmarks)) < 0.5 for k in kept):
+        if all(iou(track.box, k.box) < 0.5 for k in kept):
             kept.append(track)
     return kept
