@@ -99,62 +99,6 @@ struct FaceInfo {
     int n_invalid;
 };
 
-FaceInfo scan_face_scalar(const float* v, int begin, int n, uint8_t* valid, float* padded,
-                          FaceInfo f) {
-    for (int i = begin; i < n; ++i) {
-        const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
-        padded[4 * i] = x, padded[4 * i + 1] = y, padded[4 * i + 2] = z, padded[4 * i + 3] = 0.0f;
-        // One comparison per axis rejects NaN, inf and huge values alike.
-        const bool ok = std::fabs(x) < kMaxCoord && std::fabs(y) < kMaxCoord &&
-                        std::fabs(z) < kMaxDepth;
-        valid[i] = ok;
-        if (!ok) {
-            ++f.n_invalid;
-            continue;
-        }
-        f.min_x = std::min(f.min_x, x);
-        f.max_x = std::max(f.max_x, x);
-        f.min_y = std::min(f.min_y, y);
-        f.max_y = std::max(f.max_y, y);
-        f.min_z = std::min(f.min_z, z);
-        f.max_z = std::max(f.max_z, z);
-    }
-    return f;
-}
-
-// Validity of each vertex, the bounds of the valid ones, and the padded copy (x, y, z, 0).
-FaceInfo scan_face(const float* v, int n, uint8_t* valid, float* padded) {
-    FaceInfo f{kMaxCoord, -kMaxCoord, kMaxCoord, -kMaxCoord, kMaxDepth, -kMaxDepth, 0};
-    int i = 0;
-#if DENSEHEAD_VECTORS
-    // One vertex per 16-byte vector, without branches; the last vertex goes to the scalar loop
-    // (its 16-byte load would read past the array).
-    v4f mn = {f.min_x, f.min_y, f.min_z, 0.0f}, mx = {f.max_x, f.max_y, f.max_z, 0.0f};
-    const v4f limit = {kMaxCoord, kMaxCoord, kMaxDepth, 1.0f};
-    const v4f keep_xyz = {1.0f, 1.0f, 1.0f, 0.0f};
-    int bad = 0;
-    for (; i + 1 < n; ++i) {
-        v4f p;
-        std::memcpy(&p, v + 3 * i, 16);
-        p *= keep_xyz;  // lane 3 (the next vertex's x) becomes 0, or NaN: it is never used
-        p[3] = 0.0f;
-        std::memcpy(padded + 4 * i, &p, 16);
-        const v4f a = p < 0.0f ? -p : p;
-        const v4i in = a < limit;
-        const int ok = in[0] & in[1] & in[2] & 1;
-        valid[i] = static_cast<uint8_t>(ok);
-        bad += 1 - ok;
-        const v4i m = {-ok, -ok, -ok, -ok};
-        mn = m ? (p < mn ? p : mn) : mn;
-        mx = m ? (p > mx ? p : mx) : mx;
-    }
-    f.min_x = mn[0], f.min_y = mn[1], f.min_z = mn[2];
-    f.max_x = mx[0], f.max_y = mx[1], f.max_z = mx[2];
-    f.n_invalid = bad;
-#endif
-    return scan_face_scalar(v, i, n, valid, padded, f);
-}
-
 // Largest index read as unsigned (negatives become huge): a loop the compiler vectorizes.
 DENSEHEAD_CLONES uint32_t max_index(const int32_t* tri, int count) {
     uint32_t top = 0;
@@ -247,6 +191,75 @@ DENSEHEAD_INLINE void gather(Batch& b, const float* pv, const uint8_t* valid,
     transpose_corners(pv, b.i2, b.cx, b.cy, b.cz);
 }
 #endif
+
+FaceInfo scan_face_scalar(const float* v, int begin, int n, uint8_t* valid, float* padded,
+                          FaceInfo f) {
+    for (int i = begin; i < n; ++i) {
+        const float x = v[3 * i], y = v[3 * i + 1], z = v[3 * i + 2];
+        padded[4 * i] = x, padded[4 * i + 1] = y, padded[4 * i + 2] = z, padded[4 * i + 3] = 0.0f;
+        // One comparison per axis rejects NaN, inf and huge values alike.
+        const bool ok = std::fabs(x) < kMaxCoord && std::fabs(y) < kMaxCoord &&
+                        std::fabs(z) < kMaxDepth;
+        valid[i] = ok;
+        if (!ok) {
+            ++f.n_invalid;
+            continue;
+        }
+        f.min_x = std::min(f.min_x, x);
+        f.max_x = std::max(f.max_x, x);
+        f.min_y = std::min(f.min_y, y);
+        f.max_y = std::max(f.max_y, y);
+        f.min_z = std::min(f.min_z, z);
+        f.max_z = std::max(f.max_z, z);
+    }
+    return f;
+}
+
+// Validity of each vertex, the bounds of the valid ones, and the padded copy (x, y, z, 0).
+// Eight vertices per step: eight 16-byte loads (each reads the next vertex's x too, so the
+// last vertex is left to the scalar loop), stored back with lane 3 zeroed and transposed
+// for the tests and bounds, all without branches.
+DENSEHEAD_CLONES FaceInfo scan_face(const float* v, int n, uint8_t* valid, float* padded) {
+    FaceInfo f{kMaxCoord, -kMaxCoord, kMaxCoord, -kMaxCoord, kMaxDepth, -kMaxDepth, 0};
+    int i = 0;
+#if DENSEHEAD_VECTORS
+    const v8f zero = {};
+    v8f mnx = zero + kMaxCoord, mny = zero + kMaxCoord, mnz = zero + kMaxDepth;
+    v8f mxx = zero - kMaxCoord, mxy = zero - kMaxCoord, mxz = zero - kMaxDepth;
+    v8i bad = {};
+    const v4f keep_xyz = {1.0f, 1.0f, 1.0f, 0.0f};
+    for (; i + 8 < n; i += 8) {
+        v4f r[8];
+        for (int j = 0; j < 8; ++j) {
+            std::memcpy(&r[j], v + 3 * static_cast<size_t>(i + j), 16);
+            // Lane 3 is the next vertex's x: zeroed (NaN * 0 stays NaN, so select instead).
+            const v4i m = keep_xyz != 0.0f;
+            r[j] = m ? r[j] : 0.0f;
+        }
+        std::memcpy(padded + 4 * static_cast<size_t>(i), r, sizeof r);
+        v8f x, y, z;
+        const int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        transpose_corners(reinterpret_cast<const float*>(r), idx, x, y, z);
+        const v8f ax = x < zero ? -x : x, ay = y < zero ? -y : y, az = z < zero ? -z : z;
+        const v8i ok = (ax < kMaxCoord) & (ay < kMaxCoord) & (az < kMaxDepth);
+        for (int j = 0; j < 8; ++j) valid[i + j] = static_cast<uint8_t>(ok[j] & 1);
+        bad += ok + 1;  // -1 + 1 = 0 for valid lanes, 1 for invalid ones
+        mnx = ok ? (x < mnx ? x : mnx) : mnx;
+        mny = ok ? (y < mny ? y : mny) : mny;
+        mnz = ok ? (z < mnz ? z : mnz) : mnz;
+        mxx = ok ? (x > mxx ? x : mxx) : mxx;
+        mxy = ok ? (y > mxy ? y : mxy) : mxy;
+        mxz = ok ? (z > mxz ? z : mxz) : mxz;
+    }
+    for (int j = 0; j < 8; ++j) {
+        f.min_x = std::min(f.min_x, mnx[j]), f.max_x = std::max(f.max_x, mxx[j]);
+        f.min_y = std::min(f.min_y, mny[j]), f.max_y = std::max(f.max_y, mxy[j]);
+        f.min_z = std::min(f.min_z, mnz[j]), f.max_z = std::max(f.max_z, mxz[j]);
+        f.n_invalid += bad[j];
+    }
+#endif
+    return scan_face_scalar(v, i, n, valid, padded, f);
+}
 
 // Area-weighted vertex normals, unnormalised, 4 floats per vertex (x, y, z, 0: one 16-byte
 // add per corner); the return value is the summed z of the triangle normals, whose sign says
