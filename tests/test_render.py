@@ -334,6 +334,24 @@ def test_partly_outside_huge_nan_and_degenerate_do_not_crash(mean_mesh, pncc, ou
     assert not frame.any()
 
 
+@pytest.mark.parametrize("first_bad", [0, 5, 38364])
+def test_invalid_vertices_drop_exactly_their_triangles(mean_mesh, first_bad: int) -> None:
+    """A NaN / huge / inf vertex anywhere (first, inside a batch, last) removes just the
+    triangles that use it: same z-buffer as the mesh without those triangles."""
+    tri = mean_mesh.triangles
+    v = posed_face(mean_mesh.shape, (320, 240), 200, yaw=15)
+    bad = np.array(sorted({first_bad, 38364, *range(first_bad + 3, 38365, 1013)}))
+    broken = v.copy()
+    broken[bad[0::3]] = np.nan
+    broken[bad[1::3]] = 2e6
+    broken[bad[2::3]] = -np.inf
+    keep = ~np.isin(tri, bad).any(axis=1)
+    expected = render.depth_map(480, 640, [v], np.ascontiguousarray(tri[keep]))
+    got = render.depth_map(480, 640, [broken], tri)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isfinite(got).sum() > 20000
+
+
 def test_bad_arrays_give_clear_errors(mean_mesh, pncc) -> None:
     tri = mean_mesh.triangles
     v = posed_face(mean_mesh.shape, (320, 240), 200)
