@@ -668,10 +668,11 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const ui
         const v8i small = ok & ~big;
         const v8f zero = {};
         for (int s = 0; s < 4; ++s) {
-            const float dx = static_cast<float>(s & 1), dy = static_cast<float>(s >> 1);
-            const v8f b0 = w0 + e0x * dx + e0y * dy;
-            const v8f b1 = w1 + e1x * dx + e1y * dy;
-            const v8f b2 = w2 + e2x * dx + e2y * dy;
+            // The centre (x0 + dx, y0 + dy) for dx, dy in {0, 1}: w + e_x * dx + e_y * dy with
+            // the multiplications by 0 and 1 left out (same values: the steps are finite).
+            v8f b0 = w0, b1 = w1, b2 = w2;
+            if (s & 1) b0 += e0x, b1 += e1x, b2 += e2x;
+            if (s >> 1) b0 += e0y, b1 += e1y, b2 += e2y;
             v8i in = small & (b0 >= zero) & (b1 >= zero) & (b2 >= zero);
             if (s & 1) in &= has_x;
             if (s >> 1) in &= has_y;
