@@ -625,14 +625,19 @@ DENSEHEAD_INLINE void raster_big(const float* v, const float* col, const int32_t
     }
 }
 
-template <bool CheckValid>
+// G x G candidate centres per triangle in the batch path: G = 2 for faces whose triangles are
+// mostly under a pixel, G = 3 for bigger ones (fewer triangles handed to raster_big).
+template <bool CheckValid, int G>
 DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const uint8_t* valid,
-                                       const float* col,
-                             const int32_t* tri, int n_tri, const Region& r, Pixel* pixels) {
+                                       const float* col, const int32_t* tri, int n_tri,
+                                       const Region& r, Pixel* pixels) {
+    constexpr int kSlots = G * G;
+    constexpr int kLanesPerWord = 64 / kSlots >= 8 ? 8 : 4;
     const int pitch = r.w + 1;
     const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
     const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
-    const int offset[4] = {0, 1, pitch, pitch + 1};
+    int offset[kSlots];
+    for (int s = 0; s < kSlots; ++s) offset[s] = (s / G) * pitch + (s % G);
     for (int t0 = 0; t0 < n_tri; t0 += 8) {
         Batch bt;
         gather<CheckValid>(bt, pv, valid, tri, t0, n_tri);
@@ -650,8 +655,8 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const ui
         const v8f area = (Bx - Ax) * (Cy - Ay) - (By - Ay) * (Cx - Ax);
         ok &= (x0 <= x1) & (y0 <= y1) & ((area > 1e-10f) | (area < -1e-10f));
         if (!(ok[0] | ok[1] | ok[2] | ok[3] | ok[4] | ok[5] | ok[6] | ok[7])) continue;
-        const v8i big = ok & ((x1 - x0 > 1) | (y1 - y0 > 1));
-        const v8i has_x = x1 > x0, has_y = y1 > y0;
+        const v8i span_x = x1 - x0, span_y = y1 - y0;
+        const v8i big = ok & ((span_x > G - 1) | (span_y > G - 1));
 
         const v8f inv_area = 1.0f / (ok ? area : 1.0f + v8f{});
         const v8f e0x = -(Cy - By) * inv_area, e0y = (Cx - Bx) * inv_area;
@@ -662,20 +667,27 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const ui
         const v8f w1 = e1x * (px - Cx) + e1y * (py - Cy);
         const v8f w2 = e2x * (px - Ax) + e2y * (py - Ay);
 
-        alignas(32) float B0[4][8], B1[4][8], B2[4][8], Z[4][8];
+        alignas(32) float B0[kSlots][8], B1[kSlots][8], B2[kSlots][8], Z[kSlots][8];
         alignas(32) int32_t bits_lane[8], base[8];
         v8i bits = {};
         const v8i small = ok & ~big;
         const v8f zero = {};
-        for (int s = 0; s < 4; ++s) {
-            // The centre (x0 + dx, y0 + dy) for dx, dy in {0, 1}: w + e_x * dx + e_y * dy with
-            // the multiplications by 0 and 1 left out (same values: the steps are finite).
+        for (int s = 0; s < kSlots; ++s) {
+            // The centre (x0 + dx, y0 + dy): w + e_x * dx + e_y * dy with the terms for 0 left
+            // out (same values as raster_one / raster_big: the steps are finite).
+            const int dx = s % G, dy = s / G;
             v8f b0 = w0, b1 = w1, b2 = w2;
-            if (s & 1) b0 += e0x, b1 += e1x, b2 += e2x;
-            if (s >> 1) b0 += e0y, b1 += e1y, b2 += e2y;
+            if (dx) {
+                const float f = static_cast<float>(dx);
+                b0 += e0x * f, b1 += e1x * f, b2 += e2x * f;
+            }
+            if (dy) {
+                const float f = static_cast<float>(dy);
+                b0 += e0y * f, b1 += e1y * f, b2 += e2y * f;
+            }
             v8i in = small & (b0 >= zero) & (b1 >= zero) & (b2 >= zero);
-            if (s & 1) in &= has_x;
-            if (s >> 1) in &= has_y;
+            if (dx) in &= span_x >= dx;
+            if (dy) in &= span_y >= dy;
             bits |= in & (1 << s);
             const v8f z = b0 * Az + b1 * Bz + b2 * Cz;
             std::memcpy(B0[s], &b0, 32), std::memcpy(B1[s], &b1, 32);
@@ -705,13 +717,17 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const ui
             }
             continue;
         }
-        // All (lane, centre) pairs in one 32-bit word, lane-major: triangle order is kept.
-        uint64_t all = 0;
-        for (int j = 0; j < 8; ++j) all |= static_cast<uint64_t>(bits_lane[j]) << (4 * j);
-        while (all) {
+        // All (lane, centre) pairs in one or two 64-bit words, lane-major: triangle order is
+        // kept.
+        for (int w = 0; w < 8; w += kLanesPerWord) {
+          uint64_t all = 0;
+          for (int j = 0; j < kLanesPerWord; ++j) {
+              all |= static_cast<uint64_t>(bits_lane[w + j]) << (kSlots * j);
+          }
+          while (all) {
             const int k = __builtin_ctzll(all);
             all &= all - 1;
-            const int j = k >> 2, s = k & 3;
+            const int j = w + k / kSlots, s = k % kSlots;
             Pixel* p = pixels + base[j] + offset[s];
             const float z = Z[s][j];
             if (z > p->z) {
@@ -719,6 +735,7 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const ui
                 p->bgr = interp_bgr(B0[s][j], B1[s][j], B2[s][j], col + 4 * i0[j],
                                     col + 4 * i1[j], col + 4 * i2[j]);
             }
+          }
         }
     }
 }
@@ -728,12 +745,16 @@ DENSEHEAD_INLINE void raster_face_impl(const float* v, const float* pv, const ui
 // CheckValid) into the region's pixel buffer.
 template <bool CheckValid>
 DENSEHEAD_CLONES void raster_face(const float* v, const float* pv, const uint8_t* valid,
-                                  const float* col,
-                                  const int32_t* tri, int n_tri, const Region& r,
-                                  Pixel* pixels) {
+                                  const float* col, const int32_t* tri, int n_tri,
+                                  const Region& r, Pixel* pixels, bool big_triangles) {
 #if DENSEHEAD_VECTORS
-    raster_face_impl<CheckValid>(v, pv, valid, col, tri, n_tri, r, pixels);
+    if (big_triangles) {
+        raster_face_impl<CheckValid, 3>(v, pv, valid, col, tri, n_tri, r, pixels);
+    } else {
+        raster_face_impl<CheckValid, 2>(v, pv, valid, col, tri, n_tri, r, pixels);
+    }
 #else
+    (void)big_triangles;
     for (int t = 0; t < n_tri; ++t) {
         if (CheckValid && !(valid[tri[3 * t]] & valid[tri[3 * t + 1]] & valid[tri[3 * t + 2]])) {
             continue;
@@ -859,10 +880,17 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
                 break;
         }
         tm.shade_ms += ms_since(t);
+        // Triangles of a face bigger on screen than one pixel each on average: 3x3 candidate
+        // centres per triangle in the batch path, else 2x2. Only the speed depends on it.
+        const double face_area = (static_cast<double>(info[f].max_x) - info[f].min_x) *
+                                 (static_cast<double>(info[f].max_y) - info[f].min_y);
+        const bool big = face_area > static_cast<double>(job.n_triangles);
         if (check) {
-            raster_face<true>(v, pv, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
+            raster_face<true>(v, pv, valid, s.colors.data(), job.triangles, job.n_triangles, r,
+                              pixels, big);
         } else {
-            raster_face<false>(v, pv, valid, s.colors.data(), job.triangles, job.n_triangles, r, pixels);
+            raster_face<false>(v, pv, valid, s.colors.data(), job.triangles, job.n_triangles, r,
+                               pixels, big);
         }
         tm.raster_ms += ms_since(t);
     }
