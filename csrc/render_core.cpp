@@ -23,7 +23,9 @@ constexpr float kEmpty = -std::numeric_limits<float>::infinity();
 #define DENSEHEAD_HAS_VECTOR_BUILTINS 1
 #endif
 #endif
-#if defined(DENSEHEAD_HAS_VECTOR_BUILTINS) && (defined(__GNUC__) || defined(__clang__))
+// -DDENSEHEAD_NO_VECTORS builds the scalar fallback (to test it on GCC).
+#if defined(DENSEHEAD_HAS_VECTOR_BUILTINS) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(DENSEHEAD_NO_VECTORS)
 #define DENSEHEAD_VECTORS 1
 // Forced inlining: the helpers must be compiled inside each target clone that calls them.
 #define DENSEHEAD_INLINE inline __attribute__((always_inline))
@@ -271,6 +273,7 @@ DENSEHEAD_CLONES double vertex_normals(const float* v, const float* pv, const in
     std::fill(nrm, nrm + 4 * static_cast<size_t>(n), 0.0f);
     double total_z = 0.0;
 #if DENSEHEAD_VECTORS
+    (void)v;
     for (int t0 = 0; t0 < n_tri; t0 += 8) {
         Batch b;
         gather<CheckValid>(b, pv, valid, tri, t0, n_tri);
@@ -300,6 +303,7 @@ DENSEHEAD_CLONES double vertex_normals(const float* v, const float* pv, const in
         }
     }
 #else
+    (void)pv;
     for (int t = 0; t < n_tri; ++t) {
         const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
         if (CheckValid && !(valid[i0] & valid[i1] & valid[i2])) continue;
@@ -362,7 +366,7 @@ DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const 
                                      float* out) {
     int i = 0;
 #if DENSEHEAD_VECTORS
-    const v8f zero = {}, one = zero + 1.0f, top = zero + 255.0f;
+    const v8f zero = {}, one = zero + 1.0f;
     for (; i + 8 <= n; i += 8) {
         v8f x, y, z;
         const int32_t idx[8] = {i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6, i + 7};
@@ -754,7 +758,7 @@ DENSEHEAD_CLONES void raster_face(const float* v, const float* pv, const uint8_t
         raster_face_impl<CheckValid, 2>(v, pv, valid, col, tri, n_tri, r, pixels);
     }
 #else
-    (void)big_triangles;
+    (void)big_triangles, (void)pv;
     for (int t = 0; t < n_tri; ++t) {
         if (CheckValid && !(valid[tri[3 * t]] & valid[tri[3 * t + 1]] & valid[tri[3 * t + 2]])) {
             continue;
