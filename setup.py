@@ -10,7 +10,7 @@ extensions = [
         "densehead._render",
         sources,
         cxx_std=17,
-        extra_compile_args=["-O3", "-fno-math-errno"],
+        extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math"],
     )
 ] if sources else []
 
