@@ -435,23 +435,26 @@ void shade_mesh(const float* nrm, int n, double total_z, const Light& light,
     shade_vertices(nrm, n, sign, l, h, lut, light.ambient, light.diffuse, base, spec_col, out);
 }
 
-// Grey from the face's own depth range: nearest (largest z) is white.
-void shade_depth(const float* v, int n, const FaceInfo& f, float* out) {
+// Grey from the face's own depth range: nearest (largest z) is white. Reads the padded copy
+// and writes whole 16-byte colours (B, G, R, 0), a loop the compiler vectorizes.
+DENSEHEAD_CLONES void shade_depth(const float* pv, int n, const FaceInfo& f, float* out) {
     const float range = f.max_z - f.min_z;
     const float inv = range > 0.0f ? 1.0f / range : 0.0f;
+    const float lo = f.min_z;
     for (int i = 0; i < n; ++i) {
         // A flat face (zero range) comes out white; clamp01 also tames invalid vertices.
-        const float g = range > 0.0f ? 255.0f * clamp01((v[3 * i + 2] - f.min_z) * inv) : 255.0f;
-        out[4 * i] = out[4 * i + 1] = out[4 * i + 2] = g;
+        const float g = range > 0.0f ? 255.0f * clamp01((pv[4 * i + 2] - lo) * inv) : 255.0f;
+        out[4 * i] = g, out[4 * i + 1] = g, out[4 * i + 2] = g, out[4 * i + 3] = 0.0f;
     }
 }
 
 // PNCC: normalised model x, y, z painted as R, G, B, i.e. B = z, G = y, R = x in BGR frames.
-void shade_pncc(const float* pncc, int n, float* out) {
+DENSEHEAD_CLONES void shade_pncc(const float* pncc, int n, float* out) {
     for (int i = 0; i < n; ++i) {
         out[4 * i] = 255.0f * clamp01(pncc[3 * i + 2]);
         out[4 * i + 1] = 255.0f * clamp01(pncc[3 * i + 1]);
         out[4 * i + 2] = 255.0f * clamp01(pncc[3 * i]);
+        out[4 * i + 3] = 0.0f;
     }
 }
 
@@ -877,7 +880,7 @@ Region rasterize_all(const Job& job, Timings& tm, Pixel*& pixels) {
             }
                 break;
             case Mode::Depth:
-                shade_depth(v, n, info[f], s.colors.data());
+                shade_depth(pv, n, info[f], s.colors.data());
                 break;
             case Mode::Pncc:
                 shade_pncc(job.pncc, n, s.colors.data());
