@@ -273,34 +273,36 @@ DENSEHEAD_CLONES double vertex_normals(const float* v, const float* pv, const in
     std::fill(nrm, nrm + 4 * static_cast<size_t>(n), 0.0f);
     double total_z = 0.0;
 #if DENSEHEAD_VECTORS
+    // One triangle per step on (x, y, z, 0) vectors: three 16-byte corner loads, the cross
+    // product by lane shuffles (same products and differences as the scalar formula), three
+    // 16-byte adds. The z sum runs in float over 64 triangles, then in double (only its sign
+    // is used).
     (void)v;
-    for (int t0 = 0; t0 < n_tri; t0 += 8) {
-        Batch b;
-        gather<CheckValid>(b, pv, valid, tri, t0, n_tri);
-        const v8f ax = b.ax, ay = b.ay, az = b.az, bx = b.bx, by = b.by, bz = b.bz;
-        const v8f cx = b.cx, cy = b.cy, cz = b.cz;
-        const v8i ok = b.ok;
-        const v8f ux = bx - ax, uy = by - ay, uz = bz - az;
-        const v8f wx = cx - ax, wy = cy - ay, wz = cz - az;
-        const v8f zero = {};
-        const v8f nx = ok ? uy * wz - uz * wy : zero;
-        const v8f ny = ok ? uz * wx - ux * wz : zero;
-        const v8f nz = ok ? ux * wy - uy * wx : zero;
-        // Summed per batch in float, then in double: only the sign is used.
-        const v4f zh = __builtin_shufflevector(nz, nz, 0, 1, 2, 3) +
-                       __builtin_shufflevector(nz, nz, 4, 5, 6, 7);
-        total_z += static_cast<double>((zh[0] + zh[1]) + (zh[2] + zh[3]));
-        v4f fs[8];
-        to_aos(nx, ny, nz, fs);
-        for (int j = 0; j < 8; ++j) {
-            const v4f f = fs[j];
-            for (const int i : {b.i0[j], b.i1[j], b.i2[j]}) {
+    int t = 0;
+    while (t < n_tri) {
+        const int end = std::min(n_tri, t + 64);
+        v4f tot = {};
+        for (; t < end; ++t) {
+            const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
+            if (CheckValid && !(valid[i0] & valid[i1] & valid[i2])) continue;
+            v4f a, b, c;
+            std::memcpy(&a, pv + 4 * static_cast<size_t>(i0), 16);
+            std::memcpy(&b, pv + 4 * static_cast<size_t>(i1), 16);
+            std::memcpy(&c, pv + 4 * static_cast<size_t>(i2), 16);
+            const v4f u = b - a, w = c - a;
+            const v4f nrm_t = __builtin_shufflevector(u, u, 1, 2, 0, 3) *
+                                  __builtin_shufflevector(w, w, 2, 0, 1, 3) -
+                              __builtin_shufflevector(u, u, 2, 0, 1, 3) *
+                                  __builtin_shufflevector(w, w, 1, 2, 0, 3);
+            tot += nrm_t;
+            for (const int i : {i0, i1, i2}) {
                 v4f acc;
-                std::memcpy(&acc, nrm + 4 * i, 16);
-                acc += f;
-                std::memcpy(nrm + 4 * i, &acc, 16);
+                std::memcpy(&acc, nrm + 4 * static_cast<size_t>(i), 16);
+                acc += nrm_t;
+                std::memcpy(nrm + 4 * static_cast<size_t>(i), &acc, 16);
             }
         }
+        total_z += static_cast<double>(tot[2]);
     }
 #else
     (void)pv;
