@@ -181,11 +181,23 @@ template <bool CheckValid>
 DENSEHEAD_INLINE void gather(Batch& b, const float* pv, const uint8_t* valid,
                              const int32_t* tri, int t0, int n_tri) {
     alignas(32) int32_t ok[8];
-    for (int j = 0; j < 8; ++j) {
-        const int t = t0 + j < n_tri ? t0 + j : n_tri - 1;
-        b.i0[j] = tri[3 * t], b.i1[j] = tri[3 * t + 1], b.i2[j] = tri[3 * t + 2];
-        ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
-        if (CheckValid) ok[j] &= -static_cast<int32_t>(valid[b.i0[j]] & valid[b.i1[j]] & valid[b.i2[j]]);
+    if (t0 + 8 <= n_tri) {  // every batch but the last
+        const int32_t* p = tri + 3 * static_cast<size_t>(t0);
+        for (int j = 0; j < 8; ++j) {
+            b.i0[j] = p[3 * j], b.i1[j] = p[3 * j + 1], b.i2[j] = p[3 * j + 2];
+            ok[j] = -1;
+        }
+    } else {
+        for (int j = 0; j < 8; ++j) {
+            const int t = t0 + j < n_tri ? t0 + j : n_tri - 1;
+            b.i0[j] = tri[3 * t], b.i1[j] = tri[3 * t + 1], b.i2[j] = tri[3 * t + 2];
+            ok[j] = -static_cast<int32_t>(t0 + j < n_tri);
+        }
+    }
+    if (CheckValid) {
+        for (int j = 0; j < 8; ++j) {
+            ok[j] &= -static_cast<int32_t>(valid[b.i0[j]] & valid[b.i1[j]] & valid[b.i2[j]]);
+        }
     }
     std::memcpy(&b.ok, ok, 32);
     transpose_corners(pv, b.i0, b.ax, b.ay, b.az);
