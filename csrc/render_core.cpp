@@ -351,11 +351,23 @@ void normalize3(float* d, const float fallback[3]) {
 
 constexpr int kLut = 256;
 
+// x ** e for a whole e >= 0 by repeated squaring (x ** 0 = 1, also for x = 0, like std::pow).
+template <typename T>
+DENSEHEAD_INLINE T int_pow(T x, int e) {
+    T r = x * 0.0f + 1.0f;
+    for (; e; e >>= 1) {
+        if (e & 1) r *= x;
+        x *= x;
+    }
+    return r;
+}
+
 // The per-vertex loop of shade_mesh: eight vertices per step in vectors (selects instead of
 // branches), the table read lane by lane; scalar for the tail and without vector extensions.
 DENSEHEAD_INLINE void shade_one(float x, float y, float z, float sign, const float* l,
-                                const float* h, const float* lut, float ambient, float diffuse,
-                                const float* base, const float* spec_col, float* out) {
+                                const float* h, const float* lut, int ipow, float ambient,
+                                float diffuse, const float* base, const float* spec_col,
+                                float* out) {
     const float len2 = x * x + y * y + z * z;
     // Unused or fully degenerate vertices keep a camera-facing normal.
     if (!(len2 > 0.0f) || !(len2 < std::numeric_limits<float>::infinity())) {
@@ -366,16 +378,21 @@ DENSEHEAD_INLINE void shade_one(float x, float y, float z, float sign, const flo
     }
     const float ndl = std::max(0.0f, x * l[0] + y * l[1] + z * l[2]);
     const float ndh = std::min(1.0f, std::max(0.0f, x * h[0] + y * h[1] + z * h[2]));
-    const float pos = ndh * (kLut - 1);
-    const int k = static_cast<int>(pos);
-    const float spec = lut[k] + (pos - k) * (lut[k + 1] - lut[k]);
+    float spec;
+    if (ipow >= 0) {
+        spec = int_pow(ndh, ipow);
+    } else {
+        const float pos = ndh * (kLut - 1);
+        const int k = static_cast<int>(pos);
+        spec = lut[k] + (pos - k) * (lut[k + 1] - lut[k]);
+    }
     const float diff = ambient + diffuse * ndl;
     for (int c = 0; c < 3; ++c) out[c] = 255.0f * clamp01(base[c] * diff + spec_col[c] * spec);
     out[3] = 0.0f;
 }
 
 DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const float* l,
-                                     const float* h, const float* lut, float ambient,
+                                     const float* h, const float* lut, int ipow, float ambient,
                                      float diffuse, const float* base, const float* spec_col,
                                      float* out) {
     int i = 0;
@@ -398,11 +415,16 @@ DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const 
         v8f ndh = x * h[0] + y * h[1] + z * h[2];
         ndh = ndh > zero ? ndh : zero;
         ndh = ndh < one ? ndh : one;
-        const v8f pos = ndh * static_cast<float>(kLut - 1);
-        const v8i k = __builtin_convertvector(pos, v8i);
-        v8f lo, hi;
-        for (int j = 0; j < 8; ++j) lo[j] = lut[k[j]], hi[j] = lut[k[j] + 1];
-        const v8f spec = lo + (pos - __builtin_convertvector(k, v8f)) * (hi - lo);
+        v8f spec;
+        if (ipow >= 0) {
+            spec = int_pow(ndh, ipow);
+        } else {
+            const v8f pos = ndh * static_cast<float>(kLut - 1);
+            const v8i k = __builtin_convertvector(pos, v8i);
+            v8f lo, hi;
+            for (int j = 0; j < 8; ++j) lo[j] = lut[k[j]], hi[j] = lut[k[j] + 1];
+            spec = lo + (pos - __builtin_convertvector(k, v8f)) * (hi - lo);
+        }
         const v8f diff = ambient + diffuse * ndl;
         v8f ch[3];
         for (int c = 0; c < 3; ++c) {
@@ -417,8 +439,8 @@ DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const 
     }
 #endif
     for (; i < n; ++i) {
-        shade_one(nrm[4 * i], nrm[4 * i + 1], nrm[4 * i + 2], sign, l, h, lut, ambient, diffuse, base, spec_col,
-                  out + 4 * i);
+        shade_one(nrm[4 * i], nrm[4 * i + 1], nrm[4 * i + 2], sign, l, h, lut, ipow, ambient,
+                  diffuse, base, spec_col, out + 4 * i);
     }
 }
 
@@ -426,7 +448,8 @@ DENSEHEAD_CLONES void shade_vertices(const float* nrm, int n, float sign, const 
 // vertex_normals) are flipped as a whole so that they face the camera (+z): the summed signed
 // area of a face seen from the front has the sign of the front side, which makes lighting
 // independent of the mesh's winding order. pow() per vertex would cost more than the whole
-// raster, so the specular curve comes from a small table with linear interpolation.
+// raster: a whole shininess up to 64 (the usual case) is done by repeated squaring, exact up
+// to float rounding; any other comes from a small table with linear interpolation.
 void shade_mesh(const float* nrm, int n, double total_z, const Light& light,
                 const float color[3], float* out) {
     constexpr float kFront[3] = {0.0f, 0.0f, 1.0f};
@@ -446,7 +469,8 @@ void shade_mesh(const float* nrm, int n, double total_z, const Light& light,
         spec_col[c] = light.specular * light.color[c];
     }
     const float sign = total_z < 0.0 ? -1.0f : 1.0f;
-    shade_vertices(nrm, n, sign, l, h, lut, light.ambient, light.diffuse, base, spec_col, out);
+    const int ipow = (shin == std::floor(shin) && shin <= 64.0f) ? static_cast<int>(shin) : -1;
+    shade_vertices(nrm, n, sign, l, h, lut, ipow, light.ambient, light.diffuse, base, spec_col, out);
 }
 
 // Grey from the face's own depth range: nearest (largest z) is white. Reads the padded copy

@@ -176,15 +176,17 @@ def test_depth_mode_matches_reference() -> None:
     assert np.abs(out.astype(int) - expected.astype(int))[~edge].max() <= 1
 
 
-def test_mesh_lighting_matches_reference() -> None:
-    # A small bumpy grid facing the camera, drawn with both windings: same picture.
+@pytest.mark.parametrize("shininess", [10.0, 7.5, 0.0])
+def test_mesh_lighting_matches_reference(shininess: float) -> None:
+    # A small bumpy grid facing the camera, drawn with both windings: same picture. Whole
+    # shininess goes through repeated squaring, fractional through the table.
     gy, gx = np.mgrid[0:7, 0:9].astype(np.float64)
     z = 4 * np.sin(gx / 2) * np.cos(gy / 3)
     v = np.column_stack([3 + 3.1 * gx.ravel(), 2 + 3.3 * gy.ravel(), z.ravel()]).astype(np.float32)
     quads = [(r * 9 + c, r * 9 + c + 1, (r + 1) * 9 + c, (r + 1) * 9 + c + 1)
              for r in range(6) for c in range(8)]
     tri = np.array([t for a, b, c, d in quads for t in ((a, b, c), (b, d, c))], dtype=np.int32)
-    light = render.Light(ambient=0.3, diffuse=0.6, specular=0.3, shininess=10,
+    light = render.Light(ambient=0.3, diffuse=0.6, specular=0.3, shininess=shininess,
                          direction=(0.5, -0.3, 1.0), color=(1.0, 0.9, 0.8))
     color = (0.7, 0.8, 0.9)
     frame = np.full((28, 32, 3), 40, np.uint8)
