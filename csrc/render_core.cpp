@@ -137,22 +137,22 @@ struct Batch {
 
 DENSEHEAD_INLINE void transpose_corners(const float* pv, const int32_t* idx, v8f& x, v8f& y,
                                         v8f& z) {
-    v4f r[8];
-    for (int j = 0; j < 8; ++j) std::memcpy(&r[j], pv + 4 * static_cast<size_t>(idx[j]), 16);
-    v4f xs[2], ys[2], zs[2];
-    for (int h = 0; h < 2; ++h) {
-        const v4f r0 = r[4 * h], r1 = r[4 * h + 1], r2 = r[4 * h + 2], r3 = r[4 * h + 3];
-        const v4f t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);  // x0 x1 y0 y1
-        const v4f t1 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);  // x2 x3 y2 y3
-        const v4f t2 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);  // z0 z1 .  .
-        const v4f t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);  // z2 z3 .  .
-        xs[h] = __builtin_shufflevector(t0, t1, 0, 1, 4, 5);
-        ys[h] = __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
-        zs[h] = __builtin_shufflevector(t2, t3, 0, 1, 4, 5);
+    // Rows hold corners j and j + 4 in their two 128-bit halves, so that every shuffle stays
+    // within a half (one instruction each with AVX2).
+    v8f r[4];
+    for (int j = 0; j < 4; ++j) {
+        v4f lo, hi;
+        std::memcpy(&lo, pv + 4 * static_cast<size_t>(idx[j]), 16);
+        std::memcpy(&hi, pv + 4 * static_cast<size_t>(idx[j + 4]), 16);
+        r[j] = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
     }
-    x = __builtin_shufflevector(xs[0], xs[1], 0, 1, 2, 3, 4, 5, 6, 7);
-    y = __builtin_shufflevector(ys[0], ys[1], 0, 1, 2, 3, 4, 5, 6, 7);
-    z = __builtin_shufflevector(zs[0], zs[1], 0, 1, 2, 3, 4, 5, 6, 7);
+    const v8f t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);
+    const v8f t1 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);
+    const v8f t2 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);
+    const v8f t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);
+    x = __builtin_shufflevector(t0, t1, 0, 1, 8, 9, 4, 5, 12, 13);
+    y = __builtin_shufflevector(t0, t1, 2, 3, 10, 11, 6, 7, 14, 15);
+    z = __builtin_shufflevector(t2, t3, 0, 1, 8, 9, 4, 5, 12, 13);
 }
 
 // The inverse: eight lanes of x, y, z back to eight (x, y, z, 0) vectors.
