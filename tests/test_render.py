@@ -426,17 +426,11 @@ def test_two_threads_render_at_once(mean_mesh) -> None:
 # ---------------------------------------------------------------- real faces (needs the pipeline)
 
 
-def _pipeline_or_skip():
-    try:
-        import densehead
-        return densehead.Pipeline()
-    except (ImportError, AttributeError) as exc:  # the pipeline module is another engineer's
-        pytest.skip(f"densehead.Pipeline not available yet: {exc}")
-
-
 def test_real_faces_from_photos_and_video(samples, output_dir, monkeypatch, assets_dir) -> None:
     monkeypatch.setenv("DENSEHEAD_ASSETS", str(assets_dir))
-    pipe = _pipeline_or_skip()
+    import densehead
+
+    pipe = densehead.Pipeline()
     tri = pipe.model.triangles
     pncc = render.pncc_colors(load_mean_mesh().shape)
     images = {p.stem: cv2.imread(str(p)) for p in sorted((samples / "photos").glob("*.jpg"))}
