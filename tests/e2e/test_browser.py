@@ -160,9 +160,29 @@ def green_pixels(rgb: np.ndarray) -> int:
     return int(np.sum((g > 170) & (r < 140) & (b < 140)))
 
 
-def metric(page, label: str) -> str:
+def metric(page, label: str, tries: int = 10) -> str:
+    """A metric's value; Streamlit re-renders metrics while the page reruns, so a read that
+    lands mid-render is tried again."""
     box = page.locator('[data-testid="stMetric"]', has_text=label)
-    return box.locator('[data-testid="stMetricValue"]').inner_text()
+    for attempt in range(tries):
+        try:
+            return box.locator('[data-testid="stMetricValue"]').inner_text(timeout=5000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.wait_for_timeout(500)
+    raise AssertionError("unreachable")
+
+
+def stage_text(page, tries: int = 10) -> str:
+    for attempt in range(tries):
+        try:
+            return page.locator("text=/detect .* ms/").first.inner_text(timeout=5000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.wait_for_timeout(500)
+    raise AssertionError("unreachable")
 
 
 def webrtc_frame(page):
@@ -215,6 +235,19 @@ def start_stream(page, frame, output_dir, attempts: int = 3) -> None:
     raise AssertionError(f"the stream never started; console: {page.console_log[-15:]}")
 
 
+def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
+    """The returned-video snapshot with the most overlay green, stopping once it is enough."""
+    best = None
+    for _ in range(tries):
+        shot = frame.evaluate(GREEN_JS)
+        if shot is not None and (best is None or shot["green"] > best["green"]):
+            best = shot
+        if best is not None and best["green"] > wanted:
+            break
+        frame.page.wait_for_timeout(1000)
+    return best
+
+
 def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     import json
 
@@ -226,11 +259,12 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     fps = wait_fps(page)
     page.wait_for_timeout(8000)  # let the charts fill
 
-    shot = frame.evaluate(GREEN_JS)
+    # the landmarks are drawn in a green that the raw camera frames do not contain; sample the
+    # returned video over a few seconds, since any one instant may show the face turned away
+    shot = best_green_shot(frame, wanted=max(50, 5 * raw_green))
     page.screenshot(path=str(output_dir / "e2e_live_webcam.png"), full_page=True)
     frame.locator("video").screenshot(path=str(output_dir / "e2e_live_video.png"))
     assert shot is not None and shot["w"] > 0, f"no processed video: {page.console_log[-10:]}"
-    # the landmarks are drawn in a green that the raw camera frames do not contain
     assert shot["green"] > max(50, 5 * raw_green), (shot, raw_green)
 
     traces = pose_traces(page)
@@ -251,7 +285,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
                           "camera_fps_in": float(metric(page, "Camera FPS in")),
                           "frame_ms_median": float(metric(page, "Frame ms")),
                           "queue_lag_ms": float(metric(page, "Queue lag ms")),
-                          "stages": page.locator("text=/detect .* ms/").first.inner_text()}
+                          "stages": stage_text(page)}
         frame.locator("video").screenshot(path=str(output_dir / f"e2e_live_{mode}.png"))
     (output_dir / "e2e_live_metrics.json").write_text(json.dumps(measured, indent=1))
     assert all(measured[m]["fps"] > 0 for m in ("sparse", "mesh"))
