@@ -256,7 +256,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     page.goto(app_url + "/Live_webcam", timeout=120_000)
     frame = webrtc_frame(page)
     start_stream(page, frame, output_dir)
-    fps = wait_fps(page)
+    assert wait_fps(page) > 0
     page.wait_for_timeout(8000)  # let the charts fill
 
     # the landmarks are drawn in a green that the raw camera frames do not contain; sample the
