@@ -2,12 +2,25 @@
 directions, triangles, and the 68 keypoint rows that sparse reconstruction uses."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 N_SHAPE = 40
 N_EXPRESSION = 10
+_blas: ThreadpoolController | None = None
+
+
+def _one_blas_thread() -> AbstractContextManager:
+    """The dense product runs on one BLAS thread: it is memory-bound (0.2 ms on two threads,
+    0.4 ms on one), but OpenBLAS's idle threads keep spinning afterwards and take the second
+    core from TFLite's XNNPACK worker, which cost about 1 ms per frame in the benchmark."""
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 class MorphableModel:
@@ -54,7 +67,8 @@ class MorphableModel:
 
     def dense(self, coeffs: np.ndarray) -> np.ndarray:
         """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
-        return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
+        with _one_blas_thread():
+            return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
 
 
 def project(camera: np.ndarray, points: np.ndarray) -> np.ndarray:
