@@ -535,6 +535,51 @@ inline void plot_1(Pixel* px, float b0, float b1, float b2, float az, float bz, 
     }
 }
 
+// What both per-triangle paths need: the triangle's box of pixel centres clipped to the region,
+// and the barycentric weights at its first centre with their steps along x and y (the edge
+// function of the edge opposite each vertex divided by the signed area: positive inside
+// whatever the winding). False for an empty box or a degenerate (or NaN) triangle.
+struct TriangleSetup {
+    int x0, x1, y0, y1;
+    float e0x, e0y, e1x, e1y, e2x, e2y;
+    float w0, w1, w2;
+    float az, bz, cz;
+    const float *ca, *cb, *cc;
+    Pixel* first;  // the pixel at (x0, y0)
+};
+
+DENSEHEAD_INLINE bool setup_triangle(const float* v, const float* col, const int32_t* tri, int t,
+                                     const Region& r, Pixel* pixels, TriangleSetup& s) {
+    const int pitch = r.w + 1;
+    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
+    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
+    const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
+    const float ax = v[3 * i0], ay = v[3 * i0 + 1];
+    const float bx = v[3 * i1], by = v[3 * i1 + 1];
+    const float cx = v[3 * i2], cy = v[3 * i2 + 1];
+    // Invalid vertices may hold NaN or 1e30 (callers skip those triangles; this clamp keeps the
+    // int conversion defined regardless).
+    s.x0 = ceil_i(std::min(std::max(std::min(ax, std::min(bx, cx)), lo_x), hi_x + 1));
+    s.x1 = floor_i(std::max(std::min(std::max(ax, std::max(bx, cx)), hi_x), lo_x - 1));
+    s.y0 = ceil_i(std::min(std::max(std::min(ay, std::min(by, cy)), lo_y), hi_y + 1));
+    s.y1 = floor_i(std::max(std::min(std::max(ay, std::max(by, cy)), hi_y), lo_y - 1));
+    if (s.x0 > s.x1 || s.y0 > s.y1) return false;
+    const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
+    if (!(std::fabs(area) > 1e-10f)) return false;
+    const float inv_area = 1.0f / area;
+    s.e0x = -(cy - by) * inv_area, s.e0y = (cx - bx) * inv_area;
+    s.e1x = -(ay - cy) * inv_area, s.e1y = (ax - cx) * inv_area;
+    s.e2x = -(by - ay) * inv_area, s.e2y = (bx - ax) * inv_area;
+    const float px = static_cast<float>(s.x0), py = static_cast<float>(s.y0);
+    s.w0 = s.e0x * (px - bx) + s.e0y * (py - by);
+    s.w1 = s.e1x * (px - cx) + s.e1y * (py - cy);
+    s.w2 = s.e2x * (px - ax) + s.e2y * (py - ay);
+    s.az = v[3 * i0 + 2], s.bz = v[3 * i1 + 2], s.cz = v[3 * i2 + 2];
+    s.ca = col + 4 * i0, s.cb = col + 4 * i1, s.cc = col + 4 * i2;
+    s.first = pixels + (s.y0 - r.y0) * pitch + (s.x0 - r.x0);
+    return true;
+}
+
 // Pixel centres sit at integer coordinates (a vertex at x = 10 is on the centre of column 10).
 // A pixel is covered when its three barycentric weights are >= 0, so both windings draw and
 // shared edges leave no cracks; the z-test (strictly nearer) picks the winner, the first drawn
@@ -546,38 +591,14 @@ inline void plot_1(Pixel* px, float b0, float b1, float b2, float az, float bz, 
 // without vector extensions).
 inline void raster_one(const float* v, const float* col, const int32_t* tri, int t,
                        const Region& r, Pixel* pixels) {
+    TriangleSetup s;
+    if (!setup_triangle(v, col, tri, t, r, pixels, s)) return;
     const int pitch = r.w + 1;
-    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
-    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
-    const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
-    const float ax = v[3 * i0], ay = v[3 * i0 + 1];
-    const float bx = v[3 * i1], by = v[3 * i1 + 1];
-    const float cx = v[3 * i2], cy = v[3 * i2 + 1];
-    // Invalid vertices may hold NaN or 1e30 (callers skip those triangles; this clamp keeps the
-    // int conversion defined regardless).
-    const int x0 = ceil_i(std::min(std::max(std::min(ax, std::min(bx, cx)), lo_x), hi_x + 1));
-    const int x1 = floor_i(std::max(std::min(std::max(ax, std::max(bx, cx)), hi_x), lo_x - 1));
-    const int y0 = ceil_i(std::min(std::max(std::min(ay, std::min(by, cy)), lo_y), hi_y + 1));
-    const int y1 = floor_i(std::max(std::min(std::max(ay, std::max(by, cy)), hi_y), lo_y - 1));
-    if (x0 > x1 || y0 > y1) return;
-    const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
-    if (!(std::fabs(area) > 1e-10f)) return;  // degenerate (or NaN)
-    const float inv_area = 1.0f / area;
-    // Edge function of the edge opposite each vertex at the first pixel centre, with its steps
-    // along x and y. Divided by the signed area they are the barycentric weights, positive
-    // inside whatever the winding.
-    const float e0x = -(cy - by) * inv_area, e0y = (cx - bx) * inv_area;
-    const float e1x = -(ay - cy) * inv_area, e1y = (ax - cx) * inv_area;
-    const float e2x = -(by - ay) * inv_area, e2y = (bx - ax) * inv_area;
-    const float px = static_cast<float>(x0), py = static_cast<float>(y0);
-    const float w0 = e0x * (px - bx) + e0y * (py - by);
-    const float w1 = e1x * (px - cx) + e1y * (py - cy);
-    const float w2 = e2x * (px - ax) + e2y * (py - ay);
-    const float az = v[3 * i0 + 2], bz = v[3 * i1 + 2], cz = v[3 * i2 + 2];
-    const float* ca = col + 4 * i0;
-    const float* cb = col + 4 * i1;
-    const float* cc = col + 4 * i2;
-    Pixel* first = pixels + (y0 - r.y0) * pitch + (x0 - r.x0);
+    const int x0 = s.x0, x1 = s.x1, y0 = s.y0, y1 = s.y1;
+    const float e0x = s.e0x, e0y = s.e0y, e1x = s.e1x, e1y = s.e1y, e2x = s.e2x, e2y = s.e2y;
+    const float w0 = s.w0, w1 = s.w1, w2 = s.w2, az = s.az, bz = s.bz, cz = s.cz;
+    const float *ca = s.ca, *cb = s.cb, *cc = s.cc;
+    Pixel* first = s.first;
     for (int y = 0; y <= y1 - y0; ++y) {
         const float fy = static_cast<float>(y);
         Pixel* row = first + y * pitch;
@@ -613,33 +634,14 @@ DENSEHEAD_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
 // blocks of 4x2 centres in eight lanes, the inside ones visited for the z-test.
 DENSEHEAD_INLINE void raster_big(const float* v, const float* col, const int32_t* tri, int t,
                                  const Region& r, Pixel* pixels) {
+    TriangleSetup s;
+    if (!setup_triangle(v, col, tri, t, r, pixels, s)) return;
     const int pitch = r.w + 1;
-    const float lo_x = static_cast<float>(r.x0), hi_x = static_cast<float>(r.x0 + r.w - 1);
-    const float lo_y = static_cast<float>(r.y0), hi_y = static_cast<float>(r.y0 + r.h - 1);
-    const int i0 = tri[3 * t], i1 = tri[3 * t + 1], i2 = tri[3 * t + 2];
-    const float ax = v[3 * i0], ay = v[3 * i0 + 1];
-    const float bx = v[3 * i1], by = v[3 * i1 + 1];
-    const float cx = v[3 * i2], cy = v[3 * i2 + 1];
-    const int x0 = ceil_i(std::min(std::max(std::min(ax, std::min(bx, cx)), lo_x), hi_x + 1));
-    const int x1 = floor_i(std::max(std::min(std::max(ax, std::max(bx, cx)), hi_x), lo_x - 1));
-    const int y0 = ceil_i(std::min(std::max(std::min(ay, std::min(by, cy)), lo_y), hi_y + 1));
-    const int y1 = floor_i(std::max(std::min(std::max(ay, std::max(by, cy)), hi_y), lo_y - 1));
-    if (x0 > x1 || y0 > y1) return;
-    const float area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
-    if (!(std::fabs(area) > 1e-10f)) return;
-    const float inv_area = 1.0f / area;
-    const float e0x = -(cy - by) * inv_area, e0y = (cx - bx) * inv_area;
-    const float e1x = -(ay - cy) * inv_area, e1y = (ax - cx) * inv_area;
-    const float e2x = -(by - ay) * inv_area, e2y = (bx - ax) * inv_area;
-    const float px = static_cast<float>(x0), py = static_cast<float>(y0);
-    const float w0 = e0x * (px - bx) + e0y * (py - by);
-    const float w1 = e1x * (px - cx) + e1y * (py - cy);
-    const float w2 = e2x * (px - ax) + e2y * (py - ay);
-    const float az = v[3 * i0 + 2], bz = v[3 * i1 + 2], cz = v[3 * i2 + 2];
-    const float* ca = col + 4 * i0;
-    const float* cb = col + 4 * i1;
-    const float* cc = col + 4 * i2;
-    Pixel* first = pixels + (y0 - r.y0) * pitch + (x0 - r.x0);
+    const int x0 = s.x0, x1 = s.x1, y0 = s.y0, y1 = s.y1;
+    const float e0x = s.e0x, e0y = s.e0y, e1x = s.e1x, e1y = s.e1y, e2x = s.e2x, e2y = s.e2y;
+    const float w0 = s.w0, w1 = s.w1, w2 = s.w2, az = s.az, bz = s.bz, cz = s.cz;
+    const float *ca = s.ca, *cb = s.cb, *cc = s.cc;
+    Pixel* first = s.first;
     const v8i lane_dx = {0, 1, 2, 3, 0, 1, 2, 3}, lane_dy = {0, 0, 0, 0, 1, 1, 1, 1};
     const v8i lane_bit = {1, 2, 4, 8, 16, 32, 64, 128};
     const v8f zero = {};
