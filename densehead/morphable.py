@@ -56,9 +56,7 @@ class MorphableModel:
     def pncc_colors(self) -> np.ndarray:
         """(N, 3) float32 in [0, 1]: the mean shape min-max normalised per axis (NCC code)."""
         if self._pncc is None:
-            pts = self.mean.reshape(-1, 3)
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            self._pncc = np.ascontiguousarray((pts - lo) / (hi - lo), dtype=np.float32)
+            self._pncc = ncc_code(self.mean)
         return self._pncc
 
     def sparse(self, coeffs: np.ndarray) -> np.ndarray:
@@ -69,6 +67,15 @@ class MorphableModel:
         """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
         with _one_blas_thread():
             return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
+
+
+def ncc_code(mean_shape: np.ndarray) -> np.ndarray:
+    """PNCC colours of a mean shape (flat x, y, z per vertex, or (N, 3)): min-max normalised
+    per axis to [0, 1], float32 (N, 3) (3DDFA_V2's ncc_code)."""
+    xyz = np.asarray(mean_shape, dtype=np.float64).reshape(-1, 3)
+    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.ascontiguousarray((xyz - lo) / span, dtype=np.float32)
 
 
 def project(camera: np.ndarray, points: np.ndarray) -> np.ndarray:

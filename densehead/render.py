@@ -32,7 +32,6 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 __all__ = [
     "Light",
     "depth_map",
-    "pncc_colors",
     "render_depth",
     "render_mesh",
     "render_pncc",
@@ -171,10 +170,3 @@ def depth_map(
     return out
 
 
-def pncc_colors(mean_shape: np.ndarray) -> np.ndarray:
-    """PNCC colours from the model's mean shape (flat x,y,z per vertex or (N, 3)): min-max
-    normalised per axis to [0, 1], float32 (N, 3), ready for `render_pncc`."""
-    xyz = np.asarray(mean_shape, dtype=np.float64).reshape(-1, 3)
-    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return np.ascontiguousarray((xyz - lo) / span, dtype=np.float32)

@@ -8,14 +8,17 @@ blend, with normals apart for the mesh mode) plus the wall time of the whole Pyt
 from __future__ import annotations
 
 import argparse
-import os
-import pickle
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from . import assets
+from .morphable import MorphableModel, ncc_code
+from .pipeline import BFM_FILE, TRI_FILE
 
 PHASES = ("prepare", "normals", "shade", "raster", "blend")
 CASES = ((640, 480, 200.0), (1280, 720, 350.0))  # frame width, height, face width in px
@@ -27,27 +30,14 @@ class MeanMesh:
     triangles: np.ndarray  # int32 (M, 3), contiguous
 
 
-def default_assets_dir() -> Path:
-    env = os.environ.get("DENSEHEAD_ASSETS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "assets"
-
-
 def load_mean_mesh(assets_dir: Path | None = None) -> MeanMesh:
-    """Mean shape and triangles from bfm_noneck_v3.pkl / tri.pkl (offline copies or the cache)."""
-    folder = Path(assets_dir) if assets_dir is not None else default_assets_dir()
-    with open(folder / "bfm_noneck_v3.pkl", "rb") as fh:
-        bfm = pickle.load(fh)
-    tri_path = folder / "tri.pkl"
-    if tri_path.exists():
-        with open(tri_path, "rb") as fh:
-            tri = pickle.load(fh)
-    else:
-        tri = bfm["tri"]
-    shape = np.asarray(bfm["u"], dtype=np.float32).reshape(-1, 3)
-    triangles = np.ascontiguousarray(np.asarray(tri, dtype=np.int32).T)
-    return MeanMesh(shape=shape, triangles=triangles)
+    """Mean shape and triangles of the face model: from `assets_dir` when given, else wherever
+    densehead.assets finds the files (DENSEHEAD_ASSETS, the cache, a verified download)."""
+    names = [BFM_FILE, TRI_FILE]
+    paths = ({n: Path(assets_dir) / n for n in names} if assets_dir is not None
+             else assets.resolve_many(names))
+    model = MorphableModel(paths[BFM_FILE], paths[TRI_FILE])
+    return MeanMesh(shape=model.mean.reshape(-1, 3), triangles=model.triangles)
 
 
 def rotation(yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
@@ -91,7 +81,7 @@ def run_benchmark(repeats: int = 200, modes: tuple[str, ...] = ("mesh", "depth",
     from . import render
 
     mesh = load_mean_mesh(assets_dir)
-    pncc = render.pncc_colors(mesh.shape)
+    pncc = ncc_code(mesh.shape)
     results = []
     for width, height, face_px in CASES:
         frame0 = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -150,5 +140,5 @@ if __name__ == "__main__":  # python -m densehead.render_bench
     _root = argparse.ArgumentParser(prog="densehead")
     _sub = _root.add_subparsers()
     add_cli(_sub)
-    _args = _root.parse_args(["benchmark-render", *os.sys.argv[1:]])
+    _args = _root.parse_args(["benchmark-render", *sys.argv[1:]])
     raise SystemExit(_args.func(_args))

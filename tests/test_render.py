@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from densehead import render
+from densehead.morphable import ncc_code
 from densehead.render_bench import load_mean_mesh, posed_face
 
 # ---------------------------------------------------------------- numpy reference rasterizer
@@ -208,7 +209,7 @@ def mean_mesh():
 
 @pytest.fixture(scope="module")
 def pncc(mean_mesh) -> np.ndarray:
-    return render.pncc_colors(mean_mesh.shape)
+    return ncc_code(mean_mesh.shape)
 
 
 def face_mask(verts: np.ndarray, shape: tuple[int, int], grow: int) -> np.ndarray:
@@ -432,7 +433,7 @@ def test_real_faces_from_photos_and_video(samples, output_dir, monkeypatch, asse
 
     pipe = densehead.Pipeline()
     tri = pipe.model.triangles
-    pncc = render.pncc_colors(load_mean_mesh().shape)
+    pncc = ncc_code(load_mean_mesh().shape)
     images = {p.stem: cv2.imread(str(p)) for p in sorted((samples / "photos").glob("*.jpg"))}
     cap = cv2.VideoCapture(str(samples / "videos" / "obama.mp4"))
     ok, frame = cap.read()
