@@ -13,7 +13,7 @@ from densehead import draw
 from densehead.figures import expression_figure, pose_figure
 from densehead.series import SeriesBuffer
 from densehead.tracking import FaceTracker
-from pages import ice_servers, load_pipeline, overlay, renderer_status
+from pages import ice_servers, load_pipeline, overlay, processing_settings, renderer_status
 
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")
@@ -61,11 +61,9 @@ if pipe is None:
     st.stop()
 
 with st.sidebar:
-    st.header("Settings")
-    mode = st.selectbox("Overlay", draw.MODES, index=0, key="live_mode")
-    threshold = st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key="live_threshold")
-    smoothing = st.toggle("Smoothing (One Euro)", value=True, key="live_smoothing")
-    max_faces = st.number_input("Max faces", 1, 8, 4, key="live_max_faces")
+    settings = processing_settings("live")
+    mode, threshold = settings.mode, settings.threshold
+    smoothing, max_faces = settings.smoothing, settings.max_faces
     window = st.slider("Chart window (s)", 5, 60, 20, key="live_window")
 
 if "live_state" not in st.session_state:

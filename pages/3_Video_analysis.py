@@ -7,11 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from densehead import draw, export
+from densehead import export
 from densehead.figures import expression_figure, pose_figure
 from densehead.analysis import analyze_video
 from densehead.series import COLUMNS, series_csv, summary
-from pages import load_pipeline, overlay, renderer_status, save_upload
+from pages import load_pipeline, overlay, processing_settings, renderer_status, save_upload
 
 st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
 st.title("Video analysis")
@@ -23,11 +23,9 @@ if pipe is None:
     st.stop()
 
 with st.sidebar:
-    st.header("Settings")
-    mode = st.selectbox("Overlay", draw.MODES, index=0, key="video_mode")
-    threshold = st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key="video_threshold")
-    smoothing = st.toggle("Smoothing (One Euro)", value=True, key="video_smoothing")
-    max_faces = st.number_input("Max faces", 1, 8, 4, key="video_max_faces")
+    settings = processing_settings("video")
+    mode, threshold = settings.mode, settings.threshold
+    smoothing, max_faces = settings.smoothing, settings.max_faces
     limit = st.number_input("Max frames (0 = all)", 0, 100_000, 0, step=100, key="video_limit")
 if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):
     st.warning(f"The **{mode}** overlay needs the C++ renderer ({problem}); the video will show "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,26 @@ def load_pipeline() -> Any | None:
         st.info("See the Home page for where the files go (set `DENSEHEAD_ASSETS` to a folder "
                 "holding them, or run `python -m densehead fetch` once while online).")
         return None
+
+
+@dataclass
+class ProcessingSettings:
+    mode: str
+    threshold: float
+    smoothing: bool
+    max_faces: int
+
+
+def processing_settings(prefix: str) -> ProcessingSettings:
+    """The sidebar settings the live and video pages share; widget keys are `<prefix>_...`."""
+    from densehead import draw
+
+    st.header("Settings")
+    return ProcessingSettings(
+        mode=st.selectbox("Overlay", draw.MODES, index=0, key=f"{prefix}_mode"),
+        threshold=st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key=f"{prefix}_threshold"),
+        smoothing=st.toggle("Smoothing (One Euro)", value=True, key=f"{prefix}_smoothing"),
+        max_faces=int(st.number_input("Max faces", 1, 8, 4, key=f"{prefix}_max_faces")))
 
 
 def renderer_status() -> str | None:
