@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import metrics as M
+from .crop import roi_from_landmarks
 
 PROTOCOLS: tuple[str, ...] = ("3ddfa", "gt-box", "wild")
 # The .mat / 3DDFA landmarks come from MATLAB and are 1-based: on fixed 3DDFA crops our 0-based
@@ -116,14 +117,6 @@ def load_dataset(path: str | Path, source: str = "auto") -> list[Sample]:
         for s in samples:
             s.roi_3ddfa = rois.get(s.name)
     return samples
-
-
-def roi_from_landmarks(points: np.ndarray) -> np.ndarray:
-    """3DDFA's square crop around landmarks: centred on their box, side sqrt(2) * max(w, h)."""
-    x1, y1, x2, y2 = M.landmark_box(points)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half = math.sqrt(2) * max(x2 - x1, y2 - y1) / 2
-    return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
 # ---------------------------------------------------------------- running

@@ -1,9 +1,7 @@
 """Accuracy and stability metrics, pure numpy: NME, pose errors, yaw bins, landmark jitter.
 
-Pose convention (AFLW2000-3D, see ../shared/samples/README.md): R = Rx(pitch) Ry(yaw) Rz(roll)
-with Rx = [1 0 0; 0 c s; 0 -s c], Ry = [c 0 -s; 0 1 0; s 0 c], Rz = [c s 0; -s c 0; 0 0 1].
-Multiplied out, the first row is [cy cr, cy sr, -sy] and the last column is [-sy, sp cy, cp cy],
-which is what `euler_from_rotation` inverts.
+Pose convention: AFLW2000-3D's, the one densehead.pose writes down and extracts; its
+rotation_from_euler / euler_angles (here euler_from_rotation) convert ground truth too.
 """
 from __future__ import annotations
 
@@ -11,17 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .boxes import iou as box_iou
+from .boxes import landmark_box
+from .pose import euler_angles as euler_from_rotation
+from .pose import rotation_from_euler
+
 YAW_BINS: tuple[str, ...] = ("0-30", "30-60", "60-90")
 POSE_RANGE_DEG = 99.0
 
 
 # ---------------------------------------------------------------- landmarks
-
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    """(4,) x1, y1, x2, y2 of the 2D points."""
-    p = np.asarray(points, dtype=float)[:, :2]
-    return np.concatenate([p.min(axis=0), p.max(axis=0)])
-
 
 def nme_norm(gt: np.ndarray) -> float:
     """sqrt(w * h) of the ground-truth landmark box: the AFLW2000-3D normaliser."""
@@ -45,46 +42,7 @@ def yaw_bin(yaw_deg: float) -> str:
     return YAW_BINS[0] if a <= 30 else YAW_BINS[1] if a <= 60 else YAW_BINS[2]
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two x1, y1, x2, y2 boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 # ---------------------------------------------------------------- pose
-
-def _rx(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, s], [0, -s, c]])
-
-
-def _ry(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])
-
-
-def _rz(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])
-
-
-def rotation_from_euler(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """R = Rx(pitch) Ry(yaw) Rz(roll), angles in degrees, in the dataset's convention."""
-    y, p, r = np.radians([yaw, pitch, roll])
-    return _rx(p) @ _ry(y) @ _rz(r)
-
-
-def euler_from_rotation(rot: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees such that rotation_from_euler(...) == rot."""
-    r = np.asarray(rot, dtype=float)
-    yaw = -np.arcsin(np.clip(r[0, 2], -1.0, 1.0))
-    pitch = np.arctan2(r[1, 2], r[2, 2])
-    roll = np.arctan2(r[0, 1], r[0, 0])
-    return tuple(float(v) for v in np.degrees([yaw, pitch, roll]))  # type: ignore[return-value]
-
 
 def angle_diff(a: float, b: float) -> float:
     """|a - b| in degrees, wrapped into [0, 180]."""

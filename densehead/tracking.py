@@ -13,6 +13,7 @@ from itertools import count
 import numpy as np
 
 from . import crop
+from .boxes import iou, landmark_box
 from .face import Face
 from .image import as_bgr
 from .pipeline import Pipeline
@@ -30,21 +31,6 @@ class _Track:
     filter: OneEuro | None = None
     previous: np.ndarray | None = field(default=None, repr=False)  # raw landmarks, last frame
     previous_time: float = 0.0
-
-
-def landmark_box(landmarks: np.ndarray) -> np.ndarray:
-    lo, hi = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
-    return np.array([lo[0], lo[1], hi[0], hi[1]], dtype=np.float64)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class FaceTracker:
