@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import draw
+from .export import frames_json
 from .image import ImageError
 from .video import VideoError
 
@@ -78,13 +78,12 @@ def run_mode(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_output(source, args.mode)
     pipe = make_pipeline(args)
     if is_image(source):
-        frames = [_image_result(pipe, source, args.mode, output)]
+        frames = [(0, 0.0, _image_faces(pipe, source, args.mode, output))]
     else:
-        frames = _video_results(pipe, source, args, output)
-    if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"input": str(source), "mode": args.mode, "frames": frames}, indent=1))
-    faces = sum(len(f["faces"]) for f in frames)
+        frames = _video_frames(pipe, source, args, output)
+    if args.json:  # the same layout as the video page's JSON download
+        Path(args.json).write_text(frames_json(frames, source=str(source), mode=args.mode))
+    faces = sum(len(f) for _, _, f in frames)
     print(f"wrote {output} ({len(frames)} frame(s), {faces} face(s))"
           + (f" and {args.json}" if args.json else ""))
     return 0
@@ -95,7 +94,7 @@ def default_output(source: Path, mode: str) -> Path:
     return source.with_name(f"{source.stem}_{mode}{suffix}")
 
 
-def _image_result(pipe, source: Path, mode: str, output: Path) -> dict:
+def _image_faces(pipe, source: Path, mode: str, output: Path) -> list:
     import cv2
 
     from .image import read_image
@@ -106,10 +105,10 @@ def _image_result(pipe, source: Path, mode: str, output: Path) -> dict:
         print(f"no face found in {source}", file=sys.stderr)
     if not cv2.imwrite(str(output), draw.overlay(frame, faces, mode, pipe.model)):
         raise OSError(f"cannot write image {output} (is the suffix an image format?)")
-    return {"index": 0, "faces": [f.to_dict() for f in faces]}
+    return faces
 
 
-def _video_results(pipe, source: Path, args: argparse.Namespace, output: Path) -> list[dict]:
+def _video_frames(pipe, source: Path, args: argparse.Namespace, output: Path) -> list:
     from .analysis import analyze_video
 
     def progress(done: int, total: int | None, elapsed: float) -> None:
@@ -121,8 +120,7 @@ def _video_results(pipe, source: Path, args: argparse.Namespace, output: Path) -
                            redetect_every=args.redetect_every, progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    return [{"index": index, "time": round(t, 4), "faces": [f.to_dict() for f in faces]}
-            for index, t, faces in result.frames]
+    return result.frames
 
 
 # -- benchmark ---------------------------------------------------------------------------------
