@@ -73,7 +73,7 @@ state: LiveState = st.session_state.live_state
 state.tracker.pipeline.set_detection(threshold, max_faces)
 state.tracker.smoothing = smoothing
 state.mode = mode
-if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):
+if mode in draw.RENDERED and (problem := renderer_status()):
     st.warning(f"The **{mode}** overlay needs the C++ renderer, which is not available "
                f"({problem}); the video shows dense points instead and says so.")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from densehead import export
+from densehead import draw, export
 from densehead.figures import expression_figure, pose_figure
 from densehead.analysis import analyze_video
 from densehead.series import COLUMNS, series_csv, summary
@@ -27,7 +27,7 @@ with st.sidebar:
     mode, threshold = settings.mode, settings.threshold
     smoothing, max_faces = settings.smoothing, settings.max_faces
     limit = st.number_input("Max frames (0 = all)", 0, 100_000, 0, step=100, key="video_limit")
-if mode in ("mesh", "depth", "pncc") and (problem := renderer_status()):
+if mode in draw.RENDERED and (problem := renderer_status()):
     st.warning(f"The **{mode}** overlay needs the C++ renderer ({problem}); the video will show "
                "dense points instead, with a note on every frame.")
 

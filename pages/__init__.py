@@ -82,7 +82,7 @@ def overlay(frame: np.ndarray, faces: list, mode: str, model: Any) -> tuple[np.n
     try:
         return draw.overlay(frame, faces, mode, model), ""
     except Exception as exc:
-        if mode not in ("mesh", "depth", "pncc"):
+        if mode not in draw.RENDERED:
             raise
         note = f"{mode} needs the C++ renderer: showing {FALLBACK_MODE} points"
         out = draw.overlay(frame, faces, FALLBACK_MODE, model) if all(
