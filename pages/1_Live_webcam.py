@@ -26,6 +26,7 @@ class LiveState:
     tracker: FaceTracker
     buffer: SeriesBuffer = field(default_factory=SeriesBuffer)
     mode: str = "sparse"
+    window_s: float = 20.0           # chart window
     note: str = ""
 
 
@@ -60,52 +61,39 @@ pipe = load_pipeline()
 if pipe is None:
     st.stop()
 
-with st.sidebar:
-    settings = processing_settings("live")
-    mode, threshold = settings.mode, settings.threshold
-    smoothing, max_faces = settings.smoothing, settings.max_faces
-    window = st.slider("Chart window (s)", 5, 60, 20, key="live_window")
-
 if "live_state" not in st.session_state:
-    view = pipe.view(threshold, max_faces)
-    st.session_state.live_state = LiveState(tracker=FaceTracker(view, redetect_every=10, smoothing=smoothing))
+    st.session_state.live_state = LiveState(tracker=FaceTracker(pipe.view(), redetect_every=10))
 state: LiveState = st.session_state.live_state
-state.tracker.pipeline.set_detection(threshold, max_faces)
-state.tracker.smoothing = smoothing
-state.mode = mode
-if mode in draw.RENDERED and (problem := renderer_status()):
-    st.warning(f"The **{mode}** overlay needs the C++ renderer, which is not available "
-               f"({problem}); the video shows dense points instead and says so.")
 
-left, right = st.columns([3, 2])
-with left:
-    try:
-        ctx = webrtc_streamer(
-            key="live",
-            mode=WebRtcMode.SENDRECV,
-            rtc_configuration={"iceServers": ice_servers()},
-            media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
-                                      "audio": False},
-            queued_video_frames_callback=lambda frames: process_newest(state, frames),
-            async_processing=True,
-        )
-    except Exception as exc:  # e.g. no browser session (bare/AppTest runs): say so, keep the page
-        st.error(f"The webcam component could not start: {exc}")
-        ctx = None
-    st.caption("Allow the camera when the browser asks. If the video never starts, the camera "
-               "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
-               "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
-    c1, c2 = st.columns(2)
-    c1.download_button("Download series (CSV)", data=state.buffer.csv, file_name="live_series.csv",
-                       mime="text/csv", on_click="ignore")
-    if c2.button("Clear series"):
-        state.buffer.clear()
+
+# The controls and the stats panel are fragments: using them reruns only the fragment, never the
+# page, so the webcam component is not re-executed and the stream cannot be disturbed by a click.
+@st.fragment
+def controls() -> None:
+    settings = processing_settings("live")
+    state.tracker.pipeline.set_detection(settings.threshold, settings.max_faces)
+    state.tracker.smoothing = settings.smoothing
+    state.mode = settings.mode
+    state.window_s = float(st.slider("Chart window (s)", 5, 60, 20, key="live_window"))
+    if settings.mode in draw.RENDERED and (problem := renderer_status()):
+        st.warning(f"The **{settings.mode}** overlay needs the C++ renderer, which is not "
+                   f"available ({problem}); the video shows dense points instead and says so.")
 
 
 @st.fragment(run_every=0.5)
 def live_panel() -> None:
     """Redrawn twice a second on its own, without rerunning the page (the video keeps going)."""
+    c1, c2 = st.columns(2)
+    c1.download_button("Download series (CSV)", data=state.buffer.csv, file_name="live_series.csv",
+                       mime="text/csv", on_click="ignore")
+    if c2.button("Clear series"):
+        state.buffer.clear()
     stats = state.buffer.stats()
+    if stats.error:
+        st.error(f"Processing error (the raw video is passed through): {stats.error}")
+    if not stats.frames:
+        st.info("Press START to begin; the readouts and charts appear here.")
+        return
     a, b, c = st.columns(3)
     a.metric("Server FPS", f"{stats.fps:.1f}")
     b.metric("Camera FPS in", f"{stats.received_fps:.1f}")
@@ -117,19 +105,34 @@ def live_panel() -> None:
         st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
                    + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames processed, "
                    f"{stats.dropped} dropped")
-    if stats.error:
-        st.error(f"Processing error (the raw video is passed through): {stats.error}")
     if state.note:
         st.warning(state.note)
-    table = state.buffer.snapshot(window_s=float(window))
+    table = state.buffer.snapshot(window_s=state.window_s)
     st.plotly_chart(pose_figure(table), key="pose_chart", config={"displaylogo": False})
     st.plotly_chart(expression_figure(table), key="expression_chart", config={"displaylogo": False})
     st.caption("Expression: one colour per coefficient; line style per track "
                "(solid = first track, dashed = second, dotted = third, …).")
 
 
+with st.sidebar:
+    controls()
+
+left, right = st.columns([3, 2])
+with left:
+    try:
+        webrtc_streamer(
+            key="live",
+            mode=WebRtcMode.SENDRECV,
+            rtc_configuration={"iceServers": ice_servers()},
+            media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
+                                      "audio": False},
+            queued_video_frames_callback=lambda frames: process_newest(state, frames),
+            async_processing=True,
+        )
+    except Exception as exc:  # e.g. no browser session (bare/AppTest runs): say so, keep the page
+        st.error(f"The webcam component could not start: {exc}")
+    st.caption("Allow the camera when the browser asks. If the video never starts, the camera "
+               "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
+               "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
 with right:
-    if (ctx is not None and ctx.state.playing) or state.buffer.stats().frames:
-        live_panel()
-    else:
-        st.info("Press START to begin; the charts appear here.")
+    live_panel()

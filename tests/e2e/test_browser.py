@@ -281,14 +281,21 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
         choose(page, "Overlay", mode)
         page.get_by_role("button", name="Clear series").click()
         page.wait_for_timeout(7000)
-        measured[mode] = {"fps": float(metric(page, "Server FPS")),
-                          "camera_fps_in": float(metric(page, "Camera FPS in")),
-                          "frame_ms_median": float(metric(page, "Frame ms")),
-                          "queue_lag_ms": float(metric(page, "Queue lag ms")),
-                          "stages": stage_text(page)}
+        try:
+            measured[mode] = {"fps": float(metric(page, "Server FPS")),
+                              "camera_fps_in": float(metric(page, "Camera FPS in")),
+                              "frame_ms_median": float(metric(page, "Frame ms")),
+                              "queue_lag_ms": float(metric(page, "Queue lag ms")),
+                              "stages": stage_text(page)}
+        except Exception:  # keep what the page showed, for whoever reads the failure
+            page.screenshot(path=str(output_dir / f"e2e_live_failed_{mode}.png"), full_page=True)
+            (output_dir / "e2e_live_console.log").write_text("\n".join(page.console_log))
+            raise
         frame.locator("video").screenshot(path=str(output_dir / f"e2e_live_{mode}.png"))
     (output_dir / "e2e_live_metrics.json").write_text(json.dumps(measured, indent=1))
     assert all(measured[m]["fps"] > 0 for m in ("sparse", "mesh"))
+    # six overlay changes and six clears later it is still the first stream, still playing
+    assert frame.locator("button", has_text="STOP").count() == 1
 
 
 def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
