@@ -67,6 +67,7 @@ class LiveStats:
     error: str = ""                  # last error raised in the callback, shown instead of a traceback
     received_fps: float = 0.0        # frames arriving from the camera per second
     dropped: int = 0                 # frames skipped because processing was busy (never queued)
+    size: tuple[int, int] = (0, 0)   # width, height of the latest processed frame
 
 
 class SeriesBuffer:
@@ -90,6 +91,7 @@ class SeriesBuffer:
         self._error = ""
         self._arrivals: deque[tuple[float, int]] = deque(maxlen=stats_frames)
         self._dropped = 0
+        self._size = (0, 0)
 
     @property
     def max_rows(self) -> int:
@@ -101,7 +103,8 @@ class SeriesBuffer:
             return 0.0 if self._t0 is None else self._clock() - self._t0
 
     def add_frame(self, faces: Sequence[Face], times: StageTimes | None = None,
-                  frame_ms: float = 0.0, media_time: float | None = None) -> None:
+                  frame_ms: float = 0.0, media_time: float | None = None,
+                  size: tuple[int, int] = (0, 0)) -> None:
         """Record one processed frame: a row per face, its timings, and the media clock.
 
         media_time is the frame's presentation time in seconds (pts * time_base); comparing its
@@ -119,6 +122,7 @@ class SeriesBuffer:
             self._update_lag(wall, media_time)
             self._count += 1
             self._faces = len(faces)
+            self._size = (int(size[0]), int(size[1]))
             self._error = ""
 
     def _update_lag(self, wall: float, media_time: float | None) -> None:
@@ -154,7 +158,8 @@ class SeriesBuffer:
         with self._lock:
             frames = list(self._frames)
             out = LiveStats(lag_ms=self._lag * 1000.0, frames=self._count,
-                            faces=self._faces, error=self._error, dropped=self._dropped)
+                            faces=self._faces, error=self._error, dropped=self._dropped,
+                            size=self._size)
             arrivals = list(self._arrivals)
         if len(arrivals) > 1 and arrivals[-1][0] > arrivals[0][0]:
             out.received_fps = sum(n for _, n in arrivals[1:]) / (arrivals[-1][0] - arrivals[0][0])
@@ -184,6 +189,7 @@ class SeriesBuffer:
             self._error = ""
             self._arrivals.clear()
             self._dropped = 0
+            self._size = (0, 0)
 
 
 def summary(table: np.ndarray) -> list[dict[str, float]]:

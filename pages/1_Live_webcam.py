@@ -46,7 +46,8 @@ def process(state: LiveState, frame: av.VideoFrame) -> av.VideoFrame:
     except Exception as exc:  # shown on the page by the stats panel
         state.buffer.set_error(f"{type(exc).__name__}: {exc}")
         return frame
-    state.buffer.add_frame(faces, times, (time.perf_counter() - start) * 1e3, media_time)
+    state.buffer.add_frame(faces, times, (time.perf_counter() - start) * 1e3, media_time,
+                           size=(image.shape[1], image.shape[0]))
     return av.VideoFrame.from_ndarray(out, format="bgr24")
 
 
@@ -103,8 +104,8 @@ def live_panel() -> None:
     b.metric("Queue lag ms", f"{stats.lag_ms:.0f}")
     if stats.stage_ms:
         st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
-                   + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames processed, "
-                   f"{stats.dropped} dropped")
+                   + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames of "
+                   f"{stats.size[0]}x{stats.size[1]} processed, {stats.dropped} dropped")
     if state.note:
         st.warning(state.note)
     table = state.buffer.snapshot(window_s=state.window_s)

@@ -64,13 +64,15 @@ def test_stats_fps_stage_medians_and_lag(video_faces):
     buf = SeriesBuffer(clock=clock)
     for i in range(11):
         buf.add_frame(video_faces[i], StageTimes(inference=2.0, detect=1.0), frame_ms=8.0,
-                      media_time=i / 30)  # the camera runs at 30 fps ...
+                      media_time=i / 30, size=(640, 480))  # the camera runs at 30 fps ...
         clock.t += 0.1                    # ... but we only manage 10: frames wait longer and longer
     stats = buf.stats()
     assert stats.fps == pytest.approx(10.0)
     assert stats.frame_ms == 8.0 and stats.stage_ms["inference"] == 2.0
     assert stats.lag_ms == pytest.approx(1000 * (1.0 - 10 / 30))
-    assert stats.frames == 11
+    assert stats.frames == 11 and stats.size == (640, 480)
+    buf.clear()
+    assert buf.stats().size == (0, 0)
 
 
 def test_concurrent_writer_and_reader_stay_consistent(video_faces):
