@@ -378,6 +378,26 @@ def test_live_mesh_at_640x480_30fps(playwright, chromium, app_url, tmp_path, out
         b.close()
 
 
+def test_live_webcam_with_the_camera_denied(playwright, chromium, app_url, output_dir):
+    """A person who says no to the camera prompt gets the browser's reason on the page, the
+    page's own hint and no traceback; the stats panel waits for a stream."""
+    flags = [f for f in CHROMIUM_FLAGS if f != "--use-fake-ui-for-media-stream"]
+    b = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                   args=flags + ["--deny-permission-prompts"])
+    try:
+        page = new_page(b)
+        page.goto(app_url + "/Live_webcam", timeout=120_000)
+        frame = webrtc_frame(page)
+        frame.locator("button", has_text="START").click()
+        frame.locator("text=/Permission denied|NotAllowedError/").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(output_dir / "e2e_live_camera_denied.png"), full_page=True)
+        assert page.locator("text=check the browser's site permissions").count() == 1
+        assert page.locator("text=Press START to begin").count() == 1
+        assert page.locator("text=Traceback").count() == 0
+    finally:
+        b.close()
+
+
 def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
     import re
 
