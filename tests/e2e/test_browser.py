@@ -424,6 +424,52 @@ def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
     page.screenshot(path=str(output_dir / "e2e_3d_viewer_full_wireframe.png"), full_page=True)
 
 
+# the Plotly element holding the Mesh3d, and its 3D camera's eye as the viewer sees it now
+MESH_PLOT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .find(e => (e._fullData || []).some(t => t.type === 'mesh3d'))"""
+CAMERA_EYE_JS = """() => { const el = Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .find(e => (e._fullData || []).some(t => t.type === 'mesh3d'));
+  const scene = el && el._fullLayout.scene._scene; if (!scene) return null;
+  const eye = scene.getCamera().eye; return [eye.x, eye.y, eye.z]; }"""
+
+
+def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
+    """Take a snapshot with the (fake) camera, get its face in 3D, turn it, then reset the view."""
+    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    page.get_by_text("Take a snapshot with the camera").click()
+    # the fake camera loops a video that starts on a black frame and has the head turned away
+    # at times: like a person would, take the picture again until a face is found
+    for _ in range(8):
+        page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+        page.wait_for_function("""() => document.body.innerText.includes('No face was found') ||
+            Array.from(document.querySelectorAll('.js-plotly-plot'))
+              .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
+        if page.locator("text=No face was found").count() == 0:
+            break
+        page.get_by_role("button", name="Clear photo").click()
+        page.wait_for_timeout(700)
+    assert page.locator("text=/face\\(s\\) found/").count() == 1
+    start = page.evaluate(CAMERA_EYE_JS)
+
+    page.evaluate(MESH_PLOT_JS + ".scrollIntoView({block: 'center'})")
+    box = page.evaluate(MESH_PLOT_JS + ".getBoundingClientRect().toJSON()")
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 150, cy + 40, steps=10)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    turned = page.evaluate(CAMERA_EYE_JS)
+    page.screenshot(path=str(output_dir / "e2e_3d_viewer_snapshot_turned.png"), full_page=True)
+    assert np.linalg.norm(np.subtract(turned, start)) > 0.2, (start, turned)
+
+    page.get_by_role("button", name="Reset view").click()
+    page.wait_for_function(f"""() => {{ const f = {CAMERA_EYE_JS}; const e = f();
+        return e && Math.hypot(e[0] - {start[0]}, e[1] - {start[1]}, e[2] - {start[2]}) < 1e-3; }}""",
+                           timeout=60_000)
+    assert page.locator("text=Traceback").count() == 0
+
+
 def test_3d_viewer_rejects_a_non_image(page, app_url, output_dir):
     page.goto(app_url + "/3D_viewer", timeout=120_000)
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
