@@ -219,10 +219,15 @@ def webrtc_frame(page):
     raise AssertionError("the webcam component did not appear")
 
 
-def pose_traces(page) -> list[dict]:
-    for plot in page.evaluate(PLOTS_JS):
-        if len(plot) >= 3 and all(t["type"] == "scatter" for t in plot) and plot[0]["name"].startswith("track"):
-            return plot
+def pose_traces(page, tries: int = 20) -> list[dict]:
+    """The traces of the pose chart; the panel redraws twice a second, so a read that lands
+    while Plotly is redrawing is tried again."""
+    for _ in range(tries):
+        for plot in page.evaluate(PLOTS_JS):
+            if (len(plot) >= 3 and all(t["type"] == "scatter" for t in plot)
+                    and (plot[0]["name"] or "").startswith("track")):
+                return plot
+        page.wait_for_timeout(500)
     return []
 
 
