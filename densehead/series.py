@@ -22,6 +22,7 @@ EXPRESSION = tuple(f"exp{i}" for i in range(N_EXPRESSION))
 COLUMNS = ("t", "frame", "track_id", *POSE, *EXPRESSION)
 COL = {name: i for i, name in enumerate(COLUMNS)}
 STAGES = ("detect", "preprocess", "inference", "postprocess", "render")
+IDLE_AFTER_S = 2.0  # no frame for this long: the stream is stopped or stalled, rates read 0
 
 
 def face_row(t: float, frame: int, face: Face) -> tuple[float, ...]:
@@ -68,6 +69,7 @@ class LiveStats:
     received_fps: float = 0.0        # frames arriving from the camera per second
     dropped: int = 0                 # frames skipped because processing was busy (never queued)
     size: tuple[int, int] = (0, 0)   # width, height of the latest processed frame
+    idle_s: float = 0.0              # seconds since the latest processed frame
 
 
 class SeriesBuffer:
@@ -169,6 +171,9 @@ class SeriesBuffer:
         totals = np.array([f[1] for f in frames])
         if len(frames) > 1 and walls[-1] > walls[0]:
             out.fps = (len(frames) - 1) / (walls[-1] - walls[0])
+        out.idle_s = max(0.0, self._clock() - float(walls[-1]))
+        if out.idle_s > IDLE_AFTER_S:  # the last rates are history, not what happens now
+            out.fps = out.received_fps = 0.0
         out.frame_ms = float(np.median(totals))
         out.frame_ms_p90 = float(np.percentile(totals, 90))
         out.stage_ms = {k: float(np.median([f[2][k] for f in frames])) for k in STAGES}
@@ -206,6 +211,6 @@ def summary(table: np.ndarray) -> list[dict[str, float]]:
     return out
 
 
-__all__ = ["COLUMNS", "COL", "EXPRESSION", "LiveStats", "POSE", "STAGES", "SeriesBuffer",
+__all__ = ["COLUMNS", "COL", "EXPRESSION", "IDLE_AFTER_S", "LiveStats", "POSE", "STAGES", "SeriesBuffer",
            "face_row", "rows_to_array", "series_csv",
            "split_tracks", "summary"]

@@ -327,6 +327,12 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     # six overlay changes and six clears later it is still the first stream, still playing
     assert frame.locator("button", has_text="STOP").count() == 1
 
+    # STOP: the readout drops to 0 and says why, the series stays for download
+    frame.locator("button", has_text="STOP").click()
+    page.locator("text=the stream is stopped or paused").wait_for(timeout=30_000)
+    assert float(metric(page, "Server FPS")) == 0.0
+    assert pose_traces(page), "the series went away with the stream"
+
 
 # Ask Chromium to keep the camera's resolution and give up frame rate instead when it judges
 # the CPU busy (the default "balanced" preference halves the size on this loaded machine)
