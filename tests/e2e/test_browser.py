@@ -450,16 +450,24 @@ def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
     page.get_by_text("Take a snapshot with the camera").click()
     # the fake camera loops a video that starts on a black frame and has the head turned away
     # at times: like a person would, take the picture again until a face is found
-    for _ in range(8):
-        page.get_by_role("button", name="Take Photo").click(timeout=60_000)
-        page.wait_for_function("""() => document.body.innerText.includes('No face was found') ||
-            Array.from(document.querySelectorAll('.js-plotly-plot'))
-              .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
-        if page.locator("text=No face was found").count() == 0:
-            break
-        page.get_by_role("button", name="Clear photo").click()
-        page.wait_for_timeout(700)
-    assert page.locator("text=/face\\(s\\) found/").count() == 1
+    try:
+        for attempt in range(8):
+            # a click before the preview shows frames takes no picture: wait for a playing camera
+            page.wait_for_function("""() => { const v = document.querySelector(
+                '[data-testid="stCameraInput"] video'); return v && v.videoWidth > 0 && v.currentTime > 0.5; }""",
+                                   timeout=60_000)
+            page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+            page.wait_for_function("""() => document.body.innerText.includes('No face was found') ||
+                Array.from(document.querySelectorAll('.js-plotly-plot'))
+                  .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
+            if page.locator("text=No face was found").count() == 0:
+                break
+            page.get_by_role("button", name="Clear photo").click()
+    except Exception:  # keep what the page showed
+        page.screenshot(path=str(output_dir / "e2e_3d_viewer_snapshot_failed.png"), full_page=True)
+        raise
+    page.screenshot(path=str(output_dir / "e2e_3d_viewer_snapshot.png"), full_page=True)
+    assert page.locator("text=/face\\(s\\) found/").count() == 1, f"no face in {attempt + 1} snapshots"
     start = page.evaluate(CAMERA_EYE_JS)
 
     page.evaluate(MESH_PLOT_JS + ".scrollIntoView({block: 'center'})")
