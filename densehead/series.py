@@ -71,6 +71,11 @@ class LiveStats:
     size: tuple[int, int] = (0, 0)   # width, height of the latest processed frame
     idle_s: float = 0.0              # seconds since the latest processed frame
 
+    @property
+    def stopped(self) -> bool:
+        """No frame for IDLE_AFTER_S: the stream is stopped or stalled."""
+        return self.idle_s > IDLE_AFTER_S
+
 
 class SeriesBuffer:
     """Bounded, lock-protected ring of face rows plus per-frame timings.
@@ -84,14 +89,20 @@ class SeriesBuffer:
         self._clock = clock
         self._rows: deque[tuple[float, ...]] = deque(maxlen=max_rows)
         self._frames: deque[tuple[float, float, dict[str, float]]] = deque(maxlen=stats_frames)
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=stats_frames)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Back to no frames seen; callers other than __init__ hold the lock."""
+        self._rows.clear()
+        self._frames.clear()
+        self._arrivals.clear()
         self._t0: float | None = None
-        self._media0: float | None = None
         self._lag_floor = float("inf")
         self._lag = 0.0
         self._count = 0
         self._faces = 0
         self._error = ""
-        self._arrivals: deque[tuple[float, int]] = deque(maxlen=stats_frames)
         self._dropped = 0
         self._size = (0, 0)
 
@@ -172,7 +183,7 @@ class SeriesBuffer:
         if len(frames) > 1 and walls[-1] > walls[0]:
             out.fps = (len(frames) - 1) / (walls[-1] - walls[0])
         out.idle_s = max(0.0, self._clock() - float(walls[-1]))
-        if out.idle_s > IDLE_AFTER_S:  # the last rates are history, not what happens now
+        if out.stopped:  # the last rates are history, not what happens now
             out.fps = out.received_fps = 0.0
         out.frame_ms = float(np.median(totals))
         out.frame_ms_p90 = float(np.percentile(totals, 90))
@@ -184,17 +195,7 @@ class SeriesBuffer:
 
     def clear(self) -> None:
         with self._lock:
-            self._rows.clear()
-            self._frames.clear()
-            self._t0 = None
-            self._lag_floor = float("inf")
-            self._lag = 0.0
-            self._count = 0
-            self._faces = 0
-            self._error = ""
-            self._arrivals.clear()
-            self._dropped = 0
-            self._size = (0, 0)
+            self._reset()
 
 
 def summary(table: np.ndarray) -> list[dict[str, float]]:

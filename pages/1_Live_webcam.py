@@ -11,7 +11,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead import draw
 from densehead.figures import expression_figure, pose_figure
-from densehead.series import IDLE_AFTER_S, SeriesBuffer
+from densehead.series import SeriesBuffer
 from densehead.tracking import FaceTracker
 from pages import ice_servers, load_pipeline, overlay, processing_settings, renderer_status
 
@@ -106,7 +106,7 @@ def live_panel() -> None:
         st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
                    + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames of "
                    f"{stats.size[0]}x{stats.size[1]} processed, {stats.dropped} dropped")
-    if stats.idle_s > IDLE_AFTER_S:
+    if stats.stopped:
         st.info(f"No frames for {stats.idle_s:.0f} s: the stream is stopped or paused. Press "
                 "START to go on; the series so far stays here until you clear it.")
     if state.note:

@@ -73,7 +73,8 @@ def test_stats_fps_stage_medians_and_lag(video_faces):
     assert stats.frames == 11 and stats.size == (640, 480)
     clock.t += 5.0  # the person pressed STOP: the readout must not keep showing 10 fps
     stopped = buf.stats()
-    assert stopped.fps == 0.0 and stopped.idle_s == pytest.approx(5.1) and stopped.frames == 11
+    assert stopped.stopped and stopped.fps == 0.0 and stopped.frames == 11
+    assert stopped.idle_s == pytest.approx(5.1)
     buf.clear()
     assert buf.stats().size == (0, 0)
 
