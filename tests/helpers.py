@@ -6,7 +6,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from conftest import SAMPLES
-from densehead.metrics import nme  # noqa: F401  (re-exported for the tests)
 
 
 @lru_cache(maxsize=None)

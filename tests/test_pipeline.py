@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from densehead.image import ImageError, read_image
-from helpers import aflw_items, image_path, nme, shared_pipeline
+from densehead.metrics import nme
+from helpers import aflw_items, image_path, shared_pipeline
 
 
 @pytest.fixture(scope="module")

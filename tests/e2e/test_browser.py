@@ -185,29 +185,36 @@ def green_pixels(rgb: np.ndarray) -> int:
     return int(np.sum((g > 170) & (r < 140) & (b < 140)))
 
 
-def metric(page, label: str, tries: int = 10) -> str:
-    """A metric's value; Streamlit re-renders metrics while the page reruns, so a read that
-    lands mid-render is tried again."""
+def text_retrying(page, locator, tries: int = 10) -> str:
+    """A readout's text; Streamlit re-renders the panel while it reruns, so a read that lands
+    mid-render is tried again."""
+    for attempt in range(tries):
+        try:
+            return locator.inner_text(timeout=5000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.wait_for_timeout(500)
+    raise AssertionError("unreachable")
+
+
+def metric(page, label: str) -> str:
     box = page.locator('[data-testid="stMetric"]', has_text=label)
-    for attempt in range(tries):
-        try:
-            return box.locator('[data-testid="stMetricValue"]').inner_text(timeout=5000)
-        except Exception:
-            if attempt == tries - 1:
-                raise
-            page.wait_for_timeout(500)
-    raise AssertionError("unreachable")
+    return text_retrying(page, box.locator('[data-testid="stMetricValue"]'))
 
 
-def stage_text(page, tries: int = 10) -> str:
-    for attempt in range(tries):
-        try:
-            return page.locator("text=/detect .* processed/").first.inner_text(timeout=5000)
-        except Exception:
-            if attempt == tries - 1:
-                raise
-            page.wait_for_timeout(500)
-    raise AssertionError("unreachable")
+def stage_text(page) -> str:
+    return text_retrying(page, page.locator("text=/detect .* processed/").first)
+
+
+def live_readouts(page) -> dict:
+    """What the live panel reports: rates, per-frame time, queue lag, faces and the stage line."""
+    return {"fps": float(metric(page, "Server FPS")),
+            "camera_fps_in": float(metric(page, "Camera FPS in")),
+            "faces": int(metric(page, "Faces")),
+            "frame_ms_median": float(metric(page, "Frame ms")),
+            "queue_lag_ms": float(metric(page, "Queue lag ms")),
+            "stages": stage_text(page)}
 
 
 def webrtc_frame(page):
@@ -312,11 +319,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
         page.get_by_role("button", name="Clear series").click()
         page.wait_for_timeout(7000)
         try:
-            measured[mode] = {"fps": float(metric(page, "Server FPS")),
-                              "camera_fps_in": float(metric(page, "Camera FPS in")),
-                              "frame_ms_median": float(metric(page, "Frame ms")),
-                              "queue_lag_ms": float(metric(page, "Queue lag ms")),
-                              "stages": stage_text(page)}
+            measured[mode] = live_readouts(page)
         except Exception:  # keep what the page showed, for whoever reads the failure
             page.screenshot(path=str(output_dir / f"e2e_live_failed_{mode}.png"), full_page=True)
             (output_dir / "e2e_live_console.log").write_text("\n".join(page.console_log))
@@ -373,15 +376,10 @@ def test_live_mesh_at_640x480_30fps(playwright, chromium, app_url, tmp_path, out
             page.wait_for_timeout(1000)
         page.get_by_role("button", name="Clear series").click()
         page.wait_for_timeout(10_000)
-        stages = stage_text(page)
+        readouts = live_readouts(page)
         measured = {"camera": f"obama.mp4 as {frames[0].shape[1]}x{frames[0].shape[0]} at 30 fps",
-                    "processed_size": re.search(r"frames of (\d+x\d+)", stages).group(1),
-                    "fps": float(metric(page, "Server FPS")),
-                    "camera_fps_in": float(metric(page, "Camera FPS in")),
-                    "faces": int(metric(page, "Faces")),
-                    "frame_ms_median": float(metric(page, "Frame ms")),
-                    "queue_lag_ms": float(metric(page, "Queue lag ms")),
-                    "stages": stages}
+                    "processed_size": re.search(r"frames of (\d+x\d+)", readouts["stages"]).group(1),
+                    **readouts}
         page.screenshot(path=str(output_dir / "e2e_live_640x480_mesh.png"), full_page=True)
         (output_dir / "e2e_live_640x480_mesh.json").write_text(json.dumps(measured, indent=1))
         assert measured["fps"] > 0 and measured["faces"] == 1, measured
