@@ -6,7 +6,7 @@ import os
 import streamlit as st
 
 from densehead import assets
-from pages import REGRESSOR, renderer_status
+from densehead.dashboard.models import REGRESSOR, renderer_status
 
 st.set_page_config(page_title="densehead", page_icon="🙂", layout="wide")
 st.title("densehead — real-time 3D dense face alignment on the CPU")

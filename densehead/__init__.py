@@ -1,18 +1,22 @@
-"""densehead: CPU real-time 3D dense face alignment (3DDFA_V2 reimplemented on TFLite)."""
+"""densehead: CPU real-time 3D dense face alignment (3DDFA_V2 reimplemented on TFLite).
+
+    import densehead
+    pipe = densehead.Pipeline()                      # or Pipeline(densehead.PipelineOptions(...))
+    result = pipe(densehead.read_image("photo.jpg"))  # a FrameResult: .faces and .times
+"""
 from __future__ import annotations
 
-from .face import Face, StageTimes
+from . import draw, tracking, video
+from .assets import MissingAssetsError
+from .face import Face, FrameResult, StageTimes
+from .image import ImageError, read_image
+from .options import OptionsError, PipelineOptions, TrackerOptions
+from .pipeline import Pipeline
+from .tracking import FaceTracker
+from .video import VideoError, iter_frames
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str):
-    # Pipeline pulls in the runtime and OpenCV; import it on first use so that light modules
-    # (results, exporters) stay cheap to import.
-    if name == "Pipeline":
-        from .pipeline import Pipeline
-        return Pipeline
-    raise AttributeError(name)
-
-
-__all__ = ["Face", "Pipeline", "StageTimes", "__version__"]
+__all__ = ["Face", "FaceTracker", "FrameResult", "ImageError", "MissingAssetsError",
+           "OptionsError", "Pipeline", "PipelineOptions", "StageTimes", "TrackerOptions",
+           "VideoError", "__version__", "draw", "iter_frames", "read_image", "tracking", "video"]

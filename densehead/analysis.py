@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .face import Face
-from .series import face_row, rows_to_array
+from .table import frame_rows, stack
 
 if TYPE_CHECKING:
+    from .options import TrackerOptions
     from .pipeline import Pipeline
 
 
 @dataclass
 class VideoAnalysis:
     """What `analyze_video` returns: the series, the per-frame faces (for JSON) and the output."""
-    table: np.ndarray                              # rows of COLUMNS, t = frame / fps
+    table: np.ndarray                              # densehead.table rows, time = frame / fps
     frames: list[tuple[int, float, list[Face]]]    # (frame index, t, faces)
     fps: float
     n_frames: int
@@ -33,7 +34,7 @@ Overlay = Callable[[np.ndarray, list, str], "tuple[np.ndarray, str]"]
 
 
 def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mode: str = "sparse",
-                  smoothing: bool = True, max_frames: int | None = None, redetect_every: int = 10,
+                  options: "TrackerOptions | None" = None, max_frames: int | None = None,
                   progress: Progress | None = None, overlay: Overlay | None = None) -> VideoAnalysis:
     """Track every frame of a video, write the overlay video to `output`, and collect the series.
 
@@ -46,10 +47,9 @@ def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mo
 
     info = probe(path)
     total = info.frame_count if max_frames is None else min(info.frame_count or max_frames, max_frames)
-    tracker = FaceTracker(pipeline, redetect_every=redetect_every, smoothing=smoothing,
-                          fps=info.fps)
+    tracker = FaceTracker(pipeline, options, fps=info.fps)
     draw_fn = overlay or (lambda f, fs, m: (draw.overlay(f, fs, m, pipeline.model), ""))
-    rows: list[tuple[float, ...]] = []
+    rows: list[np.ndarray] = []
     frames: list[tuple[int, float, list[Face]]] = []
     notes: set[str] = set()
     start = time.perf_counter()
@@ -57,17 +57,17 @@ def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mo
     with VideoWriter(output, info.fps, (info.width, info.height)) as writer:
         for n, frame in enumerate(iter_frames(path, max_frames=max_frames), start=1):
             t = (n - 1) / info.fps
-            faces = tracker(frame, dense=draw.needs_dense(mode), timestamp=t)
+            faces = tracker(frame, dense=draw.needs_dense(mode), timestamp=t).faces
             out, note = draw_fn(frame, faces, mode)
             if note:
                 notes.add(note)
             writer.write(out)
-            rows.extend(face_row(t, n - 1, f) for f in faces)
+            rows.extend(frame_rows(n - 1, t, faces))
             for f in faces:
                 f.vertices = None  # keep memory flat on long videos: the series needs no mesh
             frames.append((n - 1, t, faces))
             if progress is not None:
                 progress(n, total, time.perf_counter() - start)
     elapsed = time.perf_counter() - start
-    return VideoAnalysis(rows_to_array(rows), frames, info.fps, n, Path(output),
+    return VideoAnalysis(stack(rows), frames, info.fps, n, Path(output),
                          1e3 * elapsed / max(n, 1), sorted(notes))

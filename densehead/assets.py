@@ -12,10 +12,8 @@ exactly the bytes the upstream repository published. Resolution order for one fi
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -70,8 +68,13 @@ REGISTRY: dict[str, AssetSpec] = {s.name: s for s in (
           "31b52dcfb1a823649a6157f784ce39304c96ca6d", 913_040),
 )}
 
+# The files the product needs: one of the regressors, and the rest always.
 REGRESSORS = {"mb05": "mb05_120x120.pth", "mb1": "mb1_120x120.pth"}
-_COMMON = ("RFB-320.tflite", "bfm_noneck_v3.pkl", "param_mean_std_62d_120x120.pkl", "tri.pkl")
+DETECTOR_FILE = "RFB-320.tflite"
+BFM_FILE = "bfm_noneck_v3.pkl"
+STATS_FILE = "param_mean_std_62d_120x120.pkl"
+TRI_FILE = "tri.pkl"
+_COMMON = (DETECTOR_FILE, BFM_FILE, STATS_FILE, TRI_FILE)
 
 
 def default_names(regressor: str = "mb05") -> tuple[str, ...]:
@@ -344,38 +347,3 @@ def _short(error: BaseException) -> str:
     if "Max retries exceeded" in text or "NameResolution" in text:
         return "could not reach the server (offline?)"
     return text if len(text) < 200 else text[:197] + "..."
-
-
-# --- command line ------------------------------------------------------------------------
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `fetch`: download (if needed) and verify the model files."""
-    p = subparsers.add_parser(
-        "fetch", help="download and verify the model files",
-        description=f"Find or download each model file and verify it. Looks in ${ASSETS_ENV}, "
-                    f"then the cache (${HOME_ENV}, default {DEFAULT_HOME}); "
-                    f"${MIRROR_ENV} replaces the GitHub URLs with <mirror>/<name>.")
-    p.add_argument("names", nargs="*", help=f"files to fetch (known: {', '.join(REGISTRY)})")
-    p.add_argument("--regressor", choices=sorted(REGRESSORS), default="mb05",
-                   help="which regressor weights the default set includes")
-    p.add_argument("--all", action="store_true", help="every known file")
-    p.set_defaults(func=run_fetch)
-    return p
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    names = list(REGISTRY) if args.all else (args.names or list(default_names(args.regressor)))
-    try:
-        fetch_all(names)
-    except (MissingAssetsError, KeyError) as e:
-        print(e.args[0] if isinstance(e, KeyError) else e, file=sys.stderr)
-        _print_status(names)
-        return 1
-    _print_status(names)
-    return 0
-
-
-def _print_status(names: list[str]) -> None:
-    for s in status([n for n in names if n in REGISTRY]):
-        mark = {True: "official", False: "NOT the official bytes", None: "missing"}[s.official]
-        print(f"{s.name:34s} {mark:24s} {s.source:10s} {s.path or ''}")

@@ -1,13 +1,19 @@
 """The result record: everything the pipeline knows about one face in one frame."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from .morphable import N_EXPRESSION, N_SHAPE
 
-@dataclass
+_SHAPE = slice(12, 12 + N_SHAPE)
+_EXPRESSION = slice(12 + N_SHAPE, 12 + N_SHAPE + N_EXPRESSION)
+
+
+# eq=False: numpy fields make field-wise == ambiguous; faces compare by identity.
+@dataclass(eq=False)
 class Face:
     box: np.ndarray            # (4,) x1, y1, x2, y2 in frame pixels (detector box, or the tracked box)
     score: float               # detector confidence (1.0 for boxes given by the caller)
@@ -25,14 +31,14 @@ class Face:
     track_id: int = -1         # stable id across frames when tracking, -1 for single images
 
     @property
-    def shape(self) -> np.ndarray:
-        """The 40 identity coefficients."""
-        return self.params[12:52]
+    def shape_coeffs(self) -> np.ndarray:
+        """The 40 identity (shape) coefficients of the morphable model."""
+        return self.params[_SHAPE]
 
     @property
-    def expression(self) -> np.ndarray:
-        """The 10 expression coefficients."""
-        return self.params[52:62]
+    def expression_coeffs(self) -> np.ndarray:
+        """The 10 expression coefficients of the morphable model."""
+        return self.params[_EXPRESSION]
 
     def to_dict(self, with_vertices: bool = False) -> dict[str, Any]:
         """Plain JSON-ready values (lists and floats)."""
@@ -46,8 +52,8 @@ class Face:
             "roll": float(self.roll),
             "translation": _floats(self.translation),
             "scale": float(self.scale),
-            "shape": _floats(self.shape),
-            "expression": _floats(self.expression),
+            "shape": _floats(self.shape_coeffs),
+            "expression": _floats(self.expression_coeffs),
             "landmarks": np.round(self.landmarks.astype(float), 3).tolist(),
         }
         if with_vertices and self.vertices is not None:
@@ -73,4 +79,15 @@ class StageTimes:
         return {k: v for k, v in self.__dict__.items()}
 
 
-__all__ = ["Face", "StageTimes"]
+STAGES = tuple(f.name for f in fields(StageTimes) if f.name != "faces")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one call on one frame gives: its faces and the time each stage took. A value of its
+    own per call, so nothing per call lives on the shared pipeline."""
+    faces: list[Face] = field(default_factory=list)
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+__all__ = ["Face", "FrameResult", "STAGES", "StageTimes"]

@@ -2,25 +2,31 @@
 directions, triangles, and the 68 keypoint rows that sparse reconstruction uses."""
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import threading
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 N_SHAPE = 40
 N_EXPRESSION = 10
-_blas: ThreadpoolController | None = None
+_blas_lock = threading.Lock()
+_blas_limited = False
 
 
-def _one_blas_thread() -> AbstractContextManager:
-    """The dense product runs on one BLAS thread: it is memory-bound (0.2 ms on two threads,
-    0.4 ms on one), but OpenBLAS's idle threads keep spinning afterwards and take the second
-    core from TFLite's XNNPACK worker, which cost about 1 ms per frame in the benchmark."""
-    global _blas
-    if _blas is None:
-        _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
+def limit_blas_to_one_thread() -> None:
+    """Once per process, when a model is loaded (before any dense product): BLAS on one thread.
+
+    The dense product is memory-bound (0.2 ms on two threads, 0.4 ms on one), but OpenBLAS's
+    idle threads keep spinning afterwards and take the second core from TFLite's XNNPACK worker,
+    which cost about 1 ms per frame in the benchmark. Set once, process-wide, rather than entered
+    and restored around each call: from several session threads those nested enter/restore
+    pairs could leave the process with the wrong setting."""
+    global _blas_limited
+    with _blas_lock:
+        if not _blas_limited:
+            threadpool_limits(limits=1, user_api="blas")
+            _blas_limited = True
 
 
 class MorphableModel:
@@ -29,6 +35,7 @@ class MorphableModel:
     def __init__(self, bfm_path: str | Path, tri_path: str | Path | None = None) -> None:
         from .checkpoint import load_pickle
 
+        limit_blas_to_one_thread()
         data = load_pickle(bfm_path)
         mean = np.asarray(data["u"], dtype=np.float32).reshape(-1)
         basis = np.concatenate([data["w_shp"], data["w_exp"]], axis=1).astype(np.float32)
@@ -65,8 +72,7 @@ class MorphableModel:
 
     def dense(self, coeffs: np.ndarray) -> np.ndarray:
         """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
-        with _one_blas_thread():
-            return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
+        return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
 
 
 def ncc_code(mean_shape: np.ndarray) -> np.ndarray:

@@ -1,23 +1,22 @@
-"""One frame in, a list of Face records out: detect -> crop -> regress -> reconstruct -> pose."""
+"""One frame in, its faces out: detect -> crop -> regress -> reconstruct -> pose."""
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import assets, crop
-from .face import Face, StageTimes
+from .detector import Detections, FaceDetector
+from .face import Face, FrameResult, StageTimes
 from .image import as_bgr
 from .morphable import MorphableModel, project
+from .options import PipelineOptions
 from .pose import decompose
-
-REGRESSORS = {"mb05": "mb05_120x120.pth", "mb1": "mb1_120x120.pth"}
-DETECTOR_FILE = "RFB-320.tflite"
-BFM_FILE = "bfm_noneck_v3.pkl"
-STATS_FILE = "param_mean_std_62d_120x120.pkl"
-TRI_FILE = "tri.pkl"
+from .runtime import TFLiteModel
 
 # iBUG 68-point order: the index each landmark takes when the face is mirrored left-right.
 MIRROR_68 = np.array(
@@ -26,93 +25,102 @@ MIRROR_68 = np.array(
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
 
 
-def required_files(regressor: str = "mb05") -> list[str]:
-    if regressor not in REGRESSORS:
-        raise ValueError(f"unknown regressor {regressor!r}; choose one of {sorted(REGRESSORS)}")
-    return [DETECTOR_FILE, REGRESSORS[regressor], STATS_FILE, BFM_FILE, TRI_FILE]
+@dataclass(frozen=True)
+class Models:
+    """The loaded networks and face model: read-only after loading, shared by every view."""
+    detector: FaceDetector
+    regressor: TFLiteModel
+    model: MorphableModel
+    compiled_path: Path
+    key: tuple[str, int]          # (regressor name, threads) they were loaded with
+
+
+def load_models(options: PipelineOptions) -> Models:
+    from .compile import regressor_tflite
+
+    paths = assets.resolve_many(assets.default_names(options.regressor))
+    detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
+    compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
+                                paths[assets.STATS_FILE], assets.cache_dir() / "compiled")
+    return Models(detector=detector,
+                  regressor=TFLiteModel(compiled, num_threads=options.num_threads),
+                  model=MorphableModel(paths[assets.BFM_FILE], paths[assets.TRI_FILE]),
+                  compiled_path=Path(compiled), key=options.model_key)
 
 
 class Pipeline:
-    """Stateless per call (tracking lives in densehead.tracking); safe to share between threads
-    because each TFLite model serialises its own calls."""
+    """Faces of one frame. Holds the shared models and frozen options, nothing per call, so one
+    pipeline may serve several threads (each TFLite model serialises its own calls).
 
-    def __init__(self, regressor: str = "mb05", num_threads: int = 2,
-                 score_threshold: float = 0.7, iou_threshold: float = 0.3, max_faces: int = 8,
-                 min_face_size: int = 20, roi_shift: float = 0.06, roi_scale: float = 1.40,
-                 refine: bool = True, flip_average: bool = False) -> None:
-        # roi 0.06/1.40 and refine: measured with `densehead evaluate` on AFLW2000-3D samples
-        # (README, Accuracy). refine and flip_average apply to detector/given boxes only: the
-        # tracker's landmark crops are already what a refine pass would produce.
-        from .compile import regressor_tflite
-        from .detector import FaceDetector
-        from .runtime import TFLiteModel
+    `Pipeline()` loads the models with the default options; `Pipeline(options)` or
+    `Pipeline(max_faces=2, ...)` with others; `pipe.with_options(...)` gives a pipeline with
+    other per-call settings that shares the models already loaded.
+    """
 
-        paths = assets.resolve_many(required_files(regressor))
-        self.regressor_name = regressor
-        self.num_threads = num_threads
-        self.roi_shift, self.roi_scale = roi_shift, roi_scale
-        self.refine, self.flip_average = refine, flip_average
-        self.max_faces = max_faces
-        self.detector = FaceDetector(paths[DETECTOR_FILE], num_threads=num_threads,
-                                     score_threshold=score_threshold, iou_threshold=iou_threshold,
-                                     min_size=min_face_size, max_faces=max_faces)
-        compiled = regressor_tflite(paths[REGRESSORS[regressor]], paths[STATS_FILE],
-                                    assets.cache_dir() / "compiled")
-        self.regressor = TFLiteModel(compiled, num_threads=num_threads)
-        self.model = MorphableModel(paths[BFM_FILE], paths[TRI_FILE])
-        self.compiled_path = Path(compiled)
-        self.last_times = StageTimes()
+    def __init__(self, options: PipelineOptions | None = None, *, models: Models | None = None,
+                 **changes: Any) -> None:
+        options = options or PipelineOptions()
+        self.options = options.replace(**changes) if changes else options
+        if models is not None and models.key != self.options.model_key:
+            raise ValueError(f"these models were loaded for {models.key}, not for "
+                             f"{self.options.model_key}: create a new Pipeline instead")
+        self.models = models or load_models(self.options)
+        # this pipeline's own detector settings around the shared interpreter
+        self.detector = copy.copy(self.models.detector)
+        o = self.options
+        self.detector.score_threshold, self.detector.iou_threshold = o.score_threshold, o.iou_threshold
+        self.detector.min_size, self.detector.max_faces = o.min_face_size, o.max_faces
 
-    def view(self, score_threshold: float | None = None,
-             max_faces: int | None = None) -> "Pipeline":
-        """A pipeline that shares this one's models but has its own detection settings and
-        stage timings: one per user session or stream, without loading anything again."""
-        out = copy.copy(self)
-        out.detector = copy.copy(self.detector)
-        out.last_times = StageTimes()
-        out.set_detection(score_threshold, max_faces)
-        return out
+    def with_options(self, **changes: Any) -> "Pipeline":
+        """A pipeline with some options changed that shares this one's loaded models (the
+        regressor and the thread count are fixed by the models)."""
+        return Pipeline(self.options.replace(**changes), models=self.models)
 
-    def set_detection(self, score_threshold: float | None = None,
-                      max_faces: int | None = None) -> None:
-        if score_threshold is not None:
-            self.detector.score_threshold = float(score_threshold)
-        if max_faces is not None:
-            self.max_faces = self.detector.max_faces = int(max_faces)
+    @property
+    def model(self) -> MorphableModel:
+        return self.models.model
 
-    # -- the public call -------------------------------------------------------------------
+    @property
+    def regressor(self) -> TFLiteModel:
+        return self.models.regressor
+
+    # -- the public calls ------------------------------------------------------------------
     def __call__(self, frame: np.ndarray, boxes: np.ndarray | None = None,
                  rois: np.ndarray | None = None, dense: bool = False,
-                 scores: np.ndarray | None = None) -> list[Face]:
-        """Faces in `frame` (BGR). `boxes` skips detection; `rois` skips the box->crop mapping
-        too (square crops fed as they are, no refine or flip pass). `dense` adds the 38,365
-        vertices."""
+                 scores: np.ndarray | None = None) -> FrameResult:
+        """Faces in `frame` (BGR) and the time per stage. `boxes` skips detection; `rois` skips
+        the box->crop mapping too (square crops fed as they are, no refine or flip pass).
+        `dense` adds the 38,365 vertices."""
         times = StageTimes()
         frame = as_bgr(frame)
         from_boxes = rois is None
         if rois is None:
             if boxes is None:
                 start = time.perf_counter()
-                boxes, scores = self.detector(frame)
+                boxes, scores = self.detect(frame)
                 times.detect = _ms(start)
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            rois = [crop.roi_from_box(b, self.roi_shift, self.roi_scale) for b in boxes]
+            boxes = _finite_boxes(boxes, "boxes")
+            rois = [crop.roi_from_box(b, self.options.roi_shift, self.options.roi_scale)
+                    for b in boxes]
         else:
-            rois = [np.asarray(r, dtype=np.float64) for r in np.asarray(rois).reshape(-1, 4)]
-            boxes = np.asarray(boxes if boxes is not None else rois, dtype=np.float64).reshape(-1, 4)
+            rois = list(_finite_boxes(rois, "rois"))
+            boxes = _finite_boxes(boxes if boxes is not None else rois, "boxes")
         if scores is None:
             scores = np.ones(len(rois), dtype=np.float32)
         faces = [self._face(frame, roi, box, float(score), dense, times, from_boxes)
                  for roi, box, score in zip(rois, boxes, scores)]
         times.faces = len(faces)
-        self.last_times = times
-        return faces
+        return FrameResult(faces, times)
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        """Face boxes and scores in a BGR frame, best first, with this pipeline's settings."""
+        return self.detector(frame)
 
     # -- one face --------------------------------------------------------------------------
     def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
               dense: bool, times: StageTimes, from_box: bool) -> Face:
         params = self.regress(frame, roi, times)
-        if self.refine and from_box:  # second pass on the crop that the first pass's landmarks give
+        if self.options.refine and from_box:  # second pass on the crop the first landmarks give
             start = time.perf_counter()
             landmarks = self.landmarks(params, roi)
             times.postprocess += _ms(start)
@@ -120,7 +128,7 @@ class Pipeline:
             params = self.regress(frame, roi, times)
         start = time.perf_counter()
         face = self.build_face(params, roi, box, score, dense)
-        if self.flip_average and from_box:
+        if self.options.flip_average and from_box:
             times.postprocess += _ms(start)
             self._average_with_mirror(frame, face, times)
             start = time.perf_counter()
@@ -177,6 +185,17 @@ class Pipeline:
         face.pitch = (face.pitch + m.pitch) / 2
         face.roll = (face.roll - m.roll) / 2
         times.postprocess += _ms(start)
+
+
+def _finite_boxes(boxes: Any, name: str) -> np.ndarray:
+    """(K, 4) float64 boxes from a caller, refused unless finite with x2 > x1 and y2 > y1
+    (a NaN box would give NaN landmarks that no overlay can draw)."""
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite numbers, got {arr.tolist()}")
+    if np.any(arr[:, 2] <= arr[:, 0]) or np.any(arr[:, 3] <= arr[:, 1]):
+        raise ValueError(f"each of {name} needs x2 > x1 and y2 > y1, got {arr.tolist()}")
+    return arr
 
 
 def _ms(start: float) -> float:

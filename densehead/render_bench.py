@@ -7,8 +7,6 @@ blend, with normals apart for the mesh mode) plus the wall time of the whole Pyt
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import numpy as np
 
 from . import assets
 from .morphable import MorphableModel, ncc_code
-from .pipeline import BFM_FILE, TRI_FILE
+from .assets import BFM_FILE, TRI_FILE
 
 PHASES = ("prepare", "normals", "shade", "raster", "blend")
 CASES = ((640, 480, 200.0), (1280, 720, 350.0))  # frame width, height, face width in px
@@ -110,35 +108,3 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['case']:<24} {r['mode']:<6} {r['phase']:<8} "
                      f"{r['median']:>10.3f} {r['min']:>8.3f} {r['max']:>8.3f}")
     return "\n".join(lines)
-
-
-def _command(args: argparse.Namespace) -> int:
-    rows = run_benchmark(repeats=args.repeats, modes=tuple(args.modes),
-                         assets_dir=Path(args.assets) if args.assets else None)
-    print(format_table(rows))
-    print("phases: prepare = index check, bounds, buffers; normals = vertex normals (mesh only);"
-          " shade = lighting (mesh) or per-vertex colours; raster = triangle setup + z-test;"
-          " blend = alpha blend of covered pixels; total = whole Python call")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Registers `benchmark-render` on the densehead CLI."""
-    parser = subparsers.add_parser(
-        "benchmark-render", help="time the C++ renderer on the real mesh (640x480, 1280x720)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=200, help="timed calls per case and mode")
-    parser.add_argument("--modes", nargs="+", default=["mesh", "depth", "pncc"],
-                        choices=["mesh", "depth", "pncc"])
-    parser.add_argument("--assets", default=None,
-                        help="folder with bfm_noneck_v3.pkl and tri.pkl (default $DENSEHEAD_ASSETS)")
-    parser.set_defaults(func=_command)
-    return parser
-
-
-if __name__ == "__main__":  # python -m densehead.render_bench
-    _root = argparse.ArgumentParser(prog="densehead")
-    _sub = _root.add_subparsers()
-    add_cli(_sub)
-    _args = _root.parse_args(["benchmark-render", *sys.argv[1:]])
-    raise SystemExit(_args.func(_args))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass
+@dataclass(frozen=True)
 class OneEuroSettings:
     min_cutoff: float = 2.0   # Hz: smoothing when still (lower = smoother, more lag)
     beta: float = 2.0         # how fast the cut-off rises with speed (per face size per second)

@@ -14,8 +14,9 @@ import numpy as np
 
 from . import crop
 from .boxes import iou, landmark_box
-from .face import Face
+from .face import Face, FrameResult, StageTimes
 from .image import as_bgr
+from .options import TrackerOptions
 from .pipeline import Pipeline
 from .smoothing import OneEuro, OneEuroSettings
 
@@ -36,95 +37,108 @@ class _Track:
 class FaceTracker:
     """Stateful per video or stream; call it on consecutive frames.
 
+    `pipeline` and `options` may be replaced between frames from another thread (the dashboard's
+    settings): each call reads both once, so one frame is processed with one consistent set.
+
     Smoothing defaults (One Euro 2.0 Hz, beta 2.0) come from `densehead evaluate-video` on the
     sample videos: landmark acceleration variance down to about a quarter for about 30 ms of lag
     (1.0/0.5 smooths more but lags about 80 ms)."""
 
-    def __init__(self, pipeline: Pipeline, redetect_every: int = 10, smoothing: bool = True,
-                 min_cutoff: float = 2.0, beta: float = 2.0, d_cutoff: float = 1.0,
-                 fps: float = 30.0, max_misses: int = 2, match_iou: float = 0.3) -> None:
+    def __init__(self, pipeline: Pipeline, options: TrackerOptions | None = None,
+                 fps: float = 30.0, **changes: object) -> None:
+        options = options or TrackerOptions()
         self.pipeline = pipeline
-        self.redetect_every = max(1, int(redetect_every))
-        self.smoothing = smoothing
-        self.settings = OneEuroSettings(min_cutoff, beta, d_cutoff)
+        self.options = options.replace(**changes) if changes else options
         self.fps = fps
-        self.max_misses = max_misses
-        self.match_iou = match_iou
         self.reset()
 
     def reset(self) -> None:
+        """Forget every track: the next frame starts from a fresh detection."""
         self._tracks: list[_Track] = []
         self._ids = count()
         self._frame_index = 0
         self._since_detect = 0
         self._lost = True
+        self._size: tuple[int, int] | None = None
 
     def __call__(self, frame: np.ndarray, dense: bool = False,
-                 timestamp: float | None = None) -> list[Face]:
+                 timestamp: float | None = None) -> FrameResult:
+        pipeline, options = self.pipeline, self.options   # one snapshot for the whole frame
         frame = as_bgr(frame)
+        size = (frame.shape[1], frame.shape[0])
+        if self._size is not None and size != self._size:
+            self.reset()  # a new frame size (a camera switching resolution): old tracks are stale
+        self._size = size
         now = self._frame_index / self.fps if timestamp is None else timestamp
         self._frame_index += 1
         detect_ms = 0.0
-        if self._lost or not self._tracks or self._since_detect >= self.redetect_every - 1:
+        if self._lost or not self._tracks or self._since_detect >= options.redetect_every - 1:
             start = time.perf_counter()
-            boxes, scores = self.pipeline.detector(frame)
+            boxes, scores = pipeline.detect(frame)
             detect_ms = (time.perf_counter() - start) * 1e3
-            self._match(boxes, scores)
+            self._match(boxes, scores, pipeline, options)
             self._since_detect = 0
         else:
             self._since_detect += 1
-        faces = self._align(frame, dense, now)
-        self.pipeline.last_times.detect = detect_ms
-        return faces
+        result = self._align(frame, dense, now, pipeline, options)
+        result.times.detect = detect_ms
+        return result
 
     # -- detection rounds ------------------------------------------------------------------
-    def _match(self, boxes: np.ndarray, scores: np.ndarray) -> None:
+    def _match(self, boxes: np.ndarray, scores: np.ndarray, pipeline: Pipeline,
+               options: TrackerOptions) -> None:
         """Pair detections with tracks by IoU; new detections start tracks, tracks missed by
         `max_misses` detection rounds in a row end."""
         unmatched = list(range(len(boxes)))
         for track in sorted(self._tracks, key=lambda t: t.id):
             best = max(unmatched, key=lambda i: iou(track.box, boxes[i]), default=None)
-            if best is not None and iou(track.box, boxes[best]) >= self.match_iou:
+            if best is not None and iou(track.box, boxes[best]) >= options.match_iou:
                 unmatched.remove(best)
                 track.misses = 0
                 track.score = float(scores[best])
             else:
                 track.misses += 1
-        self._tracks = [t for t in self._tracks if t.misses <= self.max_misses]
-        room = self.pipeline.max_faces - len(self._tracks)
+        self._tracks = [t for t in self._tracks if t.misses <= options.max_misses]
+        room = pipeline.options.max_faces - len(self._tracks)
         for i in unmatched[:max(0, room)]:
-            roi = crop.roi_from_box(boxes[i], self.pipeline.roi_shift, self.pipeline.roi_scale)
+            roi = crop.roi_from_box(boxes[i], pipeline.options.roi_shift, pipeline.options.roi_scale)
             self._tracks.append(_Track(id=next(self._ids), box=boxes[i].astype(np.float64),
                                        score=float(scores[i]), roi=roi))
         self._lost = False
 
     # -- every frame -----------------------------------------------------------------------
-    def _align(self, frame: np.ndarray, dense: bool, now: float) -> list[Face]:
+    def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
+               options: TrackerOptions) -> FrameResult:
         if not self._tracks:
-            self.pipeline.last_times = type(self.pipeline.last_times)()
-            return []
+            return FrameResult([], StageTimes())
         rois = np.array([t.roi for t in self._tracks])
         boxes = np.array([t.box for t in self._tracks])
         scores = np.array([t.score for t in self._tracks])
         # with smoothing the face is rebuilt from the filtered parameters, dense only then
-        faces = self.pipeline(frame, boxes=boxes, rois=rois, scores=scores,
-                              dense=dense and not self.smoothing)
+        result = pipeline(frame, boxes=boxes, rois=rois, scores=scores,
+                          dense=dense and not options.smoothing)
         height, width = frame.shape[:2]
         kept: list[_Track] = []
-        for track, face in zip(self._tracks, faces):
+        for track, face in zip(self._tracks, result.faces):
             if not _plausible(face, width, height):
                 self._lost = True  # look again on the next frame
                 continue
             face.track_id = track.id
             face.box = landmark_box(face.landmarks)
-            track.face = self._smooth(track, face, dense, now) if self.smoothing else face
+            if options.smoothing:
+                track.face = self._smooth(track, face, dense, now, pipeline, options)
+            else:
+                track.face, track.filter = face, None  # smoothing later starts afresh
             track.box = track.face.box
             track.roi = crop.roi_from_landmarks(track.face.landmarks)  # tracking by alignment
             kept.append(track)
         self._tracks = _drop_duplicates(kept)
-        return [t.face for t in self._tracks if t.face is not None]
+        faces = [t.face for t in self._tracks if t.face is not None]
+        result.times.faces = len(faces)
+        return FrameResult(faces, result.times)
 
-    def _smooth(self, track: _Track, face: Face, dense: bool, now: float) -> Face:
+    def _smooth(self, track: _Track, face: Face, dense: bool, now: float, pipeline: Pipeline,
+                options: TrackerOptions) -> Face:
         """One Euro on the frame-space camera and the 50 coefficients, driven by how fast the
         raw landmarks move (face sizes per second); the face is rebuilt from the result."""
         raw = face.landmarks
@@ -134,13 +148,14 @@ class FaceTracker:
             step = np.linalg.norm(raw[:, :2] - track.previous[:, :2], axis=1).mean()
             speed = float(step / size / (now - track.previous_time))
         track.previous, track.previous_time = raw.copy(), now
-        if track.filter is None:
-            track.filter = OneEuro(self.settings)
+        settings = OneEuroSettings(options.min_cutoff, options.beta, options.d_cutoff)
+        if track.filter is None or track.filter.settings != settings:
+            track.filter = OneEuro(settings)
         state = np.concatenate([crop.image_camera(face.camera, face.roi).ravel(), face.params[12:]])
         smooth = track.filter(state, speed, now)
         camera = crop.crop_camera(smooth[:12].reshape(3, 4), face.roi, face.camera[2, 3])
         params = np.concatenate([camera.ravel(), smooth[12:]])
-        out = self.pipeline.build_face(params, face.roi, face.box, face.score, dense, track.id)
+        out = pipeline.build_face(params, face.roi, face.box, face.score, dense, track.id)
         out.box = face.box
         return out
 

@@ -2,6 +2,7 @@
 pose/expression charts fed from a bounded, lock-protected buffer."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -10,19 +11,24 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead import draw
-from densehead.figures import expression_figure, pose_figure
-from densehead.series import SeriesBuffer
+from densehead.dashboard.drawing import draw_with_fallback
+from densehead.dashboard.figures import expression_figure, pose_figure
+from densehead.dashboard.models import load_pipeline, renderer_status
+from densehead.dashboard.series import SeriesBuffer
+from densehead.dashboard.webrtc import ice_servers
+from densehead.dashboard.widgets import processing_settings
 from densehead.tracking import FaceTracker
-from pages import ice_servers, load_pipeline, overlay, processing_settings, renderer_status
 
+log = logging.getLogger("densehead.pages.live")
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")
 
 
 @dataclass
 class LiveState:
-    """Per browser session; shared with the callback thread, which only reads the settings
-    (plain attribute reads) and writes to the buffer (which has its own lock)."""
+    """Per browser session; shared with the callback thread, which reads the settings once per
+    frame (the tracker's pipeline and options are frozen values the page replaces whole) and
+    writes to the buffer (which has its own lock)."""
     tracker: FaceTracker
     buffer: SeriesBuffer = field(default_factory=SeriesBuffer)
     mode: str = "sparse"
@@ -38,12 +44,13 @@ def process(state: LiveState, frame: av.VideoFrame) -> av.VideoFrame:
     media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
     tracker, mode, faces = state.tracker, state.mode, []
     try:
-        faces = tracker(image, dense=draw.needs_dense(mode), timestamp=media_time)
-        times = tracker.pipeline.last_times
+        result = tracker(image, dense=draw.needs_dense(mode), timestamp=media_time)
+        faces, times = result.faces, result.times
         drawn = time.perf_counter()
-        out, state.note = overlay(image, faces, mode, tracker.pipeline.model)
+        out, state.note = draw_with_fallback(image, faces, mode, tracker.pipeline.model)
         times.render = (time.perf_counter() - drawn) * 1e3
-    except Exception as exc:  # shown on the page by the stats panel
+    except Exception as exc:  # shown on the page by the stats panel, logged with its traceback
+        log.exception("live frame processing failed")
         state.buffer.set_error(f"{type(exc).__name__}: {exc}")
         return frame
     state.buffer.add_frame(faces, times, (time.perf_counter() - start) * 1e3, media_time,
@@ -63,7 +70,7 @@ if pipe is None:
     st.stop()
 
 if "live_state" not in st.session_state:
-    st.session_state.live_state = LiveState(tracker=FaceTracker(pipe.view(), redetect_every=10))
+    st.session_state.live_state = LiveState(tracker=FaceTracker(pipe))
 state: LiveState = st.session_state.live_state
 
 
@@ -72,8 +79,12 @@ state: LiveState = st.session_state.live_state
 @st.fragment
 def controls() -> None:
     settings = processing_settings("live")
-    state.tracker.pipeline.set_detection(settings.threshold, settings.max_faces)
-    state.tracker.smoothing = settings.smoothing
+    tracker = state.tracker
+    detection = {"score_threshold": settings.threshold, "max_faces": settings.max_faces}
+    if any(getattr(tracker.pipeline.options, k) != v for k, v in detection.items()):
+        tracker.pipeline = pipe.with_options(**detection)   # replaced whole, never mutated
+    if tracker.options.smoothing != settings.smoothing:
+        tracker.options = tracker.options.replace(smoothing=settings.smoothing)
     state.mode = settings.mode
     state.window_s = float(st.slider("Chart window (s)", 5, 60, 20, key="live_window"))
     if settings.mode in draw.RENDERED and (problem := renderer_status()):

@@ -6,10 +6,10 @@ import numpy as np
 import streamlit as st
 
 from densehead import export
-from densehead.figures import (FULL_VERTICES, bar_figure, decimate, detections_figure,
-                               mesh_figure, pose_axes)
+from densehead.dashboard.figures import (FULL_VERTICES, bar_figure, decimate, detections_figure,
+                                         mesh_figure, pose_axes)
+from densehead.dashboard.models import load_pipeline, shared_pipeline
 from densehead.image import ImageError, decode_image
-from pages import load_pipeline, shared_pipeline
 
 st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
 st.title("3D viewer")
@@ -35,7 +35,7 @@ def analyse(data: bytes, name: str = "the photo") -> tuple[np.ndarray | None, li
         s = MAX_SIDE / max(h, w)
         image = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
         note = f"The photo ({w}x{h}) was downscaled to {image.shape[1]}x{image.shape[0]}."
-    return image, shared_pipeline()(image, dense=True), note
+    return image, shared_pipeline()(image, dense=True).faces, note
 
 
 @st.cache_data(max_entries=8)
@@ -109,8 +109,8 @@ with top_right:
                "downloads are always the full mesh). Drag to rotate, scroll to zoom.")
 
 left, right = st.columns(2)
-left.plotly_chart(bar_figure(face.expression, "Expression coefficients (10)", "e"), key="exp_bars")
-right.plotly_chart(bar_figure(face.shape, "Shape coefficients (40)", "s"), key="shape_bars")
+left.plotly_chart(bar_figure(face.expression_coeffs, "Expression coefficients (10)", "e"), key="exp_bars")
+right.plotly_chart(bar_figure(face.shape_coeffs, "Shape coefficients (40)", "s"), key="shape_bars")
 
 stem = (upload.name.rsplit(".", 1)[0] or "face") + f"_face{index}"
 d1, d2, d3 = st.columns(3)

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from densehead import draw, export
-from densehead.figures import expression_figure, pose_figure
+from densehead import draw, export, table
 from densehead.analysis import analyze_video
-from densehead.series import COLUMNS, series_csv, summary
-from pages import load_pipeline, overlay, processing_settings, renderer_status, save_upload
+from densehead.dashboard.drawing import draw_with_fallback
+from densehead.dashboard.figures import expression_figure, pose_figure
+from densehead.dashboard.models import load_pipeline, renderer_status
+from densehead.dashboard.uploads import save_upload
+from densehead.dashboard.widgets import processing_settings
+from densehead.options import TrackerOptions
 
+log = logging.getLogger("densehead.pages.video")
 st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
 st.title("Video analysis")
 
@@ -55,13 +60,15 @@ if st.session_state.get("video_job") != job:
         else:
             bar.progress(0.5, text=f"Frame {done} · {rate:.1f} fps (length unknown)")
 
-    view = pipe.view(threshold, max_faces)
+    view = pipe.with_options(score_threshold=threshold, max_faces=max_faces)
     try:
-        result = analyze_video(source, raw, view, mode=mode, smoothing=smoothing,
+        result = analyze_video(source, raw, view, mode=mode,
+                               options=TrackerOptions(smoothing=smoothing),
                                max_frames=int(limit) or None, progress=report,
-                               overlay=lambda f, fs, m: overlay(f, fs, m, view.model))
+                               overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.model))
         playable = export.browser_mp4(raw, raw.with_name("overlay.mp4"))
-    except Exception as exc:  # unreadable codec, not a video, …: a message, not a traceback
+    except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
+        log.exception("video analysis of %s failed", upload.name)
         bar.empty()
         st.error(f"“{upload.name}” could not be analysed: {exc}")
         st.stop()
@@ -86,16 +93,16 @@ with left:
     st.caption(f"{result.n_frames} frames at {result.fps:.1f} fps; processing took "
                f"{result.ms_per_frame:.1f} ms per frame ({1e3 / max(result.ms_per_frame, 1e-3):.1f} fps).")
 with right:
-    stats = summary(result.table)
+    stats = table.summary(result.table)
     if stats:
         st.subheader("Summary per track")
         st.dataframe(stats, hide_index=True, width="stretch")
     stem = Path(upload.name).stem
-    st.download_button("Download series (.csv)", data=series_csv(result.table),
+    st.download_button("Download series (.csv)", data=table.csv_text(result.table),
                        file_name=f"{stem}_series.csv", mime="text/csv", on_click="ignore")
     st.download_button("Download per-frame results (.json)",
                        data=lambda: export.frames_json(result.frames, source=upload.name,
-                                                       fps=result.fps, columns=list(COLUMNS)),
+                                                       fps=result.fps),
                        file_name=f"{stem}_faces.json", mime="application/json", on_click="ignore")
 
 if len(result.table):

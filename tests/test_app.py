@@ -114,7 +114,7 @@ def test_live_page_renders_settings():
     at.slider(key="live_threshold").set_value(0.5).run()
     assert not at.exception
     state = at.session_state["live_state"]
-    assert state.mode == "pose" and state.tracker.pipeline.detector.score_threshold == 0.5
+    assert state.mode == "pose" and state.tracker.pipeline.options.score_threshold == 0.5
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -124,7 +124,7 @@ def test_live_page_renders_settings():
     ("", []),
 ])
 def test_ice_servers_from_environment(monkeypatch, value, expected):
-    from pages import ice_servers
+    from densehead.dashboard.webrtc import ice_servers
 
     monkeypatch.setenv("DENSEHEAD_ICE_SERVERS", value)
     assert ice_servers() == expected

@@ -1,7 +1,6 @@
 """Model-file resolution against a real HTTP server on 127.0.0.1 (never the internet)."""
 from __future__ import annotations
 
-import argparse
 import shutil
 import socket
 import threading
@@ -260,12 +259,10 @@ def test_status_does_not_download(home: Path, tmp_path: Path, assets_dir: Path,
 def test_fetch_command(home: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch,
                        capsys: pytest.CaptureFixture[str]) -> None:
     use_mirror(monkeypatch, mirror)
-    parser = argparse.ArgumentParser(prog="densehead")
-    assets.add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["fetch", SMALL, MEDIUM])
-    assert args.func(args) == 0
+    from densehead.cli import main
+
+    assert main(["fetch", SMALL, MEDIUM]) == 0
     out = capsys.readouterr().out
     assert SMALL in out and MEDIUM in out and "official" in out and str(home) in out
-    args = parser.parse_args(["fetch", "tri.pkl"])  # not on the mirror
-    assert args.func(args) == 1
+    assert main(["fetch", "tri.pkl"]) == 1  # not on the mirror
     assert "tri.pkl" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from helpers import shared_pipeline
 def scene(samples):
     pipe = shared_pipeline()
     frame = read_image(samples / "photos" / "trump_hillary.jpg")
-    return pipe, frame, pipe(frame, dense=True)
+    return pipe, frame, pipe(frame, dense=True).faces
 
 
 @pytest.mark.parametrize("mode", ["sparse", "dense", "pose"])
@@ -38,7 +38,7 @@ def test_overlay_changes_pixels_on_the_faces_only(scene, mode, output_dir):
 
 def test_dense_modes_need_vertices(scene):
     pipe, frame, _ = scene
-    sparse_faces = pipe(frame)
+    sparse_faces = pipe(frame).faces
     for mode in ("dense", "mesh"):
         assert draw.needs_dense(mode)
         with pytest.raises(ValueError, match="dense=True"):

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from densehead import Face
+from densehead import datasets as D
 from densehead import evaluate as E
+from densehead.cli import main as cli_main
 from densehead import metrics as M
 
 
@@ -19,8 +20,8 @@ def aflw(samples: Path) -> Path:
 
 
 def test_mat_and_manifest_agree(aflw: Path) -> None:
-    mats = E.load_dataset(aflw, "mat")
-    manifest = E.load_dataset(aflw / "ground_truth.json")
+    mats = D.load_dataset(aflw, "mat")
+    manifest = D.load_dataset(aflw / "ground_truth.json")
     assert len(mats) == len(manifest) == 61
     by_name = {s.name: s for s in manifest}
     for s in mats:
@@ -32,7 +33,7 @@ def test_mat_and_manifest_agree(aflw: Path) -> None:
 
 
 def test_auto_merges_3ddfa_crops_and_bins(aflw: Path) -> None:
-    data = E.load_dataset(aflw)
+    data = D.load_dataset(aflw)
     assert all(s.roi_3ddfa is not None for s in data)
     bins = [s.bin for s in data]
     assert (bins.count("0-30"), bins.count("30-60"), bins.count("60-90")) == (37, 15, 9)
@@ -43,11 +44,11 @@ def test_auto_merges_3ddfa_crops_and_bins(aflw: Path) -> None:
 
 def test_landmark_roi_rule_reproduces_3ddfa_crops(aflw: Path) -> None:
     # the benchmark's crops are this rule applied to the stored landmarks, rounded to pixels
-    for s in E.load_dataset(aflw):
+    for s in D.load_dataset(aflw):
         np.testing.assert_allclose(E.roi_from_landmarks(s.landmarks), s.roi_3ddfa, atol=1.0)
 
 
-def _perfect_face(s: E.Sample, shift: float = 0.0) -> Face:
+def _perfect_face(s: D.Sample, shift: float = 0.0) -> Face:
     """A real Face record carrying the ground truth itself (optionally shifted in x)."""
     lm = np.column_stack([s.landmarks + [shift, 0.0], np.zeros(68)])
     return Face(box=M.landmark_box(lm), score=1.0, roi=E.roi_from_landmarks(lm), params=np.zeros(62),
@@ -56,7 +57,7 @@ def _perfect_face(s: E.Sample, shift: float = 0.0) -> Face:
 
 
 def test_ground_truth_scores_zero_and_a_shift_scores_its_size(aflw: Path) -> None:
-    data = E.load_dataset(aflw)
+    data = D.load_dataset(aflw)
     exact = E.summarize("x", [E.score_face(s, _perfect_face(s), s.landmarks, 1.0) for s in data])
     assert exact.nme.balanced == pytest.approx(0.0, abs=1e-12)
     assert exact.pose.mean == pytest.approx(0.0, abs=1e-9)
@@ -69,7 +70,7 @@ def test_ground_truth_scores_zero_and_a_shift_scores_its_size(aflw: Path) -> Non
 
 
 def test_pick_face_matches_the_ground_truth(aflw: Path) -> None:
-    s = E.load_dataset(aflw)[0]
+    s = D.load_dataset(aflw)[0]
     far = _perfect_face(s, 500.0)
     near = _perfect_face(s, 3.0)
     assert E._pick_face([far, near], s.landmarks) is near
@@ -80,7 +81,7 @@ def test_pick_face_matches_the_ground_truth(aflw: Path) -> None:
 
 
 def test_table_and_json(tmp_path: Path, aflw: Path) -> None:
-    data = E.load_dataset(aflw)
+    data = D.load_dataset(aflw)
     rep = E.summarize("gt-box", [E.score_face(s, _perfect_face(s, 1.0), s.landmarks, 2.0) for s in data])
     text = E.format_reports([rep])
     assert "gt-box" in text and "NME" in text
@@ -93,13 +94,14 @@ def test_table_and_json(tmp_path: Path, aflw: Path) -> None:
 
 
 def test_command_on_aflw2000_reproduces_reference(tmp_path: Path, aflw: Path, assets_dir: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The CI run: all three protocols once over the 61 images. On the 3DDFA crops with the raw
     GT coordinates (as the upstream benchmark compares them) our TFLite compile of mb05 must
     give the upstream PyTorch figures: 4.13 % balanced NME, 3.91 degrees mean pose MAE."""
-    os.environ.setdefault("DENSEHEAD_ASSETS", str(assets_dir))  # offline: never a download
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(assets_dir))  # offline: never a download
     out = tmp_path / "eval.json"
-    assert E.main(["evaluate", str(aflw), "--json", str(out), "--no-refine", "--no-flip"]) == 0
+    assert cli_main(["evaluate", str(aflw), "--json", str(out), "--no-refine", "--no-flip"]) == 0
     assert "3ddfa" in capsys.readouterr().out
     res = json.loads(out.read_text())["protocols"]
     assert set(res) == {"3ddfa", "gt-box", "wild"}
@@ -116,12 +118,13 @@ def test_command_on_aflw2000_reproduces_reference(tmp_path: Path, aflw: Path, as
 
 
 def test_evaluate_video_command(tmp_path: Path, samples: Path, assets_dir: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+                                capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Smoothing on must jitter less than off, and trail the raw track by a bounded lag."""
     video = samples / "videos" / "orlando_bloom.avi"
-    os.environ.setdefault("DENSEHEAD_ASSETS", str(assets_dir))
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(assets_dir))
     out = tmp_path / "video.json"
-    assert E.main(["evaluate-video", str(video), "--max-frames", "60", "--json", str(out)]) == 0
+    assert cli_main(["evaluate-video", str(video), "--max-frames", "60", "--json", str(out)]) == 0
     assert "smoothing lag" in capsys.readouterr().out
     rep = json.loads(out.read_text())[0]
     assert rep["frames"] == 60 and rep["raw"]["frames"] >= 55

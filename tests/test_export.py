@@ -14,7 +14,7 @@ from helpers import shared_pipeline
 @pytest.fixture(scope="module")
 def photo_face(samples):
     image = cv2.imread(str(samples / "photos" / "JianzhuGuo.jpg"))
-    faces = shared_pipeline()(image, dense=True)
+    faces = shared_pipeline()(image, dense=True).faces
     assert faces
     return image, faces[0]
 

@@ -6,15 +6,17 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from densehead import export, figures
-from densehead.series import COLUMNS, SeriesBuffer
+from densehead import export
+from densehead.dashboard import figures
+from densehead.dashboard.series import SeriesBuffer
+from densehead.table import COLUMNS
 from helpers import shared_pipeline
 
 
 @pytest.fixture(scope="module")
 def two_faces(samples):
     image = cv2.imread(str(samples / "photos" / "trump_hillary.jpg"))
-    faces = shared_pipeline()(image, dense=True)
+    faces = shared_pipeline()(image, dense=True).faces
     assert len(faces) == 2
     for i, f in enumerate(faces):
         f.track_id = i
@@ -48,8 +50,8 @@ def test_expression_figure_ten_lines_per_track(two_faces):
     _, faces = two_faces
     fig = figures.expression_figure(_table(faces))
     assert len(fig.data) == 20
-    assert [t.name for t in fig.data if t.showlegend] == [f"exp{i}" for i in range(10)]
-    assert np.allclose(fig.data[3].y, faces[0].expression[3])
+    assert [t.name for t in fig.data if t.showlegend] == [f"exp_{i}" for i in range(10)]
+    assert np.allclose(fig.data[3].y, faces[0].expression_coeffs[3])
 
 
 def test_empty_series_give_empty_figures():
@@ -60,7 +62,7 @@ def test_empty_series_give_empty_figures():
 
 def test_bar_figure(two_faces):
     _, faces = two_faces
-    fig = figures.bar_figure(faces[0].shape, "shape", "s")
+    fig = figures.bar_figure(faces[0].shape_coeffs, "shape", "s")
     assert isinstance(fig.data[0], go.Bar) and len(fig.data[0].x) == 40 and fig.data[0].x[0] == "s0"
 
 

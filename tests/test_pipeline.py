@@ -19,7 +19,7 @@ def pipe():
 def test_photo_faces_have_landmarks_inside_their_box(pipe, samples):
     for name, expected in [("emma.jpg", 3), ("JianzhuGuo.jpg", 1), ("trump_hillary.jpg", 2)]:
         frame = read_image(samples / "photos" / name)
-        faces = pipe(frame)
+        faces = pipe(frame).faces
         assert len(faces) == expected, name
         for face in faces:
             x1, y1, x2, y2 = face.box
@@ -27,8 +27,8 @@ def test_photo_faces_have_landmarks_inside_their_box(pipe, samples):
             inside = ((face.landmarks[:, 0] > x1 - 0.2 * w) & (face.landmarks[:, 0] < x2 + 0.2 * w)
                       & (face.landmarks[:, 1] > y1 - 0.2 * h) & (face.landmarks[:, 1] < y2 + 0.3 * h))
             assert inside.all(), f"{name}: landmarks off the detected face"
-            assert face.params.shape == (62,) and face.shape.shape == (40,)
-            assert face.expression.shape == (10,) and face.landmarks.shape == (68, 3)
+            assert face.params.shape == (62,) and face.shape_coeffs.shape == (40,)
+            assert face.expression_coeffs.shape == (10,) and face.landmarks.shape == (68, 3)
 
 
 def test_reference_crops_reproduce_upstream_accuracy(pipe):
@@ -37,7 +37,7 @@ def test_reference_crops_reproduce_upstream_accuracy(pipe):
     errors = []
     for item in aflw_items():
         frame = read_image(image_path(item))
-        face = pipe(frame, rois=np.array([item["roi_box_3ddfa"]]))[0]
+        face = pipe(frame, rois=np.array([item["roi_box_3ddfa"]])).faces[0]
         gt = np.array(item["landmarks68"]) - 1.0  # MATLAB 1-based -> 0-based pixels
         errors.append(nme(face.landmarks, gt))
     assert 3.3 < 100 * np.mean(errors) < 3.8, f"mean NME {100 * np.mean(errors):.2f}%"
@@ -48,7 +48,7 @@ def test_detector_path_finds_and_aligns_frontal_faces(pipe):
     for item in aflw_items():
         if item["yaw_bin_3ddfa"] != "0-30":
             continue
-        faces = pipe(read_image(image_path(item)))
+        faces = pipe(read_image(image_path(item))).faces
         assert faces, f"no face in {item['image']}"
         gt = np.array(item["landmarks68"]) - 1.0
         errors.append(min(nme(f.landmarks, gt) for f in faces))
@@ -57,7 +57,7 @@ def test_detector_path_finds_and_aligns_frontal_faces(pipe):
 
 def test_dense_agrees_with_sparse_and_depth_points_to_camera(pipe, samples):
     frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
-    face = pipe(frame, dense=True)[0]
+    face = pipe(frame, dense=True).faces[0]
     assert face.vertices is not None and face.vertices.shape == (38365, 3)
     keypoints = pipe.model.keypoint_vertex_indices
     assert np.abs(face.vertices[keypoints] - face.landmarks).max() < 0.5
@@ -73,23 +73,23 @@ def test_dense_agrees_with_sparse_and_depth_points_to_camera(pipe, samples):
 
 def test_given_boxes_skip_detection(pipe, samples):
     frame = read_image(samples / "photos" / "emma.jpg")
-    detected = pipe(frame)[0]
+    detected = pipe(frame).faces[0]
     again = pipe(frame, boxes=detected.box[None])
-    assert pipe.last_times.detect == 0.0 and len(again) == 1
-    assert np.abs(again[0].landmarks - detected.landmarks).max() < 1e-3
-    assert pipe.last_times.inference > 0
+    assert again.times.detect == 0.0 and len(again.faces) == 1
+    assert np.abs(again.faces[0].landmarks - detected.landmarks).max() < 1e-3
+    assert again.times.inference > 0
 
 
 def test_grayscale_and_bgra_frames_work(pipe, samples):
     frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
-    assert len(pipe(gray)) == 1 and len(pipe(bgra)) == 1
+    assert len(pipe(gray).faces) == 1 and len(pipe(bgra).faces) == 1
 
 
 def test_no_face_and_tiny_frames_give_empty_results(pipe):
-    assert pipe(np.full((480, 640, 3), 127, np.uint8)) == []
-    assert pipe(np.zeros((4, 4, 3), np.uint8)) == []
+    assert pipe(np.full((480, 640, 3), 127, np.uint8)).faces == []
+    assert pipe(np.zeros((4, 4, 3), np.uint8)).faces == []
 
 
 def test_bad_frames_give_clear_errors(pipe, tmp_path):
@@ -105,10 +105,10 @@ def test_bad_frames_give_clear_errors(pipe, tmp_path):
 
 def test_face_cut_by_the_border_still_aligns(pipe, samples):
     frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
-    full = pipe(frame)[0]
+    full = pipe(frame).faces[0]
     x_mid = int((full.box[0] + full.box[2]) / 2)
     cut = np.ascontiguousarray(frame[:, x_mid - int(0.15 * (full.box[2] - full.box[0])):])
-    faces = pipe(cut)
+    faces = pipe(cut).faces
     assert len(faces) <= 1
     for face in faces:
         assert np.isfinite(face.landmarks).all()

@@ -19,7 +19,7 @@ def predictions():
     for item in aflw_items():
         if not item["pose_in_range_99"]:
             continue
-        face = pipe(read_image(image_path(item)), rois=np.array([item["roi_box_3ddfa"]]))[0]
+        face = pipe(read_image(image_path(item)), rois=np.array([item["roi_box_3ddfa"]])).faces[0]
         gt = item["pose_deg"]
         rows.append(([face.yaw, face.pitch, face.roll], [gt[a] for a in ANGLES],
                      item["yaw_bin_3ddfa"], face.rotation))

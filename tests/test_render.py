@@ -441,7 +441,7 @@ def test_real_faces_from_photos_and_video(samples, output_dir, monkeypatch, asse
     if ok:
         images["obama_frame0"] = frame
     for name, image in images.items():
-        faces = pipe(image, dense=True)
+        faces = pipe(image, dense=True).faces
         assert faces, name
         verts = [np.ascontiguousarray(f.vertices, dtype=np.float32) for f in faces]
         for mode in ("mesh", "depth", "pncc"):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from densehead.export import read_csv
-from densehead.series import COL, COLUMNS, SeriesBuffer, series_csv, split_tracks, summary
+from densehead.dashboard.series import SeriesBuffer
+from densehead.table import COL, COLUMNS, EXPRESSION, csv_text, split_tracks, summary
 from helpers import shared_pipeline
 
 
@@ -27,7 +28,7 @@ def video_faces(samples):
     from densehead.video import iter_frames
 
     tracker = FaceTracker(shared_pipeline())
-    return [tracker(f) for f in iter_frames(samples / "videos" / "orlando_bloom.avi", max_frames=30)]
+    return [tracker(f).faces for f in iter_frames(samples / "videos" / "orlando_bloom.avi", max_frames=30)]
 
 
 def test_rows_hold_pose_and_expression_per_track(video_faces):
@@ -41,8 +42,8 @@ def test_rows_hold_pose_and_expression_per_track(video_faces):
     last = video_faces[-1][0]
     row = split_tracks(table)[last.track_id][-1]
     assert row[COL["yaw"]] == pytest.approx(last.yaw)
-    assert np.allclose(row[COL["exp0"]:], last.expression)
-    assert np.all(np.diff(table[:, 0]) >= 0)
+    assert np.allclose(row[[COL[c] for c in EXPRESSION]], last.expression_coeffs)
+    assert np.all(np.diff(table[:, COL["time_s"]]) >= 0)
 
 
 def test_ring_is_bounded_and_window_selects_recent_rows(video_faces):
@@ -54,7 +55,7 @@ def test_ring_is_bounded_and_window_selects_recent_rows(video_faces):
         clock.t += 1.0
     assert len(buf.snapshot()) == 10
     # now = 25 s after the first frame; rows at t = 15..24 are kept, the last 5 s hold 20..24
-    assert buf.snapshot(window_s=5.0)[:, 0].tolist() == [20.0, 21.0, 22.0, 23.0, 24.0]
+    assert buf.snapshot(window_s=5.0)[:, COL["time_s"]].tolist() == [20.0, 21.0, 22.0, 23.0, 24.0]
 
 
 def test_stats_fps_stage_medians_and_lag(video_faces):
@@ -113,7 +114,7 @@ def test_csv_round_trip_and_summary(video_faces, tmp_path):
     stats = summary(table)
     assert stats and stats[0]["frames"] == len(split_tracks(table)[stats[0]["track_id"]])
     assert -90 < stats[0]["yaw_mean"] < 90
-    assert series_csv(np.zeros((0, len(COLUMNS)))).strip() == ",".join(COLUMNS)
+    assert csv_text(np.zeros((0, len(COLUMNS)))).strip() == ",".join(COLUMNS)
 
 
 def test_analyze_video_writes_overlay_and_series(samples, tmp_path):

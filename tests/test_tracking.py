@@ -21,7 +21,7 @@ def test_main_face_keeps_one_id_through_head_turns(pipe, samples):
     tracker = FaceTracker(pipe, redetect_every=10)
     ids, yaws = [], []
     for frame in iter_frames(samples / "videos" / "orlando_bloom.avi"):
-        faces = tracker(frame)
+        faces = tracker(frame).faces
         big = [f for f in faces if f.box[2] - f.box[0] > 50]  # the background faces are < 45 px
         assert len(big) <= 1
         for face in big:
@@ -38,7 +38,7 @@ def test_two_faces_keep_their_ids_while_moving(pipe, samples):
     first: dict[int, float] = {}
     for step in range(20):  # the picture pans right by 3 px a frame
         frame = np.roll(photo, 3 * step, axis=1)
-        faces = tracker(frame)
+        faces = tracker(frame).faces
         assert len(faces) == 2
         for face in faces:
             x = float(face.landmarks[:, 0].mean()) - 3 * step
@@ -49,7 +49,7 @@ def test_two_faces_keep_their_ids_while_moving(pipe, samples):
 
 def _jitter(pipe, frames, smoothing: bool) -> float:
     tracker = FaceTracker(pipe, redetect_every=10, smoothing=smoothing, fps=25)
-    tracks = [tracker(f)[0].landmarks[:, :2] for f in frames]
+    tracks = [tracker(f).faces[0].landmarks[:, :2] for f in frames]
     pts = np.stack(tracks)
     accel = pts[2:] - 2 * pts[1:-1] + pts[:-2]
     return float(np.linalg.norm(accel, axis=2).mean())
@@ -64,10 +64,10 @@ def test_smoothing_reduces_jitter(pipe, samples):
 def test_track_ends_when_the_face_leaves_and_a_new_one_starts(pipe, samples):
     photo = read_image(samples / "photos" / "JianzhuGuo.jpg")
     tracker = FaceTracker(pipe, redetect_every=5, max_misses=0)
-    first = tracker(photo)
+    first = tracker(photo).faces
     assert len(first) == 1
     blank = np.zeros_like(photo)
-    gone = [tracker(blank) for _ in range(6)]
+    gone = [tracker(blank).faces for _ in range(6)]
     assert gone[-1] == [], "the track outlived the face by more than one detection round"
-    back = tracker(photo)
+    back = tracker(photo).faces
     assert len(back) == 1 and back[0].track_id != first[0].track_id

@@ -13,10 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import crop
-from .export import Mesh, upright
-from .face import Face
-from .series import COL, EXPRESSION, POSE, split_tracks
+from .. import crop
+from ..export import Mesh, upright
+from ..face import Face
+from ..table import COL, EXPRESSION, POSE, split_tracks
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
@@ -37,7 +37,7 @@ def pose_figure(table: np.ndarray, height: int = 420) -> go.Figure:
     for tid, rows in split_tracks(table).items():
         for r, name in enumerate(POSE, start=1):
             fig.add_trace(go.Scatter(
-                x=rows[:, COL["t"]], y=rows[:, COL[name]], mode="lines", name=f"track {tid}",
+                x=rows[:, COL["time_s"]], y=rows[:, COL[name]], mode="lines", name=f"track {tid}",
                 legendgroup=f"track {tid}", showlegend=(r == 1),
                 line=dict(color=track_color(tid), width=2)), row=r, col=1)
     fig.update_xaxes(title_text="time (s)", row=3, col=1)
@@ -53,7 +53,7 @@ def expression_figure(table: np.ndarray, height: int = 320) -> go.Figure:
     for n, (tid, rows) in enumerate(split_tracks(table).items()):
         for i, name in enumerate(EXPRESSION):
             fig.add_trace(go.Scatter(
-                x=rows[:, COL["t"]], y=rows[:, COL[name]], mode="lines",
+                x=rows[:, COL["time_s"]], y=rows[:, COL[name]], mode="lines",
                 name=name, legendgroup=name, showlegend=(n == 0),
                 hovertemplate=f"track {tid} {name}: %{{y:.3f}}<extra></extra>",
                 line=dict(color=PALETTE[i], width=1.5, dash=dashes[n % len(dashes)])))

@@ -1,8 +1,9 @@
-"""Per-face time series (pose + expression) and live processing statistics.
+"""The live page's results buffer: per-frame table rows and processing statistics.
 
-`SeriesBuffer` sits between a producer thread (the webcam callback) and a reader (the dashboard
-page, a few times a second). Everything is bounded: a ring of rows and a ring of per-frame
-timings, so a long session cannot grow memory, and every access holds one lock for a short copy.
+`SeriesBuffer` sits between a producer thread (the webcam callback) and a reader (the page, a
+few times a second). Everything is bounded: a ring of table rows (densehead.table's columns, in
+float32) and a ring of per-frame timings, so a long session cannot grow memory; every access
+holds one lock for a short copy, and readers copy only the rows and columns they draw.
 """
 from __future__ import annotations
 
@@ -10,49 +11,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .face import Face, StageTimes
+from ..face import STAGES, Face, StageTimes
+from ..table import COL, COLUMNS, csv_text, face_row
 
-N_EXPRESSION = 10
-POSE = ("yaw", "pitch", "roll")
-EXPRESSION = tuple(f"exp{i}" for i in range(N_EXPRESSION))
-COLUMNS = ("t", "frame", "track_id", *POSE, *EXPRESSION)
-COL = {name: i for i, name in enumerate(COLUMNS)}
-STAGES = ("detect", "preprocess", "inference", "postprocess", "render")
 IDLE_AFTER_S = 2.0  # no frame for this long: the stream is stopped or stalled, rates read 0
-
-
-def face_row(t: float, frame: int, face: Face) -> tuple[float, ...]:
-    """One row of COLUMNS for a face seen at time t (seconds) in frame number `frame`."""
-    exp = [float(v) for v in np.asarray(face.expression).ravel()[:N_EXPRESSION]]
-    return (float(t), float(frame), float(face.track_id),
-            float(face.yaw), float(face.pitch), float(face.roll), *exp)
-
-
-def rows_to_array(rows: Iterable[Sequence[float]]) -> np.ndarray:
-    """Rows -> float64 (n, len(COLUMNS)); empty input gives shape (0, len(COLUMNS))."""
-    arr = np.asarray(list(rows), dtype=np.float64)
-    return arr.reshape(-1, len(COLUMNS))
-
-
-def split_tracks(table: np.ndarray) -> dict[int, np.ndarray]:
-    """{track_id: rows of that track in time order}, tracks sorted by id."""
-    if len(table) == 0:
-        return {}
-    ids = table[:, COL["track_id"]].astype(int)
-    return {int(k): table[ids == k] for k in np.unique(ids)}
-
-
-def series_csv(table: np.ndarray) -> str:
-    """CSV text with a header row; time in seconds, angles in degrees."""
-    lines = [",".join(COLUMNS)]
-    for row in table:
-        head = [f"{row[0]:.4f}", str(int(row[1])), str(int(row[2]))]
-        lines.append(",".join(head + [f"{v:.5g}" for v in row[3:]]))
-    return "\n".join(lines) + "\n"
+TIME = COL["time_s"]
 
 
 @dataclass
@@ -77,8 +44,32 @@ class LiveStats:
         return self.idle_s > IDLE_AFTER_S
 
 
+class _Ring:
+    """Fixed-size ring of table rows, oldest first; not locked (SeriesBuffer locks)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty((capacity, len(COLUMNS)), dtype=np.float32)  # pages touched on use
+        self.start = 0
+        self.count = 0
+
+    def append(self, row: np.ndarray) -> None:
+        capacity = len(self.data)
+        self.data[(self.start + self.count) % capacity] = row
+        if self.count < capacity:
+            self.count += 1
+        else:
+            self.start = (self.start + 1) % capacity
+
+    def order(self, first: int = 0) -> np.ndarray:
+        """Indices of rows first..count-1 in time order."""
+        return (self.start + np.arange(first, self.count)) % len(self.data)
+
+    def clear(self) -> None:
+        self.start = self.count = 0
+
+
 class SeriesBuffer:
-    """Bounded, lock-protected ring of face rows plus per-frame timings.
+    """Bounded, lock-protected ring of table rows plus per-frame timings.
 
     Writers call `add_frame` from any thread; readers call `snapshot`, `stats` or `csv`.
     """
@@ -87,7 +78,7 @@ class SeriesBuffer:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._clock = clock
-        self._rows: deque[tuple[float, ...]] = deque(maxlen=max_rows)
+        self._rows = _Ring(max_rows)
         self._frames: deque[tuple[float, float, dict[str, float]]] = deque(maxlen=stats_frames)
         self._arrivals: deque[tuple[float, int]] = deque(maxlen=stats_frames)
         self._reset()
@@ -108,7 +99,7 @@ class SeriesBuffer:
 
     @property
     def max_rows(self) -> int:
-        return self._rows.maxlen or 0
+        return len(self._rows.data)
 
     def now(self) -> float:
         """Seconds since the first frame (0 before any frame)."""
@@ -130,7 +121,7 @@ class SeriesBuffer:
                 self._t0 = wall
             t = wall - self._t0
             for face in faces:
-                self._rows.append(face_row(t, self._count, face))
+                self._rows.append(face_row(self._count, t, face))
             self._frames.append((wall, float(frame_ms), {k: float(stages.get(k, 0.0)) for k in STAGES}))
             self._update_lag(wall, media_time)
             self._count += 1
@@ -157,15 +148,20 @@ class SeriesBuffer:
         with self._lock:
             self._error = message
 
-    def snapshot(self, window_s: float | None = None) -> np.ndarray:
-        """Copy of the rows (n, len(COLUMNS)), only the last window_s seconds if given."""
+    def snapshot(self, window_s: float | None = None,
+                 columns: Sequence[str] | None = None) -> np.ndarray:
+        """float64 copy of the rows (n, len(columns or COLUMNS)) in time order; only the last
+        window_s seconds if given."""
+        cols = [COL[c] for c in columns] if columns is not None else slice(None)
         with self._lock:
-            rows = list(self._rows)
-            now = None if self._t0 is None else self._clock() - self._t0
-        table = rows_to_array(rows)
-        if window_s is not None and now is not None and len(table):
-            table = table[table[:, 0] >= now - window_s]
-        return table
+            ring = self._rows
+            first = 0
+            if window_s is not None and self._t0 is not None and ring.count:
+                times = ring.data[ring.order(), TIME]
+                cutoff = np.float32(self._clock() - self._t0 - window_s)
+                first = int(np.searchsorted(times, cutoff, side="left"))
+            table = ring.data[ring.order(first)][:, cols]
+        return table.astype(np.float64)
 
     def stats(self) -> LiveStats:
         with self._lock:
@@ -191,27 +187,8 @@ class SeriesBuffer:
         return out
 
     def csv(self) -> str:
-        return series_csv(self.snapshot())
+        return csv_text(self.snapshot())
 
     def clear(self) -> None:
         with self._lock:
             self._reset()
-
-
-def summary(table: np.ndarray) -> list[dict[str, float]]:
-    """Per track: frame count, time span and mean/std/min/max of yaw, pitch, roll."""
-    out: list[dict[str, float]] = []
-    for tid, rows in split_tracks(table).items():
-        item: dict[str, float] = {"track_id": tid, "frames": len(rows),
-                                  "start_s": float(rows[0, 0]), "end_s": float(rows[-1, 0])}
-        for name in POSE:
-            col = rows[:, COL[name]]
-            item.update({f"{name}_mean": float(col.mean()), f"{name}_std": float(col.std()),
-                         f"{name}_min": float(col.min()), f"{name}_max": float(col.max())})
-        out.append(item)
-    return out
-
-
-__all__ = ["COLUMNS", "COL", "EXPRESSION", "IDLE_AFTER_S", "LiveStats", "POSE", "STAGES", "SeriesBuffer",
-           "face_row", "rows_to_array", "series_csv",
-           "split_tracks", "summary"]

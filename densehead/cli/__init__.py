@@ -1,0 +1,47 @@
+"""`python -m densehead COMMAND ...`: one module per group of commands, each with an `add_cli`
+that registers its subcommands; this module builds the parser and turns every user-facing
+failure into one line on stderr and exit code 1."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..assets import MissingAssetsError
+from ..image import ImageError
+from ..video import VideoError
+
+log = logging.getLogger("densehead")
+
+# the command groups, in the order `--help` lists them
+GROUPS = ("modes", "benchmark", "fetch", "render_bench", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="densehead", description="CPU real-time 3D dense face alignment (3DDFA_V2 on TFLite).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    sub = parser.add_subparsers(metavar="command")
+    for group in GROUPS:
+        importlib.import_module(f"{__name__}.{group}").add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="densehead: %(levelname)s: %(message)s")
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ImageError, VideoError, MissingAssetsError, ValueError, OSError) as error:
+        log.debug("command failed", exc_info=True)
+        print(f"densehead: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

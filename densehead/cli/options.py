@@ -1,0 +1,67 @@
+"""The options every command that runs the pipeline or the tracker shares: one flag per field of
+PipelineOptions / TrackerOptions, defaults taken from those dataclasses."""
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ..assets import REGRESSORS
+from ..options import PipelineOptions, TrackerOptions
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+_P, _T = PipelineOptions(), TrackerOptions()
+
+
+def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pipeline")
+    g.add_argument("--regressor", default=_P.regressor, choices=sorted(REGRESSORS),
+                   help=f"regressor network (default {_P.regressor})")
+    g.add_argument("--threads", type=int, default=_P.num_threads,
+                   help=f"TFLite threads (default {_P.num_threads})")
+    g.add_argument("--threshold", type=float, default=_P.score_threshold,
+                   help=f"face detection score threshold, (0, 1] (default {_P.score_threshold})")
+    g.add_argument("--max-faces", type=int, default=_P.max_faces,
+                   help=f"at most this many faces per frame (default {_P.max_faces})")
+    g.add_argument("--roi-shift", type=float, default=_P.roi_shift,
+                   help=f"box -> crop: centre shift down, in box sizes (default {_P.roi_shift})")
+    g.add_argument("--roi-scale", type=float, default=_P.roi_scale,
+                   help=f"box -> crop: side, in box sizes (default {_P.roi_scale})")
+    g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=_P.refine,
+                   help="second pass on the crop the first pass's landmarks give")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=_P.flip_average,
+                   help="also run the mirrored crop and average")
+
+
+def add_tracker_options(p: argparse.ArgumentParser, smoothing_switch: bool = True) -> None:
+    g = p.add_argument_group("video tracking")
+    g.add_argument("--redetect-every", type=int, default=_T.redetect_every,
+                   help=f"run the detector every N frames, and when a track is lost "
+                        f"(default {_T.redetect_every})")
+    if smoothing_switch:
+        g.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
+    g.add_argument("--min-cutoff", type=float, default=_T.min_cutoff,
+                   help=f"One Euro cut-off when still, Hz (default {_T.min_cutoff})")
+    g.add_argument("--beta", type=float, default=_T.beta,
+                   help=f"One Euro speed coefficient (default {_T.beta})")
+
+
+def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
+    """Raises densehead.options.OptionsError (a ValueError: one line) for values out of range."""
+    return PipelineOptions(regressor=args.regressor, num_threads=args.threads,
+                           score_threshold=args.threshold, max_faces=args.max_faces,
+                           roi_shift=args.roi_shift, roi_scale=args.roi_scale,
+                           refine=args.refine, flip_average=args.flip)
+
+
+def tracker_options(args: argparse.Namespace) -> TrackerOptions:
+    return TrackerOptions(redetect_every=args.redetect_every,
+                          smoothing=not getattr(args, "no_smooth", False),
+                          min_cutoff=args.min_cutoff, beta=args.beta)
+
+
+def make_pipeline(args: argparse.Namespace) -> "Pipeline":
+    from ..pipeline import Pipeline
+
+    return Pipeline(pipeline_options(args))

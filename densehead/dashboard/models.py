@@ -1,0 +1,44 @@
+"""The models every page shares: loaded once per server process, read-only afterwards."""
+from __future__ import annotations
+
+import logging
+import os
+
+import streamlit as st
+
+from ..assets import MissingAssetsError
+from ..pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+REGRESSOR = os.environ.get("DENSEHEAD_REGRESSOR", "mb05")
+
+
+@st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")
+def shared_pipeline(regressor: str = REGRESSOR) -> Pipeline:
+    """One Pipeline per process: it holds nothing per call and its TFLite models serialise
+    their own calls, so sessions and webcam callback threads may share it (each session
+    takes its own `with_options` view for its settings)."""
+    return Pipeline(regressor=regressor, num_threads=2)
+
+
+def load_pipeline() -> Pipeline | None:
+    """The shared pipeline, or None after showing why it could not be loaded."""
+    try:
+        return shared_pipeline()
+    except Exception as exc:  # missing or corrupt files: a message on the page, the trace in the log
+        log.exception("the face models could not be loaded")
+        missing = isinstance(exc, MissingAssetsError)
+        st.error(("The model files are missing.\n\n" if missing else "The models could not be loaded.\n\n")
+                 + f"```\n{exc}\n```")
+        st.info("See the Home page for where the files go (set `DENSEHEAD_ASSETS` to a folder "
+                "holding them, or run `python -m densehead fetch` once while online).")
+        return None
+
+
+def renderer_status() -> str | None:
+    """None when the C++ renderer is importable, else the reason it is not."""
+    try:
+        from .. import render  # noqa: F401
+    except ImportError as exc:
+        return str(exc) or type(exc).__name__
+    return None

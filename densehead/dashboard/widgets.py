@@ -1,0 +1,26 @@
+"""Sidebar settings the live and video pages share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from .. import draw
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    mode: str
+    threshold: float
+    smoothing: bool
+    max_faces: int
+
+
+def processing_settings(prefix: str) -> ProcessingSettings:
+    """The overlay / threshold / smoothing / max faces controls; widget keys are `<prefix>_...`."""
+    st.header("Settings")
+    return ProcessingSettings(
+        mode=st.selectbox("Overlay", draw.MODES, index=0, key=f"{prefix}_mode"),
+        threshold=st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key=f"{prefix}_threshold"),
+        smoothing=st.toggle("Smoothing (One Euro)", value=True, key=f"{prefix}_smoothing"),
+        max_faces=int(st.number_input("Max faces", 1, 8, 4, key=f"{prefix}_max_faces")))
