@@ -69,5 +69,8 @@ def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mo
             if progress is not None:
                 progress(n, total, time.perf_counter() - start)
     elapsed = time.perf_counter() - start
+    if max_frames is None and info.frame_count and n < info.frame_count:
+        notes.add(f"{Path(path).name} ended after {n} of the {info.frame_count} frames its "
+                  "header announces: the file may be truncated or damaged")
     return VideoAnalysis(stack(rows), frames, info.fps, n, Path(output),
                          1e3 * elapsed / max(n, 1), sorted(notes))

@@ -16,7 +16,12 @@ from .crop import ROI_SCALE, ROI_SHIFT
 
 
 class OptionsError(ValueError):
-    """An option value that makes no sense, with a message meant for the user."""
+    """An option value that makes no sense, with a message meant for the user; `name` is the
+    option's field name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(f"{name} {message}")
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class PipelineOptions:
 
     def __post_init__(self) -> None:
         if self.regressor not in REGRESSORS:
-            raise OptionsError(f"unknown regressor {self.regressor!r}; choose one of "
+            raise OptionsError("regressor", f"{self.regressor!r} is not known; choose one of "
                                f"{', '.join(sorted(REGRESSORS))}")
         _check_int(self, "num_threads", 1)
         _check_int(self, "max_faces", 1)
@@ -82,22 +87,22 @@ def option_names(cls: type) -> tuple[str, ...]:
 def _check_int(options: object, name: str, minimum: int) -> None:
     value = getattr(options, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionsError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise OptionsError(name, f"must be a whole number >= {minimum}, got {value!r}")
 
 
 def _check_finite(options: object, name: str) -> float:
     value = getattr(options, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise OptionsError(f"{name} must be a finite number, got {value!r}")
+        raise OptionsError(name, f"must be a finite number, got {value!r}")
     return float(value)
 
 
 def _check_positive(options: object, name: str) -> None:
     if _check_finite(options, name) <= 0:
-        raise OptionsError(f"{name} must be > 0, got {getattr(options, name)!r}")
+        raise OptionsError(name, f"must be > 0, got {getattr(options, name)!r}")
 
 
 def _check_fraction(options: object, name: str) -> None:
     value = _check_finite(options, name)
     if not 0.0 < value <= 1.0:
-        raise OptionsError(f"{name} must be in (0, 1], got {value!r}")
+        raise OptionsError(name, f"must be in (0, 1], got {value!r}")

@@ -53,13 +53,16 @@ class FaceTracker:
         self.reset()
 
     def reset(self) -> None:
-        """Forget every track: the next frame starts from a fresh detection."""
-        self._tracks: list[_Track] = []
+        """A new video or stream: no tracks, ids from 0, the next frame detects afresh."""
         self._ids = count()
         self._frame_index = 0
+        self._size: tuple[int, int] | None = None
+        self._drop_tracks()
+
+    def _drop_tracks(self) -> None:
+        self._tracks: list[_Track] = []
         self._since_detect = 0
         self._lost = True
-        self._size: tuple[int, int] | None = None
 
     def __call__(self, frame: np.ndarray, dense: bool = False,
                  timestamp: float | None = None) -> FrameResult:
@@ -67,7 +70,8 @@ class FaceTracker:
         frame = as_bgr(frame)
         size = (frame.shape[1], frame.shape[0])
         if self._size is not None and size != self._size:
-            self.reset()  # a new frame size (a camera switching resolution): old tracks are stale
+            # a camera switching resolution: the tracks' coordinates are stale, their ids retired
+            self._drop_tracks()
         self._size = size
         now = self._frame_index / self.fps if timestamp is None else timestamp
         self._frame_index += 1

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# what VideoWriter can write: MJPG in .avi, mp4v in the others
+WRITABLE_VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 
 
 class VideoError(ValueError):
@@ -69,23 +71,34 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
 
 
 class VideoWriter:
-    """MP4 (mp4v) or AVI (MJPG) by suffix; opened on the first frame so the size is known."""
+    """MP4 (mp4v) or AVI (MJPG) by suffix; opened on the first frame so the size is known.
+
+    The encoders need even sizes and would silently crop an odd one (641x361 -> 640x360), so odd
+    frames get one black column or row on the right or bottom instead: pixel coordinates in
+    the video stay those of the input, which is what per-frame results refer to."""
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None) -> None:
         # size is accepted for symmetry with cv2.VideoWriter; the first frame decides it
         self.path = Path(path)
+        if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
+            raise VideoError(f"cannot write a video named {self.path.name}: use one of "
+                             f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
+        self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if h % 2 or w % 2:
+            frame = cv2.copyMakeBorder(frame, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
         if self._writer is None:
             fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-            h, w = frame.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc),
-                                           self.fps, (w, h))
+                                           self.fps, (frame.shape[1], frame.shape[0]))
             if not self._writer.isOpened():
                 raise VideoError(f"cannot write video {self.path} (codec {fourcc})")
         self._writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
         if self._writer is not None:

@@ -120,13 +120,18 @@ def test_bad_input(det: FaceDetector) -> None:
 def test_annotated_picture_and_timing(det: FaceDetector, samples: Path,
                                       output_dir: Path) -> None:
     img = photo(samples, "trump_hillary.jpg")
+    original = img.copy()
     boxes, scores = det(img)
+    assert len(boxes) == 2, "the picture for people to look at must show both faces"
     for (x1, y1, x2, y2), s in zip(boxes.astype(int), scores):
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
         cv2.putText(img, f"{s:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     (0, 255, 0), 2)
     out = output_dir / "detector_trump_hillary.jpg"
-    assert cv2.imwrite(str(out), img) and out.stat().st_size > 0
+    assert cv2.imwrite(str(out), img)
+    x1, y1, x2, y2 = boxes[0].astype(int)
+    assert (cv2.imread(str(out))[y1, x1:x2].astype(int) - original[y1, x1:x2]).any(), \
+        "no box drawn where the face was found"
 
     # Not a speed assertion (benchmarks are not tests): recorded for people to read.
     frame = cv2.resize(photo(samples, "JianzhuGuo.jpg"), (640, 480))

@@ -109,6 +109,40 @@ def test_face_cut_by_the_border_still_aligns(pipe, samples):
     x_mid = int((full.box[0] + full.box[2]) / 2)
     cut = np.ascontiguousarray(frame[:, x_mid - int(0.15 * (full.box[2] - full.box[0])):])
     faces = pipe(cut).faces
-    assert len(faces) <= 1
-    for face in faces:
-        assert np.isfinite(face.landmarks).all()
+    assert len(faces) == 1, "the face cut by the border was not found"
+    landmarks = faces[0].landmarks[:, :2] + [x_mid - int(0.15 * (full.box[2] - full.box[0])), 0]
+    # the landmarks still in the picture sit where the whole photo put them
+    visible = full.landmarks[:, 0] > x_mid
+    size = np.sqrt(np.prod(full.box[2:] - full.box[:2]))
+    assert np.abs(landmarks[visible] - full.landmarks[visible, :2]).mean() < 0.08 * size
+
+
+def test_boxes_from_a_caller_must_be_finite_and_not_empty(pipe, samples):
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    for bad in ([[np.nan, 10, 100, 120]], [[50, 50, 40, 120]], [[0, 0, np.inf, 10]]):
+        with pytest.raises(ValueError, match="boxes"):
+            pipe(frame, boxes=np.array(bad, dtype=float))
+    with pytest.raises(ValueError, match="rois"):
+        pipe(frame, rois=np.array([[np.nan] * 4]))
+
+
+def test_options_are_checked_and_views_share_the_models(pipe):
+    from densehead import OptionsError, PipelineOptions
+
+    for bad in ({"max_faces": -1}, {"max_faces": 0}, {"score_threshold": float("nan")},
+                {"score_threshold": 1.5}, {"num_threads": 0}, {"regressor": "mb9"}):
+        with pytest.raises(OptionsError):
+            PipelineOptions(**bad)
+    strict = pipe.with_options(score_threshold=0.95, max_faces=1)
+    assert strict.models is pipe.models and strict.options.max_faces == 1
+    assert pipe.options.max_faces == PipelineOptions().max_faces  # the original is unchanged
+    with pytest.raises(ValueError, match="loaded for"):
+        pipe.with_options(num_threads=1)
+
+
+def test_max_faces_keeps_the_best_faces(pipe, samples):
+    frame = read_image(samples / "photos" / "emma.jpg")
+    every = pipe(frame).faces
+    assert len(every) == 3
+    one = pipe.with_options(max_faces=1)(frame).faces
+    assert len(one) == 1 and one[0].score == max(f.score for f in every)

@@ -71,3 +71,59 @@ def test_track_ends_when_the_face_leaves_and_a_new_one_starts(pipe, samples):
     assert gone[-1] == [], "the track outlived the face by more than one detection round"
     back = tracker(photo).faces
     assert len(back) == 1 and back[0].track_id != first[0].track_id
+
+
+def test_a_new_frame_size_drops_the_old_tracks(pipe, samples):
+    """A camera that switches from 640x480 to 480x360 must not keep ghosts at old coordinates."""
+    import cv2
+
+    photo = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    big, small = cv2.resize(photo, (640, 480)), cv2.resize(photo, (480, 360))
+    tracker = FaceTracker(pipe, redetect_every=30)
+    for _ in range(3):
+        first = tracker(big).faces
+    after = tracker(small).faces
+    assert len(first) == 1 and len(after) == 1
+    assert after[0].track_id != first[0].track_id, "the old track survived the size change"
+    again = pipe(small).faces[0]
+    assert np.abs(after[0].landmarks[:, :2] - again.landmarks[:, :2]).mean() < 3
+
+
+def test_settings_flipped_from_another_thread_never_tear_a_frame(pipe, samples):
+    """The page replaces the tracker's options while frames run: every dense frame must still
+    come back with its vertices, whichever smoothing setting it started with."""
+    import threading
+
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    tracker = FaceTracker(pipe, redetect_every=5)
+    on, off = tracker.options.replace(smoothing=True), tracker.options.replace(smoothing=False)
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            tracker.options = off if tracker.options is on else on
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        results = [tracker(frame, dense=True).faces for _ in range(150)]
+    finally:
+        stop.set()
+        flipper.join()
+    assert all(len(faces) == 1 and faces[0].vertices is not None for faces in results)
+
+
+def test_dense_frames_from_several_threads_leave_blas_on_one_thread(pipe, samples):
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    workers = [threading.Thread(target=lambda: [pipe(frame, dense=True) for _ in range(10)])
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    assert blas and all(i["num_threads"] == 1 for i in blas)

@@ -27,10 +27,12 @@ def run_mode(args: argparse.Namespace) -> int:
     from ..video import is_image
 
     source = Path(args.file)
-    output = Path(args.output) if args.output else default_output(source, args.mode)
+    image = is_image(source)
+    output = Path(args.output) if args.output else default_output(source, args.mode, image)
+    check_outputs(source, output, Path(args.json) if args.json else None, image)
     options = tracker_options(args)
     pipe = make_pipeline(args)
-    if is_image(source):
+    if image:
         frames = [(0, 0.0, _image_faces(pipe, source, args.mode, output))]
     else:
         frames = _video_frames(pipe, source, args.mode, options, output)
@@ -42,9 +44,45 @@ def run_mode(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_output(source: Path, mode: str) -> Path:
-    suffix = source.suffix if source.suffix.lower() != ".avi" else ".mp4"
+def default_output(source: Path, mode: str, image: bool) -> Path:
+    """INPUT_<mode>.<ext>: images keep their format, videos become MP4."""
+    suffix = source.suffix if image else ".mp4"
     return source.with_name(f"{source.stem}_{mode}{suffix}")
+
+
+def check_outputs(source: Path, output: Path, json_path: Path | None, image: bool) -> None:
+    """Refuse, before anything is read or written, outputs that would destroy the input or
+    that cannot be written at all (ValueError: one line on stderr, exit 1)."""
+    import cv2
+
+    from ..video import WRITABLE_VIDEO_SUFFIXES
+
+    targets = [("-o", output)] + ([("--json", json_path)] if json_path is not None else [])
+    for flag, target in targets:
+        if _same_file(target, source):
+            raise ValueError(f"{flag} {target} is the input file itself: choose another name "
+                             "(the input would be overwritten)")
+        if target.is_dir():
+            raise ValueError(f"{flag} {target} is a folder: give a file name")
+        if not target.parent.is_dir():
+            raise ValueError(f"{flag} {target}: the folder {target.parent} does not exist")
+    if json_path is not None and _same_file(json_path, output):
+        raise ValueError(f"--json {json_path} and -o {output} are the same file")
+    if image and not cv2.haveImageWriter(str(output)):
+        raise ValueError(f"-o {output}: cannot write an image with that suffix (use .jpg or .png)")
+    if not image and output.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
+        raise ValueError(f"-o {output}: the output of a video is a video; use one of "
+                         f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links, or before `a` exists)."""
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
 
 
 def _image_faces(pipe: Any, source: Path, mode: str, output: Path) -> list:
@@ -56,8 +94,12 @@ def _image_faces(pipe: Any, source: Path, mode: str, output: Path) -> list:
     faces = pipe(frame, dense=draw.needs_dense(mode)).faces
     if not faces:
         print(f"no face found in {source}", file=sys.stderr)
-    if not cv2.imwrite(str(output), draw.overlay(frame, faces, mode, pipe.model)):
-        raise OSError(f"cannot write image {output} (is the suffix an image format?)")
+    try:
+        written = cv2.imwrite(str(output), draw.overlay(frame, faces, mode, pipe.model))
+    except cv2.error as error:
+        raise OSError(f"cannot write image {output}: {error.msg or error}") from None
+    if not written:
+        raise OSError(f"cannot write image {output} (is the folder writable?)")
     return faces
 
 
@@ -72,4 +114,6 @@ def _video_frames(pipe: Any, source: Path, mode: str, options: Any, output: Path
     result = analyze_video(source, output, pipe, mode=mode, options=options, progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
+    for note in result.notes:
+        print(f"densehead: warning: {note}", file=sys.stderr)
     return result.frames

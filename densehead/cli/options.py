@@ -6,12 +6,16 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..assets import REGRESSORS
-from ..options import PipelineOptions, TrackerOptions
+from ..options import OptionsError, PipelineOptions, TrackerOptions
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
 
 _P, _T = PipelineOptions(), TrackerOptions()
+# option field -> the flag that sets it, so an error names what the user typed
+FLAGS = {"regressor": "--regressor", "num_threads": "--threads", "score_threshold": "--threshold",
+         "max_faces": "--max-faces", "roi_shift": "--roi-shift", "roi_scale": "--roi-scale",
+         "redetect_every": "--redetect-every", "min_cutoff": "--min-cutoff", "beta": "--beta"}
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -48,17 +52,28 @@ def add_tracker_options(p: argparse.ArgumentParser, smoothing_switch: bool = Tru
 
 
 def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
-    """Raises densehead.options.OptionsError (a ValueError: one line) for values out of range."""
-    return PipelineOptions(regressor=args.regressor, num_threads=args.threads,
-                           score_threshold=args.threshold, max_faces=args.max_faces,
-                           roi_shift=args.roi_shift, roi_scale=args.roi_scale,
-                           refine=args.refine, flip_average=args.flip)
+    """Raises a ValueError naming the flag (one line on stderr) for values out of range."""
+    try:
+        return PipelineOptions(regressor=args.regressor, num_threads=args.threads,
+                               score_threshold=args.threshold, max_faces=args.max_faces,
+                               roi_shift=args.roi_shift, roi_scale=args.roi_scale,
+                               refine=args.refine, flip_average=args.flip)
+    except OptionsError as error:
+        raise _flag_error(error) from None
 
 
 def tracker_options(args: argparse.Namespace) -> TrackerOptions:
-    return TrackerOptions(redetect_every=args.redetect_every,
-                          smoothing=not getattr(args, "no_smooth", False),
-                          min_cutoff=args.min_cutoff, beta=args.beta)
+    try:
+        return TrackerOptions(redetect_every=args.redetect_every,
+                              smoothing=not getattr(args, "no_smooth", False),
+                              min_cutoff=args.min_cutoff, beta=args.beta)
+    except OptionsError as error:
+        raise _flag_error(error) from None
+
+
+def _flag_error(error: OptionsError) -> ValueError:
+    flag = FLAGS.get(error.name, error.name)
+    return ValueError(str(error).replace(error.name, flag, 1))
 
 
 def make_pipeline(args: argparse.Namespace) -> "Pipeline":

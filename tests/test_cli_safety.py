@@ -1,0 +1,136 @@
+"""Careless commands lose nothing: outputs that would overwrite the input or cannot be written
+are refused before anything is opened, bad option values are one line, short files say so."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "densehead", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env=os.environ.copy())
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("densehead: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture()
+def work(tmp_path: Path, samples: Path) -> Path:
+    shutil.copy(samples / "videos" / "orlando_bloom.avi", tmp_path / "clip.avi")
+    shutil.copy(samples / "photos" / "JianzhuGuo.jpg", tmp_path / "photo.jpg")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args", [
+    ("sparse", "-f", "clip.avi", "-o", "clip.avi"),
+    ("pose", "-f", "clip.avi", "-o", "./sub/../clip.avi"),        # the same file by another path
+    ("sparse", "-f", "photo.jpg", "-o", "photo.jpg"),
+    ("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "photo.jpg"),
+    ("sparse", "-f", "clip.avi", "-o", "out.mp4", "--json", "clip.avi"),
+])
+def test_output_over_the_input_is_refused_and_the_input_kept(work: Path, args: tuple) -> None:
+    (work / "sub").mkdir()
+    before = {p.name: digest(p) for p in work.glob("*.*")}
+    one_line_error(run(*args, cwd=work), "input file itself")
+    assert {p.name: digest(p) for p in work.glob("*.*")} == before
+
+
+def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
+    (work / "link.avi").symlink_to(work / "clip.avi")
+    before = digest(work / "clip.avi")
+    one_line_error(run("sparse", "-f", "clip.avi", "-o", "link.avi", cwd=work), "input file itself")
+    assert digest(work / "clip.avi") == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (("sparse", "-f", "photo.jpg", "-o", "out.txt"), ("out.txt", ".jpg")),
+    (("sparse", "-f", "clip.avi", "-o", "out.txt"), ("out.txt", ".mp4")),
+    (("sparse", "-f", "photo.jpg", "-o", "."), ("folder",)),
+    (("sparse", "-f", "photo.jpg", "-o", "missing/out.jpg"), ("does not exist",)),
+    (("sparse", "-f", "photo.jpg", "--json", "."), ("folder",)),
+    (("sparse", "-f", "photo.jpg", "-o", "a.jpg", "--json", "a.jpg"), ("same file",)),
+    (("sparse", "-f", "photo.jpg", "--max-faces", "-1"), ("--max-faces",)),
+    (("sparse", "-f", "photo.jpg", "--max-faces", "0"), ("--max-faces",)),
+    (("sparse", "-f", "photo.jpg", "--threshold", "nan"), ("--threshold",)),
+    (("sparse", "-f", "photo.jpg", "--threshold", "1.5"), ("--threshold",)),
+    (("pose", "-f", "clip.avi", "--redetect-every", "0"), ("--redetect-every",)),
+    (("sparse", "-f", "photo.jpg", "--threads", "0"), ("--threads",)),
+    (("benchmark", "-f", "photo.jpg", "--resize", "0x0"), ("--resize",)),
+    (("benchmark", "-f", "photo.jpg", "--resize", "wide"), ("--resize",)),
+])
+def test_unwritable_outputs_and_bad_options_are_one_line(work: Path, args: tuple, words: tuple) -> None:
+    one_line_error(run(*args, cwd=work), *words)
+    assert not (work / "out.txt").exists() and not (work / "a.jpg").exists()
+
+
+def test_truncated_video_says_where_it_ended(work: Path) -> None:
+    data = (work / "clip.avi").read_bytes()
+    (work / "short.avi").write_bytes(data[: len(data) // 3])
+    result = run("sparse", "-f", "short.avi", "-o", "short_out.mp4", "--json", "short.json",
+                 cwd=work)
+    assert result.returncode == 0, result.stderr
+    frames = len(json.loads((work / "short.json").read_text())["frames"])
+    assert 0 < frames < 139
+    assert f"ended after {frames} of the 139 frames" in result.stderr
+    full = run("sparse", "-f", "clip.avi", "-o", "full.mp4", cwd=work)
+    assert full.returncode == 0 and "ended after" not in full.stderr
+
+
+def test_odd_sized_video_keeps_its_coordinates(work: Path) -> None:
+    """641x361 in: the overlay video keeps every input pixel (one black column and row are
+    added for the encoder, none cropped), so the JSON coordinates fit the picture."""
+    import av
+
+    src = cv2.VideoCapture(str(work / "clip.avi"))
+    with av.open(str(work / "odd.mkv"), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 641, 361, "bgr0"
+        for _ in range(10):
+            frame = cv2.resize(src.read()[1], (641, 361))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    result = run("sparse", "-f", "odd.mkv", "-o", "odd_out.mp4", "--json", "odd.json", cwd=work)
+    assert result.returncode == 0, result.stderr
+    cap = cv2.VideoCapture(str(work / "odd_out.mp4"))
+    ok, first = cap.read()
+    assert ok and first.shape[:2] == (362, 642)
+    assert first[:, 641].mean() < 12 and first[361].mean() < 12     # the added border is black
+    face = json.loads((work / "odd.json").read_text())["frames"][0]["faces"][0]
+    x1, y1, x2, y2 = face["box"]
+    assert 0 <= x1 < x2 <= 641 and 0 <= y1 < y2 <= 361
+
+
+def test_input_without_suffix_gets_its_output_name_first(work: Path) -> None:
+    shutil.copy(work / "clip.avi", work / "recording")
+    result = run("pose", "-f", "recording", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert (work / "recording_pose.mp4").is_file() and "recording_pose.mp4" in result.stdout
+
+
+def test_evaluate_manifest_with_missing_keys_is_one_line(work: Path) -> None:
+    (work / "gt.json").write_text(json.dumps({"images": [{"image": "photo.jpg"}]}))
+    one_line_error(run("evaluate", "gt.json", cwd=work), "gt.json", "entry 0")
+    (work / "list.json").write_text("[1, 2, 3]")
+    one_line_error(run("evaluate", "list.json", cwd=work), "list.json")
