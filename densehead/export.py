@@ -187,7 +187,7 @@ def write(path: str | Path, payload: bytes | str) -> Path:
 
 
 def read_csv(source: str | Path) -> tuple[list[str], np.ndarray]:
-    """Header and float table of a numeric CSV written by this module or densehead.series."""
+    """Header and float table of a numeric CSV written by this module or densehead.table."""
     text = Path(source).read_text() if isinstance(source, Path) else str(source)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     header = lines[0].split(",")

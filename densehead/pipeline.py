@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from .morphable import MorphableModel, project
 from .options import PipelineOptions
 from .pose import decompose
 from .runtime import TFLiteModel
+
+log = logging.getLogger(__name__)
 
 # iBUG 68-point order: the index each landmark takes when the face is mirrored left-right.
 MIRROR_68 = np.array(
@@ -38,14 +41,18 @@ class Models:
 def load_models(options: PipelineOptions) -> Models:
     from .compile import regressor_tflite
 
+    start = time.perf_counter()
     paths = assets.resolve_many(assets.default_names(options.regressor))
     detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
     compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
                                 paths[assets.STATS_FILE], assets.cache_dir() / "compiled")
-    return Models(detector=detector,
-                  regressor=TFLiteModel(compiled, num_threads=options.num_threads),
-                  model=MorphableModel(paths[assets.BFM_FILE], paths[assets.TRI_FILE]),
-                  compiled_path=Path(compiled), key=options.model_key)
+    models = Models(detector=detector,
+                    regressor=TFLiteModel(compiled, num_threads=options.num_threads),
+                    model=MorphableModel(paths[assets.BFM_FILE], paths[assets.TRI_FILE]),
+                    compiled_path=Path(compiled), key=options.model_key)
+    log.info("models loaded in %.1f s: %s, %d TFLite thread(s), regressor %s",
+             time.perf_counter() - start, options.regressor, options.num_threads, compiled)
+    return models
 
 
 class Pipeline:

@@ -6,6 +6,7 @@ frames and whenever a track is lost, to pick up new faces and retire vanished on
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from itertools import count
@@ -19,6 +20,8 @@ from .image import as_bgr
 from .options import TrackerOptions
 from .pipeline import Pipeline
 from .smoothing import OneEuro, OneEuroSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class FaceTracker:
         size = (frame.shape[1], frame.shape[0])
         if self._size is not None and size != self._size:
             # a camera switching resolution: the tracks' coordinates are stale, their ids retired
+            log.info("frame size changed from %dx%d to %dx%d: tracks dropped", *self._size, *size)
             self._drop_tracks()
         self._size = size
         now = self._frame_index / self.fps if timestamp is None else timestamp
