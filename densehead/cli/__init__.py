@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from ..assets import MissingAssetsError
 from ..image import ImageError
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="densehead: %(levelname)s: %(message)s")
+    warnings.showwarning = _one_line_warning
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -45,3 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file=None, line=None) -> None:
+    """Warnings (a stand-in model file, say) as one line for a person, not a source listing."""
+    print(f"densehead: warning: {message}", file=sys.stderr)
