@@ -146,3 +146,10 @@ def test_max_faces_keeps_the_best_faces(pipe, samples):
     assert len(every) == 3
     one = pipe.with_options(max_faces=1)(frame).faces
     assert len(one) == 1 and one[0].score == max(f.score for f in every)
+
+
+def test_faces_compare_by_identity(pipe, samples):
+    """Faces hold numpy arrays: field-wise == would raise; lists of faces must still work."""
+    faces = pipe(read_image(samples / "photos" / "trump_hillary.jpg")).faces
+    assert faces.index(faces[1]) == 1 and faces[0] in faces
+    assert faces[0] != faces[1] and not (faces[0] == faces[1])
