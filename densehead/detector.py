@@ -140,8 +140,10 @@ class FaceDetector:
         if len(boxes) == 0:
             return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        # no top_k: OpenCV applies it to the boxes *before* suppression, so the best face's
+        # own overlapping boxes used up the quota and hid the other faces (4 of 7 found)
         idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_threshold,
-                               self.iou_threshold, top_k=self.max_faces)
+                               self.iou_threshold)
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         idx = idx[np.argsort(-scores[idx], kind="stable")][: self.max_faces]
         return Detections(boxes[idx].astype(np.float32), scores[idx].astype(np.float32))

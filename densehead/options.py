@@ -36,6 +36,7 @@ class PipelineOptions:
     roi_scale: float = ROI_SCALE     # box -> crop: side, in box sizes
     refine: bool = True              # second pass on the crop the first landmarks give
     flip_average: bool = False       # also run the mirrored crop and average (test-time trick)
+    second_pass: bool = True         # no face found: look at the mirrored frame (densehead.second_pass)
 
     def __post_init__(self) -> None:
         if self.regressor not in REGRESSORS:

@@ -71,6 +71,19 @@ def test_emma_one_face_per_panel(det: FaceDetector, samples: Path) -> None:
     assert sorted(panel.tolist()) == [0, 1, 2]
 
 
+def test_many_faces_are_all_found(assets_dir: Path, samples: Path) -> None:
+    """Seven faces in one picture (trump_hillary, emma, trump_hillary stacked) with room for
+    eight: the best face's own overlapping boxes must not use up the room of the others."""
+    det = FaceDetector(assets_dir / "RFB-320.tflite", max_faces=8)
+    pair = photo(samples, "trump_hillary.jpg")
+    emma = photo(samples, "emma.jpg")
+    emma = cv2.resize(emma, (pair.shape[1], round(emma.shape[0] * pair.shape[1] / emma.shape[1])))
+    boxes, _ = det(np.vstack([pair, emma, pair]))
+    assert len(boxes) == 7
+    three = FaceDetector(assets_dir / "RFB-320.tflite", max_faces=3)
+    assert len(three(np.vstack([pair, emma, pair])).boxes) == 3
+
+
 def test_aflw_top_box_matches_ground_truth(det: FaceDetector, samples: Path) -> None:
     images = json.loads((samples / "aflw2000" / "ground_truth.json").read_text())["images"]
     frontal = [e for e in images if abs(e["pose_deg"]["yaw"]) < 30]

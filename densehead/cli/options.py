@@ -36,6 +36,8 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="second pass on the crop the first pass's landmarks give")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=_P.flip_average,
                    help="also run the mirrored crop and average")
+    g.add_argument("--second-pass", action=argparse.BooleanOptionalAction, default=_P.second_pass,
+                   help="when the detector finds no face, look at the mirrored frame too")
 
 
 def add_tracker_options(p: argparse.ArgumentParser, smoothing_switch: bool = True) -> None:
@@ -57,7 +59,8 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
         return PipelineOptions(regressor=args.regressor, num_threads=args.threads,
                                score_threshold=args.threshold, max_faces=args.max_faces,
                                roi_shift=args.roi_shift, roi_scale=args.roi_scale,
-                               refine=args.refine, flip_average=args.flip)
+                               refine=args.refine, flip_average=args.flip,
+                               second_pass=args.second_pass)
     except OptionsError as error:
         raise _flag_error(error) from None
 
