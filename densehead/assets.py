@@ -66,6 +66,12 @@ REGISTRY: dict[str, AssetSpec] = {s.name: s for s in (
           "110c0f3eda9f7c610dd20a4ac96de848b76de443", 713),
     _spec("tri.pkl", _3DDFA_V2, "configs/tri.pkl",
           "31b52dcfb1a823649a6157f784ce39304c96ca6d", 913_040),
+    # Texture coordinates, needed only by the textured export (resolved on demand, so they are
+    # not in the default set; `fetch --all` includes them).
+    _spec("BFM_UV.mat", _3DDFA_V2, "configs/BFM_UV.mat",
+          "fa205443b62307647358facf6fd92b13166d0d86", 779_401),
+    _spec("indices.npy", _3DDFA_V2, "configs/indices.npy",
+          "8dc0fbd5fcd3f46528ce0c8cb40fd5fa8432bed4", 153_588),
 )}
 
 # The files the product needs: one of the regressors, and the rest always.

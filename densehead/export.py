@@ -1,5 +1,5 @@
-"""Writers (and the matching readers) for meshes and results: .obj with vertex colours, binary
-.ply, .json and .csv.
+"""Writers (and the matching readers) for meshes and results: .obj with vertex colours, textured
+.obj (+ .mtl + .png, see `write_textured_obj`), binary .ply, .json and .csv.
 
 Mesh coordinates are written upright: x right, y up, z towards the viewer, in pixels of the
 source image (image y is negated, depth kept), so the files open the right way up in viewers.
@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from .face import Face
+
+if TYPE_CHECKING:
+    from .morphable import MorphableModel
+    from .texture import Texture
 
 
 @dataclass
@@ -22,6 +27,7 @@ class Mesh:
     vertices: np.ndarray            # (N, 3) float32
     triangles: np.ndarray           # (M, 3) int32, 0-based
     colors: np.ndarray | None = None  # (N, 3) uint8 RGB
+    uv: np.ndarray | None = None      # (N, 2) float32 texture coordinates per vertex, v up
 
     @property
     def n_vertices(self) -> int:
@@ -70,24 +76,163 @@ def obj_bytes(mesh: Mesh) -> bytes:
 
 
 def read_obj(source: str | Path | bytes) -> Mesh:
-    """Vertices (with colours when every vertex has them) and triangles of an OBJ written above
-    or by other tools (polygons are fanned into triangles; `f a/b/c` forms are accepted)."""
+    """Vertices (with colours when every vertex has them), triangles and, when the file gives
+    every vertex one texture coordinate (`vt`, paired by `f v/vt`), the per-vertex UVs, of an
+    OBJ written here or by other tools (polygons are fanned into triangles)."""
     text = source.decode("ascii") if isinstance(source, bytes) else Path(source).read_text()
     verts: list[list[float]] = []
+    texcoords: list[list[float]] = []
     faces: list[list[int]] = []
+    face_uv: list[list[int]] = []
     for line in text.splitlines():
         parts = line.split()
         if not parts:
             continue
         if parts[0] == "v":
             verts.append([float(v) for v in parts[1:]])
+        elif parts[0] == "vt":
+            texcoords.append(([float(v) for v in parts[1:3]] + [0.0])[:2])  # `vt u` means v = 0
         elif parts[0] == "f":
-            idx = [int(p.split("/")[0]) - 1 for p in parts[1:]]
-            faces.extend([idx[0], idx[i], idx[i + 1]] for i in range(1, len(idx) - 1))
+            corners = [p.split("/") for p in parts[1:]]
+            idx = [_obj_index(c[0], len(verts)) for c in corners]
+            uvi = [_obj_index(c[1], len(texcoords)) if len(c) > 1 and c[1] else -1
+                   for c in corners]
+            for i in range(1, len(idx) - 1):
+                faces.append([idx[0], idx[i], idx[i + 1]])
+                face_uv.append([uvi[0], uvi[i], uvi[i + 1]])
     has_color = bool(verts) and all(len(v) >= 6 for v in verts)
     arr = np.array([v[:6] if has_color else v[:3] for v in verts], dtype=np.float64).reshape(len(verts), -1)
     colors = np.rint(arr[:, 3:6] * 255).astype(np.uint8) if has_color else None
-    return Mesh(arr[:, :3].astype(np.float32), np.array(faces, dtype=np.int32).reshape(-1, 3), colors)
+    triangles = np.array(faces, dtype=np.int32).reshape(-1, 3)
+    uv = _per_vertex_uv(triangles, np.array(face_uv, dtype=np.int64).reshape(-1, 3),
+                        np.array(texcoords, dtype=np.float32).reshape(-1, 2), len(verts))
+    return Mesh(arr[:, :3].astype(np.float32), triangles, colors, uv)
+
+
+def _obj_index(token: str, count: int) -> int:
+    """0-based index of an OBJ reference (1-based, or negative = counted from the end)."""
+    i = int(token)
+    return i - 1 if i > 0 else count + i
+
+
+def _per_vertex_uv(triangles: np.ndarray, face_uv: np.ndarray, texcoords: np.ndarray,
+                   n_vertices: int) -> np.ndarray | None:
+    """One UV per vertex if every corner names a vt and each vertex always names the same one
+    (no UV seams, as in our files); otherwise None."""
+    if (not len(texcoords) or not len(triangles) or np.any(face_uv < 0)
+            or face_uv.max() >= len(texcoords)):
+        return None
+    choice = np.full(n_vertices, -1, dtype=np.int64)
+    choice[triangles.ravel()] = face_uv.ravel()
+    if np.any(choice < 0) or np.any(choice[triangles.ravel()] != face_uv.ravel()):
+        return None
+    return texcoords[choice]
+
+
+def textured_obj_bytes(mesh: Mesh, mtl_name: str, material: str = "face") -> bytes:
+    """Wavefront OBJ with one `vt` per vertex (same index as its `v`), faces as `f v/vt ...`
+    and the material library `mtl_name` (a file name next to the .obj)."""
+    if mesh.uv is None or len(mesh.uv) != mesh.n_vertices:
+        raise ValueError("a textured OBJ needs one texture coordinate per vertex (mesh.uv)")
+    buf = io.StringIO()
+    buf.write(f"# densehead textured mesh: {mesh.n_vertices} vertices, "
+              f"{len(mesh.triangles)} triangles\n")
+    buf.write(f"mtllib {mtl_name}\n")
+    buf.write(_rows("v %.4f %.4f %.4f\n", mesh.vertices.astype(np.float64)))
+    buf.write(_rows("vt %.6f %.6f\n", mesh.uv.astype(np.float64)))
+    buf.write(f"usemtl {material}\n")
+    corners = np.repeat(mesh.triangles.astype(np.int64) + 1, 2, axis=1)  # v/vt share the index
+    buf.write(_rows("f %d/%d %d/%d %d/%d\n", corners))
+    return buf.getvalue().encode("ascii")
+
+
+def _rows(fmt: str, table: np.ndarray) -> str:
+    """`fmt` applied to every row: one % over the whole table, 2.5x faster than np.savetxt."""
+    return (fmt * len(table)) % tuple(table.ravel().tolist())
+
+
+def mtl_bytes(texture_name: str, material: str = "face") -> bytes:
+    """A material whose colour is the texture: white under it (Ka, Kd), no specular highlight."""
+    return (f"# densehead material\nnewmtl {material}\nKa 1.000 1.000 1.000\n"
+            f"Kd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\nd 1.0\nillum 1\n"
+            f"map_Kd {texture_name}\n").encode("ascii")
+
+
+def obj_texture_path(obj_path: str | Path) -> Path | None:
+    """The image an OBJ's material library names as `map_Kd` (first one), or None."""
+    obj_path = Path(obj_path)
+    for line in obj_path.read_text().splitlines():
+        parts = line.split(maxsplit=1)
+        if parts[:1] == ["mtllib"] and len(parts) == 2:
+            mtl = obj_path.parent / parts[1].strip()
+            if not mtl.is_file():
+                return None
+            for entry in mtl.read_text().splitlines():
+                fields = entry.split(maxsplit=1)
+                if fields[:1] == ["map_Kd"] and len(fields) == 2:
+                    return mtl.parent / fields[1].strip()
+    return None
+
+
+@dataclass
+class TexturedFace:
+    """One face as a textured mesh: the .obj, .mtl and .png a viewer or Blender imports."""
+
+    stem: str            # file names: <stem>.obj, <stem>.mtl, <stem>_texture.png
+    mesh: Mesh           # upright vertices, triangles and per-vertex uv
+    texture: "Texture"   # the unwrapped image (BGR) and where its texels came from
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return f"{self.stem}.obj", f"{self.stem}.mtl", f"{self.stem}_texture.png"
+
+    def files(self) -> dict[str, bytes]:
+        """{file name: bytes} for the three files."""
+        import cv2
+
+        obj, mtl, png = self.names
+        ok, encoded = cv2.imencode(".png", self.texture.image)
+        if not ok:  # pragma: no cover - PNG encoding of a uint8 image does not fail
+            raise RuntimeError("could not encode the texture as PNG")
+        return {obj: textured_obj_bytes(self.mesh, mtl), mtl: mtl_bytes(png),
+                png: encoded.tobytes()}
+
+    def zip_bytes(self) -> bytes:
+        """The three files in one zip (what the 3D viewer offers for download)."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, data in self.files().items():
+                zf.writestr(name, data)
+        return buf.getvalue()
+
+    def write(self, directory: str | Path) -> list[Path]:
+        """Write the three files into `directory`; returns their paths (obj, mtl, png)."""
+        directory = Path(directory)
+        return [write(directory / name, data) for name, data in self.files().items()]
+
+
+def textured_face(face: Face, image_bgr: np.ndarray, model: "MorphableModel",
+                  stem: str = "face", size: int | None = None) -> TexturedFace:
+    """Unwrap one face's texture from the image it was found in (needs face.vertices; the UV
+    files are resolved on first use). `size` is the texture's side (default 512)."""
+    from . import texture
+
+    if face.vertices is None:
+        raise ValueError("this face has no dense vertices: run the pipeline with dense=True")
+    atlas = texture.atlas_for(model, size or texture.TEXTURE_SIZE)
+    tex = texture.unwrap(image_bgr, face.vertices, atlas)
+    mesh = Mesh(upright(face.vertices), np.asarray(model.triangles, dtype=np.int32), uv=atlas.uv)
+    return TexturedFace(stem, mesh, tex)
+
+
+def write_textured_obj(path: str | Path, face: Face, image_bgr: np.ndarray,
+                       model: "MorphableModel", size: int | None = None) -> list[Path]:
+    """Write `path` (.obj), the .mtl beside it and `<stem>_texture.png`; returns the three
+    paths. The texture's side is `size` (default 512)."""
+    path = Path(path)
+    if path.suffix.lower() != ".obj":
+        raise ValueError(f"the textured mesh is written as .obj, got {path.name!r}")
+    return textured_face(face, image_bgr, model, stem=path.stem, size=size).write(path.parent)
 
 
 # --- .ply ------------------------------------------------------------------------------------
@@ -218,5 +363,7 @@ def browser_mp4(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
     return dst
 
 
-__all__ = ["Mesh", "browser_mp4", "csv_text", "face_mesh", "faces_json", "frames_json", "obj_bytes", "ply_bytes",
-           "read_csv", "read_obj", "read_ply", "upright", "vertex_colors", "write"]
+__all__ = ["Mesh", "TexturedFace", "browser_mp4", "csv_text", "face_mesh", "faces_json",
+           "frames_json", "mtl_bytes", "obj_bytes", "obj_texture_path", "ply_bytes", "read_csv", "read_obj",
+           "read_ply", "textured_face", "textured_obj_bytes", "upright", "vertex_colors", "write",
+           "write_textured_obj"]

@@ -38,6 +38,13 @@ def analyse(data: bytes, name: str = "the photo") -> tuple[np.ndarray | None, li
     return image, shared_pipeline()(image, dense=True).faces, note
 
 
+@st.cache_data(max_entries=4, show_spinner="Unwrapping the face's texture…")
+def textured(data: bytes, name: str, index: int, stem: str) -> export.TexturedFace:
+    """The face's textured mesh: .obj with UVs, .mtl and the unwrapped texture."""
+    image, faces, _ = analyse(data, name)
+    return export.textured_face(faces[index], image, shared_pipeline().model, stem=stem)
+
+
 @st.cache_data(max_entries=8)
 def meshes(data: bytes, name: str, index: int, target: int) -> tuple[export.Mesh, export.Mesh, export.Mesh]:
     """(full mesh, display mesh, wireframe mesh) of one face."""
@@ -113,6 +120,16 @@ left.plotly_chart(bar_figure(face.expression_coeffs, "Expression coefficients (1
 right.plotly_chart(bar_figure(face.shape_coeffs, "Shape coefficients (40)", "s"), key="shape_bars")
 
 stem = (upload.name.rsplit(".", 1)[0] or "face") + f"_face{index}"
+with st.expander("Texture (unwrapped into the face model's UV square)", expanded=True):
+    tex = textured(data, name, index, stem)
+    seen = tex.texture.fractions()
+    st.image(tex.texture.image, channels="BGR", width=384)
+    st.caption(" · ".join(f"{k} {100 * v:.0f}%" for k, v in seen.items())
+               + " of the texels: seen in the photo, taken from the mirrored side, or filled "
+                 "from their neighbours.")
+    st.download_button("Download textured mesh (.zip: .obj + .mtl + .png)",
+                       data=lambda: tex.zip_bytes(), file_name=f"{stem}_textured.zip",
+                       mime="application/zip", on_click="ignore")
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download .obj (vertex colours)", data=lambda: export.obj_bytes(full),
                    file_name=f"{stem}.obj", mime="text/plain", on_click="ignore")

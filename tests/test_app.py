@@ -1,6 +1,7 @@
 """The pages under Streamlit's AppTest: they render, widgets change state, bad input is a message."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,10 @@ def test_viewer_photo_gives_mesh_and_widgets_change_it(samples):
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert labels[:3] == ["Yaw", "Pitch", "Roll"]
-    assert len(at.get("download_button")) == 3
+    # .obj, .ply, .json and the textured mesh's zip; the texture is shown with its share seen
+    assert len(at.get("download_button")) == 4
+    assert re.search(r"seen \d+% · mirrored \d+% · filled \d+%", texts(at.caption))
+    assert len(at.get("image")) >= 1
 
 
 def test_viewer_rejects_non_image_and_faceless_photo(samples):

@@ -266,3 +266,48 @@ def test_fetch_command(home: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPat
     assert SMALL in out and MEDIUM in out and "official" in out and str(home) in out
     assert main(["fetch", "tri.pkl"]) == 1  # not on the mirror
     assert "tri.pkl" in capsys.readouterr().out
+
+
+TEXTURE_FILES = ("BFM_UV.mat", "indices.npy")  # only the textured export needs them
+
+
+def test_texture_files_are_pinned_like_the_other_upstream_files(assets_dir: Path) -> None:
+    for name in TEXTURE_FILES:
+        spec = assets.REGISTRY[name]
+        assert (spec.repo, spec.commit) == (assets.REGISTRY["tri.pkl"].repo,
+                                            assets.REGISTRY["tri.pkl"].commit)
+        assert spec.url.endswith(f"/configs/{name}")
+        assert (assets_dir / name).stat().st_size == spec.size
+        assert assets.git_blob_sha1(assets_dir / name) == spec.sha1
+
+
+def test_texture_files_download_on_demand_and_with_fetch_all(
+        home: Path, served: Path, mirror: Mirror, assets_dir: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from densehead import texture
+
+    for regressor in assets.REGRESSORS:
+        assert not set(TEXTURE_FILES) & set(assets.default_names(regressor))
+    for name in TEXTURE_FILES:
+        shutil.copy(assets_dir / name, served / name)
+    use_mirror(monkeypatch, mirror)
+    uv = texture.load_uv()  # the first textured export resolves (downloads, verifies) both
+    assert uv.shape == (38365, 2) and trusted_files(home) == sorted(TEXTURE_FILES)
+    from densehead.cli import main
+
+    assert main(["fetch", "--all"]) == 1  # the other files are not on this mirror
+    lines = capsys.readouterr().out.splitlines()
+    for name in TEXTURE_FILES:
+        row = next(line for line in lines if line.startswith(name + " "))
+        assert "official" in row and "cache" in row
+
+
+def test_texture_files_missing_offline_are_named(home: Path) -> None:
+    from densehead import texture
+
+    with pytest.raises(assets.MissingAssetsError) as info:
+        texture.load_uv()
+    message = str(info.value)
+    for name in TEXTURE_FILES:
+        assert name in message and assets.REGISTRY[name].url in message
+    assert "Traceback" not in message and trusted_files(home) == []

@@ -70,3 +70,33 @@ def test_benchmark_prints_the_stage_table(samples):
     for stage in ("detect", "preprocess", "inference", "postprocess", "render", "total"):
         assert any(line.startswith(stage) for line in result.stdout.splitlines()), stage
     assert "frames per second" in result.stdout
+
+
+def test_export_writes_textured_obj_per_face(samples, tmp_path):
+    result = run("export", "-f", str(samples / "photos" / "emma.jpg"), "-o", str(tmp_path / "face.obj"))
+    assert result.returncode == 0, result.stderr
+    for i in range(3):  # three faces: face_0 .. face_2, each with its material and texture
+        obj = (tmp_path / f"face_{i}.obj").read_text()
+        assert obj.count("\nvt ") == 38_365 and "mtllib face_%d.mtl" % i in obj
+        assert f"map_Kd face_{i}_texture.png" in (tmp_path / f"face_{i}.mtl").read_text()
+        texture = cv2.imread(str(tmp_path / f"face_{i}_texture.png"))
+        assert texture.shape == (512, 512, 3) and texture.std() > 10  # a picture, not a fill
+    assert not (tmp_path / "face.obj").exists()
+
+
+def test_export_one_face_of_a_video_frame(samples, tmp_path):
+    out = tmp_path / "obama.obj"
+    result = run("export", "-f", str(samples / "videos" / "obama.mp4"), "-o", str(out),
+                 "--frame", "20", "--face", "0", "--size", "256")
+    assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(tmp_path / "obama_texture.png")).shape == (256, 256, 3)
+    late = run("export", "-f", str(samples / "videos" / "obama.mp4"), "-o", str(out),
+               "--frame", "500")
+    assert late.returncode == 1 and "has only 55 frame(s)" in late.stderr
+    wrong = run("export", "-f", str(samples / "photos" / "JianzhuGuo.jpg"), "--face", "2",
+                "-o", str(out))
+    assert wrong.returncode == 1 and "has 1 face(s)" in wrong.stderr
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((200, 300, 3), 180, np.uint8))
+    none = run("export", "-f", str(blank), "-o", str(out))
+    assert none.returncode == 1 and "no face found" in none.stderr and "Traceback" not in none.stderr

@@ -21,13 +21,18 @@ def test_readme_python_block_runs_as_written(tmp_path, samples):
     shutil.copy(samples / "photos" / "JianzhuGuo.jpg", tmp_path / "photo.jpg")
     shutil.copy(samples / "videos" / "obama.mp4", tmp_path / "video.mp4")
     (tmp_path / "notes.txt").write_text("not a picture")
+    printed = ""
     for code in blocks:
         result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=300, env=os.environ.copy())
         assert result.returncode == 0, result.stderr
-    # what the example prints: the pose of the one face in the photo, and the ImageError line
-    assert re.search(r"yaw [+-]\d+\.\d  pitch [+-]\d+\.\d  roll [+-]\d+\.\d degrees", result.stdout)
-    assert "not an image" in result.stdout
+        printed += result.stdout
+    # what the examples print: the pose of the one face in the photo, the ImageError line and
+    # the three files of the textured mesh (which must exist)
+    assert re.search(r"yaw [+-]\d+\.\d  pitch [+-]\d+\.\d  roll [+-]\d+\.\d degrees", printed)
+    assert "not an image" in printed
+    assert "['face.obj', 'face.mtl', 'face_texture.png']" in printed
+    assert all((tmp_path / name).is_file() for name in ("face.obj", "face.mtl", "face_texture.png"))
 
 
 def test_library_imports_and_runs_without_streamlit_or_plotly(tmp_path, samples):

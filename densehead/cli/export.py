@@ -1,0 +1,94 @@
+"""`densehead export -f PHOTO|VIDEO -o face.obj`: textured meshes (.obj + .mtl + texture .png)
+for Blender and other viewers; and `densehead benchmark-texture`, the unwrap's timing table."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .modes import _same_file
+from .options import add_pipeline_options, make_pipeline, pipeline_options
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("export", help="textured mesh (.obj + .mtl + _texture.png) of each face")
+    p.add_argument("-f", "--file", required=True, help="input image or video")
+    p.add_argument("-o", "--output", help="output .obj (default: INPUT.obj); several faces give "
+                                          "NAME_0.obj, NAME_1.obj, ...")
+    p.add_argument("--face", type=int, help="only this face (0 = the detector's best)")
+    p.add_argument("--frame", type=int, default=0, help="video: the frame to use (default 0)")
+    p.add_argument("--size", type=int, default=512, help="texture side in pixels (default 512)")
+    add_pipeline_options(p)
+    p.set_defaults(func=run_export)
+
+    b = sub.add_parser("benchmark-texture", help="time the texture unwrap (medians per step)")
+    b.add_argument("photos", nargs="*", type=Path,
+                   default=[Path("../shared/samples/photos/JianzhuGuo.jpg")])
+    b.add_argument("--size", type=int, nargs="+", default=[512, 1024])
+    b.add_argument("--repeats", type=int, default=15)
+    b.set_defaults(func=run_benchmark)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .. import export
+
+    source = Path(args.file)
+    output = Path(args.output) if args.output else source.with_suffix(".obj")
+    _check(args, source, output)
+    pipeline_options(args)  # option errors before anything is loaded
+    image = _read_frame(source, args.frame)
+    pipe = make_pipeline(args)
+    faces = pipe(image, dense=True).faces
+    if not faces:
+        raise ValueError(f"no face found in {source}" + (f" (frame {args.frame})" if args.frame else ""))
+    if args.face is not None:
+        if not 0 <= args.face < len(faces):
+            raise ValueError(f"--face {args.face}: {source} has {len(faces)} face(s), numbered "
+                             f"0 to {len(faces) - 1}")
+        chosen = [(output, faces[args.face])]
+    elif len(faces) == 1:
+        chosen = [(output, faces[0])]
+    else:
+        chosen = [(output.with_name(f"{output.stem}_{i}.obj"), f) for i, f in enumerate(faces)]
+    for path, face in chosen:
+        written = export.write_textured_obj(path, face, image, pipe.model, size=args.size)
+        print("wrote " + ", ".join(str(w) for w in written))
+    return 0
+
+
+def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
+    if output.suffix.lower() != ".obj":
+        raise ValueError(f"-o {output}: the mesh is written as .obj (with .mtl and _texture.png)")
+    if _same_file(output, source):
+        raise ValueError(f"-o {output} is the input file itself: choose another name")
+    if not output.parent.is_dir():
+        raise ValueError(f"-o {output}: the folder {output.parent} does not exist")
+    if args.frame < 0 or args.size < 64 or args.size > 8192:
+        raise ValueError("--frame must be >= 0 and --size between 64 and 8192")
+
+
+def _read_frame(source: Path, index: int) -> np.ndarray:
+    from ..image import read_image
+    from ..video import VideoError, is_image, iter_frames
+
+    if is_image(source):
+        if index:
+            raise ValueError(f"--frame {index}: {source} is a photo (it has frame 0 only)")
+        return read_image(source)
+    count = 0
+    for count, frame in enumerate(iter_frames(source, max_frames=index + 1), start=1):
+        if count == index + 1:
+            return frame
+    raise VideoError(f"--frame {index}: {source.name} has only {count} frame(s)")
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    from .. import texture_bench
+
+    if args.repeats < 1 or any(s < 64 for s in args.size):
+        print("densehead: error: --repeats must be >= 1 and --size >= 64", file=sys.stderr)
+        return 1
+    return texture_bench.run(args.photos, args.size, args.repeats)
