@@ -183,7 +183,12 @@ def test_unpickler_refuses_torch_globals_in_data_files(tmp_path: Path):
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_IN_CHILD = """
-import resource, sys
+import sys
+
+def peak_rss_mb():
+    # VmHWM: this process's own peak; ru_maxrss would report the parent's (kept across exec)
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024
 from densehead.assets import ModelFileError
 from densehead.checkpoint import load_checkpoint
 try:
@@ -191,7 +196,7 @@ try:
     print("loaded")
 except ModelFileError as e:
     print("refused:", e)
-print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print("peak_mb", peak_rss_mb())
 """
 
 
