@@ -8,12 +8,19 @@ exactly the bytes the upstream repository published. Resolution order for one fi
 2. `$DENSEHEAD_HOME/<name>` (default `~/.cache/densehead`): used if it verifies, else deleted.
 3. download from the pinned GitHub raw URL (or `$DENSEHEAD_MIRROR/<name>`) into a temporary file
    next to the cache entry, verify, then rename: a partial or corrupted download is never left
-   under the name a later run would trust.
+   under the name a later run would trust. A download stops at its file's known size (plus one
+   byte), within an overall deadline (`$DENSEHEAD_DOWNLOAD_DEADLINE` seconds), and is retried a
+   few times with backoff when the connection drops or the server fails.
+
+A file that is found but cannot be loaded (truncated, corrupt, unsafe, wrong content) raises
+`ModelFileError`: one line naming the file and how to replace it.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -21,12 +28,29 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
+if TYPE_CHECKING:
+    import requests
+
+try:  # POSIX: a download holds an flock on its .part file, so others know it is alive
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 ASSETS_ENV = "DENSEHEAD_ASSETS"
 HOME_ENV = "DENSEHEAD_HOME"
 MIRROR_ENV = "DENSEHEAD_MIRROR"
 DEFAULT_HOME = "~/.cache/densehead"
-DOWNLOAD_TIMEOUT_S = 30  # per socket operation, not for the whole transfer
+DEADLINE_ENV = "DENSEHEAD_DOWNLOAD_DEADLINE"
+DOWNLOAD_TIMEOUT_S = 30  # a connection that sends nothing for this long is given up
+# Per file, every attempt included: the 24 MB face model at 256 kbit/s takes about 12 minutes.
+DEFAULT_DEADLINE_S = 900.0
+DOWNLOAD_ATTEMPTS = 3  # a dropped or failed transfer is tried again, twice
+RETRY_BACKOFF_S = 1.0  # wait before the second attempt; doubled before each later one
+CHUNK_BYTES = 64 * 1024
+STALE_PART_AGE_S = 3600  # where .part files cannot be locked (no fcntl): age decides
 
 _3DDFA_V2 = ("cleardusk/3DDFA_V2", "1b6c67601abffc1e9f248b291708aef0e43b55ae")
 _SCARLET = ("1996scarlet/Dense-Head-Pose-Estimation", "5f2376b3cf97bf514ee542c2f62d985d4cdfe53c")
@@ -34,7 +58,8 @@ _SCARLET = ("1996scarlet/Dense-Head-Pose-Estimation", "5f2376b3cf97bf514ee542c2f
 
 @dataclass(frozen=True)
 class AssetSpec:
-    """One upstream file pinned by commit and git blob sha1; size is checked when known."""
+    """One upstream file pinned by commit and git blob sha1; size is checked when known.
+    A file of unknown size has an upper bound instead, so that a download cannot grow forever."""
 
     name: str
     repo: str
@@ -42,26 +67,37 @@ class AssetSpec:
     path: str
     sha1: str
     size: int | None = None
+    max_size: int | None = None
 
     @property
     def url(self) -> str:
         return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
 
+    @property
+    def byte_cap(self) -> int:
+        """The most bytes a download of this file may bring."""
+        cap = self.size if self.size is not None else self.max_size
+        if cap is None:
+            raise ValueError(f"{self.name}: the registry needs a size or a max_size")
+        return cap
+
 
 def _spec(name: str, origin: tuple[str, str], path: str, sha1: str,
-          size: int | None = None) -> AssetSpec:
-    return AssetSpec(name, origin[0], origin[1], path, sha1, size)
+          size: int | None = None, max_size: int | None = None) -> AssetSpec:
+    return AssetSpec(name, origin[0], origin[1], path, sha1, size, max_size)
 
 
 REGISTRY: dict[str, AssetSpec] = {s.name: s for s in (
     _spec("RFB-320.tflite", _SCARLET, "weights/RFB-320.tflite",
           "a686effdaee0e32f25de591f3efa04786c5e2d4a", 1_169_156),
+    # size unknown offline: MobileNetV1 x1 is about 3.4 M float32 weights (~14 MB)
     _spec("mb1_120x120.pth", _3DDFA_V2, "weights/mb1_120x120.pth",
-          "bb78e0cd616fa578febb725b4be3a3ddd546f6b4"),
+          "bb78e0cd616fa578febb725b4be3a3ddd546f6b4", max_size=64 << 20),
     _spec("mb05_120x120.pth", _3DDFA_V2, "weights/mb05_120x120.pth",
           "6b7be882d53da54cc84732b295695d5c89c93bc3", 3_752_462),
+    # size unknown offline: 115,095 x 51 float32 rows plus triangles (~24 MB)
     _spec("bfm_noneck_v3.pkl", _3DDFA_V2, "configs/bfm_noneck_v3.pkl",
-          "7a44e1e29d658fc5d7303eb07cd820b23daab34a"),
+          "7a44e1e29d658fc5d7303eb07cd820b23daab34a", max_size=128 << 20),
     _spec("param_mean_std_62d_120x120.pkl", _3DDFA_V2, "configs/param_mean_std_62d_120x120.pkl",
           "110c0f3eda9f7c610dd20a4ac96de848b76de443", 713),
     _spec("tri.pkl", _3DDFA_V2, "configs/tri.pkl",
@@ -118,6 +154,38 @@ class MissingAssetsError(FileNotFoundError):
 
 class AssetVerificationError(MissingAssetsError):
     """A download whose bytes are not the official ones (nothing was kept)."""
+
+
+class ModelFileError(ValueError):
+    """A model file that exists but cannot be used: truncated, corrupt, unsafe, or not holding
+    what it should. Its message is one line: the file, what is wrong, and how to fix it."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str | None = None) -> None:
+        self.path = Path(path)
+        self.problem = _one_line(problem)
+        self.fix = fix if fix is not None else replacement_hint(self.path)
+        super().__init__(f"unusable model file {self.path}: {self.problem}; {self.fix}")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def replacement_hint(path: Path) -> str:
+    """How to get a good copy of `path`, depending on where it lives."""
+    folder = path.parent.resolve()
+    if folder == (cache_dir() / "compiled").resolve():
+        return "delete it; densehead compiles it again on the next run"
+    spec = REGISTRY.get(path.name)
+    if spec is None:
+        return "replace it with a good copy of the file"
+    root = assets_dir()
+    if root is not None and folder == root.resolve():
+        return (f"replace it with the official file from {spec.url}, or remove it from "
+                f"{ASSETS_ENV} ({root}) to use a verified download")
+    return (f"delete it and run `python -m densehead fetch {spec.name}`, "
+            f"or download it from {spec.url}")
 
 
 def _missing_message(missing: list[MissingAsset]) -> str:
@@ -286,49 +354,169 @@ def status(names: Iterable[str] | None = None) -> list[AssetStatus]:
 
 # --- download ------------------------------------------------------------------------------
 
-def _progressbar() -> bool:
-    try:
-        import tqdm  # noqa: F401  (pooch draws its bar with tqdm)
-    except ImportError:
-        return False
-    return True
+class _TransferFailed(Exception):
+    """One attempt that did not bring the file; `retry` says whether another may do better."""
+
+    def __init__(self, reason: str, retry: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
 
 
-def _remove_stale_parts(directory: Path, name: str, older_than_s: float = 3600) -> None:
-    """Temporary files left by a killed download; never trusted, only cleaned up."""
-    now = time.time()
+@dataclass(frozen=True)
+class _Deadline:
+    seconds: float
+    at: float  # time.monotonic() value
+
+    @classmethod
+    def from_env(cls) -> "_Deadline":
+        value = os.environ.get(DEADLINE_ENV)
+        try:
+            seconds = float(value) if value else DEFAULT_DEADLINE_S
+        except ValueError:
+            raise ValueError(f"{DEADLINE_ENV}={value!r} is not a number of seconds") from None
+        return cls(seconds, time.monotonic() + seconds)
+
+    def passed(self, after_s: float = 0.0) -> bool:
+        return time.monotonic() + after_s > self.at
+
+    def failure(self) -> _TransferFailed:
+        return _TransferFailed(f"the download took longer than its {self.seconds:g} s deadline "
+                               f"(set {DEADLINE_ENV} to allow more)", retry=False)
+
+
+def _remove_if_stale(part: Path) -> None:
+    """Remove a .part file unless a live process holds its download lock (an flock dies
+    with its process, however it was killed)."""
+    if fcntl is None:
+        if time.time() - part.stat().st_mtime > STALE_PART_AGE_S:
+            part.unlink()
+        return
+    with part.open("rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a download in progress
+        part.unlink()  # while we hold the lock, so no new download can have adopted it
+
+
+def _remove_stale_parts(directory: Path, name: str) -> None:
+    """Temporary files left by killed downloads: never trusted, only cleaned up."""
     for part in directory.glob(f".{name}.*.part"):
         try:
-            if now - part.stat().st_mtime > older_than_s:
-                part.unlink()
+            _remove_if_stale(part)
         except OSError:
+            pass  # gone meanwhile, or not ours to remove
+
+
+def _open_part(directory: Path, name: str) -> tuple[Path, BinaryIO]:
+    """A new .part file, open and locked for as long as this download runs."""
+    while True:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        out = os.fdopen(fd, "w+b")
+        if fcntl is None:
+            return Path(tmp_name), out
+        fcntl.flock(out, fcntl.LOCK_EX)
+        try:  # a cleanup may have removed it between mkstemp and flock: then start over
+            if os.path.samestat(os.fstat(fd), os.stat(tmp_name)):
+                return Path(tmp_name), out
+        except FileNotFoundError:
             pass
+        out.close()
 
 
-def _transfer(url: str, target: Path) -> None:
-    """Stream `url` into `target` with pooch's HTTP downloader (requests + tqdm bar)."""
-    import pooch
+def _request(url: str) -> "requests.Response":
+    import requests
+    import urllib3
 
-    pooch.HTTPDownloader(progressbar=_progressbar(), timeout=DOWNLOAD_TIMEOUT_S)(
-        url, str(target), None)
+    try:
+        # identity: the bytes to verify are the file's own, not a compressed form of them
+        return requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT_S,
+                            headers={"Accept-Encoding": "identity"})
+    except requests.RequestException as e:
+        cause = getattr(e.args[0], "reason", None) if e.args else None
+        # nothing listening, no route, no such host: trying again at once would not help
+        # (urllib3's NewConnectionError is a ConnectTimeoutError too)
+        unreachable = isinstance(e, requests.ConnectTimeout) or isinstance(
+            cause, urllib3.exceptions.ConnectTimeoutError)
+        dropped = isinstance(e, (requests.ConnectionError, requests.Timeout))
+        raise _TransferFailed(_short(e), retry=dropped and not unreachable) from None
+
+
+def _transfer(url: str, out: BinaryIO, cap: int, deadline: _Deadline, label: str) -> None:
+    """One attempt: stream `url` into `out`, never more than `cap` bytes, giving up once
+    the deadline has passed. Raises _TransferFailed."""
+    import urllib3
+    from tqdm import tqdm
+
+    with _request(url) as response:
+        code = response.status_code
+        if code != 200:
+            raise _TransferFailed(f"the server answered HTTP {code} {response.reason or ''}"
+                                  .strip(), retry=code >= 500 or code == 429)
+        announced = response.headers.get("Content-Length", "")
+        length = int(announced) if announced.isdigit() else None
+        if length is not None and length > cap:
+            raise _TransferFailed(f"the server announced {length:,} bytes, more than the "
+                                  f"{cap:,} bytes expected", retry=False)
+        received = 0
+        with tqdm(total=length, unit="B", unit_scale=True, desc=label, file=sys.stderr) as bar:
+            while True:
+                if deadline.passed():
+                    raise deadline.failure()
+                try:  # read1 returns as soon as some bytes arrive: a trickle cannot hide time
+                    chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+                except (urllib3.exceptions.HTTPError, OSError) as e:
+                    raise _TransferFailed(_short(e), retry=True) from None
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > cap:  # stop at cap + 1 bytes at the latest
+                    raise _TransferFailed(f"the server sent more than the {cap:,} bytes "
+                                          "expected", retry=False)
+                out.write(chunk)
+                bar.update(len(chunk))
+        if length is not None and received != length:
+            raise _TransferFailed(_short(ConnectionError("Connection broken")), retry=True)
+
+
+def _fetch(url: str, out: BinaryIO, cap: int, label: str) -> None:
+    """_transfer with a few retries and doubling backoff, all within one deadline."""
+    deadline = _Deadline.from_env()
+    delay = RETRY_BACKOFF_S
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        out.seek(0)
+        out.truncate()
+        try:
+            _transfer(url, out, cap, deadline, label)
+            return
+        except _TransferFailed as e:
+            failure = e
+        if not failure.retry or attempt == DOWNLOAD_ATTEMPTS:
+            break
+        if deadline.passed(after_s=delay):
+            failure = deadline.failure()
+            break
+        time.sleep(delay)
+        delay *= 2
+    after = f" (after {attempt} attempts)" if attempt > 1 else ""
+    raise _TransferFailed(failure.reason + after, retry=False)
 
 
 def _download(spec: AssetSpec) -> Path:
-    import requests
-
     url = source_url(spec.name)
+    log.info("downloading %s from %s", spec.name, url)
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(directory, spec.name)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=directory)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp, out = _open_part(directory, spec.name)
     try:
         try:
-            _transfer(url, tmp)
-        except (requests.RequestException, OSError) as e:
-            raise MissingAssetsError([MissingAsset(spec.name, url,
-                                                   f"download failed: {_short(e)}")]) from None
+            _fetch(url, out, spec.byte_cap, spec.name)
+        except _TransferFailed as e:
+            raise MissingAssetsError([MissingAsset(
+                spec.name, url, f"download failed: {e.reason}; nothing was kept")]) from None
+        out.flush()
         if not is_official(spec, tmp):
             got = f"{tmp.stat().st_size} bytes, git blob sha1 {git_blob_sha1(tmp)}"
             want = f"{spec.size} bytes, " if spec.size is not None else ""
@@ -338,9 +526,11 @@ def _download(spec: AssetSpec) -> Path:
         final = directory / spec.name
         os.replace(tmp, final)  # atomic on one filesystem: readers see all or nothing
         _remember_hash(tmp, final)
+        log.info("%s verified and cached at %s", spec.name, final)
         return final
     finally:
         tmp.unlink(missing_ok=True)
+        out.close()  # releases the lock, after the rename
 
 
 def _short(error: BaseException) -> str:
@@ -349,7 +539,12 @@ def _short(error: BaseException) -> str:
     if "Connection refused" in text or "Errno 111" in text:
         return "connection refused (offline, or the server is down)"
     if "IncompleteRead" in text or "Connection broken" in text:
-        return "the connection was dropped during the transfer (incomplete file, not kept)"
+        return "the connection was dropped during the transfer"
+    if "Connection aborted" in text or "Connection reset" in text:
+        return "the server closed the connection without sending the file"
     if "Max retries exceeded" in text or "NameResolution" in text:
         return "could not reach the server (offline?)"
-    return text if len(text) < 200 else text[:197] + "..."
+    if "timed out" in text:
+        return f"the server sent nothing for {DOWNLOAD_TIMEOUT_S} s"
+    return _one_line(text, 200)
+

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import codecs
 import io
+import math
 import pickle
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +28,37 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from .assets import ModelFileError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+# torch writes zip members uncompressed, so a real checkpoint's storages fit in its own size;
+# a re-compressed one may expand this much, and no more (a 2 MB zip must not become 4 GB)
+MAX_ZIP_EXPANSION = 4
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(ModelFileError, pickle.UnpicklingError):
     """The pickle references a global outside the allow-list; nothing of it was executed."""
+
+
+class _Malformed(ValueError):
+    """Something in the file contradicts itself or the format; becomes a ModelFileError."""
+
+
+# What parsing a hostile or damaged file can raise, besides our own _Malformed: all of it
+# means "this file is unusable" and is reported as a ModelFileError naming the file.
+_PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                 AttributeError, struct.error, zipfile.BadZipFile, zlib.error, OverflowError,
+                 MemoryError, RecursionError, OSError)
+
+
+def _unusable(path: Path, kind: str, error: BaseException) -> ModelFileError:
+    if isinstance(error, _Malformed):
+        return ModelFileError(path, str(error))
+    detail = str(error) or type(error).__name__
+    if isinstance(error, KeyError):
+        detail = f"{type(error).__name__} {detail}"
+    return ModelFileError(path, f"not a readable {kind} ({detail})")
 
 
 # torch storage class name -> numpy dtype of its elements (little-endian on disk)
@@ -77,22 +104,44 @@ class _PendingTensor:
     def materialise(self) -> np.ndarray:
         data = self.storage.data
         if data is None:
-            raise pickle.UnpicklingError("checkpoint tensor refers to a storage that was never read")
+            raise _Malformed("a tensor refers to a storage that was never read")
+        numel = math.prod(self.size)
+        if numel == 0:
+            return np.zeros(self.size, dtype=data.dtype)
+        # size, stride and offset come from the file: the view must stay inside the storage
+        # (else as_strided would read memory we do not own), and the copy must not be
+        # larger than the storage (a zero stride could otherwise blow up a few bytes)
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if last >= data.size or numel > data.size:
+            raise _Malformed(f"a tensor of shape {self.size} with stride {self.stride} and "
+                             f"offset {self.offset} does not fit in its storage of "
+                             f"{data.size} elements")
         if not self.size:
             return np.array(data[self.offset])  # 0-d array, not a numpy scalar
-        item = data.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            data[self.offset:], shape=self.size, strides=[s * item for s in self.stride]
-        )
+        strides = [0 if n == 1 else s * data.itemsize for n, s in zip(self.size, self.stride)]
+        view = np.lib.stride_tricks.as_strided(data[self.offset:], shape=self.size,
+                                               strides=strides)
         return np.ascontiguousarray(view)
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or not all(
+            type(v) is int and v >= 0 for v in value):
+        raise _Malformed(f"a tensor {what} is {value!r}, not a tuple of non-negative integers")
+    return tuple(value)
 
 
 def _rebuild_tensor_v2(storage: _Storage, offset: int, size: tuple, stride: tuple,
                        requires_grad: bool = False, hooks: Any = None,
                        metadata: Any = None) -> _PendingTensor:
+    if not isinstance(storage, _Storage):
+        raise _Malformed(f"a tensor's storage is a {type(storage).__name__}")
+    if type(offset) is not int or offset < 0:
+        raise _Malformed(f"a tensor has storage offset {offset!r}")
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
     if len(size) != len(stride):
-        raise pickle.UnpicklingError(f"tensor with size {size} but stride {stride}")
-    return _PendingTensor(storage, int(offset), tuple(size), tuple(stride))
+        raise _Malformed(f"a tensor with size {size} but stride {stride}")
+    return _PendingTensor(storage, offset, size, stride)
 
 
 def _rebuild_parameter(data: _PendingTensor, requires_grad: bool = False,
@@ -111,15 +160,35 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+class _ArrayType:
+    """Stands in for ``numpy.ndarray`` in data pickles. numpy's own pickles only name the
+    class as an argument of ``_reconstruct``; calling it, ``ndarray(shape)``, would hand out
+    uninitialised memory (whatever the heap held) as data, so it is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Malformed("the pickle calls numpy.ndarray directly, which numpy never does "
+                         "(it would fill the array with uninitialised memory)")
+
+
+_NDARRAY = _ArrayType()
+
+
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     # numpy 2 moved numpy.core to numpy._core; pickles written by either carry their own name
     core = getattr(np, "_core", None) or np.core
+
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        # numpy pickles an array as _reconstruct(ndarray, (0,), ...) and then its state
+        if subtype is not _NDARRAY or not isinstance(shape, tuple) or shape != (0,):
+            raise _Malformed("an array is rebuilt in a way numpy's pickles never do")
+        return core.multiarray._reconstruct(np.ndarray, (0,), dtype)
+
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
     }
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
         allowed[(f"{package}.multiarray", "scalar")] = core.multiarray.scalar
         # protocol 5 pickles of arrays rebuild from a bytes buffer
         allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
@@ -131,11 +200,11 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves globals only from an explicit allow-list."""
 
-    def __init__(self, file: BinaryIO, allowed: dict[tuple[str, str], Any], source: str,
+    def __init__(self, file: BinaryIO, allowed: dict[tuple[str, str], Any], path: Path,
                  persistent_load: Callable[[Any], Any] | None = None) -> None:
         super().__init__(file, encoding="latin1")  # latin1: py2 pickles of numpy arrays
         self._allowed = allowed
-        self._source = source
+        self._path = path
         self._persistent = persistent_load
 
     def find_class(self, module: str, name: str) -> Any:
@@ -143,76 +212,109 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self._allowed[(module, name)]
         except KeyError:
             raise UnsafePickleError(
-                f"refusing to unpickle {self._source}: it references the global "
+                self._path, f"refusing to unpickle it: it references the global "
                 f"'{module}.{name}', which is not one of the {len(self._allowed)} allowed "
                 "(array/tensor rebuilders, storage types, OrderedDict). The file may be "
-                "malicious or of an unsupported kind."
+                "malicious or of an unsupported kind"
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
-            raise UnsafePickleError(f"{self._source}: unexpected persistent id {pid!r}")
+            raise UnsafePickleError(self._path, f"unexpected persistent id {pid!r}")
         return self._persistent(pid)
 
 
-def _check_storage_pid(pid: Any, source: str) -> tuple[_StorageType, str, int]:
+def _check_storage_pid(pid: Any) -> tuple[_StorageType, str, int]:
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-            and isinstance(pid[1], _StorageType)):
-        raise pickle.UnpicklingError(f"{source}: unsupported persistent id {pid!r}")
-    return pid[1], str(pid[2]), int(pid[4])
+            and isinstance(pid[1], _StorageType) and type(pid[4]) is int and pid[4] >= 0):
+        raise _Malformed(f"unsupported persistent id {pid!r}")
+    return pid[1], str(pid[2]), pid[4]
 
 
-def _load_legacy(f: BinaryIO, source: str) -> Any:
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise _Malformed(f"{what} is truncated")
+    return data
+
+
+def _load_legacy(f: BinaryIO, path: Path, file_size: int) -> Any:
     allowed = _torch_globals()
-    header = [_RestrictedUnpickler(f, {}, source).load() for _ in range(3)]
+    header = [_RestrictedUnpickler(f, {}, path).load() for _ in range(3)]
     magic, protocol, sys_info = header
-    if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL:
-        raise pickle.UnpicklingError(f"{source}: not a PyTorch checkpoint (bad magic/protocol)")
+    if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+        raise _Malformed("not a PyTorch checkpoint (bad magic/protocol)")
     if not sys_info.get("little_endian", True):
-        raise pickle.UnpicklingError(f"{source}: big-endian checkpoints are not supported")
+        raise _Malformed("big-endian checkpoints are not supported")
 
     storages: dict[str, _Storage] = {}
 
     def persistent(pid: Any) -> _Storage:
-        stype, key, numel = _check_storage_pid(pid, source)
+        stype, key, numel = _check_storage_pid(pid)
         if len(pid) > 5 and pid[5] is not None:
-            raise pickle.UnpicklingError(f"{source}: storage views are not supported")
+            raise _Malformed("storage views are not supported")
         return storages.setdefault(key, _Storage(stype.dtype, numel))
 
-    obj = _RestrictedUnpickler(f, allowed, source, persistent).load()
-    keys = _RestrictedUnpickler(f, {}, source).load()
+    obj = _RestrictedUnpickler(f, allowed, path, persistent).load()
+    keys = _RestrictedUnpickler(f, {}, path).load()
+    if not isinstance(keys, list):
+        raise _Malformed("the list of storage keys is missing")
     for key in keys:
-        storage = storages[str(key)]
+        storage = storages.get(str(key))
+        if storage is None:
+            raise _Malformed(f"storage {key!r} is listed but no tensor uses it")
         # the count prefix is always int64, whatever the header says about 'long'
-        (numel,) = struct.unpack("<q", f.read(8))
-        raw = f.read(numel * storage.dtype.itemsize)
-        if numel != storage.numel or len(raw) != numel * storage.dtype.itemsize:
-            raise pickle.UnpicklingError(f"{source}: storage {key} is truncated or inconsistent")
-        storage.data = np.frombuffer(raw, dtype=storage.dtype)
+        (numel,) = struct.unpack("<q", _read_exact(f, 8, f"storage {key}"))
+        if numel != storage.numel:
+            raise _Malformed(f"storage {key} has {numel} elements where its tensors say "
+                             f"{storage.numel}")
+        nbytes = numel * storage.dtype.itemsize
+        remaining = file_size - f.tell()
+        if nbytes > remaining:  # checked before reading: never allocate what is not there
+            raise _Malformed(f"storage {key} claims {nbytes:,} bytes but only {remaining:,} "
+                             "are left in the file (truncated?)")
+        storage.data = np.frombuffer(_read_exact(f, nbytes, f"storage {key}"),
+                                     dtype=storage.dtype)
     return obj
 
 
-def _load_zip(path: Path, source: str) -> Any:
-    with zipfile.ZipFile(path) as archive:
+def _load_zip(f: BinaryIO, path: Path, file_size: int) -> Any:
+    budget = MAX_ZIP_EXPANSION * file_size  # bytes we allow ourselves to unpack, in all
+
+    def read_member(name: str, nbytes: int | None = None) -> bytes:
+        nonlocal budget
+        info = archive.getinfo(name)
+        want = info.file_size if nbytes is None else nbytes
+        if want > budget:
+            raise _Malformed(f"{name} claims {want:,} bytes, more than a file of "
+                             f"{file_size:,} bytes can hold")
+        with archive.open(info) as member:
+            data = member.read(want)
+        if len(data) != want:
+            raise _Malformed(f"{name} is truncated")
+        budget -= want
+        return data
+
+    with zipfile.ZipFile(f) as archive:
         names = archive.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
         if pkl is None:
-            raise pickle.UnpicklingError(f"{source}: zip file without data.pkl")
+            raise _Malformed("zip file without data.pkl")
         prefix = pkl[: -len("data.pkl")]
         byteorder = prefix + "byteorder"
-        if byteorder in names and archive.read(byteorder).strip() != b"little":
-            raise pickle.UnpicklingError(f"{source}: big-endian checkpoints are not supported")
+        if byteorder in names and read_member(byteorder).strip() != b"little":
+            raise _Malformed("big-endian checkpoints are not supported")
+        storages: dict[str, _Storage] = {}
 
         def persistent(pid: Any) -> _Storage:
-            stype, key, numel = _check_storage_pid(pid, source)
-            raw = archive.read(f"{prefix}data/{key}")
-            data = np.frombuffer(raw, dtype=stype.dtype)
-            if data.size < numel:
-                raise pickle.UnpicklingError(f"{source}: storage {key} is truncated")
-            return _Storage(stype.dtype, numel, data[:numel])
+            stype, key, numel = _check_storage_pid(pid)
+            if key not in storages:
+                raw = read_member(f"{prefix}data/{key}", numel * stype.dtype.itemsize)
+                storages[key] = _Storage(stype.dtype, numel, np.frombuffer(raw, stype.dtype))
+            return storages[key]
 
-        with archive.open(pkl) as f:
-            return _RestrictedUnpickler(f, _torch_globals(), source, persistent).load()
+        pickled = io.BytesIO(read_member(pkl))
+        return _RestrictedUnpickler(pickled, _torch_globals(), path, persistent).load()
 
 
 def _materialise(obj: Any) -> Any:
@@ -220,33 +322,47 @@ def _materialise(obj: Any) -> Any:
     if isinstance(obj, _PendingTensor):
         return obj.materialise()
     if isinstance(obj, dict):
-        return type(obj)((k, _materialise(v)) for k, v in obj.items())
+        out = type(obj)()
+        for key, value in obj.items():
+            try:
+                out[key] = _materialise(value)
+            except _Malformed as e:  # say which tensor
+                raise _Malformed(f"{key}: {e}") from None
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(_materialise(v) for v in obj)
     return obj
 
 
 def load_torch(path: str | Path) -> Any:
-    """Unpickle a PyTorch checkpoint (legacy or zip) with tensors as numpy arrays."""
+    """Unpickle a PyTorch checkpoint (legacy or zip) with tensors as numpy arrays.
+    Raises ModelFileError (one line naming the file) for anything that is not one."""
     path = Path(path)
-    if zipfile.is_zipfile(path):
-        return _materialise(_load_zip(path, path.name))
-    with open(path, "rb") as f:
-        return _materialise(_load_legacy(f, path.name))
+    with path.open("rb") as f:  # a missing file stays a FileNotFoundError
+        try:
+            size = path.stat().st_size
+            load = _load_zip if zipfile.is_zipfile(f) else _load_legacy
+            f.seek(0)
+            return _materialise(load(f, path, size))
+        except ModelFileError:
+            raise
+        except _PARSE_ERRORS as e:
+            raise _unusable(path, "PyTorch checkpoint", e) from None
 
 
-def _as_state_dict(obj: Any, source: str) -> dict[str, np.ndarray]:
+def _as_state_dict(obj: Any, path: Path) -> dict[str, np.ndarray]:
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError(f"{source}: no state dict of tensors found in the checkpoint")
+    if not isinstance(obj, dict) or not all(
+            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()):
+        raise ModelFileError(path, "the checkpoint holds no state dict of named tensors")
     return obj
 
 
 def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     """The state dict of a PyTorch checkpoint: keys without the DataParallel 'module.'
     prefix, floating tensors as float32, integer tensors as they are."""
-    state = _as_state_dict(load_torch(path), Path(path).name)
+    state = _as_state_dict(load_torch(path), Path(path))
     out: dict[str, np.ndarray] = {}
     for key, value in state.items():
         name = key[len("module."):] if key.startswith("module.") else key
@@ -258,12 +374,21 @@ def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_pickle(path: str | Path) -> Any:
     """Unpickle a data file of numpy arrays (dicts/lists of ndarrays) with only numpy's
-    array-rebuilding globals allowed."""
+    array-rebuilding globals allowed. Raises ModelFileError for anything else."""
     path = Path(path)
-    with open(path, "rb") as f:
-        return _RestrictedUnpickler(f, _numpy_globals(), path.name).load()
+    with path.open("rb") as f:  # a missing file stays a FileNotFoundError
+        return _unpickle_arrays(f, path)
 
 
 def loads_pickle(data: bytes, source: str = "<bytes>") -> Any:
     """``load_pickle`` for bytes already in memory."""
-    return _RestrictedUnpickler(io.BytesIO(data), _numpy_globals(), source).load()
+    return _unpickle_arrays(io.BytesIO(data), Path(source))
+
+
+def _unpickle_arrays(f: BinaryIO, path: Path) -> Any:
+    try:
+        return _RestrictedUnpickler(f, _numpy_globals(), path).load()
+    except ModelFileError:
+        raise
+    except _PARSE_ERRORS as e:
+        raise _unusable(path, "numpy pickle", e) from None

@@ -10,25 +10,31 @@ Graph: input float32 [1, 120, 120, 3] NHWC (BGR crop, (x - 127.5) / 128), output
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib
+import logging
 import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import flatbuffers
 import numpy as np
 
+from .assets import ModelFileError
 from .checkpoint import load_checkpoint, load_pickle
+
+log = logging.getLogger(__name__)
 
 # Bump whenever the emitted graph changes, so that cached files are rebuilt.
 COMPILER_VERSION = 1
 
 INPUT_SIZE = 120
+N_PARAMS = 62  # 12 camera + 40 shape + 10 expression
 BN_EPS = 1e-5  # PyTorch's BatchNorm2d default, which 3DDFA_V2 uses
 BASE_CHANNELS = 32  # conv1 width of MobileNetV1 at widen factor 1
 # blocks that downsample; every other block of the network has stride 1
@@ -341,15 +347,85 @@ def build_regressor(state: dict[str, np.ndarray], mean: np.ndarray, std: np.ndar
 
 
 def load_param_stats(param_stats: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The 62 means and standard deviations that de-normalise the regressor's output."""
     stats = load_pickle(param_stats)
-    return (np.asarray(stats["mean"], np.float32).ravel(),
-            np.asarray(stats["std"], np.float32).ravel())
+    if not isinstance(stats, dict) or not {"mean", "std"} <= stats.keys():
+        raise ModelFileError(param_stats, f"holds {_kind(stats)}, not a dict with 'mean' and "
+                             "'std'")
+    out = []
+    for key in ("mean", "std"):
+        value = stats[key]
+        if not (isinstance(value, np.ndarray) and value.size == N_PARAMS
+                and np.issubdtype(value.dtype, np.number) and np.isfinite(value).all()):
+            raise ModelFileError(param_stats, f"'{key}' is {_kind(value)}, not {N_PARAMS} "
+                                 "finite numbers")
+        out.append(value.astype(np.float32).ravel())
+    return out[0], out[1]
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    return f"a {type(value).__name__}"
+
+
+def state_problem(state: dict[str, np.ndarray]) -> str | None:
+    """What makes ``state`` unusable as a 3DDFA_V2 MobileNetV1 regressor, or None: every layer
+    present with shapes that chain, finite weights, non-negative variances. Checked before
+    compiling so that a wrong file is named as such instead of failing somewhere inside."""
+    return next(_state_problems(state), None)
+
+
+def _state_problems(state: dict[str, np.ndarray]) -> Iterator[str]:
+    def check(key: str, shape: tuple[int, ...]) -> Iterator[str]:
+        value = state.get(key)
+        if value is None:
+            yield f"{key} is missing"
+        elif value.shape != shape or not np.issubdtype(value.dtype, np.floating):
+            yield f"{key} is {_kind(value)}, expected float {shape}"
+        elif not np.isfinite(value).all():
+            yield f"{key} holds NaN or infinite weights"
+        elif key.endswith("running_var") and (value < 0).any():
+            yield f"{key} holds negative variances"
+
+    def conv_bn(conv: str, bn: str, shape: tuple[int, ...]) -> Iterator[str]:
+        yield from check(f"{conv}.weight", shape)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            yield from check(f"{bn}.{name}", shape[:1])
+        if f"{conv}.bias" in state:
+            yield from check(f"{conv}.bias", shape[:1])
+
+    conv1 = state.get("conv1.weight")
+    if conv1 is None or conv1.ndim != 4:
+        yield "conv1.weight is missing or not a 4-d convolution weight"
+        return
+    channels = conv1.shape[0]
+    yield from conv_bn("conv1", "bn1", (channels, 3, 3, 3))
+    blocks = block_names(state)  # ValueError for blocks it does not know: caught by the caller
+    if not blocks:
+        yield "no depthwise-separable blocks (dw2_1.conv_dw.weight, ...)"
+    for block in blocks:
+        yield from conv_bn(f"{block}.conv_dw", f"{block}.bn_dw", (channels, 1, 3, 3))
+        sep = state.get(f"{block}.conv_sep.weight")
+        out = sep.shape[0] if sep is not None and sep.ndim == 4 else channels
+        yield from conv_bn(f"{block}.conv_sep", f"{block}.bn_sep", (out, channels, 1, 1))
+        channels = out
+    yield from check("fc_param.weight", (N_PARAMS, channels))
+    yield from check("fc_param.bias", (N_PARAMS,))
 
 
 def regressor_tflite_bytes(checkpoint: Path, param_stats: Path) -> bytes:
-    """Compile without caching (tests, one-off use)."""
+    """Compile without caching (tests, one-off use). Raises ModelFileError naming the file
+    when either input is not what it should be."""
     mean, std = load_param_stats(Path(param_stats))
-    return build_regressor(load_checkpoint(checkpoint), mean, std)
+    state = load_checkpoint(checkpoint)
+    try:
+        problem = state_problem(state)
+    except ValueError as e:  # block_names: blocks this network does not have
+        problem = str(e)
+    if problem is not None:
+        raise ModelFileError(checkpoint, f"not a 3DDFA_V2 MobileNetV1 regressor: {problem}")
+    return build_regressor(state, mean, std)
 
 
 def _file_hash(path: Path) -> str:
@@ -360,21 +436,33 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_name(checkpoint: Path, param_stats: Path) -> str:
-    """Cache file name: checkpoint hash, stats hash (folded into the graph) and compiler version."""
+def cache_key(checkpoint: Path, param_stats: Path) -> str:
+    """Checkpoint hash, stats hash (folded into the graph) and compiler version. The cached
+    file is ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is noticed."""
     return (f"{Path(checkpoint).stem}-{_file_hash(Path(checkpoint))[:16]}"
-            f"-stats{_file_hash(Path(param_stats))[:8]}-c{COMPILER_VERSION}.tflite")
+            f"-stats{_file_hash(Path(param_stats))[:8]}-c{COMPILER_VERSION}")
+
+
+def _intact(path: Path) -> bool:
+    return _file_hash(path)[:16] == path.stem.rsplit("-", 1)[-1]
 
 
 def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path) -> Path:
-    """Path of the compiled regressor in ``cache_dir``, compiling it on first use.
+    """Path of the compiled regressor in ``cache_dir``, compiling it on first use, and again
+    when the cached copy no longer matches its digest (truncated, damaged, edited).
     Written to a temp file and renamed, so a concurrent reader never sees half a file."""
     cache_dir = Path(cache_dir)
-    target = cache_dir / cache_name(checkpoint, param_stats)
-    if target.is_file():
-        return target
+    key = cache_key(checkpoint, param_stats)
+    for cached in sorted(cache_dir.glob(f"{glob.escape(key)}-*.tflite")):
+        if _intact(cached):
+            return cached
+        log.warning("compiled regressor %s is damaged: compiling it again", cached)
+        cached.unlink(missing_ok=True)
+    (cache_dir / f"{key}.tflite").unlink(missing_ok=True)  # pre-digest name: unverifiable
     cache_dir.mkdir(parents=True, exist_ok=True)
+    log.info("compiling %s to TFLite (once; cached in %s)", Path(checkpoint).name, cache_dir)
     data = regressor_tflite_bytes(checkpoint, param_stats)
+    target = cache_dir / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.tflite"
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=target.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .assets import ModelFileError
 from .image import as_bgr
 from .runtime import TFLiteModel
 
@@ -101,8 +102,8 @@ class FaceDetector:
                  min_size: float = 20, max_faces: int = 16) -> None:
         self.model = TFLiteModel(model_path, num_threads=num_threads)
         if self.model.input_shape[1:] != (INPUT_H, INPUT_W, 3):
-            raise ValueError(f"{model_path}: expected an input of (1, {INPUT_H}, {INPUT_W}, 3), "
-                             f"got {self.model.input_shape}")
+            raise ModelFileError(model_path, f"not the RFB-320 detector: expected an input of "
+                                 f"(1, {INPUT_H}, {INPUT_W}, 3), got {self.model.input_shape}")
         self.priors = ultraface_priors()
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold

@@ -332,11 +332,26 @@ def write(path: str | Path, payload: bytes | str) -> Path:
 
 
 def read_csv(source: str | Path) -> tuple[list[str], np.ndarray]:
-    """Header and float table of a numeric CSV written by this module or densehead.table."""
-    text = Path(source).read_text() if isinstance(source, Path) else str(source)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    """Header and float table of a numeric CSV written by this module or densehead.table.
+
+    `source` is a Path or a str without a line break: the file of that name; or a str with
+    line breaks: the CSV text itself (csv_text always ends its rows with one, and a file name
+    never holds one, so the two cannot be confused)."""
+    if isinstance(source, Path) or "\n" not in source:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such CSV file: {path}")
+        source = path.read_text()
+    lines = [ln for ln in source.splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("the CSV is empty: no header row")
     header = lines[0].split(",")
-    table = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]], dtype=np.float64)
+    rows = [ln.split(",") for ln in lines[1:]]
+    ragged = next((i for i, row in enumerate(rows, 2) if len(row) != len(header)), None)
+    if ragged is not None:
+        raise ValueError(f"CSV row {ragged} has {len(rows[ragged - 2])} values, the header "
+                         f"{len(header)}")
+    table = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
     return header, table.reshape(-1, len(header))
 
 

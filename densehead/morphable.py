@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .assets import ModelFileError
+
 N_SHAPE = 40
 N_EXPRESSION = 10
 _blas_lock = threading.Lock()
@@ -37,17 +39,17 @@ class MorphableModel:
 
         limit_blas_to_one_thread()
         data = load_pickle(bfm_path)
-        mean = np.asarray(data["u"], dtype=np.float32).reshape(-1)
-        basis = np.concatenate([data["w_shp"], data["w_exp"]], axis=1).astype(np.float32)
+        mean, w_shp, w_exp, keys = _checked_bfm(data, Path(bfm_path))
+        basis = np.concatenate([w_shp, w_exp], axis=1).astype(np.float32)
         # Coefficients-major layout makes `coeffs @ basis` one contiguous sweep over memory.
         self.mean = mean                                    # (3N,) x, y, z per vertex
         self.basis_t = np.ascontiguousarray(basis.T)        # (50, 3N)
-        keys = np.asarray(data["keypoints"], dtype=np.int64)
         self.keypoint_mean = mean[keys].copy()              # (204,)
         self.keypoint_vertex_indices = keys[::3] // 3       # (68,) vertex of each landmark
         self.keypoint_basis_t = np.ascontiguousarray(basis[keys].T)  # (50, 204)
-        tri = load_pickle(tri_path) if tri_path is not None else data["tri"]
-        self.triangles = np.ascontiguousarray(np.asarray(tri, dtype=np.int32).T)  # (M, 3)
+        tri_source = Path(tri_path if tri_path is not None else bfm_path)
+        tri = load_pickle(tri_path) if tri_path is not None else data.get("tri")
+        self.triangles = _checked_triangles(tri, self.n_vertices, tri_source)  # (M, 3)
         self._pncc: np.ndarray | None = None
 
     @property
@@ -73,6 +75,45 @@ class MorphableModel:
     def dense(self, coeffs: np.ndarray) -> np.ndarray:
         """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
         return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
+
+
+def _checked_bfm(data: object, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                   np.ndarray]:
+    """Mean (3N,) float32, shape and expression bases (3N, 40) / (3N, 10) and the 204 keypoint
+    rows, after checking that the file holds them; ModelFileError naming the file if not."""
+    needed = ("u", "w_shp", "w_exp", "keypoints")
+    if not isinstance(data, dict) or not all(k in data for k in needed):
+        got = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise ModelFileError(path, f"expected a dict with {', '.join(needed)}; got {got}")
+    arrays = [data[k] for k in needed]
+    if not all(isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.number) for a in arrays):
+        raise ModelFileError(path, "u, w_shp, w_exp and keypoints must be numeric arrays")
+    u, w_shp, w_exp, keys = arrays
+    rows = u.size
+    if (rows == 0 or rows % 3 or w_shp.shape != (rows, N_SHAPE)
+            or w_exp.shape != (rows, N_EXPRESSION)):
+        raise ModelFileError(path, f"inconsistent shapes: u {u.shape}, w_shp {w_shp.shape}, "
+                             f"w_exp {w_exp.shape} (expected 3N, (3N, {N_SHAPE}), "
+                             f"(3N, {N_EXPRESSION}))")
+    if not all(np.isfinite(a).all() for a in (u, w_shp, w_exp)):
+        raise ModelFileError(path, "the mean shape or a basis holds NaN or infinite values")
+    keys = keys.reshape(-1)
+    if (keys.size != 204 or not np.issubdtype(keys.dtype, np.integer)
+            or keys.min() < 0 or keys.max() >= rows):
+        raise ModelFileError(path, f"keypoints must be 204 integer row indices below {rows}")
+    return np.asarray(u, dtype=np.float32).reshape(-1), w_shp, w_exp, keys.astype(np.int64)
+
+
+def _checked_triangles(tri: object, n_vertices: int, path: Path) -> np.ndarray:
+    """(M, 3) int32 from the (3, M) integer array of the file, every index a vertex."""
+    if not (isinstance(tri, np.ndarray) and tri.ndim == 2 and tri.shape[0] == 3
+            and tri.shape[1] > 0 and np.issubdtype(tri.dtype, np.integer)):
+        got = f"shape {tri.shape}, {tri.dtype}" if isinstance(tri, np.ndarray) else \
+            type(tri).__name__
+        raise ModelFileError(path, f"triangles must be a (3, M) integer array; got {got}")
+    if tri.min() < 0 or tri.max() >= n_vertices:
+        raise ModelFileError(path, f"triangle indices must lie in [0, {n_vertices})")
+    return np.ascontiguousarray(tri.astype(np.int32).T)
 
 
 def ncc_code(mean_shape: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .assets import ModelFileError
+
 try:  # the maintained successor of tflite-runtime
     from ai_edge_litert.interpreter import Interpreter
 except ImportError:  # pragma: no cover - only where the old runtime is what is installed
@@ -19,8 +21,16 @@ class TFLiteModel:
     def __init__(self, path: str | Path, num_threads: int = 2) -> None:
         self.path = Path(path)
         self.num_threads = num_threads
-        self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no such model file: {self.path}")
+        try:  # the runtime verifies the flatbuffer and each operator's shapes
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelFileError(self.path, f"not a TFLite model the runtime can load ({e})") \
+                from None
+        if not self._interpreter.get_input_details():
+            raise ModelFileError(self.path, "the TFLite model has no input")
         self._input = self._interpreter.get_input_details()[0]
         self._outputs = self._interpreter.get_output_details()
         self._lock = threading.Lock()

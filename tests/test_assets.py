@@ -1,9 +1,14 @@
 """Model-file resolution against a real HTTP server on 127.0.0.1 (never the internet)."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +21,9 @@ from densehead import assets
 
 SMALL = "param_mean_std_62d_120x120.pkl"  # 713 bytes
 MEDIUM = "RFB-320.tflite"  # 1.1 MB: several chunks, so a transfer can be cut in the middle
+TRICKLE_INTERVAL_S = 2.0  # a trickling server sends 1 KB this often...
+TRICKLE_CHUNKS = 10  # ...this many times, then hangs up (so that no test can hang on it)
+FLOOD_BYTES = 300 << 20  # what a flooding server sends instead of a 713-byte file
 
 
 @dataclass
@@ -25,6 +33,10 @@ class Behaviour:
     corrupt: set[str] = field(default_factory=set)
     truncate: set[str] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
+    trickle: set[str] = field(default_factory=set)  # 1 KB per TRICKLE_INTERVAL_S
+    flood: dict[str, bool] = field(default_factory=dict)  # name -> announce the length?
+    failures: dict[str, int] = field(default_factory=dict)  # name -> 503s before serving
+    sent: dict[str, int] = field(default_factory=dict)  # body bytes written, per name
 
 
 class FileServer(ThreadingHTTPServer):
@@ -47,6 +59,13 @@ class Handler(BaseHTTPRequestHandler):
         if "/" in name or not path.is_file():
             self.send_error(404)
             return
+        if b.failures.get(name, 0) > 0:
+            b.failures[name] -= 1
+            self.send_error(503)
+            return
+        if name in b.flood:
+            self.flood(name, announce=b.flood[name])
+            return
         data = path.read_bytes()
         if name in b.corrupt:
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
@@ -54,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if name in b.trickle:
+            self.trickle(name, data)
+            return
         if name in b.truncate:
             # announce the full length, send half, hang up: a server dying mid-transfer
             self.wfile.write(data[: len(data) // 2])
@@ -62,6 +84,38 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(data)
+
+    def count(self, name: str, n: int) -> None:
+        sent = self.server.behaviour.sent
+        sent[name] = sent.get(name, 0) + n
+
+    def trickle(self, name: str, data: bytes) -> None:
+        """The right file, so slowly that it would take the better part of an hour."""
+        try:
+            for i in range(TRICKLE_CHUNKS):
+                self.wfile.write(data[i * 1024:(i + 1) * 1024])
+                self.wfile.flush()
+                self.count(name, 1024)
+                time.sleep(TRICKLE_INTERVAL_S)
+        except OSError:
+            pass  # the client gave up
+        self.close_connection = True
+
+    def flood(self, name: str, announce: bool) -> None:
+        """300 MB of zeros for a small file, with or without saying so up front."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if announce:
+            self.send_header("Content-Length", str(FLOOD_BYTES))
+        self.end_headers()
+        block = bytes(64 << 10)
+        try:
+            for _ in range(FLOOD_BYTES // len(block)):
+                self.wfile.write(block)
+                self.count(name, len(block))
+        except OSError:
+            pass  # the client hung up
+        self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass
@@ -110,6 +164,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DENSEHEAD_ASSETS", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("DENSEHEAD_MIRROR", closed_port_url())
+    monkeypatch.setattr(assets, "RETRY_BACKOFF_S", 0.05)  # retries, without the wait
     return tmp_path / "home"
 
 
@@ -311,3 +366,95 @@ def test_texture_files_missing_offline_are_named(home: Path) -> None:
     for name in TEXTURE_FILES:
         assert name in message and assets.REGISTRY[name].url in message
     assert "Traceback" not in message and trusted_files(home) == []
+
+
+# --- hostile servers and killed downloads -----------------------------------------------------
+
+def test_trickling_server_meets_the_deadline(home: Path, mirror: Mirror,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    monkeypatch.setenv("DENSEHEAD_DOWNLOAD_DEADLINE", "1")
+    mirror.behaviour.trickle.add(MEDIUM)
+    with pytest.raises(assets.MissingAssetsError, match="longer than its 1 s deadline") as info:
+        assets.resolve(MEDIUM)
+    assert "DENSEHEAD_DOWNLOAD_DEADLINE" in str(info.value)
+    # given up after the first slow chunk or two, not after the whole file (or the server)
+    assert mirror.behaviour.sent[MEDIUM] <= 3 * 1024
+    assert mirror.behaviour.requests == [MEDIUM], "a deadline is final: no retry"
+    assert trusted_files(home) == [] and not list(home.glob(".*.part"))
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["length-announced", "no-length"])
+def test_oversized_response_is_cut_at_the_known_size(home: Path, mirror: Mirror, announce: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    mirror.behaviour.flood[SMALL] = announce
+    with pytest.raises(assets.MissingAssetsError, match="713 bytes") as info:
+        assets.resolve(SMALL)
+    assert "nothing was kept" in str(info.value)
+    assert trusted_files(home) == [] and not list(home.glob(".*.part"))
+    # the client hung up at once: the server got rid of no more than its socket buffers hold
+    assert mirror.behaviour.sent.get(SMALL, 0) < FLOOD_BYTES // 10
+    assert mirror.behaviour.requests == [SMALL], "an oversized file is not asked for again"
+
+
+def test_unknown_sizes_have_a_cap() -> None:
+    for spec in assets.REGISTRY.values():
+        assert spec.byte_cap >= (spec.size or 1)
+    assert assets.REGISTRY["bfm_noneck_v3.pkl"].byte_cap == 128 << 20
+    assert assets.REGISTRY["mb1_120x120.pth"].byte_cap == 64 << 20
+
+
+def test_failing_server_is_retried_with_backoff(home: Path, mirror: Mirror, assets_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    mirror.behaviour.failures[SMALL] = 2  # 503, 503, then the file
+    started = time.monotonic()
+    path = assets.resolve(SMALL)
+    assert time.monotonic() - started >= 0.05 + 0.1  # it waited, doubling, between attempts
+    assert path.read_bytes() == (assets_dir / SMALL).read_bytes()
+    assert mirror.behaviour.requests == [SMALL] * 3
+    # a server that keeps failing is given up after the last attempt, with the reason
+    mirror.behaviour.failures[MEDIUM] = 10
+    with pytest.raises(assets.MissingAssetsError, match=r"HTTP 503.*\(after 3 attempts\)"):
+        assets.resolve(MEDIUM)
+    assert mirror.behaviour.requests.count(MEDIUM) == assets.DOWNLOAD_ATTEMPTS == 3
+    assert trusted_files(home) == [SMALL] and not list(home.glob(".*.part"))
+
+
+def _child_env(home: Path, mirror_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DENSEHEAD_ASSETS"}
+    env.update(DENSEHEAD_HOME=str(home), DENSEHEAD_MIRROR=mirror_url,
+               NO_PROXY="127.0.0.1,localhost")
+    return env
+
+
+def _wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_killed_download_leaves_nothing_for_the_next_run(home: Path, mirror: Mirror,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    use_mirror(monkeypatch, mirror)
+    mirror.behaviour.trickle.add(MEDIUM)
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"from densehead import assets; assets.resolve({MEDIUM!r})"],
+        env=_child_env(home, mirror.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: mirror.behaviour.sent.get(MEDIUM, 0) > 0, "the download to start")
+        parts = list(home.glob(f".{MEDIUM}.*.part"))
+        assert len(parts) == 1
+        # while its owner lives, a second download leaves the partial file alone
+        mirror.behaviour.trickle.clear()
+        assets._remove_stale_parts(home, MEDIUM)
+        assert parts[0].exists()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    assert parts[0].exists(), "the killed download left its partial file behind"
+    path = assets.resolve(MEDIUM)  # the next run, a minute or a month later
+    assert assets.git_blob_sha1(path) == assets.REGISTRY[MEDIUM].sha1
+    assert not list(home.glob(".*.part"))

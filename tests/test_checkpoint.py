@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import subprocess
+import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from densehead.assets import ModelFileError
 from densehead.checkpoint import (UnsafePickleError, load_checkpoint, load_pickle, load_torch,
                                   loads_pickle)
 
@@ -171,3 +174,140 @@ def test_unpickler_refuses_torch_globals_in_data_files(tmp_path: Path):
                      + pickle.STOP)
     with pytest.raises(UnsafePickleError, match="torch._utils._rebuild_tensor_v2"):
         load_pickle(path)
+
+
+# ----------------------------------------------------------------- hostile checkpoints
+# Each is a few hundred bytes; a loader that trusts them segfaults, hands out heap bytes as
+# weights, or allocates gigabytes. They are loaded in a child process, so that a crash fails
+# the test instead of killing the test run.
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD_IN_CHILD = """
+import sys
+
+def peak_rss_mb():
+    # VmHWM: this process's own peak; ru_maxrss would report the parent's (kept across exec)
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024
+from densehead.assets import ModelFileError
+from densehead.checkpoint import load_checkpoint
+try:
+    load_checkpoint(sys.argv[1])
+    print("loaded")
+except ModelFileError as e:
+    print("refused:", e)
+print("peak_mb", peak_rss_mb())
+"""
+
+
+def _hostile_tensor(numel: int, offset: int, shape: tuple, strides: tuple) -> bytes:
+    """{'state_dict': {'w': tensor}} whose one float storage (key '0') claims `numel`."""
+    pid = _tuple([_str("storage"), _global("torch", "FloatStorage"), _str("0"), _str("cpu"),
+                  _int(numel)]) + pickle.BINPERSID
+    args = _tuple([pid, _int(offset), _tuple([_int(n) for n in shape]),
+                   _tuple([pickle.LONG1 + bytes([8]) + struct.pack("<q", n) for n in strides]),
+                   pickle.NEWFALSE,
+                   _global("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.REDUCE])
+    tensor = _global("torch._utils", "_rebuild_tensor_v2") + args + pickle.REDUCE
+    top = (pickle.EMPTY_DICT + pickle.MARK + _str("state_dict") + pickle.EMPTY_DICT
+           + pickle.MARK + _str("w") + tensor + pickle.SETITEMS + pickle.SETITEMS)
+    return pickle.PROTO + b"\x02" + top + pickle.STOP
+
+
+def write_hostile(path: Path, layout: str, obj: bytes, storage: bytes, count: int) -> Path:
+    """A checkpoint holding the object pickle `obj` and the bytes of storage '0'; `count` is
+    the element count the legacy layout writes before those bytes."""
+    if layout == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("h/data.pkl", obj)
+            z.writestr("h/byteorder", "little")
+            z.writestr("h/data/0", storage)
+    else:
+        header = b"".join(pickle.dumps(x, protocol=2) for x in
+                          (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
+        path.write_bytes(header + obj + pickle.dumps(["0"], protocol=2)
+                         + struct.pack("<q", count) + storage)
+    return path
+
+
+def load_in_child(path: Path) -> tuple[str, int]:
+    result = subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"the loader crashed ({result.returncode}): {result.stderr}"
+    outcome, peak = result.stdout.strip().rsplit("\n", 1)
+    return outcome, int(peak.split()[1])
+
+
+FOUR_FLOATS = np.arange(4, dtype="<f4").tobytes()
+HOSTILE_TENSORS = {  # name: (offset, shape, strides, what the refusal says)
+    "huge-stride": (0, (2, 2), (1 << 40, 1), "does not fit in its storage of 4 elements"),
+    "negative-offset": (-1, (4,), (1,), "storage offset -1"),
+    "oversized-shape": (0, (1 << 20,), (1,), "does not fit in its storage of 4 elements"),
+    "zero-stride-blowup": (0, (1 << 15, 1 << 15), (0, 0), "does not fit in its storage"),
+}
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_TENSORS))
+def test_crafted_tensor_views_are_refused(tmp_path: Path, layout: str, case: str):
+    offset, shape, strides, says = HOSTILE_TENSORS[case]
+    path = write_hostile(tmp_path / f"{case}.pth", layout,
+                         _hostile_tensor(4, offset, shape, strides), FOUR_FLOATS, 4)
+    outcome, _ = load_in_child(path)
+    assert outcome.startswith("refused:"), outcome
+    assert str(path) in outcome and says in outcome
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_storage_claiming_4_gb_is_refused_before_allocating(tmp_path: Path, layout: str):
+    numel = 1 << 30  # 4 GB of float32 claimed by a file of a few hundred bytes
+    path = write_hostile(tmp_path / "claims.pth", layout,
+                         _hostile_tensor(numel, 0, (4,), (1,)), FOUR_FLOATS, numel)
+    outcome, peak_mb = load_in_child(path)
+    assert outcome.startswith("refused:") and str(path) in outcome, outcome
+    assert "bytes" in outcome and peak_mb < 200
+
+
+def test_zip_bomb_storage_is_not_unpacked(tmp_path: Path):
+    """256 MB of zeros deflate to about 1 MB: the storage may not cost more than the file."""
+    numel = 64 << 20
+    path = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        z.writestr("h/data.pkl", _hostile_tensor(numel, 0, (numel,), (1,)))
+        with z.open("h/data/0", "w") as member:
+            block = bytes(16 << 20)
+            for _ in range(numel * 4 // len(block)):
+                member.write(block)
+    assert path.stat().st_size < 4 << 20
+    outcome, peak_mb = load_in_child(path)
+    assert outcome.startswith("refused:") and "more than a file of" in outcome, outcome
+    assert peak_mb < 150  # unpacking it would take 256 MB at least
+
+
+def test_truncated_checkpoints_are_one_model_file_error(tmp_path: Path, assets_dir: Path):
+    data = (assets_dir / "mb05_120x120.pth").read_bytes()
+    zipped = tmp_path / "whole.pth"
+    write_torch_zip(zipped, {"w": np.arange(1000, dtype=np.float32)})
+    for name, cut in (("legacy", data[: len(data) // 2]), ("header", data[:40]),
+                      ("zip", zipped.read_bytes()[:-200]), ("empty", b"")):
+        path = tmp_path / f"{name}.pth"
+        path.write_bytes(cut)
+        with pytest.raises(ModelFileError) as info:
+            load_checkpoint(path)
+        message = str(info.value)
+        assert str(path) in message and "\n" not in message
+
+
+def test_numpy_pickle_cannot_hand_out_uninitialised_memory(tmp_path: Path):
+    """numpy.ndarray((n,)) is allowed as a name (numpy's pickles mention it) but not as a call:
+    it would return whatever the heap held as data."""
+    path = tmp_path / "heap.pkl"
+    path.write_bytes(pickle.PROTO + b"\x02" + _global("numpy", "ndarray")
+                     + _tuple([_tuple([_int(4096)])]) + pickle.REDUCE + pickle.STOP)
+    with pytest.raises(ModelFileError, match="uninitialised memory"):
+        load_pickle(path)
+    # and numpy's own way of pickling still loads
+    array = np.arange(5.0)
+    for protocol in (2, 4):
+        path.write_bytes(pickle.dumps(array, protocol=protocol))
+        np.testing.assert_array_equal(load_pickle(path), array)
