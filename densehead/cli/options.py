@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 _P, _T = PipelineOptions(), TrackerOptions()
 
 
-def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threads) -> None:
+    """`threads`: the --threads default (batch workers run one TFLite thread each)."""
     g = p.add_argument_group("pipeline")
     g.add_argument("--regressor", default=_P.regressor, choices=sorted(REGRESSORS),
                    help=f"regressor network (default {_P.regressor})")
-    g.add_argument("--threads", type=int, default=_P.num_threads,
-                   help=f"TFLite threads (default {_P.num_threads})")
+    g.add_argument("--threads", type=int, default=threads,
+                   help=f"TFLite threads (default {threads})")
     g.add_argument("--threshold", type=float, default=_P.score_threshold,
                    help=f"face detection score threshold, (0, 1] (default {_P.score_threshold})")
     g.add_argument("--max-faces", type=int, default=_P.max_faces,
