@@ -5,7 +5,7 @@ Processes are started with "spawn": a fresh interpreter holds no copy of the par
 locks (the progress bar's thread, TFLite's pools), and it behaves the same on Linux, macOS and
 Windows. Stopping: the parent sets an event that every worker checks once per frame (Ctrl-C
 reaches only the parent; workers ignore SIGINT), and a worker whose parent has gone (killed)
-stops at its next frame too. A worker process that dies (a crash in a decoder, the OOM killer)
+exits within half a second. A worker process that dies (a crash in a decoder, the OOM killer)
 fails the file it was on; the files it had not started run on a new pool.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -58,24 +59,32 @@ class LocalEngine:
                                    initargs=(settings.pipeline, messages, stop))
         pending = {pool.submit(_work, task, settings): task for task in tasks}
         started: set[int] = set()
-        finished = False
         try:
             while pending:
                 done, _ = wait(pending, timeout=REPORT_EVERY_S, return_when=FIRST_COMPLETED)
                 yield from _drain(messages, started)
                 if any(_broken(future) for future in done):
                     yield from _drain(messages, started)
-                    finished = True
                     return (yield from _after_crash(pending, started))
                 for future in done:
                     pending.pop(future)
                     yield future.result()
-            finished = True
             return []
-        finally:
-            if not finished:  # interrupted: stop the workers at their next frame
-                stop.set()
+        except KeyboardInterrupt:
+            # stop the workers at their next frame, then hand over what had already finished
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            yield from (f.result() for f in _finished(pending))
+            raise
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished(pending: dict[Future, Task]) -> list[Future]:
+    """The futures that hold a result, in task order."""
+    done = [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]
+    return sorted(done, key=lambda f: pending[f].index)
 
 
 def _broken(future: Future) -> bool:
@@ -86,8 +95,8 @@ def _after_crash(pending: dict[Future, Task], started: set[int]):
     """A worker died: files that finished before keep their results, the files it was on
     fail, the files no worker had started are handed back to run on a new pool."""
     if not started:  # no file even started: the workers themselves cannot start
-        raise RuntimeError("the batch worker processes stopped before they could start; "
-                           "run with --workers 1 -v to see why")
+        raise ChildProcessError("the batch worker processes stopped before they could start "
+                                "(out of memory?)")
     again: list[Task] = []
     for future, task in sorted(pending.items(), key=lambda item: item[1].index):
         if not _broken(future):
@@ -117,18 +126,29 @@ def _start_worker(options: PipelineOptions, messages: Any, stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it sets `stop`
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # errors are reported per file
     warnings.simplefilter("ignore")  # the parent showed the model files' warnings once
-    _WORKER.update(pipeline=Pipeline(options), messages=messages, stop=stop,
-                   parent=os.getppid())
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _WORKER.update(pipeline=Pipeline(options), messages=messages, stop=stop)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed parent cannot stop us, and an idle worker would wait for work forever (it holds
+    the task queue's write end itself): leave as soon as the parent is gone. Nothing is lost:
+    only the parent writes outputs."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _work(task: Task, settings: BatchSettings) -> Outcome:
-    messages, stop, parent = _WORKER["messages"], _WORKER["stop"], _WORKER["parent"]
+    messages, stop = _WORKER["messages"], _WORKER["stop"]
+    if stop.is_set():  # queued before the stop: do not start it
+        raise Cancelled
     messages.put((task.index, 0))
     last = time.monotonic()
 
     def progress(done: int) -> None:
         nonlocal last
-        if stop.is_set() or os.getppid() != parent:
+        if stop.is_set():
             raise Cancelled
         now = time.monotonic()
         if now - last >= REPORT_EVERY_S:

@@ -50,7 +50,8 @@ def is_media_name(path: Path) -> bool:
 
 
 def plan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> Plan:
-    """The jobs for `inputs` in the order given (folders in sorted order), each file once."""
+    """The jobs for `inputs` in the order given (folders in sorted order), each file once.
+    Raises ValueError when the output folder is one of the input folders."""
     plan = Plan()
     names = _Names()
     out = Path(output_dir).resolve()
@@ -67,6 +68,9 @@ def _add_input(plan: Plan, names: "_Names", given: Path, out: Path, lists_seen: 
         plan.missing.append((label or str(given), f"no such file or folder: {given}"))
     elif path.is_dir():
         root = path.resolve()
+        if root == out:  # its overlay videos would be read as inputs by the next run
+            raise ValueError(f"the output folder {given} is also an input folder; write the "
+                             f"tables elsewhere (a folder inside it is fine)")
         for file in _walk(root, out, plan):
             names.add(plan, file, file.relative_to(root).as_posix())
     elif path.suffix.lower() in LIST_SUFFIXES:

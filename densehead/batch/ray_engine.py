@@ -9,8 +9,10 @@ dependency: `pip install "densehead[ray]"`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import time
 from typing import Any, Iterator
 
@@ -39,6 +41,7 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.address = address
         self.workers = workers
+        self.workers_used = 0
         self._actor_class: Any = None
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -52,8 +55,9 @@ class RayEngine:
             from ray.util.queue import Queue
 
             n = min(self.workers or int(ray.cluster_resources().get("CPU", 1)), len(tasks))
+            self.workers_used = n = max(n, 1)
             queue = Queue(actor_options={"num_cpus": 0})
-            actors = [self._new_actor(ray, settings.pipeline, queue) for _ in range(max(n, 1))]
+            actors = [self._new_actor(ray, settings.pipeline, queue) for _ in range(n)]
             yield from self._schedule(ray, tasks, settings, actors, queue)
         finally:
             for actor in actors:
@@ -67,6 +71,8 @@ class RayEngine:
         """Start or join a cluster unless Ray is already initialised; True if we did."""
         if ray.is_initialized():
             return False
+        if self.address:
+            check_reachable(self.address)
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} | QUIET_ENV
         ray.init(address=self.address, num_cpus=self.workers if self.address is None else None,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
@@ -88,7 +94,14 @@ class RayEngine:
             while idle and todo:
                 actor, task = idle.pop(), todo.pop()
                 running[actor.run.remote(task, settings)] = (actor, task)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            try:
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            except KeyboardInterrupt:  # hand over what had already finished, then stop
+                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
+                for ref in ready:
+                    with contextlib.suppress(ray.exceptions.RayError):
+                        yield ray.get(ref)
+                raise
             yield from _drain(queue)
             for ref in ready:
                 actor, task = running.pop(ref)
@@ -103,6 +116,18 @@ class RayEngine:
                 except ray.exceptions.RayError as error:
                     yield Outcome(task.index, error=f"Ray: {_first_line(error)}")
                 idle.append(actor)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, on a cluster address nothing answers at (Ray itself retries
+    for minutes). Addresses that are not host:port ("auto", "local") are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {error}") from None
 
 
 def _drain(queue: Any) -> Iterator[FrameCount]:

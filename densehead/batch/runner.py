@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,8 +110,9 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
             with contextlib.closing(chosen.run(tasks, settings)) as events:
                 for event in events:
                     if isinstance(event, Outcome):
-                        entry = runner.finish(event)
-                        bar.file_done(event.index, entry.frames, entry.status == "failed")
+                        with _signals_held():  # a finished file is committed and recorded whole
+                            entry = runner.finish(event)
+                            bar.file_done(event.index, entry.frames, entry.status == "failed")
                     else:
                         bar.frames(*event)
     except KeyboardInterrupt:
@@ -205,6 +208,29 @@ class _Runner:
                          output=None if status == "failed" else table, status=status,
                          frames=int(frames), faces=int(faces), seconds=round(float(seconds), 3),
                          error=error, notes=list(notes or []))
+
+
+class _signals_held:
+    """Hold Ctrl-C (and a Python SIGTERM handler such as the CLI's) until the block is done,
+    then deliver it. Only the main thread receives signals, so elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> None:
+        self.held: list[int] = []
+        self.saved: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            handler = signal.getsignal(sig)
+            if callable(handler):  # SIG_DFL / SIG_IGN keep their meaning
+                self.saved[sig] = signal.signal(sig, lambda s, f: self.held.append(s))
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        for sig in self.held[:1]:
+            self.saved[sig](sig, None)
 
 
 def _stamp(source: Path) -> dict[str, int] | None:

@@ -38,7 +38,8 @@ class BatchSettings:
         from ..draw import MODES
 
         if self.overlay is not None and self.overlay not in MODES:
-            raise OptionsError(f"unknown overlay {self.overlay!r}; choose one of {', '.join(MODES)}")
+            raise OptionsError(f"unknown overlay {self.overlay!r}; "
+                               f"choose one of {', '.join(MODES)}")
         if self.max_frames is not None and (isinstance(self.max_frames, bool)
                                             or not isinstance(self.max_frames, int)
                                             or self.max_frames < 1):
