@@ -44,7 +44,8 @@ class BatchReport:
     ignored: list[str] = field(default_factory=list)   # non-media files found in folders
     interrupted: bool = False
     pending: int = 0            # files not run because the batch was interrupted
-    write_seconds: float = 0.0  # time spent writing tables here (where the time goes)
+    write_seconds: float = 0.0  # time spent writing tables here, alongside the workers
+    startup_seconds: float = 0.0  # until the first worker began its first file
 
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -103,7 +104,7 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     tasks = runner.prepare(plan.jobs)
     bar = BatchProgress({t.index: t.job for t in tasks}, len(plan.jobs) - len(tasks),
                         len(plan.jobs), settings.max_frames, enabled=progress)
-    interrupted = False
+    interrupted, first_start = False, 0.0
     try:
         if tasks:
             _load_models_once(settings, chosen)
@@ -114,6 +115,7 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
                             entry = runner.finish(event)
                             bar.file_done(event.index, entry.frames, entry.status == "failed")
                     else:
+                        first_start = first_start or time.perf_counter()
                         bar.frames(*event)
     except KeyboardInterrupt:
         interrupted = True
@@ -125,7 +127,8 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
                          _workers_used(chosen, len(tasks)), time.perf_counter() - start,
                          ignored=plan.ignored, interrupted=interrupted,
                          pending=len(plan.jobs) - len(runner.done),
-                         write_seconds=runner.write_seconds)
+                         write_seconds=runner.write_seconds,
+                         startup_seconds=first_start - start if first_start else 0.0)
     _write_report(report)
     if interrupted:
         raise BatchInterrupted(report)
