@@ -20,11 +20,15 @@ class BatchProgress:
         self.estimate = ({i: _estimate(job, max_frames) for i, job in todo.items()}
                          if self.enabled else {})
         self.seen: dict[int, int] = {}
+        self.started = False
         self.bar = tqdm(total=sum(self.estimate.values()), unit="frame", desc=self._describe(),
                         file=sys.stderr, disable=not self.enabled, dynamic_ncols=True,
                         smoothing=0.05)
 
     def frames(self, index: int, done: int) -> None:
+        if not self.started and self.enabled:  # the first file began: the rate starts now,
+            self.started = True                   # not with the workers' start-up
+            self.bar.reset(total=self.bar.total)
         step = done - self.seen.get(index, 0)
         if step > 0:
             self.seen[index] = done

@@ -21,9 +21,10 @@ from .work import BatchSettings, Outcome, Task, run_task
 
 FrameCount = tuple[int, int]
 POLL_S = 0.25
-# passed to the workers: where the model files are, and no per-worker log lines
+# passed to the workers: where the model files are, and no FFmpeg messages (errors are
+# reported per file)
 FORWARDED_ENV = ("DENSEHEAD_ASSETS", "DENSEHEAD_HOME", "DENSEHEAD_MIRROR")
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
 
 
 def import_ray() -> Any:

@@ -97,17 +97,20 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     (default: when stderr is a terminal). Raises BatchInterrupted on Ctrl-C."""
     settings = settings or BatchSettings()
     out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the output folder {out} is a file")
     runner = _Runner(out, settings, csv, overwrite)
     plan = plan_inputs(inputs, out)
     chosen = _engine(engine, workers, ray_address)
     start = time.perf_counter()
     tasks = runner.prepare(plan.jobs)
+    if tasks:
+        _load_models_once(settings, chosen)
     bar = BatchProgress({t.index: t.job for t in tasks}, len(plan.jobs) - len(tasks),
                         len(plan.jobs), settings.max_frames, enabled=progress)
     interrupted, first_start = False, 0.0
     try:
         if tasks:
-            _load_models_once(settings, chosen)
             with contextlib.closing(chosen.run(tasks, settings)) as events:
                 for event in events:
                     if isinstance(event, Outcome):
@@ -256,8 +259,9 @@ def _engine(engine: str | Any, workers: int | None, ray_address: str | None) -> 
 
 
 def _workers_used(engine: Any, tasks: int) -> int:
+    """Workers that ran (never more than there were files to run)."""
     used = getattr(engine, "workers_used", None) or getattr(engine, "workers", None) or 1
-    return max(1, min(int(used), tasks)) if tasks else int(used)
+    return min(int(used), tasks)
 
 
 def _load_models_once(settings: BatchSettings, engine: Any) -> None:

@@ -72,7 +72,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    _quiet_workers()
+    _quiet_ffmpeg()
     with _sigterm_as_interrupt():
         try:
             report = run_batch(args.inputs, args.output, settings, engine=args.engine,
@@ -103,7 +103,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    _quiet_workers()
+    _quiet_ffmpeg()
     try:
         result = run_benchmark(args.folder, settings_from(args), workers=args.workers,
                                ray=args.ray, ray_address=args.ray_address)
@@ -114,10 +114,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_workers() -> None:
-    """Worker processes inherit this: no TFLite INFO line per worker (this process has
-    already printed its own)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _quiet_ffmpeg() -> None:
+    """No FFmpeg messages here or in the workers (they inherit it): a file that cannot be read
+    is reported once, in one line."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class _sigterm_as_interrupt:
