@@ -40,7 +40,7 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or available_cpus()
+        self.workers = available_cpus() if workers is None else workers
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
 
