@@ -2,6 +2,7 @@
 series collected. The video page and the command line both run videos through here."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ class VideoAnalysis:
     frames: list[tuple[int, float, list[Face]]]    # (frame index, t, faces)
     fps: float
     n_frames: int
-    output: Path
+    output: Path | None                            # None: no overlay video was written
     ms_per_frame: float
     notes: list[str] = field(default_factory=list)
 
@@ -33,10 +34,12 @@ Progress = Callable[[int, "int | None", float], None]   # (frames done, total or
 Overlay = Callable[[np.ndarray, list, str], "tuple[np.ndarray, str]"]
 
 
-def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mode: str = "sparse",
-                  options: "TrackerOptions | None" = None, max_frames: int | None = None,
-                  progress: Progress | None = None, overlay: Overlay | None = None) -> VideoAnalysis:
+def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeline",
+                  mode: str = "sparse", options: "TrackerOptions | None" = None,
+                  max_frames: int | None = None, progress: Progress | None = None,
+                  overlay: Overlay | None = None) -> VideoAnalysis:
     """Track every frame of a video, write the overlay video to `output`, and collect the series.
+    `output=None` draws and writes nothing (the table alone, as `densehead batch` needs it).
 
     `overlay(frame, faces, mode) -> (frame, note)` draws; the default is densehead.draw.overlay.
     Raises densehead.video.VideoError for unreadable input.
@@ -54,14 +57,18 @@ def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mo
     notes: set[str] = set()
     start = time.perf_counter()
     n = 0
-    with VideoWriter(output, info.fps, (info.width, info.height)) as writer:
+    writer_cm = (VideoWriter(output, info.fps, (info.width, info.height)) if output is not None
+                 else contextlib.nullcontext())
+    dense = output is not None and draw.needs_dense(mode)  # the table itself needs no mesh
+    with writer_cm as writer:
         for n, frame in enumerate(iter_frames(path, max_frames=max_frames), start=1):
             t = (n - 1) / info.fps
-            faces = tracker(frame, dense=draw.needs_dense(mode), timestamp=t).faces
-            out, note = draw_fn(frame, faces, mode)
-            if note:
-                notes.add(note)
-            writer.write(out)
+            faces = tracker(frame, dense=dense, timestamp=t).faces
+            if writer is not None:
+                out, note = draw_fn(frame, faces, mode)
+                if note:
+                    notes.add(note)
+                writer.write(out)
             rows.extend(frame_rows(n - 1, t, faces))
             for f in faces:
                 f.vertices = None  # keep memory flat on long videos: the series needs no mesh
@@ -72,5 +79,6 @@ def analyze_video(path: str | Path, output: str | Path, pipeline: "Pipeline", mo
     if max_frames is None and info.frame_count and n < info.frame_count:
         notes.add(f"{Path(path).name} ended after {n} of the {info.frame_count} frames its "
                   "header announces: the file may be truncated or damaged")
-    return VideoAnalysis(stack(rows), frames, info.fps, n, Path(output),
-                         1e3 * elapsed / max(n, 1), sorted(notes))
+    return VideoAnalysis(stack(rows), frames, info.fps, n,
+                         None if output is None else Path(output), 1e3 * elapsed / max(n, 1),
+                         sorted(notes))

@@ -2,11 +2,12 @@
 tabulated (the live page's CSV, the video page's export, `densehead batch`).
 
 Rows are float64 numpy arrays while they are collected (cheap to append and slice); `to_frame`
-gives a pandas DataFrame with whole-number columns as integers, `csv_text` the CSV.
+gives a pandas DataFrame with whole-number columns as integers, `csv_text` the CSV and
+`write_parquet` a Parquet file of that DataFrame.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from .face import Face
 from .morphable import N_EXPRESSION, N_SHAPE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
 N_LANDMARKS = 68
@@ -41,6 +44,14 @@ def face_row(frame: int, time_s: float, face: Face) -> np.ndarray:
 
 def frame_rows(frame: int, time_s: float, faces: Sequence[Face]) -> list[np.ndarray]:
     return [face_row(frame, time_s, f) for f in faces]
+
+
+def image_table(faces: Sequence[Face]) -> np.ndarray:
+    """The table of one photo: frame 0 at time 0, one row per face, track_id the face's rank in
+    the detector's order (best score first), so the faces of a photo are told apart."""
+    table = stack(frame_rows(0, 0.0, faces))
+    table[:, COL["track_id"]] = np.arange(len(table))
+    return table
 
 
 def stack(rows: Iterable[np.ndarray]) -> np.ndarray:
@@ -71,6 +82,36 @@ def to_frame(table: np.ndarray) -> "pd.DataFrame":
     df = pd.DataFrame(np.asarray(table, dtype=np.float64).reshape(-1, len(COLUMNS)),
                       columns=list(COLUMNS))
     return df.astype({name: "int64" for name in INTEGER_COLUMNS})
+
+
+def write_parquet(table: np.ndarray, where: "str | Path | IO[bytes]",
+                  metadata: Mapping[str, str] | None = None) -> None:
+    """The table as Parquet, one column per COLUMNS name with the types of `to_frame`;
+    `metadata` is stored as key/value strings in the file's footer, readable without the rows.
+    Built from the numpy columns directly: no pandas metadata (it would add ~70 kB a file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = np.asarray(table, dtype=np.float64).reshape(-1, len(COLUMNS))
+    arrays = [pa.array(np.ascontiguousarray(rows[:, i]).astype(
+        np.int64 if name in INTEGER_COLUMNS else np.float64)) for i, name in enumerate(COLUMNS)]
+    pq.write_table(pa.Table.from_arrays(arrays, names=list(COLUMNS), metadata=metadata), where)
+
+
+def read_parquet(path: "str | Path") -> "pd.DataFrame":
+    """A table written by `write_parquet`, as the DataFrame `to_frame` gave."""
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def parquet_metadata(path: "str | Path") -> dict[str, str]:
+    """The key/value metadata `write_parquet` stored (the file's footer only, not its rows).
+    Raises OSError or pyarrow's ArrowInvalid for a file that is not Parquet."""
+    import pyarrow.parquet as pq
+
+    stored = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in stored.items() if not k.startswith(b"ARROW:")}
 
 
 def csv_text(table: np.ndarray) -> str:

@@ -33,18 +33,26 @@ def test_readme_python_block_runs_as_written(tmp_path, samples):
     assert "not an image" in printed
     assert "['face.obj', 'face.mtl', 'face_texture.png']" in printed
     assert all((tmp_path / name).is_file() for name in ("face.obj", "face.mtl", "face_texture.png"))
+    # the batch example: both files ok, their tables and the CSV and overlay it asked for
+    assert "2 files ok;" in printed
+    for name in ("video.mp4.parquet", "video.mp4.csv", "video.mp4.pose.mp4", "photo.jpg.parquet"):
+        assert (tmp_path / "tables" / name).is_file(), name
 
 
 def test_library_imports_and_runs_without_streamlit_or_plotly(tmp_path, samples):
     """Every library module and the CLI import with Streamlit and Plotly made unimportable."""
-    modules = sorted(p.stem for p in (ROOT / "densehead").glob("*.py") if p.stem != "__main__")
+    package = ROOT / "densehead"
+    modules = sorted(".".join(p.relative_to(package).with_suffix("").parts)
+                     for folder in (package, package / "cli", package / "batch")
+                     for p in folder.glob("*.py") if p.stem != "__main__")
     code = (
         "import sys\n"
         "for blocked in ('streamlit', 'streamlit_webrtc', 'plotly'):\n"
         "    sys.modules[blocked] = None\n"
         "import importlib\n"
         f"for name in {modules!r}:\n"
-        "    importlib.import_module('densehead' if name == '__init__' else 'densehead.' + name)\n"
+        "    importlib.import_module('densehead.' + name.removesuffix('__init__').rstrip('.')"
+        " if name != '__init__' else 'densehead')\n"
         "import densehead.cli\n"
         f"raise SystemExit(densehead.cli.main(['sparse', '-f', {str(samples / 'photos' / 'JianzhuGuo.jpg')!r},"
         f" '-o', {str(tmp_path / 'out.jpg')!r}]))\n")

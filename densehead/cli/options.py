@@ -15,15 +15,17 @@ _P, _T = PipelineOptions(), TrackerOptions()
 # option field -> the flag that sets it, so an error names what the user typed
 FLAGS = {"regressor": "--regressor", "num_threads": "--threads", "score_threshold": "--threshold",
          "max_faces": "--max-faces", "roi_shift": "--roi-shift", "roi_scale": "--roi-scale",
-         "redetect_every": "--redetect-every", "min_cutoff": "--min-cutoff", "beta": "--beta"}
+         "redetect_every": "--redetect-every", "min_cutoff": "--min-cutoff", "beta": "--beta",
+         "max_frames": "--max-frames", "overlay": "--overlay"}
 
 
-def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threads) -> None:
+    """`threads`: the --threads default (batch workers run one TFLite thread each)."""
     g = p.add_argument_group("pipeline")
     g.add_argument("--regressor", default=_P.regressor, choices=sorted(REGRESSORS),
                    help=f"regressor network (default {_P.regressor})")
-    g.add_argument("--threads", type=int, default=_P.num_threads,
-                   help=f"TFLite threads (default {_P.num_threads})")
+    g.add_argument("--threads", type=int, default=threads,
+                   help=f"TFLite threads (default {threads})")
     g.add_argument("--threshold", type=float, default=_P.score_threshold,
                    help=f"face detection score threshold, (0, 1] (default {_P.score_threshold})")
     g.add_argument("--max-faces", type=int, default=_P.max_faces,
@@ -62,7 +64,7 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
                                refine=args.refine, flip_average=args.flip,
                                second_pass=args.second_pass)
     except OptionsError as error:
-        raise _flag_error(error) from None
+        raise flag_error(error) from None
 
 
 def tracker_options(args: argparse.Namespace) -> TrackerOptions:
@@ -71,10 +73,10 @@ def tracker_options(args: argparse.Namespace) -> TrackerOptions:
                               smoothing=not getattr(args, "no_smooth", False),
                               min_cutoff=args.min_cutoff, beta=args.beta)
     except OptionsError as error:
-        raise _flag_error(error) from None
+        raise flag_error(error) from None
 
 
-def _flag_error(error: OptionsError) -> ValueError:
+def flag_error(error: OptionsError) -> ValueError:
     flag = FLAGS.get(error.name, error.name)
     return ValueError(str(error).replace(error.name, flag, 1))
 

@@ -1,0 +1,163 @@
+"""One input file -> its per-frame table: what a batch worker does, and the Python calls that do
+the same for one file (`video_table`, `image_table`).
+
+A video runs through its own FaceTracker from frame 0, so its table does not depend on which
+worker, engine or process ran it. A photo is one pipeline call: one row per face, frame 0.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .. import table as tables
+from ..options import OptionsError, PipelineOptions, TrackerOptions
+from .plan import Job
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..pipeline import Pipeline
+
+Progress = Callable[[int], None]          # frames done in the current file
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Everything that decides a batch's tables, the same for every file and every worker."""
+    pipeline: PipelineOptions = field(default_factory=lambda: PipelineOptions(num_threads=1))
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    overlay: str | None = None        # also draw this mode (densehead.draw.MODES) per file
+    max_frames: int | None = None     # only the first N frames of each video
+
+    def __post_init__(self) -> None:
+        from ..draw import MODES
+
+        if self.overlay is not None and self.overlay not in MODES:
+            raise OptionsError("overlay", f"{self.overlay!r} is not a mode; "
+                                          f"choose one of {', '.join(MODES)}")
+        if self.max_frames is not None and (isinstance(self.max_frames, bool)
+                                            or not isinstance(self.max_frames, int)
+                                            or self.max_frames < 1):
+            raise OptionsError("max_frames", f"must be a whole number >= 1, got {self.max_frames!r}")
+
+    def table_key(self) -> dict[str, Any]:
+        """What a table depends on (stored with it; a table made otherwise is made again).
+        The thread count is left out: it changes speed, not results."""
+        pipeline = {k: v for k, v in asdict(self.pipeline).items() if k != "num_threads"}
+        return {"pipeline": pipeline, "tracker": asdict(self.tracker),
+                "max_frames": self.max_frames}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A job as a worker gets it: where to draw the overlay, if anywhere."""
+    index: int
+    job: Job
+    overlay_temp: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back for one task (the table travels back; the caller writes it)."""
+    index: int
+    table: np.ndarray | None = None    # None when the file failed
+    frames: int = 0
+    fps: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def faces(self) -> int:
+        return 0 if self.table is None else len(self.table)
+
+
+class Cancelled(Exception):
+    """Raised from a worker's progress callback when the batch is being stopped."""
+
+
+def run_task(task: Task, settings: BatchSettings, pipeline: "Pipeline",
+             progress: Progress | None = None) -> Outcome:
+    """Run one file; every failure of the file itself becomes `Outcome.error`, one line."""
+    start = time.perf_counter()
+    try:
+        if task.job.kind == "image":
+            outcome = _image(task, settings, pipeline)
+        else:
+            outcome = _video(task, settings, pipeline, progress)
+    except Cancelled:
+        raise
+    except (ValueError, OSError) as error:  # VideoError, ImageError: the file's own fault
+        outcome = Outcome(task.index, error=_one_line(error))
+    except Exception as error:  # a bug must not stop the other files; say what it was
+        detail = traceback.format_exception_only(type(error), error)[-1].strip()
+        outcome = Outcome(task.index, error=f"internal error: {detail}")
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _video(task: Task, settings: BatchSettings, pipeline: "Pipeline",
+           progress: Progress | None) -> Outcome:
+    from ..analysis import analyze_video
+
+    report = None if progress is None else (lambda done, total, elapsed: progress(done))
+    result = analyze_video(task.job.source, task.overlay_temp, pipeline,
+                           mode=settings.overlay or "sparse", options=settings.tracker,
+                           max_frames=settings.max_frames, progress=report)
+    return Outcome(task.index, table=result.table, frames=result.n_frames, fps=result.fps,
+                   notes=list(result.notes))
+
+
+def _image(task: Task, settings: BatchSettings, pipeline: "Pipeline") -> Outcome:
+    import cv2
+
+    from .. import draw
+    from ..image import read_image
+
+    frame = read_image(task.job.source)
+    dense = settings.overlay is not None and draw.needs_dense(settings.overlay)
+    faces = pipeline(frame, dense=dense).faces
+    if task.overlay_temp is not None and settings.overlay is not None:
+        picture = draw.overlay(frame, faces, settings.overlay, pipeline.model)
+        if not cv2.imwrite(str(task.overlay_temp), picture):
+            raise OSError(f"cannot write the overlay image {task.overlay_temp}")
+    return Outcome(task.index, table=tables.image_table(faces), frames=1)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+# -- the same for one file, from Python ------------------------------------------------------
+
+def video_table(path: str | Path, pipeline: "Pipeline | None" = None,
+                options: TrackerOptions | None = None,
+                max_frames: int | None = None) -> "pd.DataFrame":
+    """The per-frame table of one video (densehead.table.COLUMNS): one row per face per frame.
+    Raises densehead.VideoError for a file that cannot be read."""
+    from ..analysis import analyze_video
+    from ..pipeline import Pipeline
+
+    result = analyze_video(path, None, pipeline or Pipeline(), options=options,
+                           max_frames=max_frames)
+    return tables.to_frame(result.table)
+
+
+def image_table(path: str | Path, pipeline: "Pipeline | None" = None) -> "pd.DataFrame":
+    """The table of one photo: one row per face, frame 0, track_id the face's rank.
+    Raises densehead.ImageError for a file that is not an image."""
+    from ..image import read_image
+    from ..pipeline import Pipeline
+
+    faces = (pipeline or Pipeline())(read_image(path)).faces
+    return tables.to_frame(tables.image_table(faces))

@@ -1,0 +1,139 @@
+"""`densehead batch INPUT... -o OUT`: every video and photo into a per-frame table (Parquet),
+resumable, on worker processes or Ray; `densehead batch-benchmark FOLDER`: files/s and frames/s
+of one worker, two workers and Ray on the same folder."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from .. import draw
+from .options import (add_pipeline_options, add_tracker_options, flag_error, pipeline_options,
+                      tracker_options)
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("batch", help="a folder (or list) of videos and photos into tables",
+                       description="Write OUT/<name>.parquet per input file (one row per face per "
+                                   "frame) and OUT/batch.json. Run it again to resume.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a video, an image, a folder (walked recursively) or a .txt/.lst file "
+                        "listing paths (one per line, relative to the list's folder)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--csv", action="store_true", help="also write OUT/<name>.csv")
+    p.add_argument("--overlay", choices=draw.MODES, metavar="MODE",
+                   help=f"also write the overlay video/image next to each table "
+                        f"({', '.join(draw.MODES)})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run every file again, even those an earlier run finished")
+    _add_engine_options(p)
+    p.add_argument("--max-frames", type=int, help="only the first N frames of each video")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+    add_pipeline_options(p, threads=1)
+    add_tracker_options(p)
+    p.set_defaults(func=run_batch_command)
+
+    b = sub.add_parser("batch-benchmark", help="files/s and frames/s: 1 vs N workers vs Ray",
+                       description="Runs `batch` on FOLDER with --workers 1, with --workers N "
+                                   "and on Ray (a local cluster unless --ray-address), into "
+                                   "temporary folders, and prints the speeds and speed-ups.")
+    b.add_argument("folder", help="a folder of videos (and photos)")
+    b.add_argument("--workers", type=int, default=2, help="the parallel runs' worker count")
+    b.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
+                   help="include the Ray engine")
+    b.add_argument("--ray-address", help="Ray cluster to use (default: start a local one)")
+    b.add_argument("--max-frames", type=int, help="only the first N frames of each video")
+    add_pipeline_options(b, threads=1)
+    add_tracker_options(b)
+    b.set_defaults(func=run_benchmark_command)
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: Ray workers")
+    g.add_argument("--workers", type=int,
+                   help="worker processes (default: the core count; on Ray: the cluster's CPUs)")
+    g.add_argument("--ray-address", help="Ray cluster address (default: start a local cluster)")
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from ..batch import BatchSettings
+    from ..options import OptionsError
+
+    try:
+        return BatchSettings(pipeline=pipeline_options(args), tracker=tracker_options(args),
+                             overlay=getattr(args, "overlay", None), max_frames=args.max_frames)
+    except OptionsError as error:
+        raise flag_error(error) from None
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    from ..batch import BatchInterrupted, run_batch
+
+    settings = settings_from(args)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    _quiet_ffmpeg()
+    with _sigterm_as_interrupt():
+        try:
+            report = run_batch(args.inputs, args.output, settings, engine=args.engine,
+                               workers=args.workers, ray_address=args.ray_address,
+                               csv=args.csv, overwrite=args.overwrite, progress=args.progress)
+        except BatchInterrupted as stop:
+            print(stop.report.summary_line(), file=sys.stderr)
+            print("run the same command again to resume", file=sys.stderr)
+            return 130
+        except ImportError as error:  # --engine ray without Ray installed
+            print(f"densehead: error: {error}", file=sys.stderr)
+            return 1
+    for entry in report.files:
+        if entry.status == "failed":
+            print(f"failed: {entry.input}: {entry.error}", file=sys.stderr)
+    if report.ignored:
+        print(f"left out {len(report.ignored)} file(s) that are not videos or images "
+              f"(listed in batch.json)", file=sys.stderr)
+    if not report.files:
+        print("densehead: error: no video or image found in the inputs", file=sys.stderr)
+        return 1
+    print(report.summary_line())
+    return 1 if report.count("failed") else 0
+
+
+def run_benchmark_command(args: argparse.Namespace) -> int:
+    from ..batch.benchmark import print_benchmark, run_benchmark
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    _quiet_ffmpeg()
+    try:
+        result = run_benchmark(args.folder, settings_from(args), workers=args.workers,
+                               ray=args.ray, ray_address=args.ray_address)
+    except ImportError as error:
+        print(f"densehead: error: {error} (or leave Ray out: --no-ray)", file=sys.stderr)
+        return 1
+    print_benchmark(result)
+    return 0
+
+
+def _quiet_ffmpeg() -> None:
+    """No FFmpeg messages here or in the workers (they inherit it): a file that cannot be read
+    is reported once, in one line."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+class _sigterm_as_interrupt:
+    """`kill PID` stops the batch like Ctrl-C: workers stopped, finished files committed."""
+
+    def __enter__(self) -> None:
+        self._old = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._old)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,412 @@
+"""`densehead batch` as a user runs it: a study folder of real clips (cut short), a photo, a
+truncated copy and a text file; tables checked against the single-file CLI's JSON, resume after
+a killed run, a worker that dies, Ctrl-C, and 1 worker = 2 workers = Ray (a local cluster)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from densehead import table
+from densehead.batch import BatchSettings, image_table, plan_inputs, run_batch, video_table
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP1, CLIP2, PHOTO = "a/clip1.mp4", "b/clip2.avi", "photo.jpg"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "densehead", *args]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=os.environ.copy())
+
+
+def cut(src: Path, dst: Path, frames: int, fourcc: str) -> None:
+    """The first `frames` frames of a real video, re-encoded (mp4v or MJPG)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(src))
+    fps, writer = cap.get(cv2.CAP_PROP_FPS), None
+    for _ in range(frames):
+        ok, frame = cap.read()
+        assert ok, f"{src} has fewer than {frames} frames"
+        if writer is None:
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*fourcc), fps,
+                                     (frame.shape[1], frame.shape[0]))
+        writer.write(frame)
+    writer.release()
+    cap.release()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, samples) -> Path:
+    """study/a/clip1.mp4 (30 frames of obama), study/b/clip2.avi (40 frames of orlando_bloom,
+    several faces), study/photo.jpg (two faces), study/broken.mp4 (clip1 cut in half: no index),
+    study/notes.txt (not media)."""
+    root = tmp_path_factory.mktemp("batch") / "study"
+    cut(samples / "videos" / "obama.mp4", root / CLIP1, 30, "mp4v")
+    cut(samples / "videos" / "orlando_bloom.avi", root / CLIP2, 40, "MJPG")
+    shutil.copy(samples / "photos" / "trump_hillary.jpg", root / PHOTO)
+    data = (root / CLIP1).read_bytes()
+    (root / "broken.mp4").write_bytes(data[: len(data) // 2])
+    (root / "notes.txt").write_text("participant 7 left early\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(study, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The study through the CLI: two workers, CSV too, progress bar forced on."""
+    out = tmp_path_factory.mktemp("tables")
+    result = run("batch", str(study), "-o", str(out), "--workers", "2", "--csv", "--progress")
+    return out, result
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "batch.json").read_text())
+
+
+def by_name(data: dict, study: Path) -> dict[str, dict]:
+    return {Path(f["input"]).relative_to(study).as_posix() if f["input"].startswith(str(study))
+            else f["input"]: f for f in data["files"]}
+
+
+def part_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if ".part" in p.name]
+
+
+def test_a_study_folder_gives_one_table_per_file_and_a_report(study, first_run):
+    out, result = first_run
+    assert result.returncode == 1, result.stderr   # 1: a file failed; the others were done
+    assert "4 files: 3 ok, 1 failed, 0 skipped" in result.stdout
+    assert "Traceback" not in result.stderr
+    files = by_name(report(out), study)
+    assert {k: f["status"] for k, f in files.items()} == {
+        CLIP1: "ok", CLIP2: "ok", PHOTO: "ok", "broken.mp4": "failed"}
+    assert "broken.mp4 is not a video" in files["broken.mp4"]["error"]
+    assert f"failed: {study / 'broken.mp4'}: broken.mp4 is not a video" in result.stderr
+    assert report(out)["ignored"] == [str(study / "notes.txt")]
+    # tables named after the input path, suffix kept; frames and rows as reported
+    for name, frames in ((CLIP1, 30), (CLIP2, 40), (PHOTO, 1)):
+        assert files[name]["output"] == f"{name}.parquet"
+        df = table.read_parquet(out / f"{name}.parquet")
+        assert list(df.columns) == list(table.COLUMNS)
+        assert df["frame"].nunique() == files[name]["frames"] == frames
+        assert len(df) == files[name]["faces"]
+        assert np.isfinite(df.to_numpy(float)).all()
+    assert files[CLIP2]["faces"] > 40          # the background faces are tracked as well
+    totals = report(out)["totals"]
+    assert (totals["ok"], totals["failed"], totals["frames"]) == (3, 1, 71)
+    assert not part_files(out)
+    assert "4/4 files, 1 failed" in result.stderr and "frame/s" in result.stderr  # the bar
+
+
+def test_csv_holds_the_same_table(first_run):
+    out, _ = first_run
+    for name in (CLIP1, CLIP2, PHOTO):
+        csv = pd.read_csv(out / f"{name}.csv")
+        df = table.read_parquet(out / f"{name}.parquet")
+        assert list(csv.columns) == list(df.columns)
+        assert np.allclose(csv.to_numpy(float), df.to_numpy(float), rtol=1e-5, atol=1e-4)
+
+
+def test_a_photo_has_one_row_per_face(study, first_run):
+    out, _ = first_run
+    df = table.read_parquet(out / f"{PHOTO}.parquet")
+    assert len(df) == 2 and df["frame"].tolist() == [0, 0] and df["time_s"].tolist() == [0, 0]
+    assert df["track_id"].tolist() == [0, 1]
+    centres = (df["box_x1"] + df["box_x2"]) / 2
+    assert abs(centres[0] - centres[1]) > 100           # two different faces
+
+
+def test_tables_match_the_single_file_cli(study, first_run, tmp_path):
+    out, _ = first_run
+    for name in (CLIP2, PHOTO):
+        js = tmp_path / "single.json"
+        result = run("sparse", "-f", str(study / name), "-o",
+                     str(tmp_path / f"single{Path(name).suffix.replace('.avi', '.mp4')}"),
+                     "--json", str(js))
+        assert result.returncode == 0, result.stderr
+        faces = [(fr["frame"], fr["t"], f) for fr in json.loads(js.read_text())["frames"]
+                 for f in fr["faces"]]
+        df = table.read_parquet(out / f"{name}.parquet")
+        assert len(df) == len(faces)
+        assert df["frame"].tolist() == [i for i, _, _ in faces]
+        assert np.allclose(df["time_s"], [t for _, t, _ in faces], atol=1e-4)
+        if name != PHOTO:  # a photo's faces have no track id in the JSON (-1): ranks here
+            assert df["track_id"].tolist() == [f["track_id"] for _, _, f in faces]
+        lm = np.array([f["landmarks"] for _, _, f in faces]).reshape(len(faces), -1)
+        assert np.abs(df[list(table.LANDMARKS)].to_numpy() - lm).max() <= 6e-4  # JSON: 3 dp
+        for column, key in (("yaw", "yaw"), ("pitch", "pitch"), ("roll", "roll"),
+                            ("scale", "scale"), ("score", "score")):
+            assert np.allclose(df[column], [f[key] for _, _, f in faces], atol=1e-6), column
+        assert np.allclose(df[list(table.EXPRESSION)], [f["expression"] for _, _, f in faces],
+                           atol=1e-6)
+        assert np.allclose(df[list(table.SHAPE)], [f["shape"] for _, _, f in faces], atol=1e-6)
+        assert np.allclose(df[list(table.BOX)], [f["box"] for _, _, f in faces], atol=1e-6)
+        assert np.allclose(df[list(table.TRANSLATION)], [f["translation"] for _, _, f in faces],
+                           atol=1e-6)
+
+
+def test_resume_after_a_killed_run(study, first_run, tmp_path):
+    reference, _ = first_run
+    out = tmp_path / "out"
+    proc = subprocess.Popen(cli("batch", str(study), "-o", str(out), "--workers", "1"),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / f"{CLIP1}.parquet"
+    try:
+        deadline = time.monotonic() + 120
+        while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = worker_pids(proc.pid)
+        proc.kill()  # SIGKILL: no clean-up of any kind
+    finally:
+        proc.wait(timeout=60)
+    assert first.exists() and len(workers) == 1
+    assert wait_until_gone(workers[0]), "the orphaned worker is still running"
+    finished = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")
+                      if ".part" not in p.name)
+    assert f"{CLIP2}.parquet" not in finished, "the kill came too late to test anything"
+    # a half-written table at the final name (as a copy cut short would leave): not finished
+    (out / "b").mkdir(exist_ok=True)
+    data = first.read_bytes()
+    (out / f"{CLIP2}.parquet").write_bytes(data[: len(data) // 2])
+
+    result = run("batch", str(study), "-o", str(out), "--workers", "1")
+    files = by_name(report(out), study)
+    assert files[CLIP1]["status"] == "skipped" and files[CLIP1]["frames"] == 30
+    assert files[CLIP2]["status"] == "ok" and files[PHOTO]["status"] == "ok"
+    assert files["broken.mp4"]["status"] == "failed"   # failed files are always tried again
+    assert "3 ok" not in result.stdout and "1 skipped" in result.stdout
+    for name in (CLIP1, CLIP2, PHOTO):  # complete, and the same as the uninterrupted run's
+        got = table.read_parquet(out / f"{name}.parquet").to_numpy(float)
+        assert np.array_equal(got, table.read_parquet(reference / f"{name}.parquet")
+                              .to_numpy(float)), name
+    assert not part_files(out)
+
+
+def test_a_rerun_skips_only_files_finished_with_this_input_and_settings(study, tmp_path):
+    out, inputs = tmp_path / "out", [study / CLIP1, study / CLIP2, study / PHOTO]
+    settings = BatchSettings()
+    assert run_batch(inputs, out, settings, workers=1).count("ok") == 3
+    again = run_batch(inputs, out, settings, workers=1)
+    assert [f.status for f in again.files] == ["skipped"] * 3
+    assert [f.frames for f in again.files] == [30, 40, 1]   # from the tables' records
+    # the photo was replaced (a new modification time): it alone runs again
+    photo = study / PHOTO
+    stat = photo.stat()
+    try:
+        os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        changed = run_batch(inputs, out, settings, workers=1)
+    finally:
+        os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert [f.status for f in changed.files] == ["skipped", "skipped", "ok"]
+    # other tracker settings make other tables: everything runs again
+    other = BatchSettings(tracker=settings.tracker.replace(redetect_every=3))
+    assert [f.status for f in run_batch(inputs, out, other, workers=1).files] == ["ok"] * 3
+
+
+def test_overwrite_from_the_command_line(study, first_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(first_run[0], out)
+    skipped = run("batch", str(study), "-o", str(out), "--csv")
+    assert "0 ok, 1 failed, 3 skipped" in skipped.stdout, skipped.stdout + skipped.stderr
+    forced = run("batch", str(study), "-o", str(out), "--csv", "--overwrite")
+    assert "3 ok, 1 failed, 0 skipped" in forced.stdout, forced.stdout + forced.stderr
+
+
+def test_a_list_file_and_overlays(study, tmp_path):
+    listing = tmp_path / "lists" / "session1.txt"
+    listing.parent.mkdir()
+    (tmp_path / "lists" / "clips").mkdir()
+    shutil.copy(study / CLIP1, tmp_path / "lists" / "clips" / "clip1.mp4")
+    listing.write_text(f"# session 1\nclips/clip1.mp4\n\n{study / PHOTO}\nclips/gone.mp4\n")
+    out = tmp_path / "out"
+    result = run("batch", str(listing), "-o", str(out), "--overlay", "sparse")
+    files = {f["input"]: f for f in report(out)["files"]}
+    # entries inside the list's folder keep their relative path; others their name
+    assert files[str(tmp_path / "lists" / "clips" / "clip1.mp4")]["output"] == \
+        "clips/clip1.mp4.parquet"
+    assert files[str(study / PHOTO)]["output"] == "photo.jpg.parquet"
+    gone = files["clips/gone.mp4 (line 5 of session1.txt)"]
+    assert gone["status"] == "failed" and "no such file" in gone["error"]
+    assert "2 ok, 1 failed" in result.stdout
+    cap = cv2.VideoCapture(str(out / "clips" / "clip1.mp4.sparse.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 30
+    drawn = cv2.imread(str(out / "photo.jpg.sparse.jpg"))
+    original = cv2.imread(str(study / PHOTO))
+    assert drawn.shape == original.shape
+    assert (np.abs(drawn.astype(int) - original.astype(int)).sum(axis=2) > 60).mean() > 0.001
+    assert not part_files(out)
+
+
+def test_names_never_collide_and_the_output_folder_is_not_an_input(study, tmp_path):
+    a, b = tmp_path / "x" / "clip.mp4", tmp_path / "y" / "clip.mp4"
+    for p in (a, b, a.with_suffix(".avi")):
+        p.parent.mkdir(exist_ok=True)
+        shutil.copy(study / CLIP1, p)
+    plan = plan_inputs([a, b, a.parent, a], tmp_path / "x" / "tables")
+    assert [j.name for j in plan.jobs] == ["clip.mp4", "clip.mp4~2", "clip.avi"]
+    (tmp_path / "x" / "tables").mkdir()
+    shutil.copy(study / CLIP1, tmp_path / "x" / "tables" / "old.mp4")
+    assert [j.name for j in plan_inputs([a.parent], tmp_path / "x" / "tables").jobs] == \
+        ["clip.avi", "clip.mp4"]
+    with pytest.raises(ValueError, match="output folder"):
+        plan_inputs([a.parent], a.parent)
+
+
+def test_one_worker_two_workers_and_ray_give_the_same_tables(study, first_run, tmp_path,
+                                                             local_ray):
+    two, _ = first_run
+    one = run_batch([study], tmp_path / "one", workers=1)
+    on_ray = run_batch([study], tmp_path / "ray", engine="ray", workers=2)
+    assert on_ray.engine == "ray" and on_ray.workers == 2
+    assert [f.status for f in on_ray.files] == [f.status for f in one.files]
+    for name in (CLIP1, CLIP2, PHOTO):
+        ref = table.read_parquet(two / f"{name}.parquet").to_numpy(float)
+        for out in (tmp_path / "one", tmp_path / "ray"):
+            got = table.read_parquet(out / f"{name}.parquet").to_numpy(float)
+            assert got.shape == ref.shape and np.allclose(got, ref, rtol=0, atol=1e-9), (out, name)
+    failed = [f for f in on_ray.files if f.status == "failed"]
+    assert len(failed) == 1 and "not a video" in failed[0].error
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray cluster for this module (2 CPUs, no dashboard), shut down after."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_video_table_and_image_table_from_python(study, first_run):
+    out, _ = first_run
+    from densehead import Pipeline
+
+    pipe = Pipeline(num_threads=1)
+    df = video_table(study / CLIP2, pipe)
+    assert list(df.columns) == list(table.COLUMNS) and df["frame"].dtype == np.int64
+    assert np.allclose(df.to_numpy(float),
+                       table.read_parquet(out / f"{CLIP2}.parquet").to_numpy(float))
+    photo = image_table(study / PHOTO, pipe)
+    assert np.allclose(photo.to_numpy(float),
+                       table.read_parquet(out / f"{PHOTO}.parquet").to_numpy(float))
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The pool's worker processes (not multiprocessing's resource tracker)."""
+    found = []
+    for child in children(pid):
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "spawn_main" in cmd:
+            found.append(child)
+    return found
+
+
+@pytest.fixture(scope="module")
+def long_study(study, samples, tmp_path_factory) -> Path:
+    """1.avi (10 frames), 2.avi (all 139 frames of orlando_bloom), 3.jpg: the middle file runs
+    long enough to be stopped in."""
+    root = tmp_path_factory.mktemp("long") / "study"
+    cut(samples / "videos" / "orlando_bloom.avi", root / "1.avi", 10, "MJPG")
+    cut(samples / "videos" / "orlando_bloom.avi", root / "2.avi", 139, "MJPG")
+    shutil.copy(study / PHOTO, root / "3.jpg")
+    return root
+
+
+def wait_until_gone(pid: int, seconds: float = 30) -> bool:
+    """True once the process has exited (a zombie waiting for its reaper counts as exited)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def open_files(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            found.add(os.readlink(fd))
+        except OSError:
+            pass
+    return found
+
+
+def start_and_wait_for_second_file(root: Path, out: Path) -> tuple[subprocess.Popen, int]:
+    """The CLI with one worker, once that worker has 2.avi open (1.avi is done)."""
+    proc = subprocess.Popen(cli("batch", str(root), "-o", str(out), "--workers", "1"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        workers = worker_pids(proc.pid)
+        if len(workers) == 1 and str(root / "2.avi") in open_files(workers[0]):
+            return proc, workers[0]
+        time.sleep(0.005)
+    proc.kill()
+    raise AssertionError("the worker never opened 2.avi")
+
+
+def test_a_worker_that_dies_fails_only_its_file(long_study, tmp_path):
+    out = tmp_path / "out"
+    proc, worker = start_and_wait_for_second_file(long_study, out)
+    os.kill(worker, signal.SIGKILL)  # what the OOM killer does
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr
+    status = {Path(f["input"]).name: (f["status"], f["error"]) for f in report(out)["files"]}
+    assert status["1.avi"] == ("ok", None) and status["3.jpg"] == ("ok", None)
+    assert status["2.avi"][0] == "failed" and "worker process died" in status["2.avi"][1]
+    assert "2 ok, 1 failed" in stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_kill_stops_the_batch_and_keeps_what_finished(long_study, tmp_path, sig):
+    out = tmp_path / "out"
+    proc, worker = start_and_wait_for_second_file(long_study, out)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "run the same command again to resume" in stderr
+    data = report(out)
+    assert data["interrupted"] is True and data["pending"] == 2   # 3.jpg was not started
+    assert [f["status"] for f in data["files"]][:1] == ["ok"]
+    assert not (out / "2.avi.parquet").exists() and not part_files(out)
+    assert wait_until_gone(worker, seconds=5)  # the worker is gone too
+
+
+def test_benchmark_prints_speeds_and_speedups(long_study):
+    result = run("batch-benchmark", str(long_study), "--workers", "2", "--no-ray",
+                 "--max-frames", "20")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("local, 1 worker") and "1.00x" in line for line in lines)
+    assert any(line.startswith("local, 2 workers") and "over local, 1 worker" in line
+               for line in lines)
+    assert "where the time goes" in result.stdout and "decoding" in result.stdout
