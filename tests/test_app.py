@@ -113,8 +113,10 @@ def test_live_page_renders_settings():
     at.selectbox(key="live_mode").select("pose").run()
     at.slider(key="live_threshold").set_value(0.5).run()
     assert not at.exception
-    state = at.session_state["live_state"]
-    assert state.mode == "pose" and state.tracker.pipeline.options.score_threshold == 0.5
+    from densehead.dashboard.sessions import server_resources
+
+    state = server_resources().find(at.session_state["live_session_id"], "live")
+    assert state.settings.mode == "pose" and state.settings.pipeline.options.score_threshold == 0.5
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -14,7 +14,7 @@ from ..video import VideoError
 log = logging.getLogger("densehead")
 
 # the command groups, in the order `--help` lists them
-GROUPS = ("modes", "benchmark", "fetch", "render_bench", "evaluate")
+GROUPS = ("modes", "benchmark", "fetch", "render_bench", "evaluate", "live_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
