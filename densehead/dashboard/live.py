@@ -17,7 +17,7 @@ import time
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import av
 import cv2
@@ -31,6 +31,9 @@ from .recording import Recording, RecordingStatus
 from .series import SeriesBuffer
 
 log = logging.getLogger(__name__)
+# Older frames of a burst are still tracked while the callback has spent less than this; a
+# burst of two (a frame that came a little late) then costs no data, a real overload still drops.
+CATCH_UP_MS = 8.0
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,9 @@ class LiveSettings:
 class LiveSession:
     """Everything one browser session of the live page holds on the server."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = LiveSettings(pipeline)
-        self.buffer = SeriesBuffer()
+        self.buffer = SeriesBuffer(clock=clock)
         self.note = ""                    # e.g. the renderer fallback, shown by the page
         self.streams = 0                  # streams started in this session
         self.processed = 0                # frames processed / arrived since the session began
@@ -60,18 +63,29 @@ class LiveSession:
         self._recording: Recording | None = None
         self._folder: Path | None = None  # temporary files (the recording), made when needed
         self._closed = False
+        self._last_frame_ms = float("inf")  # no catching up before one frame was timed
 
     # -- the processing thread -------------------------------------------------------------
     def process_newest(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
-        """Everything that arrived while the last frame was being processed: only the newest is
-        processed, the rest are counted as dropped, so latency stays one frame deep."""
-        self.buffer.add_arrivals(len(frames))
+        """Everything that arrived while the last frame was being processed. The newest is
+        processed and sent back; older ones are tracked too (for the series, the tracker and a
+        recording, not drawn for the browser) while that fits in CATCH_UP_MS, else dropped, so
+        latency stays about one frame deep."""
+        start = time.perf_counter()
         self.arrived += len(frames)
+        caught_up = 0
+        for frame in frames[:-1]:
+            spent = (time.perf_counter() - start) * 1e3
+            if spent + self._last_frame_ms > CATCH_UP_MS:
+                break
+            self.process(frame, send_back=False)
+            caught_up += 1
+        self.buffer.add_arrivals(len(frames), dropped=len(frames) - 1 - caught_up)
         return [self.process(frames[-1])]
 
-    def process(self, frame: av.VideoFrame) -> av.VideoFrame:
+    def process(self, frame: av.VideoFrame, send_back: bool = True) -> av.VideoFrame:
         """Track, draw, record; errors go to the page and the raw frame goes back, so the
-        stream never stops."""
+        stream never stops. `send_back=False`: a frame only the series and the recording see."""
         start = time.perf_counter()
         tracker = self._stream_tracker()
         if tracker is None:  # the session was closed under a stream still running
@@ -80,23 +94,26 @@ class LiveSession:
         tracker.pipeline, tracker.options = settings.pipeline, settings.tracker
         image = frame.to_ndarray(format="bgr24")
         media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
+        recording = self._recording
         try:
             result = tracker(image, dense=draw.needs_dense(settings.mode), timestamp=media_time)
-            drawn = time.perf_counter()
-            out, self.note = draw_with_fallback(image, result.faces, settings.mode,
-                                                settings.pipeline.model)
-            result.times.render = (time.perf_counter() - drawn) * 1e3
+            out = image
+            if send_back or recording is not None:
+                drawn = time.perf_counter()
+                out, self.note = draw_with_fallback(image, result.faces, settings.mode,
+                                                    settings.pipeline.model)
+                result.times.render = (time.perf_counter() - drawn) * 1e3
         except Exception as exc:  # shown on the page by the stats panel, logged with its traceback
             log.exception("live frame processing failed")
             self.buffer.set_error(f"{type(exc).__name__}: {exc}")
             return frame
-        recording = self._recording
         if recording is not None and media_time is not None:
             recording.add(out, result.faces, media_time)
-        self.buffer.add_frame(result.faces, result.times, (time.perf_counter() - start) * 1e3,
-                              media_time, size=(image.shape[1], image.shape[0]))
+        self._last_frame_ms = (time.perf_counter() - start) * 1e3
+        self.buffer.add_frame(result.faces, result.times, self._last_frame_ms, media_time,
+                              size=(image.shape[1], image.shape[0]))
         self.processed += 1
-        return _video_frame(out)
+        return _video_frame(out) if send_back else frame
 
     def _stream_tracker(self) -> FaceTracker | None:
         """This stream's tracker; the first frame from a new processing thread starts a stream."""

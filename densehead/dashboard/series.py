@@ -157,11 +157,12 @@ class SeriesBuffer:
         self._lag_floor = min(self._lag_floor, offset)
         self._lag = offset - self._lag_floor
 
-    def add_arrivals(self, n: int) -> None:
-        """n frames arrived together; all but the newest are dropped unprocessed."""
+    def add_arrivals(self, n: int, dropped: int | None = None) -> None:
+        """n frames arrived together; `dropped` of them went unprocessed (default: all but
+        the newest)."""
         with self._lock:
             self._arrivals.append((self._clock(), int(n)))
-            self._dropped += max(0, int(n) - 1)
+            self._dropped += max(0, int(n) - 1 if dropped is None else int(dropped))
 
     def set_error(self, message: str) -> None:
         with self._lock:
