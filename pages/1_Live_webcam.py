@@ -3,7 +3,7 @@ pose/expression charts fed from a bounded, lock-protected buffer; the processed 
 recorded as an MP4 with the CSV of exactly its frames."""
 from __future__ import annotations
 
-from typing import Callable
+import time
 
 import av
 import streamlit as st
@@ -57,8 +57,6 @@ def act(method: str, *args: object) -> object:
     return getattr(session, method)(*args) if isinstance(session, LiveSession) else None
 
 
-def download(method: str) -> Callable[[], object]:
-    return lambda: act(method) or b""
 
 
 # The controls and the stats panel are fragments: using them reruns only the fragment, never the
@@ -86,34 +84,63 @@ def controls() -> None:
                    f"available ({problem}); the video shows dense points instead and says so.")
 
 
-def recording_panel(state: LiveSession) -> None:
+# The buttons and downloads live in a fragment that reruns only when one of its own buttons is
+# used, and the downloads carry their data (not a function that makes it on click). Streamlit
+# forgets a deferred download's id on every rerun of its fragment, and deletes the file a click
+# made at the next-but-one end of *any* session's run: in a panel redrawn twice a second, with
+# several people on the server, clicks ended in "Deferred file ... not found" or a 404. A
+# download shown here stays valid until this fragment reruns.
+@st.fragment
+def actions() -> None:
+    state = live()
+    a, b, c = st.columns(3)
+    export = a.button("Export series (CSV)", key="live_export",
+                      help="Take the series as it is now; a download button appears.")
+    b.button("Clear series", on_click=act, args=("clear_series",))
     status = state.recording_status()
-    if status is not None and status.state in ("recording", "finishing"):
-        st.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
-        st.caption(f"Recording: {status.seconds:.1f} s of {status.max_seconds:.0f} s, "
-                   f"{status.frames} frames" + (f", {status.dropped} left out (server busy)"
-                                                if status.dropped else ""))
-        return
-    st.button("⏺ Record", key="live_record_start", on_click=act,
-              args=("start_recording", float(st.session_state.get("live_record_seconds", 60))),
-              help="Record the processed video (with its overlay) as an MP4, with the CSV of "
-                   "exactly the recorded frames.")
-    if status is None:
-        return
-    if status.state == "failed":
-        st.error(f"The recording failed: {status.reason}")
+    recording = status is not None and status.state == "recording"
+    if recording:
+        c.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
+    else:
+        c.button("⏺ Record", key="live_record_start", on_click=act,
+                 args=("start_recording", float(st.session_state.get("live_record_seconds", 60))),
+                 help="Record the processed video (with its overlay) as an MP4, with the CSV "
+                      "of exactly the recorded frames.")
+    if export:
+        csv = state.series_csv()
+        st.download_button("Download series (CSV)", data=csv, file_name="live_series.csv",
+                           mime="text/csv", on_click="ignore", key="live_series_csv")
+        st.caption(f"{csv.count(chr(10)) - 1} rows (one per face per frame), as of "
+                   f"{time.strftime('%H:%M:%S')}.")
+    if recording or status is None or status.state != "finished":
         return
     a, b = st.columns(2)
-    a.download_button("Download recording (.mp4)", data=download("recording_mp4"),
+    a.download_button("Download recording (.mp4)", data=state.recording_mp4(),
                       file_name="live_recording.mp4", mime="video/mp4", on_click="ignore",
                       key="live_record_mp4")
-    b.download_button("Download recording series (.csv)", data=download("recording_csv"),
+    b.download_button("Download recording series (.csv)", data=state.recording_csv(),
                       file_name="live_recording.csv", mime="text/csv", on_click="ignore",
                       key="live_record_csv")
     st.caption(f"Recorded {status.frames} frames, {status.seconds:.1f} s ({status.reason}); "
                "the CSV's frame column is the frame's number in the MP4"
                + (f"; {status.dropped} processed frames were left out of both (server busy)"
                   if status.dropped else "") + ".")
+
+
+def recording_progress(state: LiveSession) -> None:
+    """The recording's progress, in the twice-a-second panel."""
+    status = state.recording_status()
+    if status is None:
+        return
+    if status.state == "recording":
+        st.caption(f"⏺ Recording: {status.seconds:.1f} s of {status.max_seconds:.0f} s, "
+                   f"{status.frames} frames" + (f", {status.dropped} left out (server busy)"
+                                                if status.dropped else ""))
+    elif status.state == "failed":
+        st.error(f"The recording failed: {status.reason}")
+    elif not state.recording_collected:   # it ended by itself: the files come with the button
+        st.info(f"The recording ended ({status.reason}) after {status.seconds:.1f} s: press "
+                "⏹ Stop recording for its files.")
 
 
 @st.fragment(run_every=1.0)
@@ -143,11 +170,7 @@ def chart_panel() -> None:
 def live_panel() -> None:
     """Redrawn twice a second on its own, without rerunning the page (the video keeps going)."""
     state = live()
-    c1, c2 = st.columns(2)
-    c1.download_button("Download series (CSV)", data=download("series_csv"),
-                       file_name="live_series.csv", mime="text/csv", on_click="ignore")
-    c2.button("Clear series", on_click=act, args=("clear_series",))
-    recording_panel(state)
+    recording_progress(state)
     stats = state.buffer.stats()
     if stats.error:
         st.error(f"Processing error (the raw video is passed through): {stats.error}")
@@ -194,5 +217,6 @@ with left:
                "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
                "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
 with right:
+    actions()
     live_panel()
     chart_panel()

@@ -61,6 +61,7 @@ class LiveSession:
         self._stream_thread: weakref.ref | None = None  # the processing thread of this stream
         self._lock = threading.Lock()     # stream start/end and the recording slot
         self._recording: Recording | None = None
+        self.recording_collected = False
         self._folder: Path | None = None  # temporary files (the recording), made when needed
         self._closed = False
         self._last_frame_ms = float("inf")  # no catching up before one frame was timed
@@ -169,13 +170,17 @@ class LiveSession:
                 self._folder = Path(tempfile.mkdtemp(prefix="densehead-live-"))
                 weakref.finalize(self, shutil.rmtree, self._folder, True)  # also at server exit
             self._recording = Recording(self._folder / f"recording-{time.time_ns()}.mp4", max_seconds)
+            self.recording_collected = False   # the page has not offered its files yet
         if old is not None:
             _discard(old)
 
-    def stop_recording(self) -> None:
+    def stop_recording(self, wait_s: float = 10.0) -> None:
+        """Stop (if it has not ended by itself) and wait for the file to be complete."""
         recording = self._recording
         if recording is not None:
             recording.stop()
+            recording.wait(timeout=wait_s)
+            self.recording_collected = True
 
     @property
     def recording(self) -> Recording | None:
