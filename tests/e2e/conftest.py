@@ -14,6 +14,9 @@ import pytest
 from densehead.dashboard.harness import AppServer, chromium_path, launch_chromium, to_y4m
 from densehead.dashboard.sessions import STATUS_ENV
 from e2e_setup import ASSETS, CAMERA_SECONDS, CAMERA_VIDEO
+# tests/helpers.py does `from conftest import SAMPLES`, and in a run of the whole suite it may
+# get this conftest module rather than tests/conftest.py: both must have it
+from e2e_setup import SAMPLES  # noqa: F401
 
 
 @pytest.fixture(scope="session")
