@@ -24,7 +24,8 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="measured window per round")
     p.add_argument("--warmup", type=float, default=20.0,
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
-    p.add_argument("--threads", type=int, default=2, help="the server's TFLite threads per model")
+    p.add_argument("--threads", type=int, default=1,
+                   help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                    help="instead: open, stream, record, stop and close sessions for this long "
                         "and print the server's memory after every round")

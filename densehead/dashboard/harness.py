@@ -96,6 +96,7 @@ class AppServer:
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    app_dir: Path = ROOT              # where app.py, pages/ and .streamlit/ are
     proc: subprocess.Popen | None = None
 
     @property
@@ -109,7 +110,7 @@ class AppServer:
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.port", str(self.port), "--server.address", "127.0.0.1",
              "--browser.gatherUsageStats", "false", *self.args],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=self.app_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(self.url, self.proc)
         except BaseException:

@@ -11,7 +11,10 @@ from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 REGRESSOR = os.environ.get("DENSEHEAD_REGRESSOR", "mb05")
-THREADS = int(os.environ.get("DENSEHEAD_THREADS", "2"))  # TFLite threads per model
+# TFLite threads per model. One: a second thread saves little wall time on these small models but
+# spins on the other core, which a server with live streams needs (LiveSession CPU per 640x480
+# frame 6.0 -> 4.6 ms, `densehead benchmark-live` 18.7 -> 17.2 ms per frame); set 2 for one user.
+THREADS = int(os.environ.get("DENSEHEAD_THREADS", "1"))
 
 
 @st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")
