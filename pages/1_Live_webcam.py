@@ -51,12 +51,10 @@ def on_ended() -> None:
 
 def act(method: str, *args: object) -> object:
     """Call a method of this session's LiveSession, looked up now. Widgets keep their callbacks
-    (and download buttons their data functions) as long as Streamlit keeps the session, two
-    minutes after the tab closed: they must not hold the LiveSession itself."""
+    as long as Streamlit keeps the session, two minutes after the tab closed: they must not hold
+    the LiveSession itself."""
     session = resources.find(sid, LIVE)
     return getattr(session, method)(*args) if isinstance(session, LiveSession) else None
-
-
 
 
 # The controls and the stats panel are fragments: using them reruns only the fragment, never the

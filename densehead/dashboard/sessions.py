@@ -174,6 +174,18 @@ def session_id() -> str:
     return ctx.session_id if ctx is not None else "no-session"
 
 
+def _log_to_stderr() -> None:
+    """Streamlit configures only its own loggers: make the dashboard's INFO lines (sessions and
+    streams opened and released; never one per frame) reach the server log."""
+    dashboard = logging.getLogger("densehead.dashboard")
+    if not dashboard.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s densehead: %(message)s"))
+        dashboard.addHandler(handler)
+        dashboard.setLevel(logging.INFO)
+        dashboard.propagate = False
+
+
 def _browser_connected(sid: str) -> bool:
     from streamlit.runtime import Runtime
 
@@ -191,6 +203,7 @@ def server_resources() -> SessionResources:
     global _server_resources
     with _server_lock:
         if _server_resources is None:
+            _log_to_stderr()
             _server_resources = SessionResources(_browser_connected,
                                                  status_path=os.environ.get(STATUS_ENV) or None)
             _server_resources.start()
