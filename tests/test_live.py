@@ -294,3 +294,18 @@ def test_live_session_status_counts_frames(obama):
     assert status["processed"] == 4 and status["streaming"] and status["size"] == [
         obama[0].shape[1], obama[0].shape[0]] and status["mode"] == "sparse"
     assert draw.needs_dense(session.settings.mode) is False
+
+
+# --- the benchmark command's input checks (the benchmark itself needs minutes: not a test) ------
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mode", "sketch"], "unknown mode 'sketch'"),
+    (["--seconds", "1"], "--seconds must be at least 2"),
+    (["--video", "/nonexistent/clip.mp4", "--warmup", "0"], "clip.mp4"),
+])
+def test_benchmark_live_says_what_is_wrong_in_one_line(argv, message, capsys):
+    from densehead.cli import main
+
+    assert main(["benchmark-live", *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

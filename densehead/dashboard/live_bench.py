@@ -237,13 +237,22 @@ def _soak_line(row: dict[str, Any]) -> str:
 # --- the command ------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from playwright.sync_api import sync_playwright
-
     if harness.chromium_path() is None:
         raise ValueError("benchmark-live needs Debian's Chromium (apt-get install -y chromium)")
+    if not Path(args.video).is_file():
+        raise ValueError(f"no such video: {args.video}")
+    work = Path(tempfile.mkdtemp(prefix="densehead-bench-"))   # kept: the server log, the status
+    camera = work / "camera.y4m"                                 # not kept: about 0.5 MB a frame
+    try:
+        return _run(args, work, camera)
+    finally:
+        camera.unlink(missing_ok=True)
+
+
+def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
+    from playwright.sync_api import sync_playwright
+
     width, height = args.size
-    work = Path(tempfile.mkdtemp(prefix="densehead-bench-"))
-    camera = work / "camera.y4m"
     frames = harness.to_y4m(Path(args.video), camera, seconds=args.camera_seconds,
                             size=(width, height), rate=args.rate)
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
