@@ -1,105 +1,174 @@
 """Live webcam: frames processed server-side in the streamlit-webrtc callback, overlay sent back,
-pose/expression charts fed from a bounded, lock-protected buffer."""
+pose/expression charts fed from a bounded, lock-protected buffer; the processed stream can be
+recorded as an MP4 with the CSV of exactly its frames."""
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, field
 
 import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead import draw
-from densehead.dashboard.drawing import draw_with_fallback
-from densehead.dashboard.figures import expression_figure, pose_figure
+from densehead.dashboard.figures import expression_spec, figure, pose_spec
+from densehead.dashboard.live import LiveSession, LiveSettings
 from densehead.dashboard.models import load_pipeline, renderer_status
-from densehead.dashboard.series import SeriesBuffer
+from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
-from densehead.tracking import FaceTracker
 
-log = logging.getLogger("densehead.pages.live")
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")
 
-
-@dataclass
-class LiveState:
-    """Per browser session; shared with the callback thread, which reads the settings once per
-    frame (the tracker's pipeline and options are frozen values the page replaces whole) and
-    writes to the buffer (which has its own lock)."""
-    tracker: FaceTracker
-    buffer: SeriesBuffer = field(default_factory=SeriesBuffer)
-    mode: str = "sparse"
-    window_s: float = 20.0           # chart window
-    note: str = ""
-
-
-def process(state: LiveState, frame: av.VideoFrame) -> av.VideoFrame:
-    """The video frame callback body: track, draw, record; errors go to the page, the raw
-    frame goes back so the stream never stops."""
-    start = time.perf_counter()
-    image = frame.to_ndarray(format="bgr24")
-    media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
-    tracker, mode, faces = state.tracker, state.mode, []
-    try:
-        result = tracker(image, dense=draw.needs_dense(mode), timestamp=media_time)
-        faces, times = result.faces, result.times
-        drawn = time.perf_counter()
-        out, state.note = draw_with_fallback(image, faces, mode, tracker.pipeline.model)
-        times.render = (time.perf_counter() - drawn) * 1e3
-    except Exception as exc:  # shown on the page by the stats panel, logged with its traceback
-        log.exception("live frame processing failed")
-        state.buffer.set_error(f"{type(exc).__name__}: {exc}")
-        return frame
-    state.buffer.add_frame(faces, times, (time.perf_counter() - start) * 1e3, media_time,
-                           size=(image.shape[1], image.shape[0]))
-    return av.VideoFrame.from_ndarray(out, format="bgr24")
-
-
-async def process_newest(state: LiveState, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
-    """Everything that arrived while the last frame was being processed: only the newest is
-    processed, the rest are counted as dropped, so latency stays one frame deep."""
-    state.buffer.add_arrivals(len(frames))
-    return [process(state, frames[-1])]
-
+LIVE = "live"            # the session's LiveSession in the server's session resources
+CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd frame
 
 pipe = load_pipeline()
 if pipe is None:
     st.stop()
 
-if "live_state" not in st.session_state:
-    st.session_state.live_state = LiveState(tracker=FaceTracker(pipe))
-state: LiveState = st.session_state.live_state
+resources = server_resources()
+sid = session_id()
+st.session_state.live_session_id = sid  # where tests find this page's session
+
+
+def live() -> LiveSession:
+    """This browser session's live state; it lives in the server's session resources (not in
+    st.session_state), so it is released within seconds of the tab closing."""
+    return resources.get(sid, LIVE, lambda: LiveSession(pipe))
+
+
+# The webcam callbacks run on streamlit-webrtc's threads and look the session up each time
+# instead of holding it: a closed session is then freed even while its stream winds down.
+async def on_frames(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+    session = resources.find(sid, LIVE)
+    return session.process_newest(frames) if isinstance(session, LiveSession) else frames[-1:]
+
+
+def on_ended() -> None:
+    act("stream_ended")
+
+
+def act(method: str, *args: object) -> object:
+    """Call a method of this session's LiveSession, looked up now. Widgets keep their callbacks
+    as long as Streamlit keeps the session, two minutes after the tab closed: they must not hold
+    the LiveSession itself."""
+    session = resources.find(sid, LIVE)
+    return getattr(session, method)(*args) if isinstance(session, LiveSession) else None
 
 
 # The controls and the stats panel are fragments: using them reruns only the fragment, never the
 # page, so the webcam component is not re-executed and the stream cannot be disturbed by a click.
 @st.fragment
 def controls() -> None:
-    settings = processing_settings("live")
-    tracker = state.tracker
-    detection = {"score_threshold": settings.threshold, "max_faces": settings.max_faces}
-    if any(getattr(tracker.pipeline.options, k) != v for k, v in detection.items()):
-        tracker.pipeline = pipe.with_options(**detection)   # replaced whole, never mutated
-    if tracker.options.smoothing != settings.smoothing:
-        tracker.options = tracker.options.replace(smoothing=settings.smoothing)
-    state.mode = settings.mode
-    state.window_s = float(st.slider("Chart window (s)", 5, 60, 20, key="live_window"))
-    if settings.mode in draw.RENDERED and (problem := renderer_status()):
-        st.warning(f"The **{settings.mode}** overlay needs the C++ renderer, which is not "
+    state = live()
+    chosen = processing_settings("live")
+    current = state.settings
+    detection = {"score_threshold": chosen.threshold, "max_faces": chosen.max_faces}
+    pipeline = current.pipeline
+    if any(getattr(pipeline.options, k) != v for k, v in detection.items()):
+        pipeline = pipe.with_options(**detection)
+    tracker = current.tracker
+    if tracker.smoothing != chosen.smoothing:
+        tracker = tracker.replace(smoothing=chosen.smoothing)
+    new = LiveSettings(pipeline, tracker, chosen.mode)
+    if new != current:
+        state.settings = new   # replaced whole: the stream's thread reads it once per frame
+    st.slider("Chart window (s)", 5, 60, 20, key="live_window")
+    st.slider("Recording length (s)", 5, 120, 60, step=5, key="live_record_seconds",
+              help="A recording stops by itself after this long.")
+    if chosen.mode in draw.RENDERED and (problem := renderer_status()):
+        st.warning(f"The **{chosen.mode}** overlay needs the C++ renderer, which is not "
                    f"available ({problem}); the video shows dense points instead and says so.")
+
+
+# The buttons and downloads live in a fragment that reruns only when one of its own buttons is
+# used, and the downloads carry their data (not a function that makes it on click). Streamlit
+# forgets a deferred download's id on every rerun of its fragment, and deletes the file a click
+# made at the next-but-one end of *any* session's run: in a panel redrawn twice a second, with
+# several people on the server, clicks ended in "Deferred file ... not found" or a 404. A
+# download shown here stays valid until this fragment reruns.
+@st.fragment
+def actions() -> None:
+    state = live()
+    a, b, c = st.columns(3)
+    export = a.button("Export series (CSV)", key="live_export",
+                      help="Take the series as it is now; a download button appears.")
+    b.button("Clear series", on_click=act, args=("clear_series",))
+    status = state.recording_status()
+    recording = status is not None and status.state == "recording"
+    if recording:
+        c.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
+    else:
+        c.button("⏺ Record", key="live_record_start", on_click=act,
+                 args=("start_recording", float(st.session_state.get("live_record_seconds", 60))),
+                 help="Record the processed video (with its overlay) as an MP4, with the CSV "
+                      "of exactly the recorded frames.")
+    if export:
+        csv = state.series_csv()
+        st.download_button("Download series (CSV)", data=csv, file_name="live_series.csv",
+                           mime="text/csv", on_click="ignore", key="live_series_csv")
+        st.caption(f"{csv.count(chr(10)) - 1} rows (one per face per frame), as of "
+                   f"{time.strftime('%H:%M:%S')}.")
+    if recording or status is None or status.state != "finished":
+        return
+    a, b = st.columns(2)
+    a.download_button("Download recording (.mp4)", data=state.recording_mp4(),
+                      file_name="live_recording.mp4", mime="video/mp4", on_click="ignore",
+                      key="live_record_mp4")
+    b.download_button("Download recording series (.csv)", data=state.recording_csv(),
+                      file_name="live_recording.csv", mime="text/csv", on_click="ignore",
+                      key="live_record_csv")
+    st.caption(f"Recorded {status.frames} frames, {status.seconds:.1f} s ({status.reason}); "
+               "the CSV's frame column is the frame's number in the MP4"
+               + (f"; {status.dropped} processed frames were left out of both (server busy)"
+                  if status.dropped else "") + ".")
+
+
+def recording_progress(state: LiveSession) -> None:
+    """The recording's progress, in the twice-a-second panel."""
+    status = state.recording_status()
+    if status is None:
+        return
+    if status.state == "recording":
+        st.caption(f"⏺ Recording: {status.seconds:.1f} s of {status.max_seconds:.0f} s, "
+                   f"{status.frames} frames" + (f", {status.dropped} left out (server busy)"
+                                                if status.dropped else ""))
+    elif status.state == "failed":
+        st.error(f"The recording failed: {status.reason}")
+    elif not state.recording_collected:   # it ended by itself: the files come with the button
+        st.info(f"The recording ended ({status.reason}) after {status.seconds:.1f} s: press "
+                "⏹ Stop recording for its files.")
+
+
+@st.fragment(run_every=1.0)
+def chart_panel() -> None:
+    """The charts, redrawn once a second and only when the series changed (after STOP they
+    stay as they are). Streamlit's Plotly element takes its identity from the figure, so every
+    new figure is a fresh Plotly plot in the browser (measured: about a quarter of a core per
+    open page at two redraws a second); hence the slower rate than the readouts'."""
+    state = live()
+    if not state.buffer.rows:
+        return
+    window = float(st.session_state.get("live_window", 20))
+    key = (state.buffer.version, window)
+    cached = st.session_state.get("live_charts")
+    if cached is None or cached[0] != key:
+        table = state.buffer.snapshot(window_s=window)
+        cached = (key, figure(pose_spec(table, max_points=CHART_POINTS)),
+                  figure(expression_spec(table, max_points=CHART_POINTS)))
+        st.session_state.live_charts = cached
+    st.plotly_chart(cached[1], key="pose_chart", config={"displaylogo": False})
+    st.plotly_chart(cached[2], key="expression_chart", config={"displaylogo": False})
+    st.caption("Expression: one colour per coefficient; line style per track "
+               "(solid = first track, dashed = second, dotted = third, …).")
 
 
 @st.fragment(run_every=0.5)
 def live_panel() -> None:
     """Redrawn twice a second on its own, without rerunning the page (the video keeps going)."""
-    c1, c2 = st.columns(2)
-    c1.download_button("Download series (CSV)", data=state.buffer.csv, file_name="live_series.csv",
-                       mime="text/csv", on_click="ignore")
-    if c2.button("Clear series"):
-        state.buffer.clear()
+    state = live()
+    recording_progress(state)
     stats = state.buffer.stats()
     if stats.error:
         st.error(f"Processing error (the raw video is passed through): {stats.error}")
@@ -122,11 +191,6 @@ def live_panel() -> None:
                 "START to go on; the series so far stays here until you clear it.")
     if state.note:
         st.warning(state.note)
-    table = state.buffer.snapshot(window_s=state.window_s)
-    st.plotly_chart(pose_figure(table), key="pose_chart", config={"displaylogo": False})
-    st.plotly_chart(expression_figure(table), key="expression_chart", config={"displaylogo": False})
-    st.caption("Expression: one colour per coefficient; line style per track "
-               "(solid = first track, dashed = second, dotted = third, …).")
 
 
 with st.sidebar:
@@ -141,7 +205,8 @@ with left:
             rtc_configuration={"iceServers": ice_servers()},
             media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
                                       "audio": False},
-            queued_video_frames_callback=lambda frames: process_newest(state, frames),
+            queued_video_frames_callback=on_frames,
+            on_video_ended=on_ended,
             async_processing=True,
         )
     except Exception as exc:  # e.g. no browser session (bare/AppTest runs): say so, keep the page
@@ -150,4 +215,6 @@ with left:
                "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
                "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
 with right:
+    actions()
     live_panel()
+    chart_panel()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from pathlib import Path
 
 import streamlit as st
@@ -13,7 +12,8 @@ from densehead.analysis import analyze_video
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
 from densehead.dashboard.models import load_pipeline, renderer_status
-from densehead.dashboard.uploads import save_upload
+from densehead.dashboard.sessions import server_resources, session_id
+from densehead.dashboard.uploads import TempFolder, save_upload
 from densehead.dashboard.widgets import processing_settings
 from densehead.options import TrackerOptions
 
@@ -42,13 +42,23 @@ if upload is None:
             "pose and expression time series per face, and CSV/JSON files.")
     st.stop()
 
+# This session's files (the upload while it is analysed, then the overlay video) live in one
+# temporary folder that the server deletes seconds after the tab closes.
+files = server_resources().get(session_id(), "video_files", lambda: TempFolder("densehead-video-"))
+playable_kept = st.session_state.get("video_playable")
+if playable_kept is not None and not Path(playable_kept).exists():  # released while away
+    st.session_state.pop("video_job", None)
+
 data = upload.getvalue()
 job = hashlib.sha1(data).hexdigest()[:12] + f"-{mode}-{threshold}-{smoothing}-{max_faces}-{limit}"
 if st.session_state.get("video_job") != job:
     if not st.button("Analyse", type="primary"):
         st.stop()
-    source = save_upload(data, upload.name)
-    raw = Path(tempfile.mkdtemp(prefix="densehead-out-")) / "overlay_mp4v.mp4"
+    files.clear()   # the previous analysis' video goes
+    st.session_state.pop("video_job", None)
+    source = save_upload(data, upload.name, files.path)
+    raw = files.path / "overlay_mp4v.mp4"
+    playable_path = files.path / "overlay.mp4"
     bar = st.progress(0.0, text="Starting…")
 
     def report(done: int, total: int | None, elapsed: float) -> None:
@@ -66,12 +76,16 @@ if st.session_state.get("video_job") != job:
                                options=TrackerOptions(smoothing=smoothing),
                                max_frames=int(limit) or None, progress=report,
                                overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.model))
-        playable = export.browser_mp4(raw, raw.with_name("overlay.mp4"))
+        playable = export.browser_mp4(raw, playable_path)
     except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)
+        playable_path.unlink(missing_ok=True)
         bar.empty()
         st.error(f"“{upload.name}” could not be analysed: {exc}")
         st.stop()
+    finally:  # the upload is in memory anyway, and the mp4v file was only a step
+        source.unlink(missing_ok=True)
+        raw.unlink(missing_ok=True)
     bar.progress(1.0, text=f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
     st.session_state.video_job = job
     st.session_state.video_result = result

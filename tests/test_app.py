@@ -89,6 +89,15 @@ def test_viewer_rejects_non_image_and_faceless_photo(samples):
     assert "No face was found" in texts(at.warning)
 
 
+def video_folder() -> tuple[str, Path]:
+    """(session id, the video page's temporary folder): AppTest runs every test in one session."""
+    from densehead.dashboard.sessions import server_resources
+
+    (found,) = [(s["id"], Path(s["video_files"]["path"]))
+                for s in server_resources().status()["sessions"] if "video_files" in s]
+    return found
+
+
 def test_video_page_bad_upload_is_a_message():
     at = app("3_Video_analysis.py").run()
     assert not at.exception
@@ -96,6 +105,9 @@ def test_video_page_bad_upload_is_a_message():
     at.button[0].click().run()
     assert not at.exception
     assert "could not be analysed" in texts(at.error)
+    # nothing of the failed analysis stays on the server's disk
+    _, folder = video_folder()
+    assert folder.is_dir() and not any(folder.iterdir())
 
 
 def test_video_page_analyses_a_real_video(samples):
@@ -109,6 +121,14 @@ def test_video_page_analyses_a_real_video(samples):
     summary = at.dataframe[0].value
     assert summary["frames"].iloc[0] >= 20 and abs(summary["yaw_mean"].iloc[0]) < 90
     assert len(at.get("download_button")) == 3
+    # on disk: only the playable overlay video, in the session's folder (not the upload, not
+    # the intermediate mp4v); the server deletes the folder when the session ends
+    from densehead.dashboard.sessions import server_resources
+
+    sid, folder = video_folder()
+    assert sorted(p.name for p in folder.iterdir()) == ["overlay.mp4"]
+    server_resources().close(sid, "video_files")
+    assert not folder.exists()
 
 
 def test_live_page_renders_settings():
@@ -118,8 +138,10 @@ def test_live_page_renders_settings():
     at.selectbox(key="live_mode").select("pose").run()
     at.slider(key="live_threshold").set_value(0.5).run()
     assert not at.exception
-    state = at.session_state["live_state"]
-    assert state.mode == "pose" and state.tracker.pipeline.options.score_threshold == 0.5
+    from densehead.dashboard.sessions import server_resources
+
+    state = server_resources().find(at.session_state["live_session_id"], "live")
+    assert state.settings.mode == "pose" and state.settings.pipeline.options.score_threshold == 0.5
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -15,7 +15,8 @@ from ..video import VideoError
 log = logging.getLogger("densehead")
 
 # the command groups, in the order `--help` lists them
-GROUPS = ("modes", "export", "batch", "benchmark", "fetch", "render_bench", "evaluate")
+GROUPS = ("modes", "export", "batch", "benchmark", "fetch", "render_bench", "evaluate",
+          "live_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

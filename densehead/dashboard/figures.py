@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .. import crop
 from ..export import Mesh, upright
@@ -29,43 +28,90 @@ def track_color(track_id: int) -> str:
 
 
 # --- time series -------------------------------------------------------------------------------
+# Built as plain Plotly specs (dicts of numpy arrays): the live page redraws them twice a second,
+# and building them through graph objects (make_subplots, add_trace, update_layout: validation of
+# every property) cost tens of milliseconds of server CPU per redraw. `figure(spec)` wraps a spec
+# for st.plotly_chart; the video page draws once, so it keeps the validated go.Figure.
+
+POSE_DOMAINS = ((0.6934, 1.0), (0.3467, 0.6533), (0.0, 0.3066))  # three rows, 0.04 apart
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+
+def pose_spec(table: np.ndarray, height: int = 420, max_points: int | None = None) -> dict:
+    """Yaw, pitch and roll (degrees) against time: one row per angle (y, y2, y3 sharing the
+    bottom x axis), one line per track. `max_points` thins each line for display."""
+    data = []
+    for tid, rows in split_tracks(table).items():
+        rows = thin(rows, max_points)
+        for r, name in enumerate(POSE, start=1):
+            data.append(dict(
+                type="scatter", x=_f32(rows[:, COL["time_s"]]), y=_f32(rows[:, COL[name]]),
+                mode="lines", name=f"track {tid}", legendgroup=f"track {tid}", showlegend=r == 1,
+                line=dict(color=track_color(tid), width=2), xaxis=_axis("x", r), yaxis=_axis("y", r)))
+    layout: dict = _compact_layout(height)
+    for r, (name, domain) in enumerate(zip(POSE, POSE_DOMAINS), start=1):
+        bottom = r == len(POSE)
+        layout[_axis("xaxis", r)] = dict(anchor=_axis("y", r), showticklabels=bottom,
+                                         **({"title": {"text": "time (s)"}} if bottom else {"matches": "x3"}))
+        layout[_axis("yaxis", r)] = dict(domain=list(domain), anchor=_axis("x", r),
+                                         title={"text": f"{name} (deg)"})
+    return {"data": data, "layout": layout}
+
+
+def expression_spec(table: np.ndarray, height: int = 320, max_points: int | None = None) -> dict:
+    """The 10 expression coefficients against time: one colour per coefficient (one legend
+    entry each), one dash style per track (solid, dash, dot, … in track order)."""
+    data = []
+    for n, (tid, rows) in enumerate(split_tracks(table).items()):
+        rows = thin(rows, max_points)
+        t = _f32(rows[:, COL["time_s"]])
+        for i, name in enumerate(EXPRESSION):
+            data.append(dict(
+                type="scatter", x=t, y=_f32(rows[:, COL[name]]), mode="lines", name=name,
+                legendgroup=name, showlegend=n == 0,
+                hovertemplate=f"track {tid} {name}: %{{y:.3f}}<extra></extra>",
+                line=dict(color=PALETTE[i], width=1.5, dash=DASHES[n % len(DASHES)])))
+    layout = _compact_layout(height)
+    layout.update(xaxis={"title": {"text": "time (s)"}}, yaxis={"title": {"text": "coefficient"}})
+    return {"data": data, "layout": layout}
+
 
 def pose_figure(table: np.ndarray, height: int = 420) -> go.Figure:
-    """Yaw, pitch and roll (degrees) against time: one row per angle, one line per track."""
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=[f"{a} (deg)" for a in POSE])
-    for tid, rows in split_tracks(table).items():
-        for r, name in enumerate(POSE, start=1):
-            fig.add_trace(go.Scatter(
-                x=rows[:, COL["time_s"]], y=rows[:, COL[name]], mode="lines", name=f"track {tid}",
-                legendgroup=f"track {tid}", showlegend=(r == 1),
-                line=dict(color=track_color(tid), width=2)), row=r, col=1)
-    fig.update_xaxes(title_text="time (s)", row=3, col=1)
-    _compact(fig, height)
-    return fig
+    return go.Figure(pose_spec(table, height))
 
 
 def expression_figure(table: np.ndarray, height: int = 320) -> go.Figure:
-    """The 10 expression coefficients against time: one colour per coefficient (one legend
-    entry each), one dash style per track (solid, dash, dot, … in track order)."""
-    fig = go.Figure()
-    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
-    for n, (tid, rows) in enumerate(split_tracks(table).items()):
-        for i, name in enumerate(EXPRESSION):
-            fig.add_trace(go.Scatter(
-                x=rows[:, COL["time_s"]], y=rows[:, COL[name]], mode="lines",
-                name=name, legendgroup=name, showlegend=(n == 0),
-                hovertemplate=f"track {tid} {name}: %{{y:.3f}}<extra></extra>",
-                line=dict(color=PALETTE[i], width=1.5, dash=dashes[n % len(dashes)])))
-    fig.update_layout(xaxis_title="time (s)", yaxis_title="coefficient")
-    _compact(fig, height)
-    return fig
+    return go.Figure(expression_spec(table, height))
 
 
-def _compact(fig: go.Figure, height: int) -> None:
+def figure(spec: dict) -> go.Figure:
+    """A spec built by this module as a Figure without Plotly's property validation (its
+    `_validate=False` switch): st.plotly_chart validates plain dicts, which is the cost the
+    specs avoid. Only for specs written here, whose properties the tests check."""
+    return go.Figure(spec, _validate=False)
+
+
+def thin(rows: np.ndarray, max_points: int | None) -> np.ndarray:
+    """Every k-th row so that at most max_points remain, always keeping the newest."""
+    if max_points is None or len(rows) <= max_points:
+        return rows
+    step = -(-len(rows) // max_points)
+    return rows[::-1][::step][::-1]
+
+
+def _f32(values: np.ndarray) -> np.ndarray:
+    # float32 is plenty for seconds, degrees and coefficients, and halves what goes to the browser
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _axis(kind: str, row: int) -> str:
+    return kind if row == 1 else f"{kind}{row}"
+
+
+def _compact_layout(height: int) -> dict:
     # uirevision keeps the user's zoom/legend toggles across the periodic refreshes
-    fig.update_layout(height=height, margin=dict(l=40, r=10, t=30, b=30), uirevision="live",
-                      legend=dict(orientation="h", y=-0.15))
+    return dict(height=height, margin=dict(l=40, r=10, t=30, b=30), uirevision="live",
+                legend=dict(orientation="h", y=-0.15))
 
 
 def bar_figure(values: np.ndarray, title: str, prefix: str, height: int = 260) -> go.Figure:
@@ -214,4 +260,5 @@ def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
 
 
 __all__ = ["FULL_VERTICES", "PoseAxes", "bar_figure", "decimate", "detections_figure", "edges",
-           "expression_figure", "mesh_figure", "pose_axes", "pose_figure", "track_color"]
+           "expression_figure", "expression_spec", "figure", "mesh_figure", "pose_axes",
+           "pose_figure", "pose_spec", "thin", "track_color"]

@@ -11,14 +11,18 @@ from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 REGRESSOR = os.environ.get("DENSEHEAD_REGRESSOR", "mb05")
+# TFLite threads per model. One: a second thread saves little wall time on these small models but
+# spins on the other core, which a server with live streams needs (LiveSession CPU per 640x480
+# frame 6.0 -> 4.6 ms, `densehead benchmark-live` 18.7 -> 17.2 ms per frame); set 2 for one user.
+THREADS = int(os.environ.get("DENSEHEAD_THREADS", "1"))
 
 
 @st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")
-def shared_pipeline(regressor: str = REGRESSOR) -> Pipeline:
+def shared_pipeline(regressor: str = REGRESSOR, threads: int = THREADS) -> Pipeline:
     """One Pipeline per process: it holds nothing per call and its TFLite models serialise
     their own calls, so sessions and webcam callback threads may share it (each session
     takes its own `with_options` view for its settings)."""
-    return Pipeline(regressor=regressor, num_threads=2)
+    return Pipeline(regressor=regressor, num_threads=threads)
 
 
 def load_pipeline() -> Pipeline | None:

@@ -81,25 +81,43 @@ class SeriesBuffer:
         self._rows = _Ring(max_rows)
         self._frames: deque[tuple[float, float, dict[str, float]]] = deque(maxlen=stats_frames)
         self._arrivals: deque[tuple[float, int]] = deque(maxlen=stats_frames)
+        self._version = 0
         self._reset()
 
     def _reset(self) -> None:
         """Back to no frames seen; callers other than __init__ hold the lock."""
         self._rows.clear()
-        self._frames.clear()
-        self._arrivals.clear()
+        self._version += 1
         self._t0: float | None = None
-        self._lag_floor = float("inf")
-        self._lag = 0.0
         self._count = 0
-        self._faces = 0
-        self._error = ""
         self._dropped = 0
         self._size = (0, 0)
+        self._reset_stream()
+
+    def _reset_stream(self) -> None:
+        """Forget what belongs to one stream: its rates, its media clock and its last readouts."""
+        self._frames.clear()
+        self._arrivals.clear()
+        self._lag_floor = float("inf")
+        self._lag = 0.0
+        self._faces = 0
+        self._error = ""
 
     @property
     def max_rows(self) -> int:
         return len(self._rows.data)
+
+    @property
+    def rows(self) -> int:
+        """Rows held now."""
+        with self._lock:
+            return self._rows.count
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the rows change (a frame added, a clear): redraw only then."""
+        with self._lock:
+            return self._version
 
     def now(self) -> float:
         """Seconds since the first frame (0 before any frame)."""
@@ -125,6 +143,7 @@ class SeriesBuffer:
             self._frames.append((wall, float(frame_ms), {k: float(stages.get(k, 0.0)) for k in STAGES}))
             self._update_lag(wall, media_time)
             self._count += 1
+            self._version += 1
             self._faces = len(faces)
             self._size = (int(size[0]), int(size[1]))
             self._error = ""
@@ -138,11 +157,12 @@ class SeriesBuffer:
         self._lag_floor = min(self._lag_floor, offset)
         self._lag = offset - self._lag_floor
 
-    def add_arrivals(self, n: int) -> None:
-        """n frames arrived together; all but the newest are dropped unprocessed."""
+    def add_arrivals(self, n: int, dropped: int | None = None) -> None:
+        """n frames arrived together; `dropped` of them went unprocessed (default: all but
+        the newest)."""
         with self._lock:
             self._arrivals.append((self._clock(), int(n)))
-            self._dropped += max(0, int(n) - 1)
+            self._dropped += max(0, int(n) - 1 if dropped is None else int(dropped))
 
     def set_error(self, message: str) -> None:
         with self._lock:
@@ -192,3 +212,9 @@ class SeriesBuffer:
     def clear(self) -> None:
         with self._lock:
             self._reset()
+
+    def new_stream(self) -> None:
+        """A new stream starts (START after STOP): the rows and frame numbers go on, but rates
+        and the queue lag start afresh, since a new stream's media clock has its own origin."""
+        with self._lock:
+            self._reset_stream()

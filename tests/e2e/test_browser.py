@@ -4,147 +4,18 @@ Harness: Debian's Chromium driven by Playwright, a real face video as the fake
 webcam, and the app started with `streamlit run` as a subprocess stopped by its own pid."""
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
-from typing import Iterator
 
-import av
 import numpy as np
-import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("DENSEHEAD_SHARED", ROOT.parent / "shared"))
-SAMPLES = SHARED / "samples"
-ASSETS = Path(os.environ.get("DENSEHEAD_ASSETS", SHARED / "assets"))
-
-CAMERA_VIDEO = SAMPLES / "videos" / "orlando_bloom.avi"  # 320x240, 25 fps, clear head turns
-CAMERA_SECONDS = 5.0
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream"]
+from densehead.dashboard.harness import (CHROMIUM_FLAGS, KEEP_RESOLUTION_JS, launch_chromium,
+                                         to_y4m)
+from e2e_setup import CAMERA_VIDEO, SAMPLES
 
 
-def to_y4m(src: Path, dst: Path, seconds: float, max_width: int = 640,
-           size: tuple[int, int] | None = None, rate: int | None = None) -> list[np.ndarray]:
-    """Re-encode the first `seconds` of a video as raw yuv420p .y4m (what Chromium's fake
-    camera reads): downscaled to at most max_width, or scaled and centre-cropped to `size`
-    (w, h) like a webcam's 4:3 picture; `rate` relabels the frame rate. Returns the RGB frames."""
-    written: list[np.ndarray] = []
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
-        vin = inp.streams.video[0]
-        src_rate = vin.average_rate or 25
-        sw, sh = vin.codec_context.width, vin.codec_context.height
-        if size is None:
-            scale = min(1.0, max_width / sw)
-            size = (int(sw * scale) // 2 * 2, int(sh * scale) // 2 * 2)
-        w, h = size
-        cover = max(w / sw, h / sh)
-        sw2, sh2 = int(np.ceil(sw * cover)), int(np.ceil(sh * cover))
-        x0, y0 = (sw2 - w) // 2, (sh2 - h) // 2
-        stream = out.add_stream("rawvideo", rate=rate or src_rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in inp.decode(vin):
-            if len(written) >= seconds * float(src_rate):
-                break
-            rgb = frame.reformat(width=sw2, height=sh2, format="rgb24").to_ndarray()
-            rgb = np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])
-            written.append(rgb)
-            small = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            for packet in stream.encode(small):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return written
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    return path
-
-
-@pytest.fixture(scope="session")
-def camera(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
-    """(the .y4m file, its frames as RGB)."""
-    path = tmp_path_factory.mktemp("camera") / "face.y4m"
-    return path, to_y4m(CAMERA_VIDEO, path, CAMERA_SECONDS)
-
-
-@pytest.fixture(scope="session")
-def app_url(output_dir) -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ, DENSEHEAD_ASSETS=str(ASSETS), PYTHONUNBUFFERED="1")
-    log = open(output_dir / "e2e_streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="session")
-def playwright():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        yield pw
-
-
-def launch(playwright, chromium: str, camera_file: Path):
+def launch(playwright, chromium: str, camera_file):
     """Headless Chromium whose webcam plays `camera_file` in a loop."""
-    return playwright.chromium.launch(
-        executable_path=chromium, headless=True,
-        args=CHROMIUM_FLAGS + [f"--use-file-for-fake-video-capture={camera_file}"])
-
-
-@pytest.fixture(scope="session")
-def browser(playwright, chromium, camera):
-    b = launch(playwright, chromium, camera[0])
-    try:
-        yield b
-    finally:
-        b.close()
+    return launch_chromium(playwright, camera_file, chromium)
 
 
 def new_page(browser):
@@ -153,15 +24,6 @@ def new_page(browser):
     pg.console_log = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: pg.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
     return pg
-
-
-@pytest.fixture
-def page(browser):
-    pg = new_page(browser)
-    try:
-        yield pg
-    finally:
-        pg.context.close()
 
 
 # --- what a person sees -------------------------------------------------------------------------
@@ -335,14 +197,6 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     page.locator("text=the stream is stopped or paused").wait_for(timeout=30_000)
     assert float(metric(page, "Server FPS")) == 0.0
     assert pose_traces(page), "the series went away with the stream"
-
-
-# Ask Chromium to keep the camera's resolution and give up frame rate instead when it judges
-# the CPU busy (the default "balanced" preference halves the size on this loaded machine)
-KEEP_RESOLUTION_JS = """(() => { const md = navigator.mediaDevices; if (!md) return;
-  const get = md.getUserMedia.bind(md);
-  md.getUserMedia = async (c) => { const s = await get(c);
-    s.getVideoTracks().forEach(t => { t.contentHint = 'detail'; }); return s; }; })();"""
 
 
 def returned_size(frame) -> list[int]:

@@ -1,0 +1,65 @@
+"""`densehead benchmark-live`: K people streaming the live page at once; server CPU per frame."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .benchmark import parse_size
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser(
+        "benchmark-live", help="the live page with K browser sessions at once (needs Chromium "
+                               "and Playwright); or --soak MINUTES",
+        description=_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=_counts, default=[1, 2, 3, 4],
+                   help="how many people at once, one round each (default 1,2,3,4)")
+    p.add_argument("--size", type=parse_size, default=(640, 480), help="camera WxH (default 640x480)")
+    p.add_argument("--rate", type=int, default=25, help="camera frames per second (default 25)")
+    p.add_argument("--video", default="../shared/samples/videos/obama.mp4",
+                   help="the video the fake camera plays, looped")
+    p.add_argument("--camera-seconds", type=float, default=10.0,
+                   help="seconds of the video to loop (default 10)")
+    p.add_argument("--mode", default="sparse", help="overlay (default sparse)")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured window per round")
+    p.add_argument("--warmup", type=float, default=20.0,
+                   help="seconds of streaming before the window (Chromium ramps up its bitrate)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
+    p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
+                   help="instead: open, stream, record, stop and close sessions for this long "
+                        "and print the server's memory after every round")
+    p.set_defaults(func=run)
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of session counts like 1,2,4, got {text!r}")
+    return counts
+
+
+def _doc() -> str:
+    from ..dashboard import live_bench
+
+    return live_bench.__doc__ or ""
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import draw
+
+    if args.mode not in draw.MODES:
+        raise ValueError(f"unknown mode {args.mode!r}; choose one of {', '.join(draw.MODES)}")
+    if args.seconds < 2 or args.warmup < 0:
+        raise ValueError("--seconds must be at least 2 and --warmup at least 0")
+    try:
+        import playwright.sync_api  # noqa: F401  (a test requirement)
+    except ImportError as exc:
+        raise ValueError(f"benchmark-live needs the test requirements "
+                         f"(pip install -r tests/requirements.txt): {exc}") from exc
+    from ..dashboard import live_bench
+
+    return live_bench.run(args)

@@ -1,0 +1,81 @@
+"""Fixtures of the browser tests: Debian's Chromium driven by Playwright, a real face video as
+the fake webcam, and one app server (`streamlit run`, stopped by its own pid) for the session.
+
+The server writes its session status (densehead.dashboard.sessions) to `status_file`, which the
+tests read to see what the server holds for each browser session."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from densehead.dashboard.harness import AppServer, chromium_path, launch_chromium, to_y4m
+from densehead.dashboard.sessions import STATUS_ENV
+from e2e_setup import ASSETS, CAMERA_SECONDS, CAMERA_VIDEO
+# tests/helpers.py does `from conftest import SAMPLES`, and in a run of the whole suite it may
+# get this conftest module rather than tests/conftest.py: both must have it
+from e2e_setup import SAMPLES  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def camera(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    """(the .y4m file, its frames as RGB)."""
+    path = tmp_path_factory.mktemp("camera") / "face.y4m"
+    return path, to_y4m(CAMERA_VIDEO, path, CAMERA_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def status_file(output_dir) -> Path:
+    path = output_dir / "e2e_session_status.json"
+    path.unlink(missing_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(output_dir, status_file) -> Iterator[AppServer]:
+    env = {"DENSEHEAD_ASSETS": str(ASSETS), STATUS_ENV: str(status_file)}
+    with AppServer(output_dir / "e2e_streamlit.log", env=env) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def app_url(server) -> str:
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright, chromium, camera):
+    b = launch_chromium(playwright, camera[0], chromium)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    from test_browser import new_page
+
+    pg = new_page(browser)
+    try:
+        yield pg
+    finally:
+        pg.context.close()
