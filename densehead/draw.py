@@ -27,11 +27,13 @@ def needs_dense(mode: str) -> bool:
 
 
 def overlay(frame: np.ndarray, faces: Sequence[Face], mode: str,
-            model: MorphableModel) -> np.ndarray:
-    """A copy of `frame` with `mode` drawn for every face."""
+            model: MorphableModel, in_place: bool = False) -> np.ndarray:
+    """A copy of `frame` with `mode` drawn for every face; `in_place=True` draws the point,
+    line and pose modes on `frame` itself (a frame the caller no longer needs: a live frame
+    saves a full copy)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    out = frame.copy()
+    out = frame if in_place and mode not in RENDERED else frame.copy()
     if mode in RENDERED:
         return _rendered(out, faces, mode, model)
     for face in faces:

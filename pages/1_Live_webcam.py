@@ -14,6 +14,7 @@ from densehead.dashboard.figures import expression_spec, figure, pose_spec
 from densehead.dashboard.live import LiveSession, LiveSettings
 from densehead.dashboard.models import load_pipeline, renderer_status
 from densehead.dashboard.sessions import server_resources, session_id
+from densehead.dashboard.vp8 import install as use_faster_vp8
 from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
 
@@ -28,6 +29,7 @@ if pipe is None:
     st.stop()
 
 resources = server_resources()
+use_faster_vp8()   # the returned video: same quality, about half aiortc's encoding CPU
 sid = session_id()
 st.session_state.live_session_id = sid  # where tests find this page's session
 
@@ -85,7 +87,7 @@ def controls() -> None:
 # The buttons and downloads live in a fragment that reruns only when one of its own buttons is
 # used, and the downloads carry their data (not a function that makes it on click). Streamlit
 # forgets a deferred download's id on every rerun of its fragment, and deletes the file a click
-# made at the next-but-one end of *any* session's run: in a panel redrawn twice a second, with
+# made at the next-but-one end of *any* session's run: in a panel redrawn every second, with
 # several people on the server, clicks ended in "Deferred file ... not found" or a 404. A
 # download shown here stays valid until this fragment reruns.
 @st.fragment
@@ -126,7 +128,7 @@ def actions() -> None:
 
 
 def recording_progress(state: LiveSession) -> None:
-    """The recording's progress, in the twice-a-second panel."""
+    """The recording's progress, in the once-a-second panel."""
     status = state.recording_status()
     if status is None:
         return
@@ -141,13 +143,11 @@ def recording_progress(state: LiveSession) -> None:
                 "⏹ Stop recording for its files.")
 
 
-@st.fragment(run_every=1.0)
-def chart_panel() -> None:
-    """The charts, redrawn once a second and only when the series changed (after STOP they
-    stay as they are). Streamlit's Plotly element takes its identity from the figure, so every
-    new figure is a fresh Plotly plot in the browser (measured: about a quarter of a core per
-    open page at two redraws a second); hence the slower rate than the readouts'."""
-    state = live()
+def charts(state: LiveSession) -> None:
+    """The charts, rebuilt only when the series changed (after STOP they stay as they are).
+    Streamlit's Plotly element takes its identity from the figure, so every new figure is a
+    fresh Plotly plot in the browser (measured: about a quarter of a core per open page at two
+    redraws a second)."""
     if not state.buffer.rows:
         return
     window = float(st.session_state.get("live_window", 20))
@@ -164,11 +164,19 @@ def chart_panel() -> None:
                "(solid = first track, dashed = second, dotted = third, …).")
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=1.0)
 def live_panel() -> None:
-    """Redrawn twice a second on its own, without rerunning the page (the video keeps going)."""
+    """The readouts and the charts, redrawn once a second on their own, without rerunning the
+    page (the video keeps going). Every run of a fragment costs the server about 15 ms of CPU
+    (a script thread, the session's messages) whatever it draws, hence one panel at 1 Hz."""
     state = live()
     recording_progress(state)
+    readouts(state)
+    charts(state)
+
+
+def readouts(state: LiveSession) -> None:
+    """Rates, frame time, queue lag, stage times, and what went wrong, if anything."""
     stats = state.buffer.stats()
     if stats.error:
         st.error(f"Processing error (the raw video is passed through): {stats.error}")
@@ -217,4 +225,3 @@ with left:
 with right:
     actions()
     live_panel()
-    chart_panel()

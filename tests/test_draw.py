@@ -45,3 +45,14 @@ def test_dense_modes_need_vertices(scene):
             draw.overlay(frame, sparse_faces, mode, pipe.model)
     with pytest.raises(ValueError, match="unknown mode"):
         draw.overlay(frame, sparse_faces, "cartoon", pipe.model)
+
+
+@pytest.mark.parametrize("mode", ["sparse", "pose"])
+def test_in_place_draws_the_same_picture_on_the_frame_itself(scene, mode):
+    pipe, frame, faces = scene
+    copied = draw.overlay(frame, faces, mode, pipe.model)
+    mine = frame.copy()
+    out = draw.overlay(mine, faces, mode, pipe.model, in_place=True)
+    assert out is mine, "in_place returned a new picture: the live page pays for a copy"
+    assert (out == copied).all(), "in_place drew something else than the copying overlay"
+    assert (out != frame).any()

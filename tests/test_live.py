@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from densehead import draw
+from densehead.dashboard import heap
 from densehead.dashboard import live as live_module
 from densehead.dashboard.live import LiveSession, LiveSettings
 from densehead.dashboard.recording import Recording
@@ -284,6 +285,43 @@ def test_a_resource_failing_to_close_does_not_stop_the_others():
     good = reg.get("a", "files", Thing)
     reg.get("a", "live", Broken)
     assert reg.sweep() == ["a"] and good.closed == 1 and reg.status()["released"] == 2
+
+
+PINNED: list[np.ndarray] = []   # small blocks that outlive the session, as a server's do
+
+
+class FramesOnAThread(Thing):
+    """What a stream leaves in the C heap: 80 MB of 100 KB frames made on another thread
+    (its own arena; below glibc's mmap threshold), between small blocks that stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[np.ndarray] = []
+        thread = threading.Thread(target=self._fill)
+        thread.start()
+        thread.join()
+
+    def _fill(self) -> None:
+        for _ in range(800):
+            self.frames.append(np.ones(100_000, np.uint8))
+            PINNED.append(np.ones(2000, np.uint8))
+
+    def close(self) -> None:
+        super().close()
+        self.frames.clear()
+
+
+@pytest.mark.skipif(heap.usage() is None, reason="needs glibc's malloc (mallinfo2, malloc_trim)")
+def test_a_released_session_gives_its_memory_back_to_the_system():
+    """Freed frames stay resident in glibc's arenas (the soak's creeping RSS) unless trimmed:
+    the janitor trims after it releases a session."""
+    reg = SessionResources(lambda sid: False, grace_s=0.0)
+    reg.get("a", "live", FramesOnAThread)
+    held = heap.rss_mb()
+    assert reg.sweep() == ["a"]
+    status = reg.status()
+    assert held - heap.rss_mb() > 50, (held, heap.rss_mb(), status["heap"])
+    assert status["heap"]["last_trim_ms"] is not None and status["heap"]["free_mb"] > 50
 
 
 def test_live_session_status_counts_frames(obama):

@@ -26,6 +26,8 @@ def add_cli(sub: Any) -> None:
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
     p.add_argument("--threads", type=int, default=1,
                    help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
+    p.add_argument("--vp8", choices=("speed", "aiortc"), default="speed",
+                   help="the server's VP8 encoder: the page's faster settings (default) or aiortc's own")
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                    help="instead: open, stream, record, stop and close sessions for this long "
                         "and print the server's memory after every round")

@@ -12,11 +12,12 @@ FALLBACK_MODE = "dense"
 
 
 def draw_with_fallback(frame: np.ndarray, faces: list[Face], mode: str,
-                       model: MorphableModel) -> tuple[np.ndarray, str]:
+                       model: MorphableModel, in_place: bool = False) -> tuple[np.ndarray, str]:
     """(picture, note): `mode` drawn; when the renderer is missing the dense points instead,
-    with the reason written on the frame itself, so the fallback is visible, never silent."""
+    with the reason written on the frame itself, so the fallback is visible, never silent.
+    `in_place`: as in `draw.overlay`."""
     try:
-        return draw.overlay(frame, faces, mode, model), ""
+        return draw.overlay(frame, faces, mode, model, in_place=in_place), ""
     except ImportError as exc:
         if mode not in draw.RENDERED:
             raise

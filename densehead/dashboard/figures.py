@@ -28,7 +28,7 @@ def track_color(track_id: int) -> str:
 
 
 # --- time series -------------------------------------------------------------------------------
-# Built as plain Plotly specs (dicts of numpy arrays): the live page redraws them twice a second,
+# Built as plain Plotly specs (dicts of numpy arrays): the live page redraws them every second,
 # and building them through graph objects (make_subplots, add_trace, update_layout: validation of
 # every property) cost tens of milliseconds of server CPU per redraw. `figure(spec)` wraps a spec
 # for st.plotly_chart; the video page draws once, so it keeps the validated go.Figure.

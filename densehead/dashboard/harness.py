@@ -20,6 +20,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from . import heap
+from .cpu import stat_cpu
+
 ROOT = Path(__file__).resolve().parents[2]       # the checkout: app.py, pages/, .streamlit/
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
@@ -129,34 +132,12 @@ class AppServer:
         self._log.close()
 
     # -- what /proc says about it ------------------------------------------------------------
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process (all its threads), seconds."""
-        return _cpu_of(Path(f"/proc/{self.proc.pid}/stat"))
-
-    def thread_cpu(self) -> dict[int, float]:
-        """CPU seconds per live thread id."""
-        out = {}
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            try:
-                out[int(task.name)] = _cpu_of(task / "stat")
-            except OSError:  # the thread ended meanwhile
-                pass
-        return out
-
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return heap.rss_mb(self.proc.pid)
 
     def log_text(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
-
-
-def _cpu_of(stat: Path) -> float:
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants_cpu(root: int, exclude: set[int] = frozenset()) -> float:
@@ -177,7 +158,7 @@ def descendants_cpu(root: int, exclude: set[int] = frozenset()) -> float:
             p = parents[p]
         if p == root and not chain & set(exclude):
             try:
-                total += _cpu_of(Path(f"/proc/{pid}/stat"))
+                total += stat_cpu(Path(f"/proc/{pid}/stat"))
             except OSError:
                 pass
     return total

@@ -93,7 +93,7 @@ class LiveSession:
             return frame
         settings = self.settings
         tracker.pipeline, tracker.options = settings.pipeline, settings.tracker
-        image = frame.to_ndarray(format="bgr24")
+        image = _bgr_image(frame)
         media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
         recording = self._recording
         try:
@@ -102,7 +102,7 @@ class LiveSession:
             if send_back or recording is not None:
                 drawn = time.perf_counter()
                 out, self.note = draw_with_fallback(image, result.faces, settings.mode,
-                                                    settings.pipeline.model)
+                                                    settings.pipeline.model, in_place=True)
                 result.times.render = (time.perf_counter() - drawn) * 1e3
         except Exception as exc:  # shown on the page by the stats panel, logged with its traceback
             log.exception("live frame processing failed")
@@ -214,13 +214,24 @@ class LiveSession:
                 "recording": rec.state if rec else "", "temp_dir": str(self._folder or "")}
 
 
+def _bgr_image(frame: av.VideoFrame):
+    """The frame as BGR. Decoded WebRTC video is yuv420p: its planes are copied out as they are
+    and OpenCV converts them; PyAV's own conversion sets up a new swscale context (and its slice
+    threads) for every frame."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
+
+
 def _video_frame(image_bgr) -> av.VideoFrame:
     """The frame to send back. yuv420p is what the VP8 encoder takes, and OpenCV converts to it
-    at about half the CPU of the encoder's own conversion (odd sizes cannot be yuv420p)."""
+    at about half the CPU of the encoder's own conversion (odd sizes cannot be yuv420p); the
+    frame wraps the converted array instead of copying it (a fresh array per frame)."""
     h, w = image_bgr.shape[:2]
     if h % 2 or w % 2:
         return av.VideoFrame.from_ndarray(image_bgr, format="bgr24")
-    return av.VideoFrame.from_ndarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+    return av.VideoFrame.from_numpy_buffer(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YUV_I420),
+                                           format="yuv420p")
 
 
 def _discard(recording: Recording) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import cpu as server_cpu
 from . import harness
 from .sessions import STATUS_ENV
 
@@ -54,6 +55,7 @@ class Round:
     browser_cores: float = 0.0    # the Chromium processes (same machine)
     machine_cores: float = 0.0    # everything on the machine (other users included)
     problems: list[str] = field(default_factory=list)
+    ms_by_role: dict[str, float] = field(default_factory=dict)  # server CPU ms per processed frame
 
 
 # --- the engine alone ------------------------------------------------------------------------
@@ -68,6 +70,7 @@ def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int,
     from ..tracking import FaceTracker
     from .drawing import draw_with_fallback
 
+    cv2.setNumThreads(threads)   # as the dashboard does
     pipe = Pipeline(num_threads=threads)
     tracker = FaceTracker(pipe)
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames_rgb]
@@ -82,17 +85,18 @@ def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int,
     return statistics.median(walls), cpu_ms
 
 
-def codec_cost(frames_rgb: list[np.ndarray]) -> float:
+def codec_cost(frames_rgb: list[np.ndarray], encoder_class: type, bitrate: int) -> float:
     """CPU ms per frame of what aiortc does to every frame besides our work: VP8 decode of the
-    browser's frame and VP8 encode of ours (aiortc's own encoder class and settings)."""
+    browser's frame and VP8 encode of ours (the given encoder class at the given bitrate; on
+    one machine the browser's estimate soon reaches the encoder's maximum)."""
     import av
-    from aiortc.codecs.vpx import Vp8Encoder
 
     frames = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
               for f in frames_rgb]
     for i, f in enumerate(frames):
         f.pts, f.time_base = i * 3600, Fraction(1, 90000)   # 25 fps on the RTP clock
-    encoder = Vp8Encoder()
+    encoder = encoder_class()
+    encoder.target_bitrate = bitrate
     start = time.process_time()
     for f in frames * 2:
         encoder.encode(f)
@@ -100,7 +104,7 @@ def codec_cost(frames_rgb: list[np.ndarray]) -> float:
     # a VP8 stream of the same frames, as the browser would send it, to time the decoder on
     writer = av.CodecContext.create("libvpx", "w")
     writer.width, writer.height, writer.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-    writer.bit_rate = encoder.target_bitrate
+    writer.bit_rate = bitrate
     writer.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
     packets = [p for f in frames for p in writer.encode(f)]
     decoder = av.CodecContext.create("libvpx", "r")
@@ -125,12 +129,12 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
     try:
         _wait_streaming(status_path, ids, timeout_s=90)
         time.sleep(warmup_s)
-        samples, cpu = [], []
+        samples, statuses = [], []
         me = os.getpid()
         browsers0, machine0 = harness.descendants_cpu(me, {server.proc.pid}), harness.machine_busy_seconds()
         for status in harness.iter_status(status_path, seconds):
             samples.append((time.monotonic(), harness.live_sessions(status)))
-            cpu.append(server.cpu_seconds())
+            statuses.append(status)
         browsers1, machine1 = harness.descendants_cpu(me, {server.proc.pid}), harness.machine_busy_seconds()
         runs, processed = [], 0
         span = samples[-1][0] - samples[0][0]
@@ -147,16 +151,19 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
         for page in pages:
             if page.locator("text=Traceback").count() or page.locator('[data-testid="stException"]').count():
                 problems.append("a traceback on a page")
-        cores = (cpu[-1] - cpu[0]) / span
-        ms = (cpu[-1] - cpu[0]) * 1e3 / max(processed, 1)
+        first, last = statuses[0], statuses[-1]   # the server's own CPU readings
+        server_s = last["cpu_s"] - first["cpu_s"]
+        cores, ms = server_s / span, server_s * 1e3 / max(processed, 1)
         browser_cores, machine_cores = (browsers1 - browsers0) / span, (machine1 - machine0) / span
+        roles = server_cpu.by_role(first["threads"], last["threads"], server_s)
+        ms_by_role = {name: s * 1e3 / max(processed, 1) for name, s in roles.items()}
     finally:
         for page in pages:
             page.context.close()
     released = _wait_released(status_path, set(ids), timeout_s=60)
     if released is None:
         problems.append("closed sessions were not released within 60 s")
-    return Round(k, runs, cores, ms, released, browser_cores=browser_cores,
+    return Round(k, runs, cores, ms, released, ms_by_role=ms_by_role, browser_cores=browser_cores,
                  machine_cores=machine_cores, problems=problems)
 
 
@@ -195,43 +202,67 @@ def _longest_gap(counts: list[tuple[float, dict]]) -> float:
 def soak(server: harness.AppServer, browser: Any, status_path: Path, minutes: float,
          mode: str, sessions: int = 2, stream_s: float = 20.0) -> list[dict[str, Any]]:
     """Rounds of: `sessions` people open the page and stream (one of them records), then one
-    presses STOP and closes, the others close the tab; memory and what the server holds after."""
+    presses STOP and closes, the others close the tab; memory and what the server holds after.
+    A round that goes wrong (a stream that does not start or ends by itself) is reported in its
+    row and the soak goes on: one bad round must not lose the minutes of the others."""
     rows: list[dict[str, Any]] = []
     end = time.monotonic() + minutes * 60
     started = time.monotonic()
     n = 0
     while time.monotonic() < end:
         n += 1
-        known = set(harness.live_sessions(harness.read_status(status_path)))
-        pages, ids = [], []
-        for _ in range(sessions):
-            page = harness.open_live(browser, server.url, mode)
-            ids.append(harness.page_session_id(page, status_path, known | set(ids)))
-            pages.append(page)
-        pages[0].get_by_role("button", name="⏺ Record").click()
-        time.sleep(stream_s)
-        stop = harness.webrtc_frame(pages[0], button="STOP").locator("button", has_text="STOP")
-        if stop.count():
-            stop.click()
-            time.sleep(2)
-        for page in pages:
-            page.context.close()
+        pages: list[Any] = []
+        ids: list[str] = []
+        problem = ""
+        try:
+            problem = _soak_round(server, browser, status_path, mode, sessions, stream_s, pages, ids)
+        except Exception as exc:  # playwright timeouts, a page that never showed the component
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        finally:
+            for page in pages:
+                page.context.close()
         released = _wait_released(status_path, set(ids), timeout_s=60)
         status = harness.read_status(status_path)
         rows.append({"round": n, "minute": (time.monotonic() - started) / 60,
                      "rss_mb": server.rss_mb(), "released_s": released,
+                     "heap_in_use_mb": status.get("heap", {}).get("in_use_mb"),
                      "live_sessions": len(harness.live_sessions(status)),
                      "lingering": status.get("lingering", 0),
-                     "temp_dirs": len(glob.glob(os.path.join(tempfile.gettempdir(), "densehead-live-*")))})
+                     "temp_dirs": len(glob.glob(os.path.join(tempfile.gettempdir(), "densehead-live-*"))),
+                     "problem": problem})
         print(_soak_line(rows[-1]), flush=True)
     return rows
 
 
+def _soak_round(server: harness.AppServer, browser: Any, status_path: Path, mode: str,
+                sessions: int, stream_s: float, pages: list[Any], ids: list[str]) -> str:
+    """One round; fills `pages` and `ids` as it goes (the caller closes them) and returns what
+    went wrong, or ""."""
+    known = set(harness.live_sessions(harness.read_status(status_path)))
+    for _ in range(sessions):
+        page = harness.open_live(browser, server.url, mode)
+        pages.append(page)
+        ids.append(harness.page_session_id(page, status_path, known | set(ids)))
+    pages[0].get_by_role("button", name="⏺ Record").click()
+    time.sleep(stream_s)
+    live = harness.live_sessions(harness.read_status(status_path))
+    stopped = [i for i, sid in enumerate(ids) if not live.get(sid, {}).get("streaming")]
+    if stopped:
+        return f"the stream of person {stopped[0] + 1} ended by itself"
+    stop = harness.webrtc_frame(pages[0], button="STOP").locator("button", has_text="STOP")
+    stop.click()
+    time.sleep(2)
+    return ""
+
+
 def _soak_line(row: dict[str, Any]) -> str:
     released = "never" if row["released_s"] is None else f"{row['released_s']:.1f} s"
-    return (f"round {row['round']:3d}  {row['minute']:5.1f} min  server RSS {row['rss_mb']:7.1f} MB"
-            f"  released after {released}  live sessions {row['live_sessions']}"
-            f"  lingering {row['lingering']}  densehead-live temp dirs {row['temp_dirs']}")
+    in_use = row["heap_in_use_mb"]
+    heap_part = f" (C heap in use {in_use:4.0f} MB)" if in_use is not None else ""
+    problem = f"  PROBLEM: {row['problem']}" if row["problem"] else ""
+    return (f"round {row['round']:3d}  {row['minute']:5.1f} min  server RSS {row['rss_mb']:6.1f} MB"
+            f"{heap_part}  released after {released}  live sessions {row['live_sessions']}"
+            f"  lingering {row['lingering']}  densehead-live temp dirs {row['temp_dirs']}{problem}")
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -259,13 +290,19 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
           f" ({len(frames)} frames, looped), mode {args.mode}, server TFLite threads {args.threads},"
           f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     engine_ms, engine_cpu = engine_cost(frames, args.mode, args.threads)
-    codec_ms = codec_cost(frames)
+    from aiortc.codecs import vpx as aiortc_vpx
+    from . import vp8
+    codec_ms = {name: codec_cost(frames, cls, rate) for name, cls, rate in
+                (("aiortc's", aiortc_vpx.Vp8Encoder, aiortc_vpx.MAX_BITRATE),
+                 ("the page's", vp8.Vp8SpeedEncoder, vp8.MAX_BITRATE))}
     print(f"engine alone (tracker + {args.mode} overlay, same frames, no WebRTC): "
           f"{engine_ms:.2f} ms median, {engine_cpu:.2f} ms CPU per frame", flush=True)
-    print(f"VP8 decode + encode alone (aiortc's encoder, {width}x{height}): {codec_ms:.2f} ms CPU per frame",
+    print(f"VP8 decode + encode alone, {width}x{height}, at each encoder's top bitrate: "
+          + ", ".join(f"{name} encoder {ms:.2f} ms" for name, ms in codec_ms.items())
+          + " CPU per frame; the server uses " + ("aiortc's" if args.vp8 == "aiortc" else "the page's"),
           flush=True)
     status_path = work / "status.json"
-    env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads)}
+    env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads), vp8.ENV: args.vp8}
     if os.environ.get("DENSEHEAD_ASSETS"):
         env["DENSEHEAD_ASSETS"] = os.environ["DENSEHEAD_ASSETS"]
     with harness.AppServer(work / "server.log", env=env) as server, sync_playwright() as pw:
@@ -299,6 +336,9 @@ def format_round(r: Round, engine_cpu: float) -> str:
         lines.append(f"  session {i}: {s.size}  arrived {s.arrived_fps:5.1f} fps  processed "
                      f"{s.processed_fps:5.1f} fps ({share:.0%})  longest gap {s.longest_gap_s:.1f} s  "
                      f"frame {s.frame_ms:.1f} ms (wall, median)")
+    if r.ms_by_role:
+        lines.append("  server CPU ms per processed frame by thread: " + ", ".join(
+            f"{name} {ms:.1f}" for name, ms in sorted(r.ms_by_role.items(), key=lambda x: -x[1])))
     lines += [f"  problem: {p}" for p in r.problems]
     return "\n".join(lines)
 
@@ -321,10 +361,19 @@ def format_table(rounds: list[Round], engine_cpu: float) -> str:
 def _print_soak_summary(rows: list[dict[str, Any]]) -> None:
     if len(rows) < 2:
         return
-    rss = np.array([r["rss_mb"] for r in rows])
     minutes = np.array([r["minute"] for r in rows])
-    half = len(rows) // 2
-    slope = np.polyfit(minutes[half:], rss[half:], 1)[0] if len(rows) >= 4 else float("nan")
+    rss = np.array([r["rss_mb"] for r in rows])
     print(f"soak: {len(rows)} rounds over {minutes[-1]:.1f} min; RSS first {rss[0]:.0f} MB, "
-          f"max {rss.max():.0f} MB, last {rss[-1]:.0f} MB; second-half slope {slope:+.2f} MB/min; "
-          f"every round released: {all(r['released_s'] is not None for r in rows)}")
+          f"max {rss.max():.0f} MB, last {rss[-1]:.0f} MB; second-half slope "
+          f"{_second_half_slope(minutes, rss):+.2f} MB/min; every round released: "
+          f"{all(r['released_s'] is not None for r in rows)}; rounds with a problem: "
+          f"{sum(bool(r['problem']) for r in rows)}")
+    if all(r["heap_in_use_mb"] is not None for r in rows):
+        in_use = np.array([r["heap_in_use_mb"] for r in rows])
+        print(f"C heap in use: first {in_use[0]:.0f} MB, max {in_use.max():.0f} MB, last "
+              f"{in_use[-1]:.0f} MB; second-half slope {_second_half_slope(minutes, in_use):+.2f} MB/min")
+
+
+def _second_half_slope(minutes: np.ndarray, mb: np.ndarray) -> float:
+    half = len(mb) // 2
+    return float(np.polyfit(minutes[half:], mb[half:], 1)[0]) if len(mb) >= 4 else float("nan")

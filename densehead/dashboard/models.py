@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
+import cv2
 import streamlit as st
 
 from ..assets import MissingAssetsError
@@ -11,9 +12,10 @@ from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 REGRESSOR = os.environ.get("DENSEHEAD_REGRESSOR", "mb05")
-# TFLite threads per model. One: a second thread saves little wall time on these small models but
-# spins on the other core, which a server with live streams needs (LiveSession CPU per 640x480
-# frame 6.0 -> 4.6 ms, `densehead benchmark-live` 18.7 -> 17.2 ms per frame); set 2 for one user.
+# TFLite threads per model, and OpenCV's threads. One: a second thread saves little wall time on
+# these small models and 640x480 conversions but spins on the other core, which a server with
+# live streams needs (TFLite: LiveSession CPU per 640x480 frame 6.0 -> 4.6 ms, `densehead
+# benchmark-live` 18.7 -> 17.2 ms per frame; OpenCV: see the README); set 2 for one user.
 THREADS = int(os.environ.get("DENSEHEAD_THREADS", "1"))
 
 
@@ -22,6 +24,7 @@ def shared_pipeline(regressor: str = REGRESSOR, threads: int = THREADS) -> Pipel
     """One Pipeline per process: it holds nothing per call and its TFLite models serialise
     their own calls, so sessions and webcam callback threads may share it (each session
     takes its own `with_options` view for its settings)."""
+    cv2.setNumThreads(threads)   # process-wide: colour conversions, resizes, drawing
     return Pipeline(regressor=regressor, num_threads=threads)
 
 

@@ -7,7 +7,7 @@ series and recording, the video page's temporary files — are not kept in `st.s
 but here, keyed by the session id, and a janitor thread polls `Runtime.is_active_session` (thread
 safe) once a second: a session that has had no browser for `grace_s` has its resources closed
 and dropped. Nothing else holds them, so they are freed right then (the tests check it with weak
-references).
+references), and the janitor then gives the C heap's free pages back to the system (`heap`).
 
 With `DENSEHEAD_LIVE_STATUS=<file>` the janitor also writes what it holds to that file as JSON
 every tick (sessions, their counters, how many released resources are still alive), for the
@@ -24,6 +24,8 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
+
+from . import cpu, heap
 
 log = logging.getLogger(__name__)
 STATUS_ENV = "DENSEHEAD_LIVE_STATUS"
@@ -61,6 +63,7 @@ class SessionResources:
         self._released: list[weakref.ref] = []  # of closed resources, to see that they are freed
         self._released_count = 0
         self._thread: threading.Thread | None = None
+        self._trim_ms: float | None = None      # how long the last heap trim took
 
     # -- for the pages ---------------------------------------------------------------------
     def get(self, session_id: str, name: str, factory: Callable[[], R]) -> R:
@@ -105,7 +108,15 @@ class SessionResources:
         for sid, resources in ended:
             for name, resource in resources.items():
                 self._close(sid, name, resource)
+        if ended:  # their frames were freed on many threads: give the arenas' free pages back
+            self._trim_heap()
         return [sid for sid, _ in ended]
+
+    def _trim_heap(self) -> None:
+        start = time.perf_counter()
+        if heap.trim():
+            self._trim_ms = (time.perf_counter() - start) * 1e3
+            log.info("heap trimmed in %.1f ms", self._trim_ms)
 
     def start(self, tick_s: float = TICK_S) -> None:
         """Run `sweep` (and write the status file) every tick on a daemon thread; idempotent."""
@@ -149,7 +160,11 @@ class SessionResources:
             lingering = sum(r() is not None for r in self._released)
             released = self._released_count
         out: dict[str, Any] = {"time": time.time(), "pid": os.getpid(), "released": released,
-                               "lingering": lingering, "sessions": []}
+                               "lingering": lingering, "cpu_s": cpu.process_cpu(),
+                               "threads": cpu.thread_cpu(), "sessions": []}
+        if (now := heap.usage()) is not None:
+            out["heap"] = {"in_use_mb": round(now.in_use_mb, 1), "free_mb": round(now.free_mb, 1),
+                           "last_trim_ms": self._trim_ms}
         for sid, resources in sessions.items():
             item: dict[str, Any] = {"id": sid}
             for name, resource in resources.items():
@@ -176,14 +191,21 @@ def session_id() -> str:
 
 def _log_to_stderr() -> None:
     """Streamlit configures only its own loggers: make the dashboard's INFO lines (sessions and
-    streams opened and released; never one per frame) reach the server log."""
-    dashboard = logging.getLogger("densehead.dashboard")
-    if not dashboard.handlers:
+    streams opened and released; never one per frame) reach the server log, and aiortc's and
+    streamlit-webrtc's warnings (a sender that died, a connection that failed)."""
+    _to_stderr("densehead.dashboard", logging.INFO, "%(asctime)s densehead: %(message)s")
+    for name in ("aiortc", "streamlit_webrtc"):
+        _to_stderr(name, logging.WARNING, "%(asctime)s %(name)s: %(levelname)s %(message)s")
+
+
+def _to_stderr(name: str, level: int, fmt: str) -> None:
+    logger = logging.getLogger(name)
+    if not logger.handlers:   # once per process: the page calls this on every run
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s densehead: %(message)s"))
-        dashboard.addHandler(handler)
-        dashboard.setLevel(logging.INFO)
-        dashboard.propagate = False
+        handler.setFormatter(logging.Formatter(fmt))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 def _browser_connected(sid: str) -> bool:

@@ -88,6 +88,15 @@ def wait_until(check, timeout_s: float, every_s: float = 0.5):
     return check()
 
 
+def status_since(status_file: Path, since: float, timeout_s: float = 15) -> dict:
+    """The first status the server wrote after `since` (time.time()): an older one may show
+    a moment that has passed (a file not yet removed, fewer frames counted)."""
+    status = wait_until(lambda: (s := read_status(status_file)).get("time", 0) > since and s,
+                        timeout_s, every_s=0.25)
+    assert status, f"no status written in {timeout_s} s"
+    return status
+
+
 def shot(page, output_dir: Path, name: str) -> None:
     try:
         page.screenshot(path=str(output_dir / name), full_page=True)
@@ -149,8 +158,7 @@ def test_three_people_at_once_each_see_only_their_own(browser, obama_browser, ap
         assert summary["up_to_four"]["max_rows_per_frame"] >= 2, summary
         assert summary["up_to_four"]["box_width_min"] < 40, summary   # the small background faces
         # each CSV counts its own frames: numbers unique per track, no more than processed
-        time.sleep(1.5)   # a status written after the downloads
-        live = live_sessions(read_status(status_file))
+        live = live_sessions(status_since(status_file, time.time()))   # after the downloads
         for name, table in tables.items():
             keys = {(int(f), int(t)) for f, t in table[:, [COL["frame"], COL["track_id"]]]}
             assert len(keys) == len(table), name
@@ -266,9 +274,9 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
             str(SAMPLES / "videos" / "orlando_bloom.avi"))
         page.get_by_role("button", name="Analyse").click(timeout=60_000)
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
+        status = status_since(status_file, time.time())   # one before "Done" shows the upload
         shot(page, output_dir, "e2e_video_done.png")
-        mine = wait_until(lambda: [s for s in read_status(status_file)["sessions"]
-                                   if s["id"] not in known and "video_files" in s], 15)
+        mine = [s for s in status["sessions"] if s["id"] not in known and "video_files" in s]
         assert len(mine) == 1
         files = mine[0]["video_files"]
         assert files["exists"] and files["files"] == 1, files   # the overlay video only

@@ -1,0 +1,60 @@
+"""CPU time per thread of this process, by the thread's role in the live server: what
+`benchmark-live` reports as where a frame's server CPU goes."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+# Python thread names (prefixes) -> role. Threads Python does not know (libvpx's, OpenCV's,
+# TFLite's workers) are "native"; Python threads not named here are "other".
+ROLES = (
+    ("MainThread", "event loop (RTP, SRTP, ICE, websockets)"),
+    ("async_media_processor", "our processing (track, draw, convert)"),
+    ("asyncio_", "VP8 encode (aiortc, the loop's executor)"),
+    ("video-decoder", "VP8 decode (aiortc)"),
+    ("ScriptRunner", "page scripts (fragment reruns)"),
+)
+
+
+def role(name: str | None) -> str:
+    if name is None:
+        return "native threads"
+    return next((r for prefix, r in ROLES if name.startswith(prefix)), "other Python threads")
+
+
+def thread_cpu() -> dict[str, float]:
+    """{"<tid> <role>": CPU seconds} for every thread alive now."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            seconds = stat_cpu(task / "stat")
+        except OSError:  # the thread ended just now
+            continue
+        out[f"{task.name} {role(names.get(int(task.name)))}"] = seconds
+    return out
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process so far, ended threads included."""
+    return stat_cpu(Path("/proc/self/stat"))
+
+
+def stat_cpu(stat: Path) -> float:
+    """utime + stime, in seconds, from a /proc/.../stat file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def by_role(before: dict[str, float], after: dict[str, float], total_s: float) -> dict[str, float]:
+    """CPU seconds per role between two `thread_cpu()` readings; what threads that ended in
+    between used (the process total minus the live threads') is "ended threads"."""
+    roles: dict[str, float] = {}
+    for key, cpu in after.items():
+        name = key.split(" ", 1)[1]
+        roles[name] = roles.get(name, 0.0) + cpu - before.get(key, 0.0)
+    gone = total_s - sum(roles.values())
+    roles["ended threads (short-lived script runs)"] = max(gone, 0.0)
+    return roles
