@@ -147,6 +147,16 @@ def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
     return best
 
 
+def video_screenshot(page, frame, path) -> None:
+    """A picture of the returned video for a person to look at (the assertions read the video's
+    pixels through GREEN_JS). A page screenshot clipped to the element: Playwright's element
+    screenshot first waits for the element to hold still over animation frames, which a busy
+    CI machine did not give it within 25 s although the video played."""
+    box = frame.locator("video").bounding_box(timeout=10_000)
+    if box and box["width"] > 0 and box["height"] > 0:
+        page.screenshot(path=str(path), clip=box)
+
+
 def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     import json
 
@@ -162,7 +172,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     # returned video over a few seconds, since any one instant may show the face turned away
     shot = best_green_shot(frame, wanted=max(50, 5 * raw_green))
     page.screenshot(path=str(output_dir / "e2e_live_webcam.png"), full_page=True)
-    frame.locator("video").screenshot(path=str(output_dir / "e2e_live_video.png"))
+    video_screenshot(page, frame, output_dir / "e2e_live_video.png")
     assert shot is not None and shot["w"] > 0, f"no processed video: {page.console_log[-10:]}"
     assert shot["green"] > max(50, 5 * raw_green), (shot, raw_green)
 
@@ -186,7 +196,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
             page.screenshot(path=str(output_dir / f"e2e_live_failed_{mode}.png"), full_page=True)
             (output_dir / "e2e_live_console.log").write_text("\n".join(page.console_log))
             raise
-        frame.locator("video").screenshot(path=str(output_dir / f"e2e_live_{mode}.png"))
+        video_screenshot(page, frame, output_dir / f"e2e_live_{mode}.png")
     (output_dir / "e2e_live_metrics.json").write_text(json.dumps(measured, indent=1))
     assert all(measured[m]["fps"] > 0 for m in ("sparse", "mesh"))
     # six overlay changes and six clears later it is still the first stream, still playing
