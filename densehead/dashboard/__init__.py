@@ -3,7 +3,3 @@
 This package imports Streamlit and Plotly (the `dashboard` extra); nothing else in densehead
 imports it, so the library installs and runs without them.
 """
-
-from . import heap
-
-heap.fix_mmap_threshold()  # only if DENSEHEAD_MMAP_THRESHOLD asks (see heap.py)
