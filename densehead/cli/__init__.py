@@ -15,8 +15,9 @@ from ..video import VideoError
 log = logging.getLogger("densehead")
 
 # the command groups, in the order `--help` lists them
-GROUPS = ("modes", "export", "batch", "benchmark", "fetch", "render_bench", "evaluate",
+GROUPS = ("modes", "export", "batch", "serve", "benchmark", "fetch", "render_bench", "evaluate",
           "live_bench")
+PASS_ON = ("serve",)   # commands whose arguments go to another program as they are
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    argv, passed_on = _split_passed_on(argv)
     args = parser.parse_args(argv)
+    if passed_on is not None:
+        args.passed_on = passed_on
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="densehead: %(levelname)s: %(message)s")
     warnings.showwarning = _one_line_warning
@@ -48,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _split_passed_on(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """A command that hands its arguments on (`serve` to `streamlit run`) gets them untouched:
+    argparse would take `--server.port 8502` for an unknown option of its own."""
+    for i, word in enumerate(argv):
+        if word in PASS_ON and argv[i + 1:i + 2] not in (["-h"], ["--help"]):
+            return argv[:i + 1], argv[i + 1:]
+        if word not in ("-v", "--verbose"):
+            break
+    return argv, None
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,

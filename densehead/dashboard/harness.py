@@ -1,5 +1,5 @@
-"""Driving the dashboard from outside, as people would: the app started with `streamlit run` as
-a subprocess, a real video as Chromium's fake webcam, one browser context per person.
+"""Driving the dashboard from outside, as people would: the app started with `densehead serve`
+(`streamlit run`) as a subprocess, a real video as Chromium's fake webcam, one browser context per person.
 
 Shared by the browser tests (tests/e2e) and `densehead benchmark-live`. Needs Playwright and
 Debian's Chromium (test requirements), imported only when a browser is launched.
@@ -93,13 +93,13 @@ def launch_chromium(playwright: Any, camera: Path, executable: str | None = None
 
 @dataclass
 class AppServer:
-    """`streamlit run app.py` on a free port; its log goes to `log_path`. Use as a context
-    manager: it is always stopped by its own pid."""
+    """The dashboard started as the README says (`python -m densehead serve`, i.e. `streamlit
+    run app.py` with the server's memory settings) on a free port; its log goes to `log_path`.
+    Use as a context manager: it is always stopped by its own pid (serve becomes Streamlit)."""
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
-    app_dir: Path = ROOT              # where app.py, pages/ and .streamlit/ are
     proc: subprocess.Popen | None = None
 
     @property
@@ -110,10 +110,10 @@ class AppServer:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            [sys.executable, "-m", "densehead", "serve", "--server.headless", "true",
              "--server.port", str(self.port), "--server.address", "127.0.0.1",
              "--browser.gatherUsageStats", "false", *self.args],
-            cwd=self.app_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(self.url, self.proc)
         except BaseException:

@@ -1,7 +1,8 @@
 """`densehead benchmark-live`: the live page as a server, measured the way people use it.
 
-The app runs as a subprocess (`streamlit run app.py`, with DENSEHEAD_LIVE_STATUS set so that the
-server writes its per-session frame counters to a file); one headless Chromium plays a real video
+The app runs as a subprocess (`densehead serve`: `streamlit run app.py` with two malloc arenas,
+or MALLOC_ARENA_MAX from the environment), with DENSEHEAD_LIVE_STATUS set so that the server
+writes its per-session frame counters to a file; one headless Chromium plays a real video
 as every context's webcam; K contexts (K people) open the live page and press START. After a
 warm-up (Chromium ramps its bitrate and size), for a window of N seconds it reads, once a
 second, each session's processed and arrived frame counters and the server's utime+stime from

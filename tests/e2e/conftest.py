@@ -1,5 +1,5 @@
 """Fixtures of the browser tests: Debian's Chromium driven by Playwright, a real face video as
-the fake webcam, and one app server (`streamlit run`, stopped by its own pid) for the session.
+the fake webcam, and one app server (`densehead serve`, stopped by its own pid) for the session.
 
 The server writes its session status (densehead.dashboard.sessions) to `status_file`, which the
 tests read to see what the server holds for each browser session."""

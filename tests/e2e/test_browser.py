@@ -1,7 +1,7 @@
 """End-to-end tests of the dashboard in a real browser.
 
 Harness: Debian's Chromium driven by Playwright, a real face video as the fake
-webcam, and the app started with `streamlit run` as a subprocess stopped by its own pid."""
+webcam, and the app started with `densehead serve` as a subprocess stopped by its own pid."""
 from __future__ import annotations
 
 import time
