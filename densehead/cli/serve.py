@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     # Streamlit reads .streamlit/config.toml from the working directory: the app's settings
     # (no post-script GC, no file watcher) hold only when it runs in the app's folder.
     os.chdir(folder)
+    print(f"densehead serve: streamlit run app.py in {folder} with "
+          f"{ARENAS_ENV}={os.environ[ARENAS_ENV]}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command(args.passed_on))
