@@ -21,7 +21,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]   # where app.py, pages/ and .str
 
 def add_cli(sub: Any) -> None:
     p = sub.add_parser(
-        "serve", usage="densehead serve [streamlit run options ...]", help="run the dashboard (streamlit run app.py) with the server's memory settings",
+        "serve", usage="densehead serve [streamlit run options ...]",
+        help="run the dashboard (streamlit run app.py) with the server's memory settings",
         description=__doc__ + "\nEvery argument after `serve` goes to `streamlit run`, e.g. "
                               "`densehead serve --server.port 8502`. A MALLOC_ARENA_MAX already "
                               "in the environment is kept.",

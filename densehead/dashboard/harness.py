@@ -1,5 +1,6 @@
 """Driving the dashboard from outside, as people would: the app started with `densehead serve`
-(`streamlit run`) as a subprocess, a real video as Chromium's fake webcam, one browser context per person.
+(`streamlit run`) as a subprocess, a real video as Chromium's fake webcam, one browser context
+per person.
 
 Shared by the browser tests (tests/e2e) and `densehead benchmark-live`. Needs Playwright and
 Debian's Chromium (test requirements), imported only when a browser is launched.
@@ -20,10 +21,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..cli.serve import CHECKOUT
 from . import heap
 from .cpu import stat_cpu
 
-ROOT = Path(__file__).resolve().parents[2]       # the checkout: app.py, pages/, .streamlit/
+ROOT = CHECKOUT                                  # the checkout: app.py, pages/, .streamlit/
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--use-fake-ui-for-media-stream",
