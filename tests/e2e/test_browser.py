@@ -4,6 +4,7 @@ Harness: Debian's Chromium driven by Playwright, a real face video as the fake
 webcam, and the app started with `densehead serve` as a subprocess stopped by its own pid."""
 from __future__ import annotations
 
+import base64
 import time
 
 import numpy as np
@@ -32,11 +33,14 @@ PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map
   (el._fullData || el.data || []).map(t => ({type: t.type, name: t.name, yaxis: t.yaxis || 'y',
      n: t.x ? t.x.length : 0, y: (t.type === 'scatter' && t.y) ? Array.from(t.y) : null})))"""
 
-# pixels of the landmark colour draw.GREEN (BGR 80,220,80 is RGB 80,220,80), after video coding
-GREEN_JS = """() => { const v = document.querySelector('video');
+# the returned video's current picture drawn on a canvas `c` (context `g`), or null before it plays
+VIDEO_CANVAS_JS = """const v = document.querySelector('video');
   if (!v || !v.videoWidth) return null;
   const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
-  const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);"""
+VIDEO_PNG_JS = "() => { " + VIDEO_CANVAS_JS + " return c.toDataURL('image/png'); }"
+# pixels of the landmark colour draw.GREEN (BGR 80,220,80 is RGB 80,220,80), after video coding
+GREEN_JS = "() => { " + VIDEO_CANVAS_JS + """
   const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0;
   for (let i = 0; i < d.length; i += 4) if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
   return {w: c.width, h: c.height, green: n, t: v.currentTime}; }"""
@@ -147,14 +151,14 @@ def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
     return best
 
 
-def video_screenshot(page, frame, path) -> None:
-    """A picture of the returned video for a person to look at (the assertions read the video's
-    pixels through GREEN_JS). A page screenshot clipped to the element: Playwright's element
-    screenshot first waits for the element to hold still over animation frames, which a busy
-    CI machine did not give it within 25 s although the video played."""
-    box = frame.locator("video").bounding_box(timeout=10_000)
-    if box and box["width"] > 0 and box["height"] > 0:
-        page.screenshot(path=str(path), clip=box)
+def video_screenshot(frame, path) -> None:
+    """A picture of the returned video for a person to look at, taken from its pixels the way the
+    assertions read them (GREEN_JS). Playwright's element screenshot waited for the element to
+    hold still and timed out on a busy CI machine, and so did asking for the element's box
+    (Locator.bounding_box, 10 s), although the video played and GREEN_JS read it."""
+    url = frame.evaluate(VIDEO_PNG_JS)
+    if url:
+        path.write_bytes(base64.b64decode(url.split(",", 1)[1]))
 
 
 def test_live_webcam_round_trip(page, app_url, camera, output_dir):
@@ -172,7 +176,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     # returned video over a few seconds, since any one instant may show the face turned away
     shot = best_green_shot(frame, wanted=max(50, 5 * raw_green))
     page.screenshot(path=str(output_dir / "e2e_live_webcam.png"), full_page=True)
-    video_screenshot(page, frame, output_dir / "e2e_live_video.png")
+    video_screenshot(frame, output_dir / "e2e_live_video.png")
     assert shot is not None and shot["w"] > 0, f"no processed video: {page.console_log[-10:]}"
     assert shot["green"] > max(50, 5 * raw_green), (shot, raw_green)
 
@@ -196,7 +200,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
             page.screenshot(path=str(output_dir / f"e2e_live_failed_{mode}.png"), full_page=True)
             (output_dir / "e2e_live_console.log").write_text("\n".join(page.console_log))
             raise
-        video_screenshot(page, frame, output_dir / f"e2e_live_{mode}.png")
+        video_screenshot(frame, output_dir / f"e2e_live_{mode}.png")
     (output_dir / "e2e_live_metrics.json").write_text(json.dumps(measured, indent=1))
     assert all(measured[m]["fps"] > 0 for m in ("sparse", "mesh"))
     # six overlay changes and six clears later it is still the first stream, still playing
