@@ -78,7 +78,8 @@ def controls() -> None:
         state.settings = new   # replaced whole: the stream's thread reads it once per frame
     st.slider("Chart window (s)", 5, 60, 20, key="live_window")
     st.slider("Recording length (s)", 5, 120, 60, step=5, key="live_record_seconds",
-              help="A recording stops by itself after this long.")
+              help="⏺ Record saves the processed video (with its overlay) as an MP4, with the "
+                   "CSV of exactly the recorded frames; it stops by itself after this long.")
     if chosen.mode in draw.RENDERED and (problem := renderer_status()):
         st.warning(f"The **{chosen.mode}** overlay needs the C++ renderer, which is not "
                    f"available ({problem}); the video shows dense points instead and says so.")
@@ -94,8 +95,9 @@ def controls() -> None:
 def actions() -> None:
     state = live()
     a, b, c = st.columns(3)
-    export = a.button("Export series (CSV)", key="live_export",
-                      help="Take the series as it is now; a download button appears.")
+    # No tooltips on these buttons: a tooltip shown while ⏺ Record is clicked stays on the page
+    # over the ⏹ Stop recording button that replaces it and swallows the next click.
+    export = a.button("Export series (CSV)", key="live_export")
     b.button("Clear series", on_click=act, args=("clear_series",))
     status = state.recording_status()
     recording = status is not None and status.state == "recording"
@@ -103,9 +105,7 @@ def actions() -> None:
         c.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
     else:
         c.button("⏺ Record", key="live_record_start", on_click=act,
-                 args=("start_recording", float(st.session_state.get("live_record_seconds", 60))),
-                 help="Record the processed video (with its overlay) as an MP4, with the CSV "
-                      "of exactly the recorded frames.")
+                 args=("start_recording", float(st.session_state.get("live_record_seconds", 60))))
     if export:
         csv = state.series_csv()
         st.download_button("Download series (CSV)", data=csv, file_name="live_series.csv",
