@@ -69,10 +69,12 @@ def _rendered(out: np.ndarray, faces: Sequence[Face], mode: str,
 def draw_landmarks(out: np.ndarray, landmarks: np.ndarray, color=GREEN) -> None:
     pts = np.round(landmarks[:, :2]).astype(np.int32)
     thickness = _thickness(landmarks)
-    for first, last, closed in CONTOURS:
-        cv2.polylines(out, [pts[first:last + 1]], closed, color, thickness, cv2.LINE_AA)
-    for x, y in pts:
-        cv2.circle(out, (int(x), int(y)), thickness + 1, RED, -1, cv2.LINE_AA)
+    for closed in (False, True):   # one call per kind of contour
+        cv2.polylines(out, [pts[first:last + 1] for first, last, c in CONTOURS if c == closed],
+                      closed, color, thickness, cv2.LINE_AA)
+    radius, circle = thickness + 1, cv2.circle
+    for x, y in pts.tolist():      # Python ints: cheaper than 68 numpy scalar conversions
+        circle(out, (x, y), radius, RED, -1, cv2.LINE_AA)
 
 
 def draw_points(out: np.ndarray, points: np.ndarray, color=CYAN) -> None:

@@ -113,3 +113,26 @@ def test_mesh_figure_overlays(two_faces, mesh):
 def test_edges_are_unique():
     e = figures.edges(np.array([[0, 1, 2], [2, 1, 3]]))
     assert e.tolist() == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]
+
+
+def test_live_charts_send_what_a_plotly_figure_would(two_faces):
+    """The live page's figures skip go.Figure's copies; Streamlit must still send the browser
+    the JSON a real Figure gives: the same traces, typed arrays, layout and default template
+    (Streamlit's, which its theme fills in)."""
+    import json
+
+    import plotly.io as pio
+    import plotly.tools
+    import streamlit.elements.plotly_chart  # noqa: F401  registers and selects Streamlit's template
+
+    _, faces = two_faces
+    table = _table(faces)
+    assert pio.templates.default == "streamlit"
+    for spec in (figures.pose_spec(table, max_points=3), figures.expression_spec(table)):
+        sent = [json.loads(pio.to_json(plotly.tools.return_figure_from_figure_or_data(f, True),
+                                       validate=False))
+                for f in (figures.figure(spec), go.Figure(spec))]
+        assert sent[0] == sent[1]
+        assert sent[0]["layout"]["template"]["layout"], "no template: Streamlit's theme would not apply"
+        assert all(isinstance(t["y"], dict) and t["y"]["dtype"] == "f4" for t in sent[0]["data"])
+        assert len(sent[0]["data"]) == len(spec["data"]) > 0

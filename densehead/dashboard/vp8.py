@@ -8,7 +8,10 @@ measured with PyAV and libvpx as aiortc sets them up:
     cpu-used -12, no denoiser, 1.0 Mbps   2.0 ms per frame, luma PSNR 43.5 dB
 
 The denoiser smooths the picture away from its source; without it the same PSNR needs a third
-fewer bits, which also means fewer packets for the event loop to protect and send. `install()`
+fewer bits, which also means fewer packets for the event loop to protect and send. Faster
+speeds, measured the same way on another day (1.0 Mbps, no denoiser): cpu-used -12 1.72 ms at
+43.1 dB, -14 1.51 ms at 42.6 dB, -15 1.45 ms at 41.7 dB, -16 1.40 ms at 40.5 dB. -14 takes
+12% off for half a dB; beyond it the picture loses more than the CPU gains. `install()`
 makes aiortc's senders in this process use `Vp8SpeedEncoder`; `DENSEHEAD_VP8=aiortc` keeps
 aiortc's own encoder.
 """
@@ -24,7 +27,7 @@ from aiortc.codecs import vpx
 
 log = logging.getLogger(__name__)
 ENV = "DENSEHEAD_VP8"
-SPEED = -12               # libvpx cpu-used: negative = this speed always (realtime deadline)
+SPEED = -14               # libvpx cpu-used: negative = this speed always (realtime deadline)
 MAX_BITRATE = 1_000_000   # the browser's bandwidth estimate is capped here (aiortc: 1.5 Mbps)
 
 
