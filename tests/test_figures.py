@@ -133,6 +133,7 @@ def test_live_charts_send_what_a_plotly_figure_would(two_faces):
                                        validate=False))
                 for f in (figures.figure(spec), go.Figure(spec))]
         assert sent[0] == sent[1]
-        assert sent[0]["layout"]["template"]["layout"], "no template: Streamlit's theme would not apply"
+        assert sent[0]["layout"]["template"]["layout"], \
+            "no template: Streamlit's theme would not apply"
         assert all(isinstance(t["y"], dict) and t["y"]["dtype"] == "f4" for t in sent[0]["data"])
         assert len(sent[0]["data"]) == len(spec["data"]) > 0

@@ -141,7 +141,8 @@ def _typed_array(values: np.ndarray) -> dict | list:
     code = {np.dtype("<f4"): "f4", np.dtype("<f8"): "f8", np.dtype("<i4"): "i4"}.get(values.dtype)
     if code is None or values.ndim != 1:
         return values.tolist()
-    return {"dtype": code, "bdata": base64.b64encode(np.ascontiguousarray(values).tobytes()).decode()}
+    data = base64.b64encode(np.ascontiguousarray(values).tobytes()).decode()
+    return {"dtype": code, "bdata": data}
 
 
 def thin(rows: np.ndarray, max_points: int | None) -> np.ndarray:
