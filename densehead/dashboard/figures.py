@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import plotly.graph_objects as go
+from _plotly_utils.utils import convert_to_base64
 
 from .. import crop
 from ..export import Mesh, upright
@@ -100,7 +101,9 @@ class SpecFigure(go.Figure):
         template = _default_template()
         if template is not None and "template" not in layout:
             layout = {"template": template, **layout}
-        self._spec = {"data": [_typed_arrays(trace) for trace in spec["data"]], "layout": layout}
+        data = [dict(trace) for trace in spec["data"]]
+        convert_to_base64(data)   # numpy arrays -> typed arrays, Plotly's own step in to_dict
+        self._spec = {"data": data, "layout": layout}
 
     def to_dict(self) -> dict:
         return self._spec
@@ -129,20 +132,6 @@ def _template_json(name: str) -> dict:
     import plotly.io as pio
 
     return pio.templates[name].to_plotly_json()
-
-
-def _typed_arrays(trace: dict) -> dict:
-    """A trace whose numpy arrays are Plotly's typed arrays ({"dtype", "bdata"}), as
-    Figure.to_dict makes them: base64 of the bytes, a third of the JSON of a list of numbers."""
-    return {k: _typed_array(v) if isinstance(v, np.ndarray) else v for k, v in trace.items()}
-
-
-def _typed_array(values: np.ndarray) -> dict | list:
-    code = {np.dtype("<f4"): "f4", np.dtype("<f8"): "f8", np.dtype("<i4"): "i4"}.get(values.dtype)
-    if code is None or values.ndim != 1:
-        return values.tolist()
-    data = base64.b64encode(np.ascontiguousarray(values).tobytes()).decode()
-    return {"dtype": code, "bdata": data}
 
 
 def thin(rows: np.ndarray, max_points: int | None) -> np.ndarray:
