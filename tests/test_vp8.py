@@ -63,7 +63,8 @@ def test_the_picture_comes_back_with_the_settings_and_cap(samples):
     codec, options = encoder.opened[0]
     assert encoder.codec is codec and codec.bit_rate == vp8.MAX_BITRATE
     assert options["cpu-used"] == str(vp8.SPEED) and options["noise-sensitivity"] == "0"
-    assert "cpu-used" not in codec.options, "libvpx did not take the speed setting"
+    assert options["static-thresh"] == str(vp8.STATIC_THRESHOLD)
+    assert not {"cpu-used", "static-thresh"} & set(codec.options), "libvpx did not take a setting"
     error = np.abs(back[-1].astype(int) - images[-1].astype(int)).mean()
     assert error < 6, f"the returned picture is {error:.1f} grey levels off on average"
 
