@@ -110,8 +110,11 @@ REGISTRY: dict[str, AssetSpec] = {s.name: s for s in (
           "8dc0fbd5fcd3f46528ce0c8cb40fd5fa8432bed4", 153_588),
 )}
 
-# The files the product needs: one of the regressors, and the rest always.
-REGRESSORS = {"mb05": "mb05_120x120.pth", "mb1": "mb1_120x120.pth"}
+# The files the product needs: one of the regressors, and the rest always. "-int8" is the same
+# checkpoint compiled with int8 convolutions (densehead.quantize).
+FLOAT_REGRESSORS = {"mb05": "mb05_120x120.pth", "mb1": "mb1_120x120.pth"}
+INT8 = "-int8"
+REGRESSORS = {**FLOAT_REGRESSORS, "mb05" + INT8: FLOAT_REGRESSORS["mb05"]}
 DETECTOR_FILE = "RFB-320.tflite"
 BFM_FILE = "bfm_noneck_v3.pkl"
 STATS_FILE = "param_mean_std_62d_120x120.pkl"
@@ -120,7 +123,7 @@ _COMMON = (DETECTOR_FILE, BFM_FILE, STATS_FILE, TRI_FILE)
 
 
 def default_names(regressor: str = "mb05") -> tuple[str, ...]:
-    """The files the product needs, with the chosen regressor ('mb05' or 'mb1')."""
+    """The files the product needs, with the chosen regressor ('mb05', 'mb05-int8' or 'mb1')."""
     if regressor not in REGRESSORS:
         raise ValueError(f"unknown regressor {regressor!r}; choose one of {sorted(REGRESSORS)}")
     return (_COMMON[0], REGRESSORS[regressor], *_COMMON[1:])

@@ -119,6 +119,16 @@ class _Operator:
     outputs: list[int]
     options_type: int
     options: Callable[[flatbuffers.Builder], int] | None
+    version: int = 1   # the operator's schema version (int8 kernels are newer versions)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a tensor's integers map to real numbers: real = scale * (q - zero_point), one scale
+    for the tensor or one per slice along ``axis`` (per output channel for weights)."""
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int = 0
 
 
 @dataclass
@@ -127,26 +137,39 @@ class _Graph:
 
     buffers: list[bytes] = field(default_factory=lambda: [b""])  # buffer 0: empty sentinel
     tensors: list[tuple[str, tuple[int, ...], int, int]] = field(default_factory=list)
+    quantization: dict[int, Quantization] = field(default_factory=dict)  # integer tensors
     operators: list[_Operator] = field(default_factory=list)
     inputs: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
 
-    def constant(self, name: str, array: np.ndarray) -> int:
-        kind = {np.dtype(np.float32): _Type.FLOAT32, np.dtype(np.int32): _Type.INT32}[array.dtype]
+    def constant(self, name: str, array: np.ndarray, quant: Quantization | None = None) -> int:
+        kind = {np.dtype(np.float32): _Type.FLOAT32, np.dtype(np.int32): _Type.INT32,
+                np.dtype(np.int8): _Type.INT8}[array.dtype]
         self.buffers.append(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
         self.tensors.append((name, tuple(array.shape), kind, len(self.buffers) - 1))
-        return len(self.tensors) - 1
+        return self._quantized(quant)
 
-    def activation(self, name: str, shape: tuple[int, ...]) -> int:
-        self.tensors.append((name, tuple(shape), _Type.FLOAT32, 0))
-        return len(self.tensors) - 1
+    def activation(self, name: str, shape: tuple[int, ...],
+                   quant: Quantization | None = None) -> int:
+        """A computed tensor: float32, or int8 when it has a quantization."""
+        self.tensors.append((name, tuple(shape), _Type.FLOAT32 if quant is None else _Type.INT8, 0))
+        return self._quantized(quant)
+
+    def _quantized(self, quant: Quantization | None) -> int:
+        index = len(self.tensors) - 1
+        if quant is not None:
+            self.quantization[index] = quant
+        return index
+
+    def quant(self, tensor: int) -> Quantization:
+        return self.quantization[tensor]
 
     def shape(self, tensor: int) -> tuple[int, ...]:
         return self.tensors[tensor][1]
 
     def add(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0,
-            options: Callable[[flatbuffers.Builder], int] | None = None) -> None:
-        self.operators.append(_Operator(code, inputs, outputs, options_type, options))
+            options: Callable[[flatbuffers.Builder], int] | None = None, version: int = 1) -> None:
+        self.operators.append(_Operator(code, inputs, outputs, options_type, options, version))
 
     def finish(self, description: str) -> bytes:
         return _serialise(self, description)
@@ -174,6 +197,23 @@ def _data_vector(b: flatbuffers.Builder, data: bytes) -> int:
     return b.EndVector()
 
 
+def _quantization(b: flatbuffers.Builder, quant: Quantization) -> int:
+    Q = _fb("QuantizationParameters")
+    b.StartVector(4, len(quant.scale), 4)
+    for v in reversed(quant.scale):
+        b.PrependFloat32(float(v))
+    scale = b.EndVector()
+    b.StartVector(8, len(quant.zero_point), 8)
+    for v in reversed(quant.zero_point):
+        b.PrependInt64(int(v))
+    zero_point = b.EndVector()
+    Q.QuantizationParametersStart(b)
+    Q.QuantizationParametersAddScale(b, scale)
+    Q.QuantizationParametersAddZeroPoint(b, zero_point)
+    Q.QuantizationParametersAddQuantizedDimension(b, quant.axis)
+    return Q.QuantizationParametersEnd(b)
+
+
 def _serialise(g: _Graph, description: str) -> bytes:
     M, T, B, O, S, C = (_fb(n) for n in ("Model", "Tensor", "Buffer", "Operator", "SubGraph",
                                          "OperatorCode"))
@@ -188,13 +228,17 @@ def _serialise(g: _Graph, description: str) -> bytes:
         buffers.append(B.BufferEnd(b))
 
     tensors = []
-    for name, shape, kind, buf in g.tensors:
+    for index, (name, shape, kind, buf) in enumerate(g.tensors):
+        quant = g.quantization.get(index)
+        quant_off = _quantization(b, quant) if quant is not None else None
         name_off, shape_off = b.CreateString(name), _int_vector(b, shape)
         T.TensorStart(b)
         T.TensorAddShape(b, shape_off)
         T.TensorAddType(b, kind)
         T.TensorAddBuffer(b, buf)
         T.TensorAddName(b, name_off)
+        if quant_off is not None:
+            T.TensorAddQuantization(b, quant_off)
         tensors.append(T.TensorEnd(b))
 
     codes = sorted({op.code for op in g.operators})
@@ -216,7 +260,7 @@ def _serialise(g: _Graph, description: str) -> bytes:
         C.OperatorCodeStart(b)
         C.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
         C.OperatorCodeAddBuiltinCode(b, code)
-        C.OperatorCodeAddVersion(b, 1)
+        C.OperatorCodeAddVersion(b, max(op.version for op in g.operators if op.code == code))
         opcodes.append(C.OperatorCodeEnd(b))
 
     t_vec, o_vec = _offset_vector(b, tensors), _offset_vector(b, operators)
@@ -262,17 +306,19 @@ def _conv_options(padding: int, stride: int, depthwise: bool) -> Callable[[flatb
 def _pad(g: _Graph, x: int, pads: tuple[int, int], name: str) -> int:
     n, h, w, c = g.shape(x)
     paddings = g.constant(f"{name}/paddings", np.array([[0, 0], pads, pads, [0, 0]], np.int32))
-    y = g.activation(f"{name}/padded", (n, h + sum(pads), w + sum(pads), c))
+    quant = g.quantization.get(x)   # int8: pads with the zero point, i.e. with 0.0
+    y = g.activation(f"{name}/padded", (n, h + sum(pads), w + sum(pads), c), quant)
     mod = _fb("PadOptions")
     g.add(_Op.PAD, [x, paddings], [y], _Options.PadOptions,
-          lambda b: (mod.PadOptionsStart(b), mod.PadOptionsEnd(b))[1])
+          lambda b: (mod.PadOptionsStart(b), mod.PadOptionsEnd(b))[1], version=1 if quant is None else 2)
     return y
 
 
 def _conv_relu(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: int,
-               name: str, depthwise: bool = False) -> int:
+               name: str, depthwise: bool = False, out_quant: Quantization | None = None) -> int:
     """3x3 or 1x1 conv (+ folded BN) + ReLU with PyTorch's symmetric padding k // 2.
-    ``weight`` is in torch layout (O, I, kh, kw) or (C, 1, kh, kw) for depthwise."""
+    ``weight`` is in torch layout (O, I, kh, kw) or (C, 1, kh, kw) for depthwise. An int8
+    input (a quantized ``x``) gives an int8 conv whose output has ``out_quant``."""
     n, h, w, _ = g.shape(x)
     k = weight.shape[-1]
     pad = k // 2
@@ -284,27 +330,69 @@ def _conv_relu(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: 
         w_tfl = weight[:, 0].transpose(1, 2, 0)[None]  # [1, kh, kw, C]
     else:
         w_tfl = weight.transpose(0, 2, 3, 1)  # OHWI
-    w_t = g.constant(f"{name}/weight", np.ascontiguousarray(w_tfl, dtype=np.float32))
-    b_t = g.constant(f"{name}/bias", bias.astype(np.float32))
+    w_tfl = np.ascontiguousarray(w_tfl, dtype=np.float32)
+    if x in g.quantization:
+        w_t, b_t = _int8_weights(g, name, w_tfl, bias, g.quant(x), axis=3 if depthwise else 0)
+    else:
+        w_t, b_t = g.constant(f"{name}/weight", w_tfl), g.constant(f"{name}/bias", bias.astype(np.float32))
     out = _out_size(h, k, stride, pad), _out_size(w, k, stride, pad)
-    y = g.activation(f"{name}/relu", (n, *out, weight.shape[0]))
+    y = g.activation(f"{name}/relu", (n, *out, weight.shape[0]), out_quant)
     code = _Op.DEPTHWISE_CONV_2D if depthwise else _Op.CONV_2D
     kind = _Options.DepthwiseConv2DOptions if depthwise else _Options.Conv2DOptions
-    g.add(code, [x, w_t, b_t], [y], kind, _conv_options(padding, stride, depthwise))
+    g.add(code, [x, w_t, b_t], [y], kind, _conv_options(padding, stride, depthwise),
+          version=1 if out_quant is None else 3)   # 3: int8 with per-channel weight scales
     return y
 
 
-def _global_mean(g: _Graph, x: int) -> int:
+def _int8_weights(g: _Graph, name: str, weight: np.ndarray, bias: np.ndarray,
+                  in_quant: Quantization, axis: int) -> tuple[int, int]:
+    """Weights as symmetric int8 with one scale per output channel (along ``axis``), and the
+    bias as int32 in units of input scale x weight scale, as TFLite's int8 convolutions take
+    them."""
+    other = tuple(i for i in range(weight.ndim) if i != axis)
+    w_scale = np.maximum(np.abs(weight).max(axis=other), 1e-12) / 127.0
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    w_int8 = np.clip(np.round(weight / w_scale.reshape(shape)), -127, 127).astype(np.int8)
+    b_scale = (float(in_quant.scale[0]) * w_scale).astype(np.float32)
+    b_int32 = np.round(bias / b_scale).astype(np.int32)
+    zeros = np.zeros(len(w_scale), np.int64)
+    w_t = g.constant(f"{name}/weight", w_int8, Quantization(w_scale.astype(np.float32), zeros, axis))
+    b_t = g.constant(f"{name}/bias", b_int32, Quantization(b_scale, zeros, 0))
+    return w_t, b_t
+
+
+def int8_quantization(low: float, high: float) -> Quantization:
+    """Asymmetric int8 for values seen between ``low`` and ``high`` (widened to hold 0.0, which
+    padding and ReLU need exactly)."""
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    scale = max(high - low, 1e-8) / 255.0
+    zero_point = int(np.clip(round(-128 - low / scale), -128, 127))
+    return Quantization(np.array([scale], np.float32), np.array([zero_point], np.int64))
+
+
+def _global_mean(g: _Graph, x: int, out_quant: Quantization | None = None) -> int:
     n, _, _, c = g.shape(x)
     axes = g.constant("pool/axes", np.array([1, 2], np.int32))
-    y = g.activation("pool/mean", (n, c))
+    y = g.activation("pool/mean", (n, c), out_quant)
     mod = _fb("ReducerOptions")
 
     def options(b: flatbuffers.Builder) -> int:
         mod.ReducerOptionsStart(b)
         mod.ReducerOptionsAddKeepDims(b, False)
         return mod.ReducerOptionsEnd(b)
-    g.add(_Op.MEAN, [x, axes], [y], _Options.ReducerOptions, options)
+    g.add(_Op.MEAN, [x, axes], [y], _Options.ReducerOptions, options,
+          version=1 if out_quant is None else 2)
+    return y
+
+
+def _convert(g: _Graph, x: int, quant: Quantization | None, name: str) -> int:
+    """float32 -> int8 (``quant`` given) or int8 -> float32 (QUANTIZE / DEQUANTIZE)."""
+    y = g.activation(name, g.shape(x), quant)
+    if quant is not None:
+        g.add(_Op.QUANTIZE, [x], [y], version=2)
+    else:
+        g.add(_Op.DEQUANTIZE, [x], [y], version=2)
     return y
 
 
@@ -323,26 +411,42 @@ def _fully_connected(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, na
 
 # ----------------------------------------------------------------------------- network
 
-def build_regressor(state: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray) -> bytes:
-    """The .tflite bytes of the MobileNetV1 regressor described by ``state``."""
+# Activation ranges of an int8 graph: tensor name (as in the float graph) -> (low, high)
+Ranges = dict[str, tuple[float, float]]
+
+
+def build_regressor(state: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray,
+                    ranges: Ranges | None = None) -> bytes:
+    """The .tflite bytes of the MobileNetV1 regressor described by ``state``. With the
+    activation ``ranges`` of its float graph (see densehead.quantize) the convolutions and the
+    pooling run in int8; the input stays float, and the last layer too, because its 62 outputs
+    span five orders of magnitude, more than one int8 scale can hold."""
+    def quant(name: str) -> Quantization | None:
+        return int8_quantization(*ranges[name]) if ranges is not None else None
+
     g = _Graph()
     x = g.activation("input", (1, INPUT_SIZE, INPUT_SIZE, 3))
     g.inputs.append(x)
+    if ranges is not None:
+        x = _convert(g, x, quant("input"), "input/int8")
     w, b = fold_batch_norm(state["conv1.weight"], state, "bn1", state.get("conv1.bias"))
-    x = _conv_relu(g, x, w, b, 2, "conv1")
+    x = _conv_relu(g, x, w, b, 2, "conv1", out_quant=quant("conv1/relu"))
     for block in block_names(state):
         stride = 2 if block in STRIDE2_BLOCKS else 1
-        w, b = fold_batch_norm(state[f"{block}.conv_dw.weight"], state, f"{block}.bn_dw",
-                               state.get(f"{block}.conv_dw.bias"))
-        x = _conv_relu(g, x, w, b, stride, f"{block}/dw", depthwise=True)
-        w, b = fold_batch_norm(state[f"{block}.conv_sep.weight"], state, f"{block}.bn_sep",
-                               state.get(f"{block}.conv_sep.bias"))
-        x = _conv_relu(g, x, w, b, 1, f"{block}/sep")
-    x = _global_mean(g, x)
+        for part, depthwise in (("dw", True), ("sep", False)):
+            conv = f"{block}.conv_{part}"
+            w, b = fold_batch_norm(state[f"{conv}.weight"], state, f"{block}.bn_{part}",
+                                   state.get(f"{conv}.bias"))
+            x = _conv_relu(g, x, w, b, stride if depthwise else 1, f"{block}/{part}",
+                           depthwise=depthwise, out_quant=quant(f"{block}/{part}/relu"))
+    x = _global_mean(g, x, quant("pool/mean"))
+    if ranges is not None:
+        x = _convert(g, x, None, "pool/float")
     fc_w, fc_b = final_layer(state, mean, std)
     y = _fully_connected(g, x, fc_w, fc_b, "params")
     g.outputs.append(y)
-    return g.finish(f"densehead MobileNetV1 x{widen_factor(state):g} regressor, "
+    kind = " int8" if ranges is not None else ""
+    return g.finish(f"densehead MobileNetV1 x{widen_factor(state):g}{kind} regressor, "
                     f"compiler v{COMPILER_VERSION}")
 
 
@@ -414,9 +518,10 @@ def _state_problems(state: dict[str, np.ndarray]) -> Iterator[str]:
     yield from check("fc_param.bias", (N_PARAMS,))
 
 
-def regressor_tflite_bytes(checkpoint: Path, param_stats: Path) -> bytes:
-    """Compile without caching (tests, one-off use). Raises ModelFileError naming the file
-    when either input is not what it should be."""
+def regressor_tflite_bytes(checkpoint: Path, param_stats: Path, int8: bool = False) -> bytes:
+    """Compile without caching (tests, one-off use); ``int8`` with the checkpoint's stored
+    calibration. Raises ModelFileError naming the file when either input is not what it
+    should be, or when an int8 graph is asked of a checkpoint that was never calibrated."""
     mean, std = load_param_stats(Path(param_stats))
     state = load_checkpoint(checkpoint)
     try:
@@ -425,7 +530,11 @@ def regressor_tflite_bytes(checkpoint: Path, param_stats: Path) -> bytes:
         problem = str(e)
     if problem is not None:
         raise ModelFileError(checkpoint, f"not a 3DDFA_V2 MobileNetV1 regressor: {problem}")
-    return build_regressor(state, mean, std)
+    if not int8:
+        return build_regressor(state, mean, std)
+    from .quantize import stored_ranges
+
+    return build_regressor(state, mean, std, stored_ranges(checkpoint))
 
 
 def _file_hash(path: Path) -> str:
@@ -436,23 +545,24 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(checkpoint: Path, param_stats: Path) -> str:
-    """Checkpoint hash, stats hash (folded into the graph) and compiler version. The cached
-    file is ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is noticed."""
+def cache_key(checkpoint: Path, param_stats: Path, int8: bool = False) -> str:
+    """Checkpoint hash, stats hash (folded into the graph), int8 or not, and compiler version.
+    The cached file is ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is
+    noticed."""
     return (f"{Path(checkpoint).stem}-{_file_hash(Path(checkpoint))[:16]}"
-            f"-stats{_file_hash(Path(param_stats))[:8]}-c{COMPILER_VERSION}")
+            f"-stats{_file_hash(Path(param_stats))[:8]}{'-int8' if int8 else ''}-c{COMPILER_VERSION}")
 
 
 def _intact(path: Path) -> bool:
     return _file_hash(path)[:16] == path.stem.rsplit("-", 1)[-1]
 
 
-def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path) -> Path:
+def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path, int8: bool = False) -> Path:
     """Path of the compiled regressor in ``cache_dir``, compiling it on first use, and again
     when the cached copy no longer matches its digest (truncated, damaged, edited).
     Written to a temp file and renamed, so a concurrent reader never sees half a file."""
     cache_dir = Path(cache_dir)
-    key = cache_key(checkpoint, param_stats)
+    key = cache_key(checkpoint, param_stats, int8)
     for cached in sorted(cache_dir.glob(f"{glob.escape(key)}-*.tflite")):
         if _intact(cached):
             return cached
@@ -461,7 +571,7 @@ def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path) -> Pa
     (cache_dir / f"{key}.tflite").unlink(missing_ok=True)  # pre-digest name: unverifiable
     cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("compiling %s to TFLite (once; cached in %s)", Path(checkpoint).name, cache_dir)
-    data = regressor_tflite_bytes(checkpoint, param_stats)
+    data = regressor_tflite_bytes(checkpoint, param_stats, int8)
     target = cache_dir / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.tflite"
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=target.name, suffix=".tmp")
     try:

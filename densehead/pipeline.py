@@ -45,7 +45,8 @@ def load_models(options: PipelineOptions) -> Models:
     paths = assets.resolve_many(assets.default_names(options.regressor))
     detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
     compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
-                                paths[assets.STATS_FILE], assets.cache_dir() / "compiled")
+                                paths[assets.STATS_FILE], assets.cache_dir() / "compiled",
+                                int8=options.regressor.endswith(assets.INT8))
     models = Models(detector=detector,
                     regressor=TFLiteModel(compiled, num_threads=options.num_threads),
                     model=MorphableModel(paths[assets.BFM_FILE], paths[assets.TRI_FILE]),

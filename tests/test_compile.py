@@ -133,3 +133,64 @@ def test_cache_reuses_file_and_keys_on_checkpoint_hash(assets_dir, tmp_path):
     third = regressor_tflite(other, stats_path, cache)
     assert third != first and third.is_file()
     assert sorted(p.name for p in cache.iterdir()) == sorted([first.name, third.name])
+
+
+# --- the int8 regressor (densehead.quantize) ---------------------------------------------------
+
+def _nme(model: TFLiteModel, bfm: dict, samples: Path, ground_truth: list[dict]) -> float:
+    errors = []
+    for record in ground_truth:
+        image = cv2.imread(str(samples / record["image"]))
+        roi = record["roi_box_3ddfa"]
+        params = model(crop_3ddfa(image, roi)[None])[0][0].astype(np.float64)
+        truth = np.asarray(record["landmarks68"], np.float64)
+        x1, y1, x2, y2 = record["gt_bbox_xyxy"]
+        errors.append(np.linalg.norm(landmarks_68(params, bfm, roi) - truth, axis=1).mean()
+                      / np.sqrt((x2 - x1) * (y2 - y1)))
+    assert len(errors) == 61
+    return float(np.mean(errors))
+
+
+def test_int8_mb05_aligns_faces_as_well_as_the_float_one(mb05_model, assets_dir, samples,
+                                                         ground_truth, tmp_path):
+    """Calibrated on the two sample videos, judged on the 61 AFLW2000 photos (other faces)."""
+    stats_path = assets_dir / "param_mean_std_62d_120x120.pkl"
+    path = regressor_tflite(assets_dir / "mb05_120x120.pth", stats_path, tmp_path, int8=True)
+    assert "-int8-" in path.name
+    model = TFLiteModel(path, num_threads=2)
+    kinds = {d["name"]: d["dtype"] for d in model._interpreter.get_tensor_details()}
+    assert kinds["dw5_6/sep/weight"] == np.int8 and kinds["input"] == np.float32, \
+        "the convolutions are not int8"
+    bfm = load_pickle(assets_dir / "bfm_noneck_v3.pkl")
+    float_nme, int8_nme = _nme(mb05_model, bfm, samples, ground_truth), _nme(model, bfm, samples, ground_truth)
+    print(f"mean NME: float {100 * float_nme:.2f} %, int8 {100 * int8_nme:.2f} %")
+    assert abs(int8_nme - float_nme) < 0.002, (float_nme, int8_nme)  # 0.2 NME points
+    assert regressor_tflite(assets_dir / "mb05_120x120.pth", stats_path, tmp_path) != path
+
+
+def test_the_stored_int8_calibration_is_what_the_sample_videos_give(assets_dir, samples, tmp_path):
+    """The shipped ranges come from `python -m densehead.quantize` on the sample videos: the
+    same code on the same videos must give them again (else the table and code drifted)."""
+    from densehead import quantize
+
+    float_path = tmp_path / "float.tflite"
+    float_path.write_bytes(regressor_tflite_bytes(assets_dir / "mb05_120x120.pth",
+                                                  assets_dir / "param_mean_std_62d_120x120.pkl"))
+    videos = [samples / "videos" / "obama.mp4", samples / "videos" / "orlando_bloom.avi"]
+    fresh = quantize.activation_ranges(float_path, quantize.video_crops(videos))
+    stored = quantize.stored_ranges(assets_dir / "mb05_120x120.pth")
+    assert fresh.keys() == stored.keys() and len(stored) == 29  # input, 27 convs, the pooling
+    for name, (low, high) in stored.items():
+        assert fresh[name] == pytest.approx((low, high), abs=1e-5), name
+
+
+def test_int8_of_an_uncalibrated_checkpoint_says_how_to_calibrate(assets_dir, tmp_path):
+    from densehead.assets import ModelFileError
+
+    other = tmp_path / "mine.pth"
+    shutil.copyfile(assets_dir / "mb05_120x120.pth", other)
+    with open(other, "ab") as f:
+        f.write(b"\0")  # the same weights, another file: not calibrated
+    with pytest.raises(ModelFileError, match="no int8 calibration.*python -m densehead.quantize"):
+        regressor_tflite(other, assets_dir / "param_mean_std_62d_120x120.pkl", tmp_path, int8=True)
+    assert not list(tmp_path.glob("*.tflite"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..assets import REGRESSORS
+from ..options import DASHBOARD_REGRESSOR
 from .benchmark import parse_size
 
 
@@ -26,6 +28,9 @@ def add_cli(sub: Any) -> None:
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
     p.add_argument("--threads", type=int, default=1,
                    help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
+    p.add_argument("--regressor", default=DASHBOARD_REGRESSOR, choices=sorted(REGRESSORS),
+                   help=f"the server's regressor (DENSEHEAD_REGRESSOR; default {DASHBOARD_REGRESSOR}, "
+                        "the dashboard's)")
     p.add_argument("--vp8", choices=("speed", "aiortc"), default="speed",
                    help="the server's VP8 encoder: the page's faster settings (default) or aiortc's own")
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import cpu as server_cpu
 from . import harness
+from ..options import REGRESSOR_ENV
 from .sessions import STATUS_ENV
 
 THREADS_ENV = "DENSEHEAD_THREADS"
@@ -61,7 +62,7 @@ class Round:
 
 # --- the engine alone ------------------------------------------------------------------------
 
-def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int,
+def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int, regressor: str,
                 repeats: int = 3) -> tuple[float, float]:
     """(median wall ms, CPU ms) per frame of tracker + overlay on these frames."""
     import cv2
@@ -72,7 +73,7 @@ def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int,
     from .drawing import draw_with_fallback
 
     cv2.setNumThreads(threads)   # as the dashboard does
-    pipe = Pipeline(num_threads=threads)
+    pipe = Pipeline(regressor=regressor, num_threads=threads)
     tracker = FaceTracker(pipe)
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames_rgb]
     dense = draw.needs_dense(mode)
@@ -288,9 +289,10 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
     frames = harness.to_y4m(Path(args.video), camera, seconds=args.camera_seconds,
                             size=(width, height), rate=args.rate)
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
-          f" ({len(frames)} frames, looped), mode {args.mode}, server TFLite threads {args.threads},"
+          f" ({len(frames)} frames, looped), mode {args.mode}, regressor {args.regressor},"
+          f" server TFLite threads {args.threads},"
           f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
-    engine_ms, engine_cpu = engine_cost(frames, args.mode, args.threads)
+    engine_ms, engine_cpu = engine_cost(frames, args.mode, args.threads, args.regressor)
     from aiortc.codecs import vpx as aiortc_vpx
     from . import vp8
     codec_ms = {name: codec_cost(frames, cls, rate) for name, cls, rate in
@@ -303,7 +305,8 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
           + " CPU per frame; the server uses " + ("aiortc's" if args.vp8 == "aiortc" else "the page's"),
           flush=True)
     status_path = work / "status.json"
-    env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads), vp8.ENV: args.vp8}
+    env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads), vp8.ENV: args.vp8,
+           REGRESSOR_ENV: args.regressor}
     if os.environ.get("DENSEHEAD_ASSETS"):
         env["DENSEHEAD_ASSETS"] = os.environ["DENSEHEAD_ASSETS"]
     with harness.AppServer(work / "server.log", env=env) as server, sync_playwright() as pw:

@@ -8,10 +8,11 @@ import cv2
 import streamlit as st
 
 from ..assets import MissingAssetsError
+from ..options import DASHBOARD_REGRESSOR, REGRESSOR_ENV
 from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-REGRESSOR = os.environ.get("DENSEHEAD_REGRESSOR", "mb05")
+REGRESSOR = os.environ.get(REGRESSOR_ENV, DASHBOARD_REGRESSOR)
 # TFLite threads per model, and OpenCV's threads. One: a second thread saves little wall time on
 # these small models and 640x480 conversions but spins on the other core, which a server with
 # live streams needs (TFLite: LiveSession CPU per 640x480 frame 6.0 -> 4.6 ms, `densehead
