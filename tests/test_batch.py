@@ -33,20 +33,22 @@ def run(*args: str) -> subprocess.CompletedProcess:
                           env=os.environ.copy())
 
 
-def cut(src: Path, dst: Path, frames: int, fourcc: str) -> None:
-    """The first `frames` frames of a real video, re-encoded (mp4v or MJPG)."""
+def cut(src: Path, dst: Path, frames: int, fourcc: str, repeat: int = 1) -> None:
+    """The first `frames` frames of a real video, `repeat` times over, re-encoded (mp4v or MJPG)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    cap = cv2.VideoCapture(str(src))
-    fps, writer = cap.get(cv2.CAP_PROP_FPS), None
-    for _ in range(frames):
-        ok, frame = cap.read()
-        assert ok, f"{src} has fewer than {frames} frames"
-        if writer is None:
-            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*fourcc), fps,
-                                     (frame.shape[1], frame.shape[0]))
-        writer.write(frame)
+    writer = None
+    for _ in range(repeat):
+        cap = cv2.VideoCapture(str(src))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        for _ in range(frames):
+            ok, frame = cap.read()
+            assert ok, f"{src} has fewer than {frames} frames"
+            if writer is None:
+                writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*fourcc), fps,
+                                         (frame.shape[1], frame.shape[0]))
+            writer.write(frame)
+        cap.release()
     writer.release()
-    cap.release()
 
 
 @pytest.fixture(scope="module")
@@ -323,11 +325,12 @@ def worker_pids(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def long_study(study, samples, tmp_path_factory) -> Path:
-    """1.avi (10 frames), 2.avi (all 139 frames of orlando_bloom), 3.jpg: the middle file runs
-    long enough to be stopped in."""
+    """1.avi (10 frames), 2.avi (all 139 frames of orlando_bloom, three times over), 3.jpg: the
+    middle file runs long enough to be stopped in (one pass alone, under a second, was once
+    over before a busy test run sent its signal)."""
     root = tmp_path_factory.mktemp("long") / "study"
     cut(samples / "videos" / "orlando_bloom.avi", root / "1.avi", 10, "MJPG")
-    cut(samples / "videos" / "orlando_bloom.avi", root / "2.avi", 139, "MJPG")
+    cut(samples / "videos" / "orlando_bloom.avi", root / "2.avi", 139, "MJPG", repeat=3)
     shutil.copy(study / PHOTO, root / "3.jpg")
     return root
 
