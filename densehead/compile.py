@@ -331,7 +331,8 @@ def _conv_relu(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: 
     else:
         w_tfl = weight.transpose(0, 2, 3, 1)  # OHWI
     w_tfl = np.ascontiguousarray(w_tfl, dtype=np.float32)
-    if x in g.quantization:
+    int8 = x in g.quantization
+    if int8:
         w_t, b_t = _int8_weights(g, name, w_tfl, bias, g.quant(x), axis=3 if depthwise else 0)
     else:
         w_t, b_t = g.constant(f"{name}/weight", w_tfl), g.constant(f"{name}/bias", bias.astype(np.float32))
@@ -340,7 +341,7 @@ def _conv_relu(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: 
     code = _Op.DEPTHWISE_CONV_2D if depthwise else _Op.CONV_2D
     kind = _Options.DepthwiseConv2DOptions if depthwise else _Options.Conv2DOptions
     g.add(code, [x, w_t, b_t], [y], kind, _conv_options(padding, stride, depthwise),
-          version=1 if out_quant is None else 3)   # 3: int8 with per-channel weight scales
+          version=3 if int8 else 1)   # 3: int8 with per-channel weight scales
     return y
 
 
@@ -537,7 +538,8 @@ def regressor_tflite_bytes(checkpoint: Path, param_stats: Path, int8: bool = Fal
     return build_regressor(state, mean, std, stored_ranges(checkpoint))
 
 
-def _file_hash(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes (cache keys, the int8 calibration's key)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -549,12 +551,12 @@ def cache_key(checkpoint: Path, param_stats: Path, int8: bool = False) -> str:
     """Checkpoint hash, stats hash (folded into the graph), int8 or not, and compiler version.
     The cached file is ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is
     noticed."""
-    return (f"{Path(checkpoint).stem}-{_file_hash(Path(checkpoint))[:16]}"
-            f"-stats{_file_hash(Path(param_stats))[:8]}{'-int8' if int8 else ''}-c{COMPILER_VERSION}")
+    return (f"{Path(checkpoint).stem}-{file_sha256(Path(checkpoint))[:16]}"
+            f"-stats{file_sha256(Path(param_stats))[:8]}{'-int8' if int8 else ''}-c{COMPILER_VERSION}")
 
 
 def _intact(path: Path) -> bool:
-    return _file_hash(path)[:16] == path.stem.rsplit("-", 1)[-1]
+    return file_sha256(path)[:16] == path.stem.rsplit("-", 1)[-1]
 
 
 def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path, int8: bool = False) -> Path:

@@ -28,9 +28,9 @@ CALIBRATE = "python -m densehead.quantize VIDEO [VIDEO ...]"
 
 def stored_ranges(checkpoint: Path) -> dict[str, tuple[float, float]]:
     """The calibrated activation ranges of this checkpoint (by content hash)."""
-    from .compile import _file_hash
+    from .compile import file_sha256
 
-    entry = _load().get(_file_hash(Path(checkpoint)))
+    entry = _load().get(file_sha256(Path(checkpoint)))
     if entry is None:
         raise ModelFileError(checkpoint, "has no int8 calibration: use the float regressor, or "
                              f"calibrate it on videos of faces with `{CALIBRATE}`")
@@ -82,7 +82,7 @@ def video_crops(videos: Iterable[Path], every: int = 3, max_frames: int = 150) -
 
 def calibrate(checkpoint: Path, param_stats: Path, videos: list[Path]) -> dict:
     """Measure the ranges of `checkpoint` on `videos` and store them in RANGES_FILE."""
-    from .compile import _file_hash, regressor_tflite_bytes
+    from .compile import file_sha256, regressor_tflite_bytes
 
     with tempfile.TemporaryDirectory() as folder:
         float_path = Path(folder) / "float.tflite"
@@ -90,7 +90,7 @@ def calibrate(checkpoint: Path, param_stats: Path, videos: list[Path]) -> dict:
         crops = list(video_crops(videos))
         ranges = activation_ranges(float_path, crops)
     table = _load()
-    table[_file_hash(Path(checkpoint))] = {
+    table[file_sha256(Path(checkpoint))] = {
         "checkpoint": Path(checkpoint).name, "crops": len(crops),
         "videos": [Path(v).name for v in videos],
         "ranges": {name: [round(low, 6), round(high, 6)] for name, (low, high) in sorted(ranges.items())}}
