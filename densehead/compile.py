@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import flatbuffers
 import numpy as np
 
-from .assets import ModelFileError
+from .assets import INT8, ModelFileError
 from .checkpoint import load_checkpoint, load_pickle
 
 log = logging.getLogger(__name__)
@@ -160,9 +160,6 @@ class _Graph:
         if quant is not None:
             self.quantization[index] = quant
         return index
-
-    def quant(self, tensor: int) -> Quantization:
-        return self.quantization[tensor]
 
     def shape(self, tensor: int) -> tuple[int, ...]:
         return self.tensors[tensor][1]
@@ -333,7 +330,7 @@ def _conv_relu(g: _Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: 
     w_tfl = np.ascontiguousarray(w_tfl, dtype=np.float32)
     int8 = x in g.quantization
     if int8:
-        w_t, b_t = _int8_weights(g, name, w_tfl, bias, g.quant(x), axis=3 if depthwise else 0)
+        w_t, b_t = _int8_weights(g, name, w_tfl, bias, g.quantization[x], axis=3 if depthwise else 0)
     else:
         w_t, b_t = g.constant(f"{name}/weight", w_tfl), g.constant(f"{name}/bias", bias.astype(np.float32))
     out = _out_size(h, k, stride, pad), _out_size(w, k, stride, pad)
@@ -552,7 +549,7 @@ def cache_key(checkpoint: Path, param_stats: Path, int8: bool = False) -> str:
     The cached file is ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is
     noticed."""
     return (f"{Path(checkpoint).stem}-{file_sha256(Path(checkpoint))[:16]}"
-            f"-stats{file_sha256(Path(param_stats))[:8]}{'-int8' if int8 else ''}-c{COMPILER_VERSION}")
+            f"-stats{file_sha256(Path(param_stats))[:8]}{INT8 if int8 else ''}-c{COMPILER_VERSION}")
 
 
 def _intact(path: Path) -> bool:
