@@ -5,8 +5,8 @@ import os
 
 import streamlit as st
 
-from densehead import assets
-from densehead.dashboard.models import REGRESSOR, renderer_status
+from densehead.dashboard.cached_pipeline import REGRESSOR, renderer_status
+from densehead.weights import assets
 
 st.set_page_config(page_title="densehead", page_icon="🙂", layout="wide")
 st.title("densehead — real-time 3D dense face alignment on the CPU")

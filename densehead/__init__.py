@@ -6,14 +6,17 @@
 """
 from __future__ import annotations
 
-from . import draw, tracking, video
-from .assets import MissingAssetsError
-from .face import Face, FrameResult, StageTimes
-from .image import ImageError, read_image
-from .options import OptionsError, PipelineOptions, TrackerOptions
-from .pipeline import Pipeline
-from .tracking import FaceTracker
-from .video import VideoError, iter_frames
+from .core.errors import ImageError, OptionsError, VideoError
+from .core.face import Face, FrameResult, StageTimes
+from .core.options import PipelineOptions, TrackerOptions
+from .engine import tracking
+from .engine.pipeline import Pipeline
+from .engine.tracking import FaceTracker
+from .io import video
+from .io.image import read_image
+from .io.video import iter_frames
+from .render import draw
+from .weights.assets import MissingAssetsError
 
 __version__ = "0.1.0"
 

@@ -9,14 +9,14 @@ import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from densehead import draw
+from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.figures import expression_spec, figure, pose_spec
 from densehead.dashboard.live import LiveSession, LiveSettings
-from densehead.dashboard.models import load_pipeline, renderer_status
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
 from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
+from densehead.render import draw
 
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")

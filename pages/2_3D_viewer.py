@@ -5,11 +5,18 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from densehead import export
-from densehead.dashboard.figures import (FULL_VERTICES, bar_figure, decimate, detections_figure,
-                                         mesh_figure, pose_axes)
-from densehead.dashboard.models import load_pipeline, shared_pipeline
-from densehead.image import ImageError, decode_image
+from densehead.core.errors import ImageError
+from densehead.dashboard.cached_pipeline import load_pipeline, shared_pipeline
+from densehead.dashboard.figures import (
+    FULL_VERTICES,
+    bar_figure,
+    decimate,
+    detections_figure,
+    mesh_figure,
+    pose_axes,
+)
+from densehead.io import export
+from densehead.io.image import decode_image
 
 st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
 st.title("3D viewer")
@@ -42,14 +49,14 @@ def analyse(data: bytes, name: str = "the photo") -> tuple[np.ndarray | None, li
 def textured(data: bytes, name: str, index: int, stem: str) -> export.TexturedFace:
     """The face's textured mesh: .obj with UVs, .mtl and the unwrapped texture."""
     image, faces, _ = analyse(data, name)
-    return export.textured_face(faces[index], image, shared_pipeline().model, stem=stem)
+    return export.textured_face(faces[index], image, shared_pipeline().face_model, stem=stem)
 
 
 @st.cache_data(max_entries=8)
 def meshes(data: bytes, name: str, index: int, target: int) -> tuple[export.Mesh, export.Mesh, export.Mesh]:
     """(full mesh, display mesh, wireframe mesh) of one face."""
     image, faces, _ = analyse(data, name)
-    full = export.face_mesh(faces[index], shared_pipeline().model.triangles, image)
+    full = export.face_mesh(faces[index], shared_pipeline().face_model.triangles, image)
     return full, decimate(full, target), decimate(full, WIRE_VERTICES)
 
 

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from densehead import draw, export, table
-from densehead.analysis import analyze_video
+from densehead.batch.video_runner import analyze_video
+from densehead.core.options import TrackerOptions
+from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
-from densehead.dashboard.models import load_pipeline, renderer_status
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.uploads import TempFolder, save_upload
 from densehead.dashboard.widgets import processing_settings
-from densehead.options import TrackerOptions
+from densehead.io import export, table
+from densehead.render import draw
 
 log = logging.getLogger("densehead.pages.video")
 st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
@@ -75,7 +76,7 @@ if st.session_state.get("video_job") != job:
         result = analyze_video(source, raw, view, mode=mode,
                                options=TrackerOptions(smoothing=smoothing),
                                max_frames=int(limit) or None, progress=report,
-                               overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.model))
+                               overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model))
         playable = export.browser_mp4(raw, playable_path)
     except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)

@@ -2,7 +2,7 @@
 
 Written to mirror the PyTorch module literally (NCHW, explicit symmetric zero padding,
 im2col convolution, batch norm applied as its own step in eval mode) and to share nothing
-with densehead.compile. Computes in float64 and returns the *normalised* 62 parameters.
+with densehead.weights.compile. Computes in float64 and returns the *normalised* 62 parameters.
 """
 from __future__ import annotations
 

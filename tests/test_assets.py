@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from densehead import assets
+from densehead.weights import assets
 
 SMALL = "param_mean_std_62d_120x120.pkl"  # 713 bytes
 MEDIUM = "RFB-320.tflite"  # 1.1 MB: several chunks, so a transfer can be cut in the middle
@@ -339,7 +339,7 @@ def test_texture_files_are_pinned_like_the_other_upstream_files(assets_dir: Path
 def test_texture_files_download_on_demand_and_with_fetch_all(
         home: Path, served: Path, mirror: Mirror, assets_dir: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from densehead import texture
+    from densehead.io import texture
 
     for regressor in assets.REGRESSORS:
         assert not set(TEXTURE_FILES) & set(assets.default_names(regressor))
@@ -358,7 +358,7 @@ def test_texture_files_download_on_demand_and_with_fetch_all(
 
 
 def test_texture_files_missing_offline_are_named(home: Path) -> None:
-    from densehead import texture
+    from densehead.io import texture
 
     with pytest.raises(assets.MissingAssetsError) as info:
         texture.load_uv()
@@ -441,7 +441,7 @@ def test_killed_download_leaves_nothing_for_the_next_run(home: Path, mirror: Mir
     use_mirror(monkeypatch, mirror)
     mirror.behaviour.trickle.add(MEDIUM)
     child = subprocess.Popen(
-        [sys.executable, "-c", f"from densehead import assets; assets.resolve({MEDIUM!r})"],
+        [sys.executable, "-c", f"from densehead.weights import assets; assets.resolve({MEDIUM!r})"],
         env=_child_env(home, mirror.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: mirror.behaviour.sent.get(MEDIUM, 0) > 0, "the download to start")

@@ -17,8 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from densehead import table
-from densehead.batch import BatchSettings, image_table, plan_inputs, run_batch, video_table
+from densehead.batch import (
+    BatchSettings,
+    image_table,
+    plan_inputs,
+    run_batch,
+    video_table,
+)
+from densehead.io import table
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP1, CLIP2, PHOTO = "a/clip1.mp4", "b/clip2.avi", "photo.jpg"

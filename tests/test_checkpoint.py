@@ -12,9 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densehead.assets import ModelFileError
-from densehead.checkpoint import (UnsafePickleError, load_checkpoint, load_pickle, load_torch,
-                                  loads_pickle)
+from densehead.weights.assets import ModelFileError
+from densehead.weights.checkpoint import (
+    UnsafePickleError,
+    load_checkpoint,
+    load_pickle,
+    load_torch,
+    loads_pickle,
+)
 
 STORAGE_NAMES = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage",
                  np.dtype(np.float64): "DoubleStorage", np.dtype(np.int32): "IntStorage"}
@@ -189,8 +194,8 @@ def peak_rss_mb():
     # VmHWM: this process's own peak; ru_maxrss would report the parent's (kept across exec)
     with open("/proc/self/status") as status:
         return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024
-from densehead.assets import ModelFileError
-from densehead.checkpoint import load_checkpoint
+from densehead.weights.assets import ModelFileError
+from densehead.weights.checkpoint import load_checkpoint
 try:
     load_checkpoint(sys.argv[1])
     print("loaded")

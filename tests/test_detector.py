@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from densehead.detector import FaceDetector, letterbox, ultraface_priors
+from densehead.engine.detector import FaceDetector, letterbox, ultraface_priors
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from densehead import draw
-from densehead.image import read_image
 from helpers import shared_pipeline
+
+from densehead.io.image import read_image
+from densehead.render import draw
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def test_overlay_changes_pixels_on_the_faces_only(scene, mode, output_dir):
 
     pipe, frame, faces = scene
     before = frame.copy()
-    out = draw.overlay(frame, faces, mode, pipe.model)
+    out = draw.overlay(frame, faces, mode, pipe.face_model)
     assert (frame == before).all(), "overlay drew on the caller's frame"
     cv2.imwrite(str(output_dir / f"draw_{mode}.jpg"), out)
     changed = np.abs(out.astype(int) - frame.astype(int)).sum(axis=2) > 0
@@ -42,17 +42,17 @@ def test_dense_modes_need_vertices(scene):
     for mode in ("dense", "mesh"):
         assert draw.needs_dense(mode)
         with pytest.raises(ValueError, match="dense=True"):
-            draw.overlay(frame, sparse_faces, mode, pipe.model)
+            draw.overlay(frame, sparse_faces, mode, pipe.face_model)
     with pytest.raises(ValueError, match="unknown mode"):
-        draw.overlay(frame, sparse_faces, "cartoon", pipe.model)
+        draw.overlay(frame, sparse_faces, "cartoon", pipe.face_model)
 
 
 @pytest.mark.parametrize("mode", ["sparse", "pose"])
 def test_in_place_draws_the_same_picture_on_the_frame_itself(scene, mode):
     pipe, frame, faces = scene
-    copied = draw.overlay(frame, faces, mode, pipe.model)
+    copied = draw.overlay(frame, faces, mode, pipe.face_model)
     mine = frame.copy()
-    out = draw.overlay(mine, faces, mode, pipe.model, in_place=True)
+    out = draw.overlay(mine, faces, mode, pipe.face_model, in_place=True)
     assert out is mine, "in_place returned a new picture: the live page pays for a copy"
     assert (out == copied).all(), "in_place drew something else than the copying overlay"
     assert (out != frame).any()

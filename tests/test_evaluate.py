@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from densehead import Face
-from densehead import datasets as D
-from densehead import evaluate as E
 from densehead.cli import main as cli_main
-from densehead import metrics as M
+from densehead.tools import datasets as D
+from densehead.tools import evaluate as E
+from densehead.tools import metrics as M
 
 
 @pytest.fixture(scope="module")

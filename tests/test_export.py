@@ -6,9 +6,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-
-from densehead import export
 from helpers import shared_pipeline
+
+from densehead.io import export
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def photo_face(samples):
 @pytest.fixture(scope="module")
 def mesh(photo_face):
     image, face = photo_face
-    return export.face_mesh(face, shared_pipeline().model.triangles, image)
+    return export.face_mesh(face, shared_pipeline().face_model.triangles, image)
 
 
 def test_face_mesh_is_upright_and_coloured_from_the_photo(photo_face, mesh):

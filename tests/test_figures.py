@@ -5,12 +5,12 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from helpers import shared_pipeline
 
-from densehead import export
 from densehead.dashboard import figures
 from densehead.dashboard.series import SeriesBuffer
-from densehead.table import COLUMNS
-from helpers import shared_pipeline
+from densehead.io import export
+from densehead.io.table import COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def two_faces(samples):
 @pytest.fixture(scope="module")
 def mesh(two_faces):
     image, faces = two_faces
-    return export.face_mesh(faces[0], shared_pipeline().model.triangles, image)
+    return export.face_mesh(faces[0], shared_pipeline().face_model.triangles, image)
 
 
 def _table(faces) -> np.ndarray:

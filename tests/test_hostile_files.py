@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import struct
 import subprocess
 import sys
@@ -15,11 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from densehead import export
-from densehead.assets import ModelFileError
-from densehead.compile import load_param_stats, regressor_tflite, regressor_tflite_bytes
-from densehead.image import ImageError, decode_image, read_image
-from densehead.morphable import MorphableModel
+from densehead.core.errors import ImageError
+from densehead.engine.face_model import MorphableModel
+from densehead.io import export
+from densehead.io.image import decode_image, read_image
+from densehead.weights.assets import ModelFileError
+from densehead.weights.compile import (
+    load_param_stats,
+    regressor_tflite,
+    regressor_tflite_bytes,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = 20000  # 400 megapixels: 1.2 GB as BGR, five times the limit
@@ -95,7 +99,8 @@ def peak_rss_mb():
     with open("/proc/self/status") as status:
         return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024
 from pathlib import Path
-from densehead.image import ImageError, decode_image, read_image
+from densehead.core.errors import ImageError
+from densehead.io.image import decode_image, read_image
 path = Path(sys.argv[1])
 for how in (lambda: read_image(path), lambda: decode_image(path.read_bytes(), path.name)):
     try:
@@ -226,7 +231,7 @@ def test_checkpoint_that_is_not_the_regressor(tmp_path: Path, assets_dir: Path):
 
 @pytest.mark.parametrize("damage", ["truncated", "one-byte"])
 def test_damaged_compiled_cache_is_rebuilt(assets_dir: Path, tmp_path: Path, damage: str):
-    from densehead.runtime import TFLiteModel
+    from densehead.engine.runtime import TFLiteRunner
 
     checkpoint = assets_dir / "mb05_120x120.pth"
     stats = assets_dir / "param_mean_std_62d_120x120.pkl"
@@ -239,16 +244,16 @@ def test_damaged_compiled_cache_is_rebuilt(assets_dir: Path, tmp_path: Path, dam
     again = regressor_tflite(checkpoint, stats, tmp_path)
     assert again.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == [again.name]
-    assert TFLiteModel(again).input_shape == (1, 120, 120, 3)
+    assert TFLiteRunner(again).input_shape == (1, 120, 120, 3)
 
 
 def test_tflite_load_error_names_the_file(tmp_path: Path, assets_dir: Path):
-    from densehead.runtime import TFLiteModel
+    from densehead.engine.runtime import TFLiteRunner
 
     path = tmp_path / "RFB-320.tflite"
     path.write_bytes((assets_dir / "RFB-320.tflite").read_bytes()[:5000])
     with pytest.raises(ModelFileError, match="not a TFLite model") as info:
-        TFLiteModel(path)
+        TFLiteRunner(path)
     assert str(path) in str(info.value)
 
 

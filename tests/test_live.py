@@ -12,16 +12,17 @@ import av
 import cv2
 import numpy as np
 import pytest
+from helpers import shared_pipeline
 
-from densehead import draw
 from densehead.dashboard import heap
 from densehead.dashboard import live as live_module
 from densehead.dashboard.live import LiveSession, LiveSettings
 from densehead.dashboard.recording import Recording
 from densehead.dashboard.sessions import SessionResources
-from densehead.table import COL, COLUMNS
-from densehead.video import iter_frames
-from helpers import shared_pipeline
+from densehead.dashboard.status import server_status, write_status
+from densehead.io.table import COL, COLUMNS
+from densehead.io.video import iter_frames
+from densehead.render import draw
 
 RTP_CLOCK = Fraction(1, 90000)  # what aiortc stamps received video with
 
@@ -258,7 +259,7 @@ def test_resources_of_a_session_whose_browser_left_are_released_after_the_grace(
     status = reg.status()
     assert watch() is None and status["released"] == 1 and status["lingering"] == 0
     assert [s["id"] for s in status["sessions"]] == ["b"]
-    reg.write_status(tmp_path / "status.json")
+    write_status(reg, tmp_path / "status.json")
     assert '"released": 1' in (tmp_path / "status.json").read_text()
 
 
@@ -319,7 +320,7 @@ def test_a_released_session_gives_its_memory_back_to_the_system():
     reg.get("a", "live", FramesOnAThread)
     held = heap.rss_mb()
     assert reg.sweep() == ["a"]
-    status = reg.status()
+    status = server_status(reg)
     assert held - heap.rss_mb() > 50, (held, heap.rss_mb(), status["heap"])
     assert status["heap"]["last_trim_ms"] is not None and status["heap"]["free_mb"] > 50
 

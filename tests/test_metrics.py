@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from densehead import metrics as M
+from densehead.tools import metrics as M
 
 
 def _square_face(side: float = 100.0) -> np.ndarray:

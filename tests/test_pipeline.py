@@ -5,10 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
-from densehead.image import ImageError, read_image
-from densehead.metrics import nme
 from helpers import aflw_items, image_path, shared_pipeline
+
+from densehead.core.errors import ImageError
+from densehead.io.image import read_image
+from densehead.tools.metrics import nme
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_dense_agrees_with_sparse_and_depth_points_to_camera(pipe, samples):
     frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
     face = pipe(frame, dense=True).faces[0]
     assert face.vertices is not None and face.vertices.shape == (38365, 3)
-    keypoints = pipe.model.keypoint_vertex_indices
+    keypoints = pipe.face_model.keypoint_vertex_indices
     assert np.abs(face.vertices[keypoints] - face.landmarks).max() < 0.5
     # depth grows towards the camera: the nose tip is nearer than the jaw ends
     assert face.landmarks[30, 2] > face.landmarks[[0, 16], 2].max()
@@ -134,7 +135,7 @@ def test_options_are_checked_and_views_share_the_models(pipe):
         with pytest.raises(OptionsError):
             PipelineOptions(**bad)
     strict = pipe.with_options(score_threshold=0.95, max_faces=1)
-    assert strict.models is pipe.models and strict.options.max_faces == 1
+    assert strict.loaded is pipe.loaded and strict.options.max_faces == 1
     assert pipe.options.max_faces == PipelineOptions().max_faces  # the original is unchanged
     with pytest.raises(ValueError, match="loaded for"):
         pipe.with_options(num_threads=1)

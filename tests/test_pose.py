@@ -1,13 +1,13 @@
 """Head pose against the AFLW2000-3D ground truth: the Euler convention written in
-densehead/pose.py must give the dataset's angles, with the right signs, on real images."""
+densehead/engine/pose.py must give the dataset's angles, with the right signs, on real images."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from densehead.image import read_image
-from densehead.pose import decompose, euler_angles, rotation_from_euler
 from helpers import aflw_items, image_path, shared_pipeline
+
+from densehead.engine.pose import decompose, euler_angles, rotation_from_euler
+from densehead.io.image import read_image
 
 ANGLES = ("yaw", "pitch", "roll")
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from densehead import render
-from densehead.morphable import ncc_code
-from densehead.render_bench import load_mean_mesh, posed_face
+from densehead.engine.face_model import ncc_code
+from densehead.render import renderer as render
+from densehead.tools.render_bench import load_mean_mesh, posed_face
 
 # ---------------------------------------------------------------- numpy reference rasterizer
 
@@ -432,7 +432,7 @@ def test_real_faces_from_photos_and_video(samples, output_dir, monkeypatch, asse
     import densehead
 
     pipe = densehead.Pipeline()
-    tri = pipe.model.triangles
+    tri = pipe.face_model.triangles
     pncc = ncc_code(load_mean_mesh().shape)
     images = {p.stem: cv2.imread(str(p)) for p in sorted((samples / "photos").glob("*.jpg"))}
     cap = cv2.VideoCapture(str(samples / "videos" / "obama.mp4"))

@@ -5,11 +5,11 @@ import threading
 
 import numpy as np
 import pytest
-
-from densehead.export import read_csv
-from densehead.dashboard.series import SeriesBuffer
-from densehead.table import COL, COLUMNS, EXPRESSION, csv_text, split_tracks, summary
 from helpers import shared_pipeline
+
+from densehead.dashboard.series import SeriesBuffer
+from densehead.io.export import read_csv
+from densehead.io.table import COL, COLUMNS, EXPRESSION, csv_text, split_tracks, summary
 
 
 class FakeClock:
@@ -24,8 +24,8 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def video_faces(samples):
-    from densehead.tracking import FaceTracker
-    from densehead.video import iter_frames
+    from densehead.engine.tracking import FaceTracker
+    from densehead.io.video import iter_frames
 
     tracker = FaceTracker(shared_pipeline())
     return [tracker(f).faces for f in iter_frames(samples / "videos" / "orlando_bloom.avi", max_frames=30)]
@@ -59,7 +59,7 @@ def test_ring_is_bounded_and_window_selects_recent_rows(video_faces):
 
 
 def test_stats_fps_stage_medians_and_lag(video_faces):
-    from densehead.face import StageTimes
+    from densehead.core.face import StageTimes
 
     clock = FakeClock()
     buf = SeriesBuffer(clock=clock)
@@ -118,8 +118,9 @@ def test_csv_round_trip_and_summary(video_faces, tmp_path):
 
 
 def test_analyze_video_writes_overlay_and_series(samples, tmp_path):
-    from densehead.analysis import analyze_video
-    from densehead.video import VideoError, probe
+    from densehead.batch.video_runner import analyze_video
+    from densehead.core.errors import VideoError
+    from densehead.io.video import probe
 
     seen = []
     result = analyze_video(samples / "videos" / "orlando_bloom.avi", tmp_path / "out.mp4",

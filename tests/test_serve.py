@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from densehead.dashboard.harness import ROOT, AppServer
+from densehead.tools.browser import ROOT, AppServer
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -30,9 +30,8 @@ def test_serve_runs_the_app_with_few_malloc_arenas(tmp_path, given, expected):
 
 
 def test_serve_outside_a_checkout_says_what_is_missing(tmp_path, monkeypatch):
-    from densehead.cli import serve
+    from densehead.dashboard import serve
 
-    monkeypatch.setattr(serve, "CHECKOUT", tmp_path)  # as if installed from a wheel ...
-    monkeypatch.chdir(tmp_path)                       # ... and run in an empty folder
+    monkeypatch.chdir(tmp_path)                       # run in an empty folder ...
     with pytest.raises(OSError, match="app.py not found"):
-        serve.app_folder()
+        serve.app_folder(checkout=tmp_path)           # ... as if installed from a wheel

@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from densehead import export, texture
 from helpers import aflw_items, image_path, shared_pipeline
+
+from densehead.io import export, texture
 
 EYES = list(range(36, 48))
 MOUTH = list(range(48, 68))
@@ -47,7 +47,7 @@ def turned(turned_item):
 def written(frontal, tmp_path_factory, output_dir):
     image, face = frontal
     out = tmp_path_factory.mktemp("textured")
-    paths = export.write_textured_obj(out / "face.obj", face, image, shared_pipeline().model)
+    paths = export.write_textured_obj(out / "face.obj", face, image, shared_pipeline().face_model)
     (output_dir / "texture_JianzhuGuo.png").write_bytes(paths[2].read_bytes())
     return paths
 
@@ -91,7 +91,7 @@ def _patch_errors(tex_image: np.ndarray, uv: np.ndarray, face, photo: np.ndarray
     return np.asarray(errors)
 
 
-# --- a second OBJ parser, independent of densehead.export ---------------------------------------
+# --- a second OBJ parser, independent of densehead.io.export ---------------------------------------
 
 def _parse_obj_minimal(path: Path) -> dict:
     out: dict = {"v": [], "vt": [], "f": [], "mtllib": [], "usemtl": []}
@@ -132,7 +132,7 @@ def test_textured_obj_reads_back_with_the_project_reader(written, frontal):
     assert [p.name for p in written] == ["face.obj", "face.mtl", "face_texture.png"]
     _, face = frontal
     mesh = export.read_obj(obj)
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     assert mesh.vertices.shape == (38365, 3) and np.array_equal(mesh.triangles, model.triangles)
     assert np.allclose(mesh.vertices, export.upright(face.vertices), atol=1e-3)
     assert mesh.uv is not None and mesh.uv.shape == (38365, 2)
@@ -180,7 +180,7 @@ def test_uv_layout_is_mirror_symmetric_as_the_mirror_fill_assumes():
     UV is the texel mirrored about u = 0.5: the fill takes a hidden texel's colour from there."""
     from scipy.spatial import cKDTree
 
-    mean = shared_pipeline().model.mean.reshape(-1, 3).astype(np.float64)
+    mean = shared_pipeline().face_model.mean.reshape(-1, 3).astype(np.float64)
     mirrored = mean * np.array([-1.0, 1.0, 1.0])
     _, partner = cKDTree(mean).query(mirrored)
     uv = texture.load_uv().astype(np.float64)
@@ -192,7 +192,7 @@ def test_uv_layout_is_mirror_symmetric_as_the_mirror_fill_assumes():
 
 def test_texture_shows_the_photo_around_the_eyes_and_mouth(frontal):
     image, face = frontal
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     textured = export.textured_face(face, image, model)
     tex, uv = textured.texture.image, textured.mesh.uv
     errors = _patch_errors(tex, uv, face, image, model, EYES + MOUTH)
@@ -211,7 +211,7 @@ def test_texture_shows_the_photo_around_the_eyes_and_mouth(frontal):
 
 def test_each_of_three_faces_gets_its_own_texture(samples, output_dir):
     image = cv2.imread(str(samples / "photos" / "emma.jpg"))
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     faces = shared_pipeline()(image, dense=True).faces
     assert len(faces) == 3
     textured = [export.textured_face(f, image, model, stem=f"face_{i}")
@@ -249,7 +249,7 @@ def _largest_dark_blob(image: np.ndarray, region: np.ndarray, level: int = 25) -
 def test_turned_face_has_no_black_region_on_either_side(turned, turned_item, output_dir):
     image, face = turned
     assert abs(abs(turned_item["pose_deg"]["yaw"]) - 60) < 10 and abs(face.yaw) > 45
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     textured = export.textured_face(face, image, model)
     _save(output_dir, "turned_60", textured)
     tex = textured.texture
@@ -278,10 +278,10 @@ def test_turned_face_has_no_black_region_on_either_side(turned, turned_item, out
 def test_texels_hidden_behind_the_nose_come_from_the_mirrored_side(turned):
     """On the turned face, the far cheek beside the nose faces the camera but the nose covers
     it: its texels must show the mirrored near cheek, not the nose in front of it."""
-    from densehead.render import depth_map
+    from densehead.render.renderer import depth_map
 
     image, face = turned
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     textured = export.textured_face(face, image, model)
     verts, tri = face.vertices, model.triangles
     normals = np.cross(verts[tri[:, 1]] - verts[tri[:, 0]], verts[tri[:, 2]] - verts[tri[:, 0]])
@@ -309,7 +309,7 @@ def test_photo_is_sampled_bilinearly(frontal):
     """A 1024 texture of a 181 px face magnifies the photo about 5x: nearest-pixel sampling
     would repeat each photo pixel in blocks, bilinear sampling gives gradients."""
     image, face = frontal
-    big = export.textured_face(face, image, shared_pipeline().model, size=1024).texture
+    big = export.textured_face(face, image, shared_pipeline().face_model, size=1024).texture
     inner = cv2.erode(big.seen.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     pairs = inner[:, 1:] & inner[:, :-1]
     same = np.all(big.image[:, 1:] == big.image[:, :-1], axis=2) & pairs
@@ -321,7 +321,7 @@ def test_a_mirrored_photo_gives_the_same_texture(frontal):
     same vertices, so the texture must not change: whether a triangle faces the camera is read
     from the projection's handedness, not assumed."""
     image, face = frontal
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     atlas = texture.atlas_for(model)
     mirrored = face.vertices.copy()
     mirrored[:, 0] = image.shape[1] - 1 - mirrored[:, 0]
@@ -335,7 +335,7 @@ def test_a_mirrored_photo_gives_the_same_texture(frontal):
 
 def test_texture_is_at_least_512_and_larger_on_request(frontal):
     image, face = frontal
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     big = export.textured_face(face, image, model, size=1024).texture
     assert big.image.shape == (1024, 1024, 3)
     small = export.textured_face(face, image, model).texture
@@ -350,7 +350,7 @@ def test_zip_holds_the_three_files(frontal, tmp_path):
     import zipfile
 
     image, face = frontal
-    textured = export.textured_face(face, image, shared_pipeline().model, stem="face_0")
+    textured = export.textured_face(face, image, shared_pipeline().face_model, stem="face_0")
     path = tmp_path / "face_0.zip"
     path.write_bytes(textured.zip_bytes())
     with zipfile.ZipFile(path) as zf:
@@ -365,7 +365,7 @@ def test_zip_holds_the_three_files(frontal, tmp_path):
 
 def test_bad_input_gets_a_clear_message(frontal, tmp_path):
     image, face = frontal
-    model = shared_pipeline().model
+    model = shared_pipeline().face_model
     sparse_only = shared_pipeline()(image).faces[0]
     with pytest.raises(ValueError, match="dense=True"):
         export.write_textured_obj(tmp_path / "face.obj", sparse_only, image, model)

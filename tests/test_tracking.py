@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from densehead.image import read_image
-from densehead.tracking import FaceTracker
-from densehead.video import iter_frames
 from helpers import shared_pipeline
+
+from densehead.engine.tracking import FaceTracker
+from densehead.io.image import read_image
+from densehead.io.video import iter_frames
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ from fractions import Fraction
 
 import av
 import numpy as np
-import pytest
 from aiortc import rtcrtpsender
 from aiortc.codecs import vpx
 
 from densehead.dashboard import vp8
 from densehead.dashboard.live import _video_frame
-from densehead.video import iter_frames
+from densehead.io.video import iter_frames
 
 
 def _frames(samples, size, count=20):

@@ -2,7 +2,7 @@
 on this machine (worker processes) or a Ray cluster, resumable.
 
     from densehead.batch import run_batch, video_table
-    df = video_table("clip.mp4")                       # pandas DataFrame, densehead.table.COLUMNS
+    df = video_table("clip.mp4")                       # pandas DataFrame, densehead.io.table.COLUMNS
     report = run_batch(["study/"], "tables/", workers=2)   # what `densehead batch` does
 
 Modules: plan (inputs -> jobs and output names), work (one file -> its table, in a worker),

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
-from ..options import PipelineOptions
+from ..core.options import PipelineOptions
 from .work import BatchSettings, Cancelled, Outcome, Task, run_task
 
 FrameCount = tuple[int, int]     # (task index, frames done): a progress event
@@ -121,7 +121,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _start_worker(options: PipelineOptions, messages: Any, stop: Any) -> None:
-    from ..pipeline import Pipeline
+    from ..engine.pipeline import Pipeline
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it sets `stop`
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # errors are reported per file

@@ -12,11 +12,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .. import table as tables
+from ..core.files import atomic_write
+from ..io import table as tables
 from .plan import Job
 
 TABLE_SUFFIX = ".parquet"
@@ -80,25 +81,11 @@ def commit(outputs: Outputs, table: np.ndarray, record: dict[str, Any],
         _sync_file(overlay_temp)
         os.replace(overlay_temp, outputs.overlay)
     if outputs.csv is not None:
-        text = tables.csv_text(table).encode()
-        write_atomic(outputs.csv, lambda f: f.write(text))
+        atomic_write(outputs.csv, tables.csv_text(table), temp=temp_path(outputs.csv))
     metadata = {RECORD_KEY: json.dumps(record)}
-    write_atomic(outputs.table, lambda f: tables.write_parquet(table, f, metadata))
+    atomic_write(outputs.table, lambda f: tables.write_parquet(table, f, metadata),
+                 temp=temp_path(outputs.table))
     _sync_folder(outputs.table.parent)
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write `path` through a temporary file in its folder: synced, then renamed over it."""
-    temp = temp_path(path)
-    try:
-        with open(temp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def _sync_file(path: Path) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from ..video import is_image
+from ..io.video import is_image
 
 LIST_SUFFIXES = (".txt", ".lst")
 # what a folder walk takes; a file named explicitly is tried whatever its suffix

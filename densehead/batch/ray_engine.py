@@ -16,7 +16,7 @@ import socket
 import time
 from typing import Any, Iterator
 
-from ..options import PipelineOptions
+from ..core.options import PipelineOptions
 from .work import BatchSettings, Outcome, Task, run_task
 
 FrameCount = tuple[int, int]
@@ -152,7 +152,7 @@ class RayWorker:
     def __init__(self, options: PipelineOptions, queue: Any) -> None:
         import warnings
 
-        from ..pipeline import Pipeline
+        from ..engine.pipeline import Pipeline
 
         warnings.simplefilter("ignore")  # the driver showed the model files' warnings once
         self.pipeline = Pipeline(options)

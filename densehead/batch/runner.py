@@ -12,8 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..core.files import atomic_write
 from .local import LocalEngine
-from .outputs import Outputs, commit, finished_record, input_stamp, remove_temps, temp_path
+from .outputs import (
+    Outputs,
+    commit,
+    finished_record,
+    input_stamp,
+    remove_temps,
+    temp_path,
+)
 from .plan import Job, plan_inputs
 from .progress import BatchProgress
 from .work import BatchSettings, Outcome, Task
@@ -270,13 +278,11 @@ def _load_models_once(settings: BatchSettings, engine: Any) -> None:
     Skipped for a remote Ray cluster, whose nodes have their own files."""
     if getattr(engine, "address", None):
         return
-    from ..pipeline import load_models
+    from ..engine.pipeline import load_models
 
     load_models(settings.pipeline)
 
 
 def _write_report(report: BatchReport) -> None:
-    from .outputs import write_atomic
-
-    text = report.to_json().encode()
-    write_atomic(report.output_dir / REPORT_NAME, lambda f: f.write(text))
+    path = report.output_dir / REPORT_NAME
+    atomic_write(path, report.to_json(), temp=temp_path(path))

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .. import table as tables
-from ..options import OptionsError, PipelineOptions, TrackerOptions
+from ..core.errors import OptionsError
+from ..core.options import PipelineOptions, TrackerOptions
+from ..io import table as tables
 from .plan import Job
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..pipeline import Pipeline
+    from ..engine.pipeline import Pipeline
 
 Progress = Callable[[int], None]          # frames done in the current file
 
@@ -31,11 +32,11 @@ class BatchSettings:
     """Everything that decides a batch's tables, the same for every file and every worker."""
     pipeline: PipelineOptions = field(default_factory=lambda: PipelineOptions(num_threads=1))
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
-    overlay: str | None = None        # also draw this mode (densehead.draw.MODES) per file
+    overlay: str | None = None        # also draw this mode (densehead.render.draw.MODES) per file
     max_frames: int | None = None     # only the first N frames of each video
 
     def __post_init__(self) -> None:
-        from ..draw import MODES
+        from ..render.draw import MODES
 
         if self.overlay is not None and self.overlay not in MODES:
             raise OptionsError("overlay", f"{self.overlay!r} is not a mode; "
@@ -107,7 +108,7 @@ def run_task(task: Task, settings: BatchSettings, pipeline: "Pipeline",
 
 def _video(task: Task, settings: BatchSettings, pipeline: "Pipeline",
            progress: Progress | None) -> Outcome:
-    from ..analysis import analyze_video
+    from .video_runner import analyze_video
 
     report = None if progress is None else (lambda done, total, elapsed: progress(done))
     result = analyze_video(task.job.source, task.overlay_temp, pipeline,
@@ -120,14 +121,14 @@ def _video(task: Task, settings: BatchSettings, pipeline: "Pipeline",
 def _image(task: Task, settings: BatchSettings, pipeline: "Pipeline") -> Outcome:
     import cv2
 
-    from .. import draw
-    from ..image import read_image
+    from ..io.image import read_image
+    from ..render import draw
 
     frame = read_image(task.job.source)
     dense = settings.overlay is not None and draw.needs_dense(settings.overlay)
     faces = pipeline(frame, dense=dense).faces
     if task.overlay_temp is not None and settings.overlay is not None:
-        picture = draw.overlay(frame, faces, settings.overlay, pipeline.model)
+        picture = draw.overlay(frame, faces, settings.overlay, pipeline.face_model)
         if not cv2.imwrite(str(task.overlay_temp), picture):
             raise OSError(f"cannot write the overlay image {task.overlay_temp}")
     return Outcome(task.index, table=tables.image_table(faces), frames=1)
@@ -143,10 +144,10 @@ def _one_line(error: BaseException) -> str:
 def video_table(path: str | Path, pipeline: "Pipeline | None" = None,
                 options: TrackerOptions | None = None,
                 max_frames: int | None = None) -> "pd.DataFrame":
-    """The per-frame table of one video (densehead.table.COLUMNS): one row per face per frame.
+    """The per-frame table of one video (densehead.io.table.COLUMNS): one row per face per frame.
     Raises densehead.VideoError for a file that cannot be read."""
-    from ..analysis import analyze_video
-    from ..pipeline import Pipeline
+    from ..engine.pipeline import Pipeline
+    from .video_runner import analyze_video
 
     result = analyze_video(path, None, pipeline or Pipeline(), options=options,
                            max_frames=max_frames)
@@ -156,8 +157,8 @@ def video_table(path: str | Path, pipeline: "Pipeline | None" = None,
 def image_table(path: str | Path, pipeline: "Pipeline | None" = None) -> "pd.DataFrame":
     """The table of one photo: one row per face, frame 0, track_id the face's rank.
     Raises densehead.ImageError for a file that is not an image."""
-    from ..image import read_image
-    from ..pipeline import Pipeline
+    from ..engine.pipeline import Pipeline
+    from ..io.image import read_image
 
     faces = (pipeline or Pipeline())(read_image(path)).faces
     return tables.to_frame(tables.image_table(faces))

@@ -8,9 +8,8 @@ import logging
 import sys
 import warnings
 
-from ..assets import MissingAssetsError
-from ..image import ImageError
-from ..video import VideoError
+from ..core.errors import ImageError, VideoError
+from ..weights.assets import MissingAssetsError
 
 log = logging.getLogger("densehead")
 

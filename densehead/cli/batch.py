@@ -9,9 +9,14 @@ import signal
 import sys
 from typing import Any
 
-from .. import draw
-from .options import (add_pipeline_options, add_tracker_options, flag_error, pipeline_options,
-                      tracker_options)
+from ..render import draw
+from .options import (
+    add_pipeline_options,
+    add_tracker_options,
+    flag_error,
+    pipeline_options,
+    tracker_options,
+)
 
 
 def add_cli(sub: Any) -> None:
@@ -62,7 +67,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Any:
     from ..batch import BatchSettings
-    from ..options import OptionsError
+    from ..core.errors import OptionsError
 
     try:
         return BatchSettings(pipeline=pipeline_options(args), tracker=tracker_options(args),
@@ -104,7 +109,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
-    from ..batch.benchmark import print_benchmark, run_benchmark
+    from ..tools.batch_bench import print_benchmark, run_benchmark
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")

@@ -8,10 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import draw
-from ..face import STAGES
-from .options import (add_pipeline_options, add_tracker_options, make_pipeline,
-                      tracker_options)
+from ..core.face import STAGES
+from ..render import draw
+from .options import (
+    add_pipeline_options,
+    add_tracker_options,
+    make_pipeline,
+    tracker_options,
+)
 
 
 def add_cli(sub: Any) -> None:
@@ -32,8 +36,8 @@ def add_cli(sub: Any) -> None:
 def _benchmark_frames(args: argparse.Namespace) -> list[np.ndarray]:
     import cv2
 
-    from ..image import read_image
-    from ..video import is_image, iter_frames
+    from ..io.image import read_image
+    from ..io.video import is_image, iter_frames
 
     source = Path(args.file)
     frames = [read_image(source)] if is_image(source) else list(iter_frames(source, 300))
@@ -55,7 +59,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from ..tracking import FaceTracker
+    from ..engine.tracking import FaceTracker
 
     options = tracker_options(args)
     if args.frames < 1 or args.warmup < 0:
@@ -72,7 +76,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         result = step(frame)
         mid = time.perf_counter()
-        draw.overlay(frame, result.faces, args.mode, pipe.model)
+        draw.overlay(frame, result.faces, args.mode, pipe.face_model)
         end = time.perf_counter()
         if i < args.warmup:
             continue

@@ -8,9 +8,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import evaluate as E
-from .options import (add_pipeline_options, add_tracker_options, make_pipeline,
-                      pipeline_options, tracker_options)
+from ..tools import evaluate as E
+from .options import (
+    add_pipeline_options,
+    add_tracker_options,
+    make_pipeline,
+    pipeline_options,
+    tracker_options,
+)
 
 
 def add_cli(sub: Any) -> None:
@@ -39,7 +44,7 @@ def add_cli(sub: Any) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..datasets import load_dataset
+    from ..tools.datasets import load_dataset
 
     options = pipeline_options(args)
     samples = load_dataset(args.dir, args.annotations)
@@ -65,9 +70,9 @@ def _fmt(d: dict[str, float]) -> str:
 
 
 def cmd_evaluate_video(args: argparse.Namespace) -> int:
-    from ..stability import evaluate_video, format_video
-    from ..tracking import FaceTracker
-    from ..video import probe
+    from ..engine.tracking import FaceTracker
+    from ..io.video import probe
+    from ..tools.stability import evaluate_video, format_video
 
     options = tracker_options(args)
     pipe = make_pipeline(args)   # holds nothing per call, so both runs and all videos share it

@@ -33,7 +33,7 @@ def add_cli(sub: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .. import export
+    from ..io import export
 
     source = Path(args.file)
     output = Path(args.output) if args.output else source.with_suffix(".obj")
@@ -54,7 +54,7 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         chosen = [(output.with_name(f"{output.stem}_{i}.obj"), f) for i, f in enumerate(faces)]
     for path, face in chosen:
-        written = export.write_textured_obj(path, face, image, pipe.model, size=args.size)
+        written = export.write_textured_obj(path, face, image, pipe.face_model, size=args.size)
         print("wrote " + ", ".join(str(w) for w in written))
     return 0
 
@@ -71,8 +71,9 @@ def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
 
 
 def _read_frame(source: Path, index: int) -> np.ndarray:
-    from ..image import read_image
-    from ..video import VideoError, is_image, iter_frames
+    from ..core.errors import VideoError
+    from ..io.image import read_image
+    from ..io.video import is_image, iter_frames
 
     if is_image(source):
         if index:
@@ -86,7 +87,7 @@ def _read_frame(source: Path, index: int) -> np.ndarray:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from .. import texture_bench
+    from ..tools import texture_bench
 
     if args.repeats < 1 or any(s < 64 for s in args.size):
         print("densehead: error: --repeats must be >= 1 and --size >= 64", file=sys.stderr)

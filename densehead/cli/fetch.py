@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any
 
-from .. import assets
+from ..weights import assets
 
 
 def add_cli(sub: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..assets import REGRESSORS
-from ..options import DASHBOARD_REGRESSOR
+from ..core.options import DASHBOARD_REGRESSOR
+from ..weights.assets import REGRESSORS
 from .benchmark import parse_size
 
 
@@ -50,13 +50,13 @@ def _counts(text: str) -> list[int]:
 
 
 def _doc() -> str:
-    from ..dashboard import live_bench
+    from ..tools import live_bench
 
     return live_bench.__doc__ or ""
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import draw
+    from ..render import draw
 
     if args.mode not in draw.MODES:
         raise ValueError(f"unknown mode {args.mode!r}; choose one of {', '.join(draw.MODES)}")
@@ -67,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ValueError(f"benchmark-live needs the test requirements "
                          f"(pip install -r tests/requirements.txt): {exc}") from exc
-    from ..dashboard import live_bench
+    from ..tools import live_bench
 
     return live_bench.run(args)

@@ -7,9 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import draw
-from ..export import frames_json
-from .options import add_pipeline_options, add_tracker_options, make_pipeline, tracker_options
+from ..io.export import frames_json
+from ..render import draw
+from .options import (
+    add_pipeline_options,
+    add_tracker_options,
+    make_pipeline,
+    tracker_options,
+)
 
 
 def add_cli(sub: Any) -> None:
@@ -24,7 +29,7 @@ def add_cli(sub: Any) -> None:
 
 
 def run_mode(args: argparse.Namespace) -> int:
-    from ..video import is_image
+    from ..io.video import is_image
 
     source = Path(args.file)
     image = is_image(source)
@@ -55,7 +60,7 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
     that cannot be written at all (ValueError: one line on stderr, exit 1)."""
     import cv2
 
-    from ..video import WRITABLE_VIDEO_SUFFIXES
+    from ..io.video import WRITABLE_VIDEO_SUFFIXES
 
     targets = [("-o", output)] + ([("--json", json_path)] if json_path is not None else [])
     for flag, target in targets:
@@ -88,14 +93,14 @@ def _same_file(a: Path, b: Path) -> bool:
 def _image_faces(pipe: Any, source: Path, mode: str, output: Path) -> list:
     import cv2
 
-    from ..image import read_image
+    from ..io.image import read_image
 
     frame = read_image(source)
     faces = pipe(frame, dense=draw.needs_dense(mode)).faces
     if not faces:
         print(f"no face found in {source}", file=sys.stderr)
     try:
-        written = cv2.imwrite(str(output), draw.overlay(frame, faces, mode, pipe.model))
+        written = cv2.imwrite(str(output), draw.overlay(frame, faces, mode, pipe.face_model))
     except cv2.error as error:
         raise OSError(f"cannot write image {output}: {error.msg or error}") from None
     if not written:
@@ -104,7 +109,7 @@ def _image_faces(pipe: Any, source: Path, mode: str, output: Path) -> list:
 
 
 def _video_frames(pipe: Any, source: Path, mode: str, options: Any, output: Path) -> list:
-    from ..analysis import analyze_video
+    from ..batch.video_runner import analyze_video
 
     def progress(done: int, total: int | None, elapsed: float) -> None:
         if sys.stderr.isatty() and (done % 10 == 0 or done == total):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..assets import REGRESSORS
-from ..options import OptionsError, PipelineOptions, TrackerOptions
+from ..core.errors import OptionsError
+from ..core.options import PipelineOptions, TrackerOptions
+from ..weights.assets import REGRESSORS
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
+    from ..engine.pipeline import Pipeline
 
 _P, _T = PipelineOptions(), TrackerOptions()
 # option field -> the flag that sets it, so an error names what the user typed
@@ -38,7 +39,8 @@ def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threa
                    help="second pass on the crop the first pass's landmarks give")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=_P.flip_average,
                    help="also run the mirrored crop and average")
-    g.add_argument("--second-pass", action=argparse.BooleanOptionalAction, default=_P.second_pass,
+    g.add_argument("--mirror-fallback", action=argparse.BooleanOptionalAction,
+                   default=_P.mirror_fallback,
                    help="when the detector finds no face, look at the mirrored frame too")
 
 
@@ -62,7 +64,7 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
                                score_threshold=args.threshold, max_faces=args.max_faces,
                                roi_shift=args.roi_shift, roi_scale=args.roi_scale,
                                refine=args.refine, flip_average=args.flip,
-                               second_pass=args.second_pass)
+                               mirror_fallback=args.mirror_fallback)
     except OptionsError as error:
         raise flag_error(error) from None
 
@@ -82,6 +84,6 @@ def flag_error(error: OptionsError) -> ValueError:
 
 
 def make_pipeline(args: argparse.Namespace) -> "Pipeline":
-    from ..pipeline import Pipeline
+    from ..engine.pipeline import Pipeline
 
     return Pipeline(pipeline_options(args))

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def add_cli(sub: Any) -> None:
-    from .. import render_bench
+    from ..tools import render_bench
 
     p = sub.add_parser(
         "benchmark-render", help="time the C++ renderer on the real mesh (640x480, 1280x720)",
@@ -21,7 +21,7 @@ def add_cli(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import render_bench
+    from ..tools import render_bench
 
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")

@@ -1,63 +1,25 @@
-"""`densehead serve`: the dashboard as a server, started the way it should run for days.
-
-It is `streamlit run app.py` with two malloc arenas (MALLOC_ARENA_MAX=2). The live page frees
-0.1–1 MB video frames on many threads; with glibc's default of 8 arenas per core their free
-space fragments and the server's memory grows a few MB a minute, with 2 it stays flat (README,
-Soak). glibc reads the setting only when a process starts, before Streamlit's threads exist, so
-the app cannot set it itself: this command sets it and replaces itself with Streamlit.
-"""
+"""`densehead serve`: the dashboard as a server (densehead.dashboard.serve)."""
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 from typing import Any
-
-ARENAS_ENV = "MALLOC_ARENA_MAX"
-ARENAS = "2"
-CHECKOUT = Path(__file__).resolve().parents[2]   # where app.py, pages/ and .streamlit/ are
 
 
 def add_cli(sub: Any) -> None:
+    from ..dashboard import serve
+
     p = sub.add_parser(
         "serve", usage="densehead serve [streamlit run options ...]",
         help="run the dashboard (streamlit run app.py) with the server's memory settings",
-        description=__doc__ + "\nEvery argument after `serve` goes to `streamlit run`, e.g. "
-                              "`densehead serve --server.port 8502`. A MALLOC_ARENA_MAX already "
-                              "in the environment is kept.",
+        description=serve.__doc__ + "\nEvery argument after `serve` goes to `streamlit run`, e.g. "
+                                    "`densehead serve --server.port 8502`. A MALLOC_ARENA_MAX "
+                                    "already in the environment is kept.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=run, passed_on=[])
 
 
-def app_folder() -> Path:
-    """The checkout holding app.py: the one this package was installed from (pip install -e),
-    else the current directory."""
-    for folder in (CHECKOUT, Path.cwd()):
-        if (folder / "app.py").is_file() and (folder / "pages").is_dir():
-            return folder
-    raise OSError("app.py not found: `densehead serve` runs the dashboard of a densehead checkout; "
-                  "run it there (pip install -r requirements.txt installs it in place)")
-
-
-def command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", "app.py", *args]
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        import streamlit  # noqa: F401  (only to fail here with a clear message)
-    except ImportError:
-        raise OSError("the dashboard needs Streamlit: pip install -r requirements.txt") from None
-    folder = app_folder()
-    if not os.environ.get(ARENAS_ENV):
-        os.environ[ARENAS_ENV] = ARENAS
-    # Streamlit reads .streamlit/config.toml from the working directory: the app's settings
-    # (no post-script GC, no file watcher) hold only when it runs in the app's folder.
-    os.chdir(folder)
-    print(f"densehead serve: streamlit run app.py in {folder} with "
-          f"{ARENAS_ENV}={os.environ[ARENAS_ENV]}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, command(args.passed_on))
+    from ..dashboard.serve import exec_streamlit
+
+    exec_streamlit(args.passed_on)
     return 0  # not reached: this process is now Streamlit

@@ -1,12 +1,15 @@
 """CPU time per thread of this process, by the thread's role in the live server: what
-`benchmark-live` reports as where a frame's server CPU goes."""
+`benchmark-live` reports as where a frame's server CPU goes. Per-thread figures come from
+Linux's /proc; elsewhere there are none, and the process total comes from Python."""
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import time
 from pathlib import Path
 
-_TICK = os.sysconf("SC_CLK_TCK")
+TASKS = Path("/proc/self/task")
 # Python thread names (prefixes) -> role. Threads Python does not know (libvpx's, OpenCV's,
 # TFLite's workers) are "native"; Python threads not named here are "other".
 ROLES = (
@@ -26,9 +29,11 @@ def role(name: str | None) -> str:
 
 def thread_cpu() -> dict[str, float]:
     """{"<tid> <role>": CPU seconds} for every thread alive now."""
+    if not TASKS.is_dir():
+        return {}
     names = {t.native_id: t.name for t in threading.enumerate()}
     out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
+    for task in TASKS.iterdir():
         try:
             seconds = stat_cpu(task / "stat")
         except OSError:  # the thread ended just now
@@ -39,13 +44,20 @@ def thread_cpu() -> dict[str, float]:
 
 def process_cpu() -> float:
     """CPU seconds of this process so far, ended threads included."""
+    if not TASKS.is_dir():
+        return time.process_time()
     return stat_cpu(Path("/proc/self/stat"))
 
 
 def stat_cpu(stat: Path) -> float:
     """utime + stime, in seconds, from a /proc/.../stat file (a process's or a thread's)."""
     fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return (int(fields[11]) + int(fields[12])) / _clock_ticks()
+
+
+@functools.cache
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")  # POSIX only: asked when /proc exists, never at import
 
 
 def by_role(before: dict[str, float], after: dict[str, float], total_s: float) -> dict[str, float]:

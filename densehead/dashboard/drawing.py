@@ -4,9 +4,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .. import draw
-from ..face import Face
-from ..morphable import MorphableModel
+from ..core.face import Face
+from ..engine.face_model import MorphableModel
+from ..render import draw
 
 FALLBACK_MODE = "dense"
 

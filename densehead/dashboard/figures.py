@@ -14,10 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 from _plotly_utils.utils import convert_to_base64
 
-from .. import crop
-from ..export import Mesh, upright
-from ..face import Face
-from ..table import COL, EXPRESSION, POSE, split_tracks
+from ..core.face import Face
+from ..engine import crop
+from ..io.export import Mesh, upright
+from ..io.table import COL, EXPRESSION, POSE, split_tracks
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")

@@ -22,10 +22,10 @@ from typing import Any, Callable
 import av
 import cv2
 
-from .. import draw
-from ..options import TrackerOptions
-from ..pipeline import Pipeline
-from ..tracking import FaceTracker
+from ..core.options import TrackerOptions
+from ..engine.pipeline import Pipeline
+from ..engine.tracking import FaceTracker
+from ..render import draw
 from .drawing import draw_with_fallback
 from .recording import Recording, RecordingStatus
 from .series import SeriesBuffer
@@ -102,7 +102,7 @@ class LiveSession:
             if send_back or recording is not None:
                 drawn = time.perf_counter()
                 out, self.note = draw_with_fallback(image, result.faces, settings.mode,
-                                                    settings.pipeline.model, in_place=True)
+                                                    settings.pipeline.face_model, in_place=True)
                 result.times.render = (time.perf_counter() - drawn) * 1e3
         except Exception as exc:  # shown on the page by the stats panel, logged with its traceback
             log.exception("live frame processing failed")

@@ -23,8 +23,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..face import Face
-from ..table import COLUMNS, csv_text, face_row
+from ..core.face import Face
+from ..io.table import COLUMNS, csv_text, face_row
 
 log = logging.getLogger(__name__)
 TIME_BASE = Fraction(1, 1000)   # MP4 timestamps in milliseconds

@@ -1,7 +1,7 @@
 """The live page's results buffer: per-frame table rows and processing statistics.
 
 `SeriesBuffer` sits between a producer thread (the webcam callback) and a reader (the page, a
-few times a second). Everything is bounded: a ring of table rows (densehead.table's columns, in
+few times a second). Everything is bounded: a ring of table rows (densehead.io.table's columns, in
 float32) and a ring of per-frame timings, so a long session cannot grow memory; every access
 holds one lock for a short copy, and readers copy only the rows and columns they draw.
 """
@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..face import STAGES, Face, StageTimes
-from ..table import COL, COLUMNS, csv_text, face_row
+from ..core.face import STAGES, Face, StageTimes
+from ..io.table import COL, COLUMNS, csv_text, face_row
 
 IDLE_AFTER_S = 2.0  # no frame for this long: the stream is stopped or stalled, rates read 0
 TIME = COL["time_s"]

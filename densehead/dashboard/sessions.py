@@ -8,27 +8,22 @@ but here, keyed by the session id, and a janitor thread polls `Runtime.is_active
 safe) once a second: a session that has had no browser for `grace_s` has its resources closed
 and dropped. Nothing else holds them, so they are freed right then (the tests check it with weak
 references), and the janitor then gives the C heap's free pages back to the system (`heap`).
-
-With `DENSEHEAD_LIVE_STATUS=<file>` the janitor also writes what it holds to that file as JSON
-every tick (sessions, their counters, how many released resources are still alive), for the
-browser tests and `densehead benchmark-live`.
+Each tick also runs the registry's `on_tick` hooks (the server's status file, `status`).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
 
-from . import cpu, heap
+from . import heap
+from .status import STATUS_ENV, status_writer
 
 log = logging.getLogger(__name__)
-STATUS_ENV = "DENSEHEAD_LIVE_STATUS"
 GRACE_S = 3.0   # a reload or a network blip reconnects within this; a closed tab does not
 TICK_S = 1.0
 
@@ -53,11 +48,11 @@ class SessionResources:
 
     def __init__(self, is_active: Callable[[str], bool], grace_s: float = GRACE_S,
                  clock: Callable[[], float] = time.monotonic,
-                 status_path: str | os.PathLike | None = None) -> None:
+                 on_tick: Callable[["SessionResources"], None] | None = None) -> None:
         self._is_active = is_active
         self._grace_s = grace_s
         self._clock = clock
-        self._status_path = Path(status_path) if status_path else None
+        self._on_tick = on_tick
         self._lock = threading.Lock()
         self._sessions: dict[str, _Entry] = {}
         self._released: list[weakref.ref] = []  # of closed resources, to see that they are freed
@@ -119,7 +114,7 @@ class SessionResources:
             log.info("heap trimmed in %.1f ms", self._trim_ms)
 
     def start(self, tick_s: float = TICK_S) -> None:
-        """Run `sweep` (and write the status file) every tick on a daemon thread; idempotent."""
+        """Run `sweep` (then `on_tick`) every tick on a daemon thread; idempotent."""
         with self._lock:
             if self._thread is not None:
                 return
@@ -131,8 +126,8 @@ class SessionResources:
         while True:
             try:
                 self.sweep()
-                if self._status_path is not None:
-                    self.write_status(self._status_path)
+                if self._on_tick is not None:
+                    self._on_tick(self)
             except Exception:  # the janitor must outlive any one bad resource
                 log.exception("session janitor round failed")
             time.sleep(tick_s)
@@ -152,6 +147,11 @@ class SessionResources:
         log.info("session %s: %s released", session_id[:8], name)
 
     # -- what it holds ---------------------------------------------------------------------
+    @property
+    def last_trim_ms(self) -> float | None:
+        """How long the last heap trim took (None before the first)."""
+        return self._trim_ms
+
     def status(self) -> dict[str, Any]:
         """Sessions and their resources' own `status()` where they have one, how many were
         released and how many of those are still alive (should drop to 0 within a moment)."""
@@ -159,12 +159,7 @@ class SessionResources:
             sessions = {sid: dict(entry.resources) for sid, entry in self._sessions.items()}
             lingering = sum(r() is not None for r in self._released)
             released = self._released_count
-        out: dict[str, Any] = {"time": time.time(), "pid": os.getpid(), "released": released,
-                               "lingering": lingering, "cpu_s": cpu.process_cpu(),
-                               "threads": cpu.thread_cpu(), "sessions": []}
-        if (now := heap.usage()) is not None:
-            out["heap"] = {"in_use_mb": round(now.in_use_mb, 1), "free_mb": round(now.free_mb, 1),
-                           "last_trim_ms": self._trim_ms}
+        out: dict[str, Any] = {"released": released, "lingering": lingering, "sessions": []}
         for sid, resources in sessions.items():
             item: dict[str, Any] = {"id": sid}
             for name, resource in resources.items():
@@ -172,11 +167,6 @@ class SessionResources:
                 item[name] = report() if callable(report) else {}
             out["sessions"].append(item)
         return out
-
-    def write_status(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.status()))
-        tmp.replace(path)  # readers never see half a file
 
 
 # --- the one instance of a Streamlit server -------------------------------------------------
@@ -226,7 +216,8 @@ def server_resources() -> SessionResources:
     with _server_lock:
         if _server_resources is None:
             _log_to_stderr()
-            _server_resources = SessionResources(_browser_connected,
-                                                 status_path=os.environ.get(STATUS_ENV) or None)
+            path = os.environ.get(STATUS_ENV)
+            _server_resources = SessionResources(
+                _browser_connected, on_tick=status_writer(path) if path else None)
             _server_resources.start()
         return _server_resources

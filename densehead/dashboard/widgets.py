@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from .. import draw
+from ..render import draw
 
 
 @dataclass(frozen=True)

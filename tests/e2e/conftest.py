@@ -11,12 +11,17 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from densehead.dashboard.harness import AppServer, chromium_path, launch_chromium, to_y4m
-from densehead.dashboard.sessions import STATUS_ENV
-from e2e_setup import ASSETS, CAMERA_SECONDS, CAMERA_VIDEO
 # tests/helpers.py does `from conftest import SAMPLES`, and in a run of the whole suite it may
 # get this conftest module rather than tests/conftest.py: both must have it
-from e2e_setup import SAMPLES  # noqa: F401
+from e2e_setup import (
+    ASSETS,
+    CAMERA_SECONDS,
+    CAMERA_VIDEO,
+    SAMPLES,  # noqa: F401
+)
+
+from densehead.dashboard.status import STATUS_ENV
+from densehead.tools.browser import AppServer, chromium_path, launch_chromium, to_y4m
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,14 @@ import base64
 import time
 
 import numpy as np
-
-from densehead.dashboard.harness import (CHROMIUM_FLAGS, KEEP_RESOLUTION_JS, launch_chromium,
-                                         to_y4m)
 from e2e_setup import CAMERA_VIDEO, SAMPLES
+
+from densehead.tools.browser import (
+    CHROMIUM_FLAGS,
+    KEEP_RESOLUTION_JS,
+    launch_chromium,
+    to_y4m,
+)
 
 
 def launch(playwright, chromium: str, camera_file):

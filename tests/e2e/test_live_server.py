@@ -13,13 +13,25 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from densehead.dashboard.harness import (launch_chromium, live_sessions, page_session_id,
-                                         read_status, to_y4m)
-from densehead.table import COL
 from e2e_setup import SAMPLES
-from test_browser import (metric, new_page, start_stream, stage_text, text_retrying, wait_fps,
-                          webrtc_frame)
+from test_browser import (
+    metric,
+    new_page,
+    stage_text,
+    start_stream,
+    text_retrying,
+    wait_fps,
+    webrtc_frame,
+)
+
+from densehead.io.table import COL
+from densehead.tools.browser import (
+    launch_chromium,
+    live_sessions,
+    page_session_id,
+    read_status,
+    to_y4m,
+)
 
 
 def open_live(browser, app_url: str, status_file: Path, output_dir: Path, known: set[str],

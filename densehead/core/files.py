@@ -1,0 +1,39 @@
+"""Writing a file so that readers and a later run never see half of it."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Union
+
+Content = Union[bytes, str, Callable[[IO[bytes]], Any]]
+
+
+def atomic_write(path: str | os.PathLike, content: Content, sync: bool = True,
+                 temp: Path | None = None) -> Path:
+    """Write `path` through a temporary file in its folder, then rename it into place.
+
+    `content` is bytes, text, or a function that writes to the open binary file. `sync` flushes
+    the data to disk before the rename, so a crash leaves the old file or the new one, never a
+    torn one. `temp` names the temporary file (callers that clean up after killed runs need to
+    know it); by default it is a new unique name, so concurrent writers never share one."""
+    path = Path(path)
+    if temp is None:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        temp, out = Path(name), os.fdopen(fd, "wb")
+    else:
+        out = open(temp, "wb")
+    try:
+        with out:
+            if callable(content):
+                content(out)
+            else:
+                out.write(content.encode() if isinstance(content, str) else content)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,52 @@
+"""The models every page shares: loaded once per server process, read-only afterwards."""
+from __future__ import annotations
+
+import logging
+import os
+
+import cv2
+import streamlit as st
+
+from ..core.options import DASHBOARD_REGRESSOR, REGRESSOR_ENV
+from ..engine.pipeline import Pipeline
+from ..weights.assets import MissingAssetsError
+
+log = logging.getLogger(__name__)
+REGRESSOR = os.environ.get(REGRESSOR_ENV, DASHBOARD_REGRESSOR)
+# TFLite threads per model, and OpenCV's threads. One: a second thread saves little wall time on
+# these small models and 640x480 conversions but spins on the other core, which a server with
+# live streams needs (TFLite: LiveSession CPU per 640x480 frame 6.0 -> 4.6 ms, `densehead
+# benchmark-live` 18.7 -> 17.2 ms per frame; OpenCV: see the README); set 2 for one user.
+THREADS = int(os.environ.get("DENSEHEAD_THREADS", "1"))
+
+
+@st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")
+def shared_pipeline(regressor: str = REGRESSOR, threads: int = THREADS) -> Pipeline:
+    """One Pipeline per process: it holds nothing per call and its TFLite models serialise
+    their own calls, so sessions and webcam callback threads may share it (each session
+    takes its own `with_options` view for its settings)."""
+    cv2.setNumThreads(threads)   # process-wide: colour conversions, resizes, drawing
+    return Pipeline(regressor=regressor, num_threads=threads)
+
+
+def load_pipeline() -> Pipeline | None:
+    """The shared pipeline, or None after showing why it could not be loaded."""
+    try:
+        return shared_pipeline()
+    except Exception as exc:  # missing or corrupt files: a message on the page, the trace in the log
+        log.exception("the face models could not be loaded")
+        missing = isinstance(exc, MissingAssetsError)
+        st.error(("The model files are missing.\n\n" if missing else "The models could not be loaded.\n\n")
+                 + f"```\n{exc}\n```")
+        st.info("See the Home page for where the files go (set `DENSEHEAD_ASSETS` to a folder "
+                "holding them, or run `python -m densehead fetch` once while online).")
+        return None
+
+
+def renderer_status() -> str | None:
+    """None when the C++ renderer is importable, else the reason it is not."""
+    try:
+        from ..render import renderer as render  # noqa: F401
+    except ImportError as exc:
+        return str(exc) or type(exc).__name__
+    return None

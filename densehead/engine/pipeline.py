@@ -1,0 +1,212 @@
+"""One frame in, its faces out: detect -> crop -> regress -> reconstruct -> pose."""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.face import Face, FrameResult, StageTimes
+from ..core.frames import as_bgr
+from ..core.layout import COEFFICIENTS, camera_of
+from ..core.options import INT8, PipelineOptions
+from ..weights import assets
+from ..weights.compile import regressor_tflite
+from . import crop
+from .detector import Detections, FaceDetector
+from .face_model import MorphableModel, project
+from .mirror_fallback import MirrorFit, find_faces, unmirror
+from .pose import decompose
+from .runtime import TFLiteRunner
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class LoadedModels:
+    """The loaded networks and face model: read-only after loading, shared by every view."""
+    detector: FaceDetector
+    regressor: TFLiteRunner
+    face_model: MorphableModel
+    compiled_path: Path
+    key: tuple[str, int]          # (regressor name, threads) they were loaded with
+
+
+def load_models(options: PipelineOptions) -> LoadedModels:
+    start = time.perf_counter()
+    paths = assets.resolve_many(assets.default_names(options.regressor))
+    detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
+    compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
+                                paths[assets.STATS_FILE], assets.compiled_dir(),
+                                int8=options.regressor.endswith(INT8))
+    models = LoadedModels(
+        detector=detector, regressor=TFLiteRunner(compiled, num_threads=options.num_threads),
+        face_model=MorphableModel(paths[assets.BFM_FILE], paths[assets.TRI_FILE]),
+        compiled_path=Path(compiled), key=options.model_key)
+    log.info("models loaded in %.1f s: %s, %d TFLite thread(s), regressor %s",
+             time.perf_counter() - start, options.regressor, options.num_threads, compiled)
+    return models
+
+
+class Pipeline:
+    """Faces of one frame. Holds the shared models and frozen options, nothing per call, so one
+    pipeline may serve several threads (each TFLite model serialises its own calls).
+
+    `Pipeline()` loads the models with the default options; `Pipeline(options)` or
+    `Pipeline(max_faces=2, ...)` with others; `pipe.with_options(...)` gives a pipeline with
+    other per-call settings that shares the models already loaded.
+    """
+
+    def __init__(self, options: PipelineOptions | None = None, *,
+                 loaded: LoadedModels | None = None, **changes: Any) -> None:
+        options = options or PipelineOptions()
+        self.options = options.replace(**changes) if changes else options
+        if loaded is not None and loaded.key != self.options.model_key:
+            raise ValueError(f"these models were loaded for {loaded.key}, not for "
+                             f"{self.options.model_key}: create a new Pipeline instead")
+        self.loaded = loaded or load_models(self.options)
+        # this pipeline's own detector settings around the shared interpreter
+        self.detector = copy.copy(self.loaded.detector)
+        o = self.options
+        self.detector.score_threshold, self.detector.iou_threshold = o.score_threshold, o.iou_threshold
+        self.detector.min_size, self.detector.max_faces = o.min_face_size, o.max_faces
+
+    def with_options(self, **changes: Any) -> "Pipeline":
+        """A pipeline with some options changed that shares this one's loaded models (the
+        regressor and the thread count are fixed by the models)."""
+        return Pipeline(self.options.replace(**changes), loaded=self.loaded)
+
+    @property
+    def face_model(self) -> MorphableModel:
+        """The morphable model the landmarks and meshes are built from."""
+        return self.loaded.face_model
+
+    # -- the public calls ------------------------------------------------------------------
+    def __call__(self, frame: np.ndarray, boxes: np.ndarray | None = None,
+                 rois: np.ndarray | None = None, dense: bool = False,
+                 scores: np.ndarray | None = None) -> FrameResult:
+        """Faces in `frame` (BGR) and the time per stage. `boxes` skips detection; `rois` skips
+        the box->crop mapping too (square crops fed as they are, no refine or flip pass).
+        `dense` adds the 38,365 vertices."""
+        times = StageTimes()
+        frame = as_bgr(frame)
+        from_boxes, fits = rois is None, None
+        if rois is None:
+            if boxes is None:
+                start = time.perf_counter()
+                (boxes, scores), fits = self._detect(frame)
+                times.detect = _ms(start)
+            boxes = _finite_boxes(boxes, "boxes")
+            rois = [crop.roi_from_box(b, self.options.roi_shift, self.options.roi_scale)
+                    for b in boxes]
+        else:
+            rois = list(_finite_boxes(rois, "rois"))
+            boxes = _finite_boxes(boxes if boxes is not None else rois, "boxes")
+        if scores is None:
+            scores = np.ones(len(rois), dtype=np.float32)
+        faces = [self._face(frame, roi, box, float(score), dense, times, from_boxes)
+                 if fits is None else self._mirrored_face(fits[i], dense, times)
+                 for i, (roi, box, score) in enumerate(zip(rois, boxes, scores))]
+        times.faces = len(faces)
+        return FrameResult(faces, times)
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        """Face boxes and scores in a BGR frame, best first, with this pipeline's settings; when
+        the detector finds none, the mirrored frame's faces that the landmark fit confirms."""
+        return self._detect(frame)[0]
+
+    def _detect(self, frame: np.ndarray) -> tuple[Detections, list[MirrorFit] | None]:
+        return find_faces(self.detector, frame, self if self.options.mirror_fallback else None)
+
+    # -- one face --------------------------------------------------------------------------
+    def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
+              dense: bool, times: StageTimes, from_box: bool) -> Face:
+        """One face from its box (or roi)."""
+        params = self.regress(frame, roi, times)
+        if self.options.refine and from_box:  # second pass on the crop the first landmarks give
+            start = time.perf_counter()
+            landmarks = self.landmarks(params, roi)
+            times.postprocess += _ms(start)
+            roi = crop.roi_from_landmarks(landmarks)
+            params = self.regress(frame, roi, times)
+        start = time.perf_counter()
+        face = self.build_face(params, roi, box, score, dense)
+        times.postprocess += _ms(start)
+        if self.options.flip_average and from_box:
+            mirrored_params = self.regress(frame, face.roi, times, mirror=True)
+            start = time.perf_counter()
+            self._average_with_mirror(face, mirrored_params)
+            times.postprocess += _ms(start)
+        return face
+
+    def _mirrored_face(self, fit: MirrorFit, dense: bool, times: StageTimes) -> Face:
+        """A face only the mirrored frame showed, built from the fits that confirmed it and
+        averaged with its mirrored fit, which the networks see better (on the AFLW samples,
+        wild protocol: pose MAE 4.16 -> 3.99 degrees, mean NME 3.45 -> 3.42 %)."""
+        start = time.perf_counter()
+        face = self.build_face(fit.params, fit.roi, fit.box, fit.score, dense)
+        self._average_with_mirror(face, fit.mirrored_params)
+        times.postprocess += _ms(start)
+        return face
+
+    def regress(self, frame: np.ndarray, roi: np.ndarray, times: StageTimes | None = None,
+                mirror: bool = False) -> np.ndarray:
+        """De-normalised 62 params for one square roi of the frame."""
+        start = time.perf_counter()
+        x = crop.crop(frame, roi)
+        if mirror:
+            x = np.ascontiguousarray(x[:, :, ::-1])
+        mid = time.perf_counter()
+        params = self.loaded.regressor(x)[0][0].astype(np.float64)
+        if times is not None:
+            times.preprocess += (mid - start) * 1e3
+            times.inference += _ms(mid)
+        return params
+
+    def landmarks(self, params: np.ndarray, roi: np.ndarray) -> np.ndarray:
+        camera = crop.image_camera(camera_of(params), roi)
+        return project(camera, self.face_model.sparse(params[COEFFICIENTS]))
+
+    def build_face(self, params: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
+                   dense: bool, track_id: int = -1) -> Face:
+        """Everything derived from the params and the roi they were predicted on."""
+        camera = camera_of(params)
+        img_camera = crop.image_camera(camera, roi)
+        pose = decompose(camera)
+        coeffs = params[COEFFICIENTS]
+        return Face(
+            box=np.asarray(box, dtype=np.float64), score=score, roi=np.asarray(roi),
+            params=params, camera=camera, rotation=pose.rotation,
+            translation=pose.translation, scale=pose.scale,
+            yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll,
+            landmarks=project(img_camera, self.face_model.sparse(coeffs)),
+            vertices=project(img_camera, self.face_model.dense(coeffs)) if dense else None,
+            track_id=track_id)
+
+    def _average_with_mirror(self, face: Face, mirrored_params: np.ndarray) -> None:
+        """Test-time augmentation: average with the fit on the mirrored crop, its landmarks put
+        back on the face; yaw and roll change sign under the mirror."""
+        mirrored = unmirror(self.landmarks(mirrored_params, face.roi), face.roi)
+        face.landmarks = ((face.landmarks + mirrored) / 2).astype(np.float32)
+        m = decompose(camera_of(mirrored_params))
+        face.yaw = (face.yaw - m.yaw) / 2
+        face.pitch = (face.pitch + m.pitch) / 2
+        face.roll = (face.roll - m.roll) / 2
+
+
+def _finite_boxes(boxes: Any, name: str) -> np.ndarray:
+    """(K, 4) float64 boxes from a caller, refused unless finite with x2 > x1 and y2 > y1
+    (a NaN box would give NaN landmarks that no overlay can draw)."""
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite numbers, got {arr.tolist()}")
+    if np.any(arr[:, 2] <= arr[:, 0]) or np.any(arr[:, 3] <= arr[:, 1]):
+        raise ValueError(f"each of {name} needs x2 > x1 and y2 > y1, got {arr.tolist()}")
+    return arr
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3

@@ -1,0 +1,271 @@
+"""Driving the dashboard from outside, as people would: the app started with `densehead serve`
+(`streamlit run`) as a subprocess, a real video as Chromium's fake webcam, one browser context
+per person.
+
+Shared by the browser tests (tests/e2e) and `densehead benchmark-live`. Needs Playwright and
+Debian's Chromium (test requirements), imported only when a browser is launched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..dashboard import heap
+from ..dashboard.cpu import stat_cpu
+from ..dashboard.serve import CHECKOUT
+
+ROOT = CHECKOUT                                  # the checkout: app.py, pages/, .streamlit/
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream"]
+
+# Ask Chromium to keep the camera's resolution and give up frame rate instead when it judges
+# the CPU busy (the default "balanced" preference halves the size on a loaded machine)
+KEEP_RESOLUTION_JS = """(() => { const md = navigator.mediaDevices; if (!md) return;
+  const get = md.getUserMedia.bind(md);
+  md.getUserMedia = async (c) => { const s = await get(c);
+    s.getVideoTracks().forEach(t => { t.contentHint = 'detail'; }); return s; }; })();"""
+
+
+def to_y4m(src: Path, dst: Path, seconds: float, max_width: int = 640,
+           size: tuple[int, int] | None = None, rate: int | None = None) -> list[np.ndarray]:
+    """Re-encode the first `seconds` of a video as raw yuv420p .y4m (what Chromium's fake
+    camera reads): downscaled to at most max_width, or scaled and centre-cropped to `size`
+    (w, h) like a webcam's 4:3 picture; `rate` relabels the frame rate. Returns the RGB frames."""
+    import av
+
+    written: list[np.ndarray] = []
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        vin = inp.streams.video[0]
+        src_rate = vin.average_rate or 25
+        sw, sh = vin.codec_context.width, vin.codec_context.height
+        if size is None:
+            scale = min(1.0, max_width / sw)
+            size = (int(sw * scale) // 2 * 2, int(sh * scale) // 2 * 2)
+        w, h = size
+        cover = max(w / sw, h / sh)
+        sw2, sh2 = int(np.ceil(sw * cover)), int(np.ceil(sh * cover))
+        x0, y0 = (sw2 - w) // 2, (sh2 - h) // 2
+        stream = out.add_stream("rawvideo", rate=rate or src_rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in inp.decode(vin):
+            if len(written) >= seconds * float(src_rate):
+                break
+            rgb = frame.reformat(width=sw2, height=sh2, format="rgb24").to_ndarray()
+            rgb = np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])
+            written.append(rgb)
+            small = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(small):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return written
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium")
+
+
+def launch_chromium(playwright: Any, camera: Path, executable: str | None = None) -> Any:
+    """Headless Chromium whose webcam plays `camera` (.y4m) in a loop."""
+    return playwright.chromium.launch(
+        executable_path=executable or chromium_path(), headless=True,
+        args=CHROMIUM_FLAGS + [f"--use-file-for-fake-video-capture={camera}"])
+
+
+# --- the server -----------------------------------------------------------------------------
+
+@dataclass
+class AppServer:
+    """The dashboard started as the README says (`python -m densehead serve`, i.e. `streamlit
+    run app.py` with the server's memory settings) on a free port; its log goes to `log_path`.
+    Use as a context manager: it is always stopped by its own pid (serve becomes Streamlit)."""
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "AppServer":
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "densehead", "serve", "--server.headless", "true",
+             "--server.port", str(self.port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false", *self.args],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(self.url, self.proc)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    # -- what /proc says about it ------------------------------------------------------------
+    def rss_mb(self) -> float:
+        return heap.rss_mb(self.proc.pid)
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+def descendants_cpu(root: int, exclude: set[int] = frozenset()) -> float:
+    """CPU seconds of every process below `root` (e.g. the browsers a test started), except
+    the subtrees at `exclude` (the server)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    total = 0.0
+    for pid in parents:
+        p, chain = pid, set()
+        while p in parents and p != root and p not in chain:
+            chain.add(p)
+            p = parents[p]
+        if p == root and not chain & set(exclude):
+            try:
+                total += stat_cpu(Path(f"/proc/{pid}/stat"))
+            except OSError:
+                pass
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]   # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def read_status(path: Path, tries: int = 20) -> dict[str, Any]:
+    """The server's session status file (see densehead.dashboard.sessions)."""
+    for _ in range(tries):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            time.sleep(0.25)
+    return {"sessions": [], "released": 0, "lingering": 0}
+
+
+def live_sessions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{session id: its live page counters} for the sessions that have the live page open."""
+    return {s["id"]: s["live"] for s in status.get("sessions", []) if "live" in s}
+
+
+# --- a person on the live page ---------------------------------------------------------------
+
+def webrtc_frame(page: Any, tries: int = 120, button: str = "START") -> Any:
+    """The streamlit-webrtc component's iframe, once its START (or STOP) button shows."""
+    for _ in range(tries):
+        for frame in page.frames:
+            if frame != page.main_frame and frame.locator("button", has_text=button).count():
+                return frame
+        page.wait_for_timeout(500)
+    raise AssertionError("the webcam component did not appear")
+
+
+def choose(page: Any, label: str, option: str) -> None:
+    page.locator('[data-testid="stSelectbox"]', has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_ms: int = 45_000) -> None:
+    """Click START like a person would, and once more if the connection does not come up
+    (WebRTC negotiation on a busy 2-core machine sometimes stalls)."""
+    for _ in range(attempts):
+        frame.locator("button", has_text="START").click()
+        try:
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=timeout_ms)
+            return
+        except Exception:
+            if frame.locator("button", has_text="STOP").count():
+                frame.locator("button", has_text="STOP").click()
+            page.wait_for_timeout(2000)
+    raise AssertionError("the stream never started")
+
+
+def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: bool = True) -> Any:
+    """A new person (browser context) on the live page with `mode` chosen and the stream started."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    if keep_resolution:
+        context.add_init_script(KEEP_RESOLUTION_JS)
+    page = context.new_page()
+    page.console_log = []  # type: ignore[attr-defined]
+    page.on("console", lambda m: page.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
+    page.goto(url + "/Live_webcam", timeout=120_000)
+    frame = webrtc_frame(page)
+    if mode != "sparse":
+        choose(page, "Overlay", mode)
+    start_stream(page, frame)
+    return page
+
+
+def page_session_id(page: Any, status_path: Path, known: set[str], timeout_s: float = 30.0) -> str:
+    """The server's id of the session a freshly opened page created (the one not in `known`)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        new = set(live_sessions(read_status(status_path))) - known
+        if len(new) == 1:
+            return new.pop()
+        time.sleep(0.5)
+    raise AssertionError(f"no single new live session appeared (known {len(known)})")
+
+
+def iter_status(path: Path, seconds: float, every_s: float = 1.0) -> Iterator[dict[str, Any]]:
+    """The status file read every `every_s` for `seconds`."""
+    end = time.monotonic() + seconds
+    while True:
+        yield read_status(path)
+        if time.monotonic() >= end:
+            return
+        time.sleep(every_s)

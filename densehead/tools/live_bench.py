@@ -1,0 +1,384 @@
+"""`densehead benchmark-live`: the live page as a server, measured the way people use it.
+
+The app runs as a subprocess (`densehead serve`: `streamlit run app.py` with two malloc arenas,
+or MALLOC_ARENA_MAX from the environment), with DENSEHEAD_LIVE_STATUS set so that the server
+writes its per-session frame counters to a file; one headless Chromium plays a real video
+as every context's webcam; K contexts (K people) open the live page and press START. After a
+warm-up (Chromium ramps its bitrate and size), for a window of N seconds it reads, once a
+second, each session's processed and arrived frame counters and the server's utime+stime from
+/proc, then closes the contexts and waits until the server has released their sessions.
+
+Printed per K: processed and arrived fps per session, the longest gap without a processed frame,
+and the server's CPU per processed frame, next to the engine's own cost on the same frames
+(tracker + overlay, no WebRTC) and the VP8 decode + encode that aiortc does per frame.
+
+`--soak MINUTES` instead opens and closes sessions for that long (streams started and stopped,
+tabs closed, a recording now and then) and prints the server's memory after every round.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.options import REGRESSOR_ENV
+from ..dashboard import cpu as server_cpu
+from ..dashboard.status import STATUS_ENV
+from . import browser as harness
+
+THREADS_ENV = "DENSEHEAD_THREADS"
+
+
+@dataclass
+class SessionRun:
+    size: str
+    arrived_fps: float
+    processed_fps: float
+    longest_gap_s: float
+    frame_ms: float               # the page's own readout: wall time of our callback, median
+
+
+@dataclass
+class Round:
+    k: int
+    sessions: list[SessionRun]
+    cpu_cores: float
+    cpu_ms_per_frame: float
+    released_s: float | None      # how long until the server had released every closed session
+    browser_cores: float = 0.0    # the Chromium processes (same machine)
+    machine_cores: float = 0.0    # everything on the machine (other users included)
+    problems: list[str] = field(default_factory=list)
+    ms_by_role: dict[str, float] = field(default_factory=dict)  # server CPU ms per processed frame
+
+
+# --- the engine alone ------------------------------------------------------------------------
+
+def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int, regressor: str,
+                repeats: int = 3) -> tuple[float, float]:
+    """(median wall ms, CPU ms) per frame of tracker + overlay on these frames."""
+    import cv2
+
+    from ..dashboard.drawing import draw_with_fallback
+    from ..engine.pipeline import Pipeline
+    from ..engine.tracking import FaceTracker
+    from ..render import draw
+
+    cv2.setNumThreads(threads)   # as the dashboard does
+    pipe = Pipeline(regressor=regressor, num_threads=threads)
+    tracker = FaceTracker(pipe)
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames_rgb]
+    dense = draw.needs_dense(mode)
+    walls: list[float] = []
+    cpu0 = time.process_time()
+    for frame in frames * repeats:
+        start = time.perf_counter()
+        draw_with_fallback(frame, tracker(frame, dense=dense).faces, mode, pipe.face_model)
+        walls.append((time.perf_counter() - start) * 1e3)
+    cpu_ms = (time.process_time() - cpu0) * 1e3 / len(walls)
+    return statistics.median(walls), cpu_ms
+
+
+def codec_cost(frames_rgb: list[np.ndarray], encoder_class: type, bitrate: int) -> float:
+    """CPU ms per frame of what aiortc does to every frame besides our work: VP8 decode of the
+    browser's frame and VP8 encode of ours (the given encoder class at the given bitrate; on
+    one machine the browser's estimate soon reaches the encoder's maximum)."""
+    import av
+
+    frames = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+              for f in frames_rgb]
+    for i, f in enumerate(frames):
+        f.pts, f.time_base = i * 3600, Fraction(1, 90000)   # 25 fps on the RTP clock
+    encoder = encoder_class()
+    encoder.target_bitrate = bitrate
+    start = time.process_time()
+    for f in frames * 2:
+        encoder.encode(f)
+    encode_ms = (time.process_time() - start) * 1e3 / (2 * len(frames))
+    # a VP8 stream of the same frames, as the browser would send it, to time the decoder on
+    writer = av.CodecContext.create("libvpx", "w")
+    writer.width, writer.height, writer.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+    writer.bit_rate = bitrate
+    writer.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
+    packets = [p for f in frames for p in writer.encode(f)]
+    decoder = av.CodecContext.create("libvpx", "r")
+    start = time.process_time()
+    for p in packets * 2:
+        decoder.decode(p)
+    decode_ms = (time.process_time() - start) * 1e3 / (2 * len(packets))
+    return encode_ms + decode_ms
+
+
+# --- the live server --------------------------------------------------------------------------
+
+def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k: int, mode: str,
+                  warmup_s: float, seconds: float) -> Round:
+    problems: list[str] = []
+    known = set(harness.live_sessions(harness.read_status(status_path)))
+    pages, ids = [], []
+    for _ in range(k):
+        page = harness.open_live(browser, server.url, mode)
+        ids.append(harness.page_session_id(page, status_path, known | set(ids)))
+        pages.append(page)
+    try:
+        _wait_streaming(status_path, ids, timeout_s=90)
+        time.sleep(warmup_s)
+        samples, statuses = [], []
+        me = os.getpid()
+        browsers0, machine0 = harness.descendants_cpu(me, {server.proc.pid}), harness.machine_busy_seconds()
+        for status in harness.iter_status(status_path, seconds):
+            samples.append((time.monotonic(), harness.live_sessions(status)))
+            statuses.append(status)
+        browsers1, machine1 = harness.descendants_cpu(me, {server.proc.pid}), harness.machine_busy_seconds()
+        runs, processed = [], 0
+        span = samples[-1][0] - samples[0][0]
+        for sid in ids:
+            counts = [(t, s[sid]) for t, s in samples if sid in s]
+            first, last = counts[0][1], counts[-1][1]
+            done = last["processed"] - first["processed"]
+            processed += done
+            runs.append(SessionRun(size="x".join(map(str, last["size"])),
+                                   arrived_fps=(last["arrived"] - first["arrived"]) / span,
+                                   processed_fps=done / span,
+                                   longest_gap_s=_longest_gap(counts),
+                                   frame_ms=statistics.median(c["frame_ms"] for _, c in counts)))
+        for page in pages:
+            if page.locator("text=Traceback").count() or page.locator('[data-testid="stException"]').count():
+                problems.append("a traceback on a page")
+        first, last = statuses[0], statuses[-1]   # the server's own CPU readings
+        server_s = last["cpu_s"] - first["cpu_s"]
+        cores, ms = server_s / span, server_s * 1e3 / max(processed, 1)
+        browser_cores, machine_cores = (browsers1 - browsers0) / span, (machine1 - machine0) / span
+        roles = server_cpu.by_role(first["threads"], last["threads"], server_s)
+        ms_by_role = {name: s * 1e3 / max(processed, 1) for name, s in roles.items()}
+    finally:
+        for page in pages:
+            page.context.close()
+    released = _wait_released(status_path, set(ids), timeout_s=60)
+    if released is None:
+        problems.append("closed sessions were not released within 60 s")
+    return Round(k, runs, cores, ms, released, ms_by_role=ms_by_role, browser_cores=browser_cores,
+                 machine_cores=machine_cores, problems=problems)
+
+
+def _wait_streaming(status_path: Path, ids: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        live = harness.live_sessions(harness.read_status(status_path))
+        if all(live.get(sid, {}).get("processed", 0) > 0 for sid in ids):
+            return
+        time.sleep(0.5)
+    raise AssertionError("not every session streamed within %.0f s" % timeout_s)
+
+
+def _wait_released(status_path: Path, ids: set[str], timeout_s: float) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        status = harness.read_status(status_path)
+        if not ids & set(harness.live_sessions(status)) and status.get("lingering", 0) == 0:
+            return time.monotonic() - start
+        time.sleep(0.25)
+    return None
+
+
+def _longest_gap(counts: list[tuple[float, dict]]) -> float:
+    """Longest time between two samples of one session with no new processed frame."""
+    longest, since = 0.0, counts[0][0]
+    for (t0, a), (t1, b) in zip(counts, counts[1:]):
+        if b["processed"] > a["processed"]:
+            since = t1
+        longest = max(longest, t1 - since)
+    return longest
+
+
+# --- soak -----------------------------------------------------------------------------------
+
+def soak(server: harness.AppServer, browser: Any, status_path: Path, minutes: float,
+         mode: str, sessions: int = 2, stream_s: float = 20.0) -> list[dict[str, Any]]:
+    """Rounds of: `sessions` people open the page and stream (one of them records), then one
+    presses STOP and closes, the others close the tab; memory and what the server holds after.
+    A round that goes wrong (a stream that does not start or ends by itself) is reported in its
+    row and the soak goes on: one bad round must not lose the minutes of the others."""
+    rows: list[dict[str, Any]] = []
+    end = time.monotonic() + minutes * 60
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        pages: list[Any] = []
+        ids: list[str] = []
+        problem = ""
+        try:
+            problem = _soak_round(server, browser, status_path, mode, sessions, stream_s, pages, ids)
+        except Exception as exc:  # playwright timeouts, a page that never showed the component
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        finally:
+            for page in pages:
+                page.context.close()
+        released = _wait_released(status_path, set(ids), timeout_s=60)
+        status = harness.read_status(status_path)
+        rows.append({"round": n, "minute": (time.monotonic() - started) / 60,
+                     "rss_mb": server.rss_mb(), "released_s": released,
+                     "heap_in_use_mb": status.get("heap", {}).get("in_use_mb"),
+                     "live_sessions": len(harness.live_sessions(status)),
+                     "lingering": status.get("lingering", 0),
+                     "temp_dirs": len(glob.glob(os.path.join(tempfile.gettempdir(), "densehead-live-*"))),
+                     "problem": problem})
+        print(_soak_line(rows[-1]), flush=True)
+    return rows
+
+
+def _soak_round(server: harness.AppServer, browser: Any, status_path: Path, mode: str,
+                sessions: int, stream_s: float, pages: list[Any], ids: list[str]) -> str:
+    """One round; fills `pages` and `ids` as it goes (the caller closes them) and returns what
+    went wrong, or ""."""
+    known = set(harness.live_sessions(harness.read_status(status_path)))
+    for _ in range(sessions):
+        page = harness.open_live(browser, server.url, mode)
+        pages.append(page)
+        ids.append(harness.page_session_id(page, status_path, known | set(ids)))
+    pages[0].get_by_role("button", name="⏺ Record").click()
+    time.sleep(stream_s)
+    live = harness.live_sessions(harness.read_status(status_path))
+    stopped = [i for i, sid in enumerate(ids) if not live.get(sid, {}).get("streaming")]
+    if stopped:
+        return f"the stream of person {stopped[0] + 1} ended by itself"
+    stop = harness.webrtc_frame(pages[0], button="STOP").locator("button", has_text="STOP")
+    stop.click()
+    time.sleep(2)
+    return ""
+
+
+def _soak_line(row: dict[str, Any]) -> str:
+    released = "never" if row["released_s"] is None else f"{row['released_s']:.1f} s"
+    in_use = row["heap_in_use_mb"]
+    heap_part = f" (C heap in use {in_use:4.0f} MB)" if in_use is not None else ""
+    problem = f"  PROBLEM: {row['problem']}" if row["problem"] else ""
+    return (f"round {row['round']:3d}  {row['minute']:5.1f} min  server RSS {row['rss_mb']:6.1f} MB"
+            f"{heap_part}  released after {released}  live sessions {row['live_sessions']}"
+            f"  lingering {row['lingering']}  densehead-live temp dirs {row['temp_dirs']}{problem}")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    if harness.chromium_path() is None:
+        raise ValueError("benchmark-live needs Debian's Chromium (apt-get install -y chromium)")
+    if not Path(args.video).is_file():
+        raise ValueError(f"no such video: {args.video}")
+    work = Path(tempfile.mkdtemp(prefix="densehead-bench-"))   # kept: the server log, the status
+    camera = work / "camera.y4m"                                 # not kept: about 0.5 MB a frame
+    try:
+        return _run(args, work, camera)
+    finally:
+        camera.unlink(missing_ok=True)
+
+
+def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
+    from playwright.sync_api import sync_playwright
+
+    width, height = args.size
+    frames = harness.to_y4m(Path(args.video), camera, seconds=args.camera_seconds,
+                            size=(width, height), rate=args.rate)
+    print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
+          f" ({len(frames)} frames, looped), mode {args.mode}, regressor {args.regressor},"
+          f" server TFLite threads {args.threads},"
+          f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    engine_ms, engine_cpu = engine_cost(frames, args.mode, args.threads, args.regressor)
+    from aiortc.codecs import vpx as aiortc_vpx
+
+    from ..dashboard import vp8
+    codec_ms = {name: codec_cost(frames, cls, rate) for name, cls, rate in
+                (("aiortc's", aiortc_vpx.Vp8Encoder, aiortc_vpx.MAX_BITRATE),
+                 ("the page's", vp8.Vp8SpeedEncoder, vp8.MAX_BITRATE))}
+    print(f"engine alone (tracker + {args.mode} overlay, same frames, no WebRTC): "
+          f"{engine_ms:.2f} ms median, {engine_cpu:.2f} ms CPU per frame", flush=True)
+    print(f"VP8 decode + encode alone, {width}x{height}, at each encoder's top bitrate: "
+          + ", ".join(f"{name} encoder {ms:.2f} ms" for name, ms in codec_ms.items())
+          + " CPU per frame; the server uses " + ("aiortc's" if args.vp8 == "aiortc" else "the page's"),
+          flush=True)
+    status_path = work / "status.json"
+    env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads), vp8.ENV: args.vp8,
+           REGRESSOR_ENV: args.regressor}
+    if os.environ.get("DENSEHEAD_ASSETS"):
+        env["DENSEHEAD_ASSETS"] = os.environ["DENSEHEAD_ASSETS"]
+    with harness.AppServer(work / "server.log", env=env) as server, sync_playwright() as pw:
+        browser = harness.launch_chromium(pw, camera)
+        try:
+            if args.soak:
+                rows = soak(server, browser, status_path, args.soak, args.mode)
+                _print_soak_summary(rows)
+            else:
+                rounds = []
+                for k in args.sessions:
+                    rounds.append(measure_round(server, browser, status_path, k, args.mode,
+                                                args.warmup, args.seconds))
+                    print(format_round(rounds[-1], engine_cpu), flush=True)
+                print()
+                print(format_table(rounds, engine_cpu))
+        finally:
+            browser.close()
+        tracebacks = server.log_text().count("Traceback")
+    print(f"server log: {tracebacks} traceback(s); files in {work}")
+    return 0
+
+
+def format_round(r: Round, engine_cpu: float) -> str:
+    lines = [f"K={r.k}: server {r.cpu_cores:.2f} cores, {r.cpu_ms_per_frame:.1f} ms CPU per processed"
+             f" frame ({r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f}x the engine's)"
+             + (f", released {r.released_s:.1f} s after closing" if r.released_s is not None else "")
+             + f"; browsers {r.browser_cores:.2f} cores, whole machine {r.machine_cores:.2f} cores busy"]
+    for i, s in enumerate(r.sessions, 1):
+        share = s.processed_fps / s.arrived_fps if s.arrived_fps else 0.0
+        lines.append(f"  session {i}: {s.size}  arrived {s.arrived_fps:5.1f} fps  processed "
+                     f"{s.processed_fps:5.1f} fps ({share:.0%})  longest gap {s.longest_gap_s:.1f} s  "
+                     f"frame {s.frame_ms:.1f} ms (wall, median)")
+    if r.ms_by_role:
+        lines.append("  server CPU ms per processed frame by thread: " + ", ".join(
+            f"{name} {ms:.1f}" for name, ms in sorted(r.ms_by_role.items(), key=lambda x: -x[1])))
+    lines += [f"  problem: {p}" for p in r.problems]
+    return "\n".join(lines)
+
+
+def format_table(rounds: list[Round], engine_cpu: float) -> str:
+    """Markdown, ready for the README."""
+    out = ["| sessions | processed fps per session (min–max) | arrived fps | processed share "
+           "| longest gap | server CPU | CPU ms per processed frame | x engine |",
+           "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in rounds:
+        p = [s.processed_fps for s in r.sessions]
+        a = [s.arrived_fps for s in r.sessions]
+        share = sum(p) / max(sum(a), 1e-9)
+        out.append(f"| {r.k} | {min(p):.1f}–{max(p):.1f} | {min(a):.1f}–{max(a):.1f} | {share:.0%} "
+                   f"| {max(s.longest_gap_s for s in r.sessions):.1f} s | {r.cpu_cores:.2f} cores "
+                   f"| {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} |")
+    return "\n".join(out)
+
+
+def _print_soak_summary(rows: list[dict[str, Any]]) -> None:
+    if len(rows) < 2:
+        return
+    minutes = np.array([r["minute"] for r in rows])
+    rss = np.array([r["rss_mb"] for r in rows])
+    print(f"soak: {len(rows)} rounds over {minutes[-1]:.1f} min; RSS first {rss[0]:.0f} MB, "
+          f"max {rss.max():.0f} MB, last {rss[-1]:.0f} MB; second-half slope "
+          f"{_second_half_slope(minutes, rss):+.2f} MB/min; every round released: "
+          f"{all(r['released_s'] is not None for r in rows)}; rounds with a problem: "
+          f"{sum(bool(r['problem']) for r in rows)}")
+    if all(r["heap_in_use_mb"] is not None for r in rows):
+        in_use = np.array([r["heap_in_use_mb"] for r in rows])
+        print(f"C heap in use: first {in_use[0]:.0f} MB, max {in_use.max():.0f} MB, last "
+              f"{in_use[-1]:.0f} MB; second-half slope {_second_half_slope(minutes, in_use):+.2f} MB/min")
+
+
+def _second_half_slope(minutes: np.ndarray, mb: np.ndarray) -> float:
+    half = len(mb) // 2
+    return float(np.polyfit(minutes[half:], mb[half:], 1)[0]) if len(mb) >= 4 else float("nan")
