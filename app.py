@@ -1,4 +1,6 @@
-"""densehead dashboard — home page: what this is, how to use each page, model status."""
+"""densehead dashboard: the entry point. It names the pages (the navigation shows "Home", not
+the file's name) and runs the one the browser asked for; the home page is below: what this is,
+how to use each page, which model files were found."""
 from __future__ import annotations
 
 import os
@@ -8,62 +10,73 @@ import streamlit as st
 from densehead.dashboard.cached_pipeline import REGRESSOR, renderer_status
 from densehead.weights import assets
 
-st.set_page_config(page_title="densehead", page_icon="🙂", layout="wide")
-st.title("densehead — real-time 3D dense face alignment on the CPU")
-st.markdown(
-    "3DDFA_V2 re-implemented on TensorFlow Lite: every face gets a 3D morphable-model fit — "
-    "head pose (yaw, pitch, roll), 68 landmarks, 10 expression and 40 shape coefficients, and "
-    "a dense mesh of 38,365 vertices — fast enough for a live webcam on two CPU cores. "
-    "Everything runs on this server; nothing is sent elsewhere.")
 
-st.header("Pages")
-st.markdown(
-    "- **Live webcam** — press *START* and allow the camera. Your video goes to this server, "
-    "is processed frame by frame, and comes back with the overlay you pick (sparse landmarks, "
-    "dense points, pose cube, lit mesh, depth, PNCC). Beside it: server FPS, time per stage, "
-    "and charts of yaw/pitch/roll and the expression coefficients; download the series as "
-    "CSV. When the server cannot keep up it drops frames rather than queueing them, so the "
-    "delay stays small.\n"
-    "- **3D viewer** — upload a photo (or take one with the camera), pick a face, and turn its "
-    "mesh around in 3D, coloured from the photo. Toggle the wireframe, landmarks and pose "
-    "axes; download the mesh as .obj (with vertex colours) or .ply and the numbers as .json.\n"
-    "- **Video analysis** — upload a video; a progress bar shows the ETA; you get the overlay "
-    "video, pose and expression time series per tracked face, summary statistics, and "
-    "CSV/JSON exports.")
+def home() -> None:
+    st.set_page_config(page_title="densehead", page_icon="🙂", layout="wide")
+    st.title("densehead — real-time 3D dense face alignment on the CPU")
+    st.markdown(
+        "3DDFA_V2 re-implemented on TensorFlow Lite: every face gets a 3D morphable-model fit — "
+        "head pose (yaw, pitch, roll), 68 landmarks, 10 expression and 40 shape coefficients, and "
+        "a dense mesh of 38,365 vertices — fast enough for a live webcam on two CPU cores. "
+        "Everything runs on this server; nothing is sent elsewhere.")
 
-st.header("Model status")
-names = assets.default_names(REGRESSOR)
-rows = []
-for s in assets.status(names):
-    official = {True: "official", False: "stand-in (not the official file)", None: "—"}[s.official]
-    rows.append({"file": s.name, "found": "yes" if s.path else "MISSING", "source": s.source,
-                 "kind": official, "path": str(s.path or "")})
-st.dataframe(rows, hide_index=True, width="stretch")
+    st.header("Pages")
+    st.markdown(
+        "- **Live webcam** — press *START* and allow the camera. Your video goes to this server, "
+        "is processed frame by frame, and comes back with the overlay you pick (sparse landmarks, "
+        "dense points, pose cube, lit mesh, depth, PNCC). Beside it: server FPS, time per stage, "
+        "and charts of yaw/pitch/roll and the expression coefficients; download the series as "
+        "CSV. When the server cannot keep up it drops frames rather than queueing them, so the "
+        "delay stays small.\n"
+        "- **3D viewer** — upload a photo (or take one with the camera), pick a face, and turn its "
+        "mesh around in 3D, coloured from the photo. Toggle the wireframe, landmarks and pose "
+        "axes; download the mesh as .obj (with vertex colours) or .ply and the numbers as .json.\n"
+        "- **Video analysis** — upload a video; a progress bar shows the ETA; you get the overlay "
+        "video, pose and expression time series per tracked face, summary statistics, and "
+        "CSV/JSON exports.")
 
-missing = [r["file"] for r in rows if r["found"] != "yes"]
-standins = [r["file"] for r in rows if r["kind"].startswith("stand-in")]
-compiled = assets.cache_dir() / "compiled"
-cached = sorted(p.name for p in compiled.glob("*.tflite")) if compiled.is_dir() else []
-if cached:
-    st.success(f"Compiled TFLite regressor cached in `{compiled}`: {', '.join(cached)}")
-else:
-    st.info(f"No compiled TFLite regressor cached yet in `{compiled}`: the first page that needs "
-            "the models compiles it from the PyTorch checkpoint (a few seconds, once).")
-if standins:
-    st.warning(f"Using stand-in data for {', '.join(standins)}: results are approximate "
-               "away from the mean face. Put the official file in the assets folder to fix this.")
-if missing:
-    where = os.environ.get("DENSEHEAD_ASSETS") or str(assets.cache_dir())
-    st.error(
-        f"Missing model files: {', '.join(missing)}.\n\n"
-        f"Either run `python -m densehead fetch` once while online (files go to `{assets.cache_dir()}`), "
-        f"or copy them into a folder and start the app with `DENSEHEAD_ASSETS=/that/folder`. "
-        f"Currently looking in `{where}`.")
+    st.header("Model status")
+    names = assets.default_names(REGRESSOR)
+    rows = []
+    for s in assets.status(names):
+        official = {True: "official", False: "stand-in (not the official file)", None: "—"}[s.official]
+        rows.append({"file": s.name, "found": "yes" if s.path else "MISSING", "source": s.source,
+                     "kind": official, "path": str(s.path or "")})
+    st.dataframe(rows, hide_index=True, width="stretch")
 
-problem = renderer_status()
-if problem:
-    st.warning(f"The C++ mesh renderer is not available ({problem}). The mesh, depth and PNCC "
-               "overlays fall back to dense points and say so on the video. Reinstall with "
-               "`pip install -e .` to build it.")
-else:
-    st.success("C++ mesh renderer: built and loaded.")
+    missing = [r["file"] for r in rows if r["found"] != "yes"]
+    standins = [r["file"] for r in rows if r["kind"].startswith("stand-in")]
+    compiled = assets.compiled_dir()
+    cached = sorted(p.name for p in compiled.glob("*.tflite")) if compiled.is_dir() else []
+    if cached:
+        st.success(f"Compiled TFLite regressor cached in `{compiled}`: {', '.join(cached)}")
+    else:
+        st.info(f"No compiled TFLite regressor cached yet in `{compiled}`: the first page that needs "
+                "the models compiles it from the PyTorch checkpoint (a few seconds, once).")
+    if standins:
+        st.warning(f"Using stand-in data for {', '.join(standins)}: results are approximate "
+                   "away from the mean face. Put the official file in the assets folder to fix this.")
+    if missing:
+        where = os.environ.get(assets.ASSETS_ENV) or str(assets.cache_dir())
+        st.error(
+            f"Missing model files: {', '.join(missing)}.\n\n"
+            f"Either run `python -m densehead fetch` once while online (files go to `{assets.cache_dir()}`), "
+            f"or copy them into a folder and start the app with `{assets.ASSETS_ENV}=/that/folder`. "
+            f"Currently looking in `{where}`.")
+
+    problem = renderer_status()
+    if problem:
+        st.warning(f"The C++ mesh renderer is not available ({problem}). The mesh, depth and PNCC "
+                   "overlays fall back to dense points and say so on the video. Reinstall with "
+                   "`pip install -e .` to build it.")
+    else:
+        st.success("C++ mesh renderer: built and loaded.")
+
+
+st.navigation([
+    st.Page(home, title="Home", icon="🙂", default=True),
+    st.Page("pages/1_Live_webcam.py", title="Live webcam", icon="🎥", url_path="Live_webcam"),
+    st.Page("pages/2_3D_viewer.py", title="3D viewer", icon="🧊", url_path="3D_viewer"),
+    st.Page("pages/3_Video_analysis.py", title="Video analysis", icon="🎬",
+            url_path="Video_analysis"),
+]).run()

@@ -94,11 +94,12 @@ def controls() -> None:
 @st.fragment
 def actions() -> None:
     state = live()
-    a, b, c = st.columns(3)
+    a, b = st.columns(2)   # two buttons a row, so that no label is cut at 1280 px
     # No tooltips on these buttons: a tooltip shown while ⏺ Record is clicked stays on the page
     # over the ⏹ Stop recording button that replaces it and swallows the next click.
     export = a.button("Export series (CSV)", key="live_export")
     b.button("Clear series", on_click=act, args=("clear_series",))
+    c, _ = st.columns(2)
     status = state.recording_status()
     recording = status is not None and status.state == "recording"
     if recording:

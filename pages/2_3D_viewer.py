@@ -15,13 +15,14 @@ from densehead.dashboard.figures import (
     mesh_figure,
     pose_axes,
 )
+from densehead.dashboard.uploads import upload_types
 from densehead.io import export
-from densehead.io.image import decode_image
+from densehead.io.image import FORMATS, decode_image
+from densehead.io.video import IMAGE_SUFFIXES
 
 st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
 st.title("3D viewer")
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp"]
 MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
 DETAIL = {"balanced (~12,000 vertices)": 12_000, "full (38,365 vertices)": FULL_VERTICES,
           "light (~4,000 vertices)": 4_000}
@@ -65,7 +66,8 @@ if load_pipeline() is None:
 
 source = st.radio("Photo", ["Upload a photo", "Take a snapshot with the camera"], horizontal=True)
 if source.startswith("Upload"):
-    upload = st.file_uploader("Photo (JPEG, PNG, BMP, WebP)", type=IMAGE_TYPES, key="photo")
+    upload = st.file_uploader(f"Photo ({FORMATS})", type=upload_types(IMAGE_SUFFIXES),
+                              key="photo")
 else:
     upload = st.camera_input("Snapshot", key="snapshot",
                              help="If nothing appears, the browser blocked the camera: allow it "
@@ -104,13 +106,15 @@ with top_left:
     st.caption(f"{len(faces)} face(s) found; detector score {face.score:.2f}.")
 
 with top_right:
-    controls = st.columns([3, 2, 2, 2, 2])
-    detail = controls[0].selectbox("Detail", list(DETAIL), key="detail")
-    wire = controls[1].toggle("Wireframe", key="wire")
-    marks = controls[2].toggle("68 landmarks", key="marks")
-    axes = controls[3].toggle("Pose axes", value=True, key="axes")
-    if controls[4].button("Reset view"):
+    # two rows, so that no label is cut at 1280 px
+    first, second = st.columns([3, 1], vertical_alignment="bottom")
+    detail = first.selectbox("Detail", list(DETAIL), key="detail")
+    if second.button("Reset view"):
         st.session_state.revision = st.session_state.get("revision", 0) + 1
+    toggles = st.columns(3)
+    wire = toggles[0].toggle("Wireframe", key="wire")
+    marks = toggles[1].toggle("68 landmarks", key="marks")
+    axes = toggles[2].toggle("Pose axes", value=True, key="axes")
     full, shown, wireframe = meshes(data, name, index, DETAIL[detail])
     fig = mesh_figure(shown, landmarks=export.upright(face.landmarks) if marks else None,
                       axes=pose_axes(face) if axes else None,

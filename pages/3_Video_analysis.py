@@ -12,17 +12,18 @@ from densehead.core.options import TrackerOptions
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
+from densehead.dashboard.playable import browser_mp4
 from densehead.dashboard.sessions import server_resources, session_id
-from densehead.dashboard.uploads import TempFolder, save_upload
+from densehead.dashboard.uploads import TempFolder, save_upload, upload_types
 from densehead.dashboard.widgets import processing_settings
 from densehead.io import export, table
+from densehead.io.video import VIDEO_SUFFIXES
 from densehead.render import draw
 
 log = logging.getLogger("densehead.pages.video")
 st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
 st.title("Video analysis")
 
-VIDEO_TYPES = ["mp4", "mov", "avi", "mkv", "webm", "m4v", "mpg", "mpeg"]
 
 pipe = load_pipeline()
 if pipe is None:
@@ -37,7 +38,8 @@ if mode in draw.RENDERED and (problem := renderer_status()):
     st.warning(f"The **{mode}** overlay needs the C++ renderer ({problem}); the video will show "
                "dense points instead, with a note on every frame.")
 
-upload = st.file_uploader("Video (MP4, MOV, AVI, MKV, WebM)", type=VIDEO_TYPES, key="video")
+upload = st.file_uploader("Video (MP4, MOV, AVI, MKV, WebM, …)",
+                          type=upload_types(VIDEO_SUFFIXES), key="video")
 if upload is None:
     st.info("Upload a short video with faces. Each frame is tracked; you get the overlay video, "
             "pose and expression time series per face, and CSV/JSON files.")
@@ -77,7 +79,7 @@ if st.session_state.get("video_job") != job:
                                options=TrackerOptions(smoothing=smoothing),
                                max_frames=int(limit) or None, progress=report,
                                overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model))
-        playable = export.browser_mp4(raw, playable_path)
+        playable = browser_mp4(raw, playable_path)
     except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)
         playable_path.unlink(missing_ok=True)

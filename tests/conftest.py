@@ -1,16 +1,10 @@
 """Shared fixtures: where the real samples and model files are, and where tests leave pictures."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DENSEHEAD_SHARED", ROOT.parent / "shared"))
-SAMPLES = SHARED / "samples"
-ASSETS = Path(os.environ.get("DENSEHEAD_ASSETS", SHARED / "assets"))
-OUTPUT = ROOT / "test-output"
+from paths import ASSETS, OUTPUT, SAMPLES
 
 
 @pytest.fixture(scope="session")

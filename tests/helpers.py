@@ -5,7 +5,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from conftest import SAMPLES
+from paths import SAMPLES
 
 
 @lru_cache(maxsize=None)

@@ -26,6 +26,8 @@ from densehead.batch import (
 )
 from densehead.io import table
 
+pytestmark = pytest.mark.slow  # worker processes, Ray, the CLI as a subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIP1, CLIP2, PHOTO = "a/clip1.mp4", "b/clip2.avi", "photo.jpg"
 
@@ -270,6 +272,7 @@ def test_names_never_collide_and_the_output_folder_is_not_an_input(study, tmp_pa
         plan_inputs([a.parent], a.parent)
 
 
+@pytest.mark.ray
 def test_one_worker_two_workers_and_ray_give_the_same_tables(study, first_run, tmp_path,
                                                              local_ray):
     two, _ = first_run

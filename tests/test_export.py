@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 from helpers import shared_pipeline
+from readers import read_csv, read_obj, read_ply
 
-from densehead.io import export
+from densehead.io import export, table
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,9 @@ def test_face_mesh_is_upright_and_coloured_from_the_photo(photo_face, mesh):
 
 
 def test_obj_round_trip_keeps_vertices_triangles_and_colours(mesh, tmp_path):
-    path = export.write(tmp_path / "face.obj", export.obj_bytes(mesh))
-    back = export.read_obj(path)
+    path = tmp_path / "face.obj"
+    path.write_bytes(export.obj_bytes(mesh))
+    back = read_obj(path)
     assert back.n_vertices == mesh.n_vertices
     assert np.array_equal(back.triangles, mesh.triangles)
     assert np.allclose(back.vertices, mesh.vertices, atol=1e-3)
@@ -46,8 +48,9 @@ def test_obj_round_trip_keeps_vertices_triangles_and_colours(mesh, tmp_path):
 
 
 def test_ply_round_trip_keeps_vertices_triangles_and_colours(mesh, tmp_path):
-    path = export.write(tmp_path / "face.ply", export.ply_bytes(mesh))
-    back = export.read_ply(path)
+    path = tmp_path / "face.ply"
+    path.write_bytes(export.ply_bytes(mesh))
+    back = read_ply(path)
     assert back.n_vertices == mesh.n_vertices
     assert np.array_equal(back.triangles, mesh.triangles)
     assert np.array_equal(back.vertices, mesh.vertices)
@@ -69,16 +72,23 @@ def test_json_holds_pose_and_coefficients(photo_face):
     assert len(got["shape"]) == 40 and len(got["landmarks"]) == 68
 
 
-def test_csv_text_reads_back(tmp_path):
-    text = export.csv_text(["a", "b"], [[1, 2.5], [3, -0.125]])
-    header, table = export.read_csv(text)
-    assert header == ["a", "b"] and table.tolist() == [[1, 2.5], [3, -0.125]]
+def test_table_csv_reads_back(photo_face):
+    """The per-frame CSV (live page, video page, batch) holds what the table holds: frame and
+    track id exactly, the rest to the 6 significant digits it is written with."""
+    _, face = photo_face
+    rows = table.stack(table.frame_rows(7, 0.28, [face]))
+    header, back = read_csv(table.csv_text(rows))
+    assert header == list(table.COLUMNS)
+    assert back[:, [table.COL["frame"], table.COL["track_id"]]].tolist() == [[7, face.track_id]]
+    assert np.allclose(back, rows, rtol=1e-5, atol=1e-4)
 
 
 def test_browser_mp4_is_h264(samples, tmp_path):
     import av
 
-    out = export.browser_mp4(samples / "videos" / "orlando_bloom.avi", tmp_path / "o.mp4")
+    from densehead.dashboard.playable import browser_mp4
+
+    out = browser_mp4(samples / "videos" / "orlando_bloom.avi", tmp_path / "o.mp4")
     with av.open(str(out)) as c:
         stream = c.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"

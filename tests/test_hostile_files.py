@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from readers import read_csv
 
 from densehead.core.errors import ImageError
 from densehead.engine.face_model import MorphableModel
-from densehead.io import export
 from densehead.io.image import decode_image, read_image
 from densehead.weights.assets import ModelFileError
 from densehead.weights.compile import (
@@ -261,11 +261,11 @@ def test_tflite_load_error_names_the_file(tmp_path: Path, assets_dir: Path):
 
 def test_read_csv_reads_a_file_named_by_a_string(tmp_path: Path):
     path = tmp_path / "series.csv"
-    path.write_text(export.csv_text(["a", "b"], [[1, 2.5], [3, -0.125]]))
+    path.write_text("a,b\n1,2.5\n3,-0.125\n")
     for source in (str(path), path, path.read_text()):
-        header, table = export.read_csv(source)
+        header, table = read_csv(source)
         assert header == ["a", "b"] and table.tolist() == [[1, 2.5], [3, -0.125]]
     with pytest.raises(FileNotFoundError, match="no such CSV file: missing.csv"):
-        export.read_csv("missing.csv")
+        read_csv("missing.csv")
     with pytest.raises(ValueError, match="row 3 has 1 values"):
-        export.read_csv("a,b\n1,2\n3\n")
+        read_csv("a,b\n1,2\n3\n")

@@ -1,4 +1,5 @@
-"""The README's examples run as written, and the library stands without the dashboard."""
+"""The README's examples (and those in docs/) run as written, and the library stands without the
+dashboard."""
 from __future__ import annotations
 
 import os
@@ -6,13 +7,15 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT
+
+GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [block for guide in GUIDES
+            for block in re.findall(r"```python\n(.*?)```", guide.read_text(), flags=re.S)]
 
 
 def test_readme_python_block_runs_as_written(tmp_path, samples):
@@ -42,8 +45,9 @@ def test_readme_python_block_runs_as_written(tmp_path, samples):
 def test_library_imports_and_runs_without_streamlit_or_plotly(tmp_path, samples):
     """Every library module and the CLI import with Streamlit and Plotly made unimportable."""
     package = ROOT / "densehead"
+    library = ("core", "weights", "engine", "render", "io", "batch", "cli")
     modules = sorted(".".join(p.relative_to(package).with_suffix("").parts)
-                     for folder in (package, package / "cli", package / "batch")
+                     for folder in (package, *(package / name for name in library))
                      for p in folder.glob("*.py") if p.stem != "__main__")
     code = (
         "import sys\n"

@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 from helpers import shared_pipeline
+from readers import read_csv
 
 from densehead.dashboard.series import SeriesBuffer
-from densehead.io.export import read_csv
 from densehead.io.table import COL, COLUMNS, EXPRESSION, csv_text, split_tracks, summary
 
 

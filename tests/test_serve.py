@@ -9,6 +9,8 @@ import pytest
 
 from densehead.tools.browser import ROOT, AppServer
 
+pytestmark = pytest.mark.slow  # starts the dashboard server
+
 
 def _environ(pid: int) -> dict[str, str]:
     pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import aflw_items, image_path, shared_pipeline
+from readers import read_obj
 
 from densehead.io import export, texture
 
@@ -131,7 +132,7 @@ def test_textured_obj_reads_back_with_the_project_reader(written, frontal):
     obj, mtl, png = written
     assert [p.name for p in written] == ["face.obj", "face.mtl", "face_texture.png"]
     _, face = frontal
-    mesh = export.read_obj(obj)
+    mesh = read_obj(obj)
     model = shared_pipeline().face_model
     assert mesh.vertices.shape == (38365, 3) and np.array_equal(mesh.triangles, model.triangles)
     assert np.allclose(mesh.vertices, export.upright(face.vertices), atol=1e-3)
@@ -356,7 +357,7 @@ def test_zip_holds_the_three_files(frontal, tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == ["face_0.mtl", "face_0.obj", "face_0_texture.png"]
         zf.extractall(tmp_path / "unzipped")
-    mesh = export.read_obj(tmp_path / "unzipped" / "face_0.obj")
+    mesh = read_obj(tmp_path / "unzipped" / "face_0.obj")
     assert mesh.uv is not None and mesh.n_vertices == 38365
     assert export.obj_texture_path(tmp_path / "unzipped" / "face_0.obj").is_file()
 

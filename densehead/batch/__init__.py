@@ -5,9 +5,11 @@ on this machine (worker processes) or a Ray cluster, resumable.
     df = video_table("clip.mp4")                       # pandas DataFrame, densehead.io.table.COLUMNS
     report = run_batch(["study/"], "tables/", workers=2)   # what `densehead batch` does
 
-Modules: plan (inputs -> jobs and output names), work (one file -> its table, in a worker),
-outputs (atomic writes, what counts as finished), local / ray_engine (where the work runs),
-progress (the bar), runner (all of it, and batch.json), benchmark.
+Modules: plan (inputs -> jobs and output names), video_runner (a whole video through the
+tracker), work (one file -> its table, in a worker), outputs (what counts as finished),
+local / ray_engine (where the work runs), progress (the bar), runner (all of it, and batch.json).
+
+May import: core, weights, engine, render, io.
 """
 from __future__ import annotations
 

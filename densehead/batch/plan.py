@@ -18,13 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from ..io.video import is_image
+from ..io.video import VIDEO_SUFFIXES, is_image
 
 LIST_SUFFIXES = (".txt", ".lst")
-# what a folder walk takes; a file named explicitly is tried whatever its suffix
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".flv",
-                            ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".mxf",
-                            ".y4m", ".mjpeg", ".dv"})
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ import time
 from typing import Any, Iterator
 
 from ..core.options import PipelineOptions
+from ..weights.assets import ASSETS_ENV, HOME_ENV, MIRROR_ENV
 from .work import BatchSettings, Outcome, Task, run_task
 
 FrameCount = tuple[int, int]
 POLL_S = 0.25
 # passed to the workers: where the model files are, and no FFmpeg messages (errors are
 # reported per file)
-FORWARDED_ENV = ("DENSEHEAD_ASSETS", "DENSEHEAD_HOME", "DENSEHEAD_MIRROR")
+FORWARDED_ENV = (ASSETS_ENV, HOME_ENV, MIRROR_ENV)
 QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
 
 

@@ -57,7 +57,7 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
     notes: set[str] = set()
     start = time.perf_counter()
     n = 0
-    writer_cm = (VideoWriter(output, info.fps, (info.width, info.height)) if output is not None
+    writer_cm = (VideoWriter(output, info.fps) if output is not None
                  else contextlib.nullcontext())
     dense = output is not None and draw.needs_dense(mode)  # the table itself needs no mesh
     with writer_cm as writer:

@@ -1,6 +1,9 @@
 """`python -m densehead COMMAND ...`: one module per group of commands, each with an `add_cli`
 that registers its subcommands; this module builds the parser and turns every user-facing
-failure into one line on stderr and exit code 1."""
+failure into one line on stderr and exit code 1.
+
+May import: core, weights, engine, render, io, batch, dashboard, tools.
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,20 @@
-"""`densehead benchmark-live`: K people streaming the live page at once; server CPU per frame."""
+"""`densehead benchmark-live`: the live page as a server, measured the way people use it.
+
+The app runs as a subprocess (`densehead serve`: `streamlit run app.py` with two malloc arenas,
+or MALLOC_ARENA_MAX from the environment), with DENSEHEAD_LIVE_STATUS set so that the server
+writes its per-session frame counters to a file; one headless Chromium plays a real video
+as every context's webcam; K contexts (K people) open the live page and press START. After a
+warm-up (Chromium ramps its bitrate and size), for a window of N seconds it reads, once a
+second, each session's processed and arrived frame counters and the server's utime+stime from
+/proc, then closes the contexts and waits until the server has released their sessions.
+
+Printed per K: processed and arrived fps per session, the longest gap without a processed frame,
+and the server's CPU per processed frame, next to the engine's own cost on the same frames
+(tracker + overlay, no WebRTC) and the VP8 decode + encode that aiortc does per frame.
+
+`--soak MINUTES` instead opens and closes sessions for that long (streams started and stopped,
+tabs closed, a recording now and then) and prints the server's memory after every round.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +29,7 @@ def add_cli(sub: Any) -> None:
     p = sub.add_parser(
         "benchmark-live", help="the live page with K browser sessions at once (needs Chromium "
                                "and Playwright); or --soak MINUTES",
-        description=_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=_counts, default=[1, 2, 3, 4],
                    help="how many people at once, one round each (default 1,2,3,4)")
     p.add_argument("--size", type=parse_size, default=(640, 480), help="camera WxH (default 640x480)")
@@ -47,12 +63,6 @@ def _counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError(f"a comma-separated list of session counts like 1,2,4, got {text!r}")
     return counts
-
-
-def _doc() -> str:
-    from ..tools import live_bench
-
-    return live_bench.__doc__ or ""
 
 
 def run(args: argparse.Namespace) -> int:

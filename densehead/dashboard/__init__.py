@@ -1,5 +1,12 @@
-"""The dashboard's code: the Streamlit pages (app.py, pages/) stay thin and call into here.
+"""The dashboard's code; the Streamlit pages (app.py, pages/) stay thin and call into here.
 
-This package imports Streamlit and Plotly (the `dashboard` extra); nothing else in densehead
-imports it, so the library installs and runs without them.
+Server side: per-session resources and their release (sessions), the status file (status, cpu,
+heap), one live stream (live), recordings, the VP8 encoder sent to browsers (vp8), WebRTC
+settings, starting the server (serve). Page side: the cached pipeline, sidebar widgets, uploads,
+Plotly figures, overlays with a visible fallback, the live series buffer, playable videos.
+
+It imports Streamlit, Plotly, streamlit-webrtc, aiortc and PyAV (the `dashboard` extra); nothing
+in the library imports it, so the library installs and runs without them.
+
+May import: core, weights, engine, render, io, batch.
 """

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ..core.options import DASHBOARD_REGRESSOR, REGRESSOR_ENV
 from ..engine.pipeline import Pipeline
-from ..weights.assets import MissingAssetsError
+from ..weights.assets import ASSETS_ENV, MissingAssetsError
 
 log = logging.getLogger(__name__)
 REGRESSOR = os.environ.get(REGRESSOR_ENV, DASHBOARD_REGRESSOR)
@@ -17,7 +17,8 @@ REGRESSOR = os.environ.get(REGRESSOR_ENV, DASHBOARD_REGRESSOR)
 # these small models and 640x480 conversions but spins on the other core, which a server with
 # live streams needs (TFLite: LiveSession CPU per 640x480 frame 6.0 -> 4.6 ms, `densehead
 # benchmark-live` 18.7 -> 17.2 ms per frame; OpenCV: see the README); set 2 for one user.
-THREADS = int(os.environ.get("DENSEHEAD_THREADS", "1"))
+THREADS_ENV = "DENSEHEAD_THREADS"
+THREADS = int(os.environ.get(THREADS_ENV, "1"))
 
 
 @st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")
@@ -38,7 +39,7 @@ def load_pipeline() -> Pipeline | None:
         missing = isinstance(exc, MissingAssetsError)
         st.error(("The model files are missing.\n\n" if missing else "The models could not be loaded.\n\n")
                  + f"```\n{exc}\n```")
-        st.info("See the Home page for where the files go (set `DENSEHEAD_ASSETS` to a folder "
+        st.info(f"See the Home page for where the files go (set `{ASSETS_ENV}` to a folder "
                 "holding them, or run `python -m densehead fetch` once while online).")
         return None
 

@@ -5,9 +5,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
-
-import streamlit as st
+from typing import Any, Iterable
 
 
 class TempFolder:
@@ -42,5 +40,6 @@ def save_upload(data: bytes, name: str, folder: Path) -> Path:
     return path
 
 
-def max_upload_mb() -> int:
-    return int(st.get_option("server.maxUploadSize"))
+def upload_types(suffixes: Iterable[str]) -> list[str]:
+    """A file uploader's `type` list for a set of file suffixes."""
+    return sorted(s.lstrip(".") for s in suffixes)

@@ -5,7 +5,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from ..core.options import PipelineOptions, TrackerOptions
 from ..render import draw
+
+_PIPELINE, _TRACKER = PipelineOptions(), TrackerOptions()
+MAX_FACES_LIMIT = 16
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,9 @@ def processing_settings(prefix: str) -> ProcessingSettings:
     st.header("Settings")
     return ProcessingSettings(
         mode=st.selectbox("Overlay", draw.MODES, index=0, key=f"{prefix}_mode"),
-        threshold=st.slider("Detection threshold", 0.3, 0.95, 0.7, 0.05, key=f"{prefix}_threshold"),
-        smoothing=st.toggle("Smoothing (One Euro)", value=True, key=f"{prefix}_smoothing"),
-        max_faces=int(st.number_input("Max faces", 1, 8, 4, key=f"{prefix}_max_faces")))
+        threshold=st.slider("Detection threshold", 0.3, 0.95, _PIPELINE.score_threshold, 0.05,
+                            key=f"{prefix}_threshold"),
+        smoothing=st.toggle("Smoothing (One Euro)", value=_TRACKER.smoothing,
+                            key=f"{prefix}_smoothing"),
+        max_faces=int(st.number_input("Max faces", 1, MAX_FACES_LIMIT, _PIPELINE.max_faces,
+                                      key=f"{prefix}_max_faces")))

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..core.frames import as_bgr
+from ..core.options import PipelineOptions
 from ..weights.assets import ModelFileError
 from .runtime import TFLiteRunner
 
@@ -32,6 +33,7 @@ STRIDES = (8, 16, 32, 64)
 MIN_SIZES = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
 CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
 PAD_VALUE = 127  # normalises to 0, the network's "nothing here"
+_DEFAULTS = PipelineOptions()
 
 
 class Detections(NamedTuple):
@@ -97,9 +99,11 @@ class FaceDetector:
     """UltraFace RFB-320. `det(frame_bgr)` returns Detections(boxes, scores), best first.
     Thread-safe: the only shared state is the interpreter, which TFLiteRunner serialises."""
 
-    def __init__(self, model_path: str | Path, num_threads: int = 2,
-                 score_threshold: float = 0.7, iou_threshold: float = 0.3,
-                 min_size: float = 20, max_faces: int = 16) -> None:
+    def __init__(self, model_path: str | Path, num_threads: int = _DEFAULTS.num_threads,
+                 score_threshold: float = _DEFAULTS.score_threshold,
+                 iou_threshold: float = _DEFAULTS.iou_threshold,
+                 min_size: float = _DEFAULTS.min_face_size,
+                 max_faces: int = _DEFAULTS.max_faces) -> None:
         self.network = TFLiteRunner(model_path, num_threads=num_threads)
         if self.network.input_shape[1:] != (INPUT_H, INPUT_W, 3):
             raise ModelFileError(model_path, f"not the RFB-320 detector: expected an input of "

@@ -1,5 +1,5 @@
-"""Writers (and the matching readers) for meshes and results: .obj with vertex colours, textured
-.obj (+ .mtl + .png, see `write_textured_obj`), binary .ply, .json and .csv.
+"""Writers for meshes and results: .obj with vertex colours, textured .obj (+ .mtl + .png, see
+`write_textured_obj`), binary .ply and .json (the per-frame CSV is densehead.io.table's).
 
 Mesh coordinates are written upright: x right, y up, z towards the viewer, in pixels of the
 source image (image y is negated, depth kept), so the files open the right way up in viewers.
@@ -73,60 +73,6 @@ def obj_bytes(mesh: Mesh) -> bytes:
         np.savetxt(buf, mesh.vertices.astype(np.float64), fmt="v %.4f %.4f %.4f")
     np.savetxt(buf, mesh.triangles.astype(np.int64) + 1, fmt="f %d %d %d")
     return buf.getvalue().encode("ascii")
-
-
-def read_obj(source: str | Path | bytes) -> Mesh:
-    """Vertices (with colours when every vertex has them), triangles and, when the file gives
-    every vertex one texture coordinate (`vt`, paired by `f v/vt`), the per-vertex UVs, of an
-    OBJ written here or by other tools (polygons are fanned into triangles)."""
-    text = source.decode("ascii") if isinstance(source, bytes) else Path(source).read_text()
-    verts: list[list[float]] = []
-    texcoords: list[list[float]] = []
-    faces: list[list[int]] = []
-    face_uv: list[list[int]] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "v":
-            verts.append([float(v) for v in parts[1:]])
-        elif parts[0] == "vt":
-            texcoords.append(([float(v) for v in parts[1:3]] + [0.0])[:2])  # `vt u` means v = 0
-        elif parts[0] == "f":
-            corners = [p.split("/") for p in parts[1:]]
-            idx = [_obj_index(c[0], len(verts)) for c in corners]
-            uvi = [_obj_index(c[1], len(texcoords)) if len(c) > 1 and c[1] else -1
-                   for c in corners]
-            for i in range(1, len(idx) - 1):
-                faces.append([idx[0], idx[i], idx[i + 1]])
-                face_uv.append([uvi[0], uvi[i], uvi[i + 1]])
-    has_color = bool(verts) and all(len(v) >= 6 for v in verts)
-    arr = np.array([v[:6] if has_color else v[:3] for v in verts], dtype=np.float64).reshape(len(verts), -1)
-    colors = np.rint(arr[:, 3:6] * 255).astype(np.uint8) if has_color else None
-    triangles = np.array(faces, dtype=np.int32).reshape(-1, 3)
-    uv = _per_vertex_uv(triangles, np.array(face_uv, dtype=np.int64).reshape(-1, 3),
-                        np.array(texcoords, dtype=np.float32).reshape(-1, 2), len(verts))
-    return Mesh(arr[:, :3].astype(np.float32), triangles, colors, uv)
-
-
-def _obj_index(token: str, count: int) -> int:
-    """0-based index of an OBJ reference (1-based, or negative = counted from the end)."""
-    i = int(token)
-    return i - 1 if i > 0 else count + i
-
-
-def _per_vertex_uv(triangles: np.ndarray, face_uv: np.ndarray, texcoords: np.ndarray,
-                   n_vertices: int) -> np.ndarray | None:
-    """One UV per vertex if every corner names a vt and each vertex always names the same one
-    (no UV seams, as in our files); otherwise None."""
-    if (not len(texcoords) or not len(triangles) or np.any(face_uv < 0)
-            or face_uv.max() >= len(texcoords)):
-        return None
-    choice = np.full(n_vertices, -1, dtype=np.int64)
-    choice[triangles.ravel()] = face_uv.ravel()
-    if np.any(choice < 0) or np.any(choice[triangles.ravel()] != face_uv.ravel()):
-        return None
-    return texcoords[choice]
 
 
 def textured_obj_bytes(mesh: Mesh, mtl_name: str, material: str = "face") -> bytes:
@@ -208,7 +154,11 @@ class TexturedFace:
     def write(self, directory: str | Path) -> list[Path]:
         """Write the three files into `directory`; returns their paths (obj, mtl, png)."""
         directory = Path(directory)
-        return [write(directory / name, data) for name, data in self.files().items()]
+        written = []
+        for name, data in self.files().items():
+            (directory / name).write_bytes(data)
+            written.append(directory / name)
+        return written
 
 
 def textured_face(face: Face, image_bgr: np.ndarray, model: "MorphableModel",
@@ -257,42 +207,7 @@ def ply_bytes(mesh: Mesh) -> bytes:
     return ("\n".join(header) + "\n").encode("ascii") + verts.tobytes() + tris.tobytes()
 
 
-_PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "<i2", "ushort": "<u2", "int": "<i4",
-              "uint": "<u4", "float": "<f4", "double": "<f8", "int8": "i1", "uint8": "u1",
-              "int32": "<i4", "uint32": "<u4", "float32": "<f4", "float64": "<f8"}
-
-
-def read_ply(source: str | Path | bytes) -> Mesh:
-    """Reads the binary little-endian triangle PLYs written by `ply_bytes` (and similar ones)."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    lines = data[:end].decode("ascii").splitlines()
-    if "format binary_little_endian 1.0" not in lines:
-        raise ValueError("only binary little-endian PLY is supported")
-    n_vert = n_face = 0
-    props: list[tuple[str, str]] = []
-    element = ""
-    for line in lines:
-        parts = line.split()
-        if parts[:1] == ["element"]:
-            element = parts[1]
-            n_vert = int(parts[2]) if element == "vertex" else n_vert
-            n_face = int(parts[2]) if element == "face" else n_face
-        elif parts[:1] == ["property"] and element == "vertex":
-            props.append((parts[2], _PLY_TYPES[parts[1]]))
-    verts = np.frombuffer(data, dtype=props, count=n_vert, offset=end)
-    tris = np.frombuffer(data, dtype=[("k", "u1"), ("idx", "<i4", (3,))], count=n_face,
-                         offset=end + verts.nbytes)
-    if np.any(tris["k"] != 3):
-        raise ValueError("only triangle faces are supported")
-    xyz = np.stack([verts["x"], verts["y"], verts["z"]], axis=1).astype(np.float32)
-    names = verts.dtype.names or ()
-    colors = (np.stack([verts["red"], verts["green"], verts["blue"]], axis=1).astype(np.uint8)
-              if "red" in names else None)
-    return Mesh(xyz, tris["idx"].astype(np.int32), colors)
-
-
-# --- .json / .csv ----------------------------------------------------------------------------
+# --- .json ----------------------------------------------------------------------------------
 
 def faces_json(faces: Sequence[Face], with_vertices: bool = False, **meta: Any) -> str:
     """{"meta": {...}, "faces": [Face.to_dict(), ...]} as indented JSON text."""
@@ -308,77 +223,6 @@ def frames_json(frames: Iterable[tuple[int, float, Sequence[Face]]], **meta: Any
     return json.dumps(body)
 
 
-def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Plain CSV (values are numbers or simple strings, so no quoting is needed)."""
-    lines = [",".join(header)]
-    lines += [",".join(_cell(v) for v in row) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    return str(value)
-
-
-def write(path: str | Path, payload: bytes | str) -> Path:
-    """Write bytes or text to path (helper for the CLI and tests)."""
-    path = Path(path)
-    if isinstance(payload, str):
-        path.write_text(payload)
-    else:
-        path.write_bytes(payload)
-    return path
-
-
-def read_csv(source: str | Path) -> tuple[list[str], np.ndarray]:
-    """Header and float table of a numeric CSV written by this module or densehead.table.
-
-    `source` is a Path or a str without a line break: the file of that name; or a str with
-    line breaks: the CSV text itself (csv_text always ends its rows with one, and a file name
-    never holds one, so the two cannot be confused)."""
-    if isinstance(source, Path) or "\n" not in source:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such CSV file: {path}")
-        source = path.read_text()
-    lines = [ln for ln in source.splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError("the CSV is empty: no header row")
-    header = lines[0].split(",")
-    rows = [ln.split(",") for ln in lines[1:]]
-    ragged = next((i for i, row in enumerate(rows, 2) if len(row) != len(header)), None)
-    if ragged is not None:
-        raise ValueError(f"CSV row {ragged} has {len(rows[ragged - 2])} values, the header "
-                         f"{len(header)}")
-    table = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
-    return header, table.reshape(-1, len(header))
-
-
-def browser_mp4(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
-    """Re-encode a video as H.264/yuv420p MP4 (what every browser plays; OpenCV's mp4v is not)
-    with PyAV, which ships libx264. Even frame sizes are required by yuv420p, so odd ones are
-    cropped by a pixel."""
-    import av
-
-    dst = Path(dst)
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        rate = vin.average_rate or 25
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "movflags": "+faststart"}
-        for frame in inp.decode(vin):
-            img = frame.to_ndarray(format="rgb24")[: stream.height, : stream.width]
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return dst
-
-
-__all__ = ["Mesh", "TexturedFace", "browser_mp4", "csv_text", "face_mesh", "faces_json",
-           "frames_json", "mtl_bytes", "obj_bytes", "obj_texture_path", "ply_bytes", "read_csv", "read_obj",
-           "read_ply", "textured_face", "textured_obj_bytes", "upright", "vertex_colors", "write",
-           "write_textured_obj"]
+__all__ = ["Mesh", "TexturedFace", "face_mesh", "faces_json", "frames_json", "mtl_bytes",
+           "obj_bytes", "obj_texture_path", "ply_bytes", "textured_face", "textured_obj_bytes",
+           "upright", "vertex_colors", "write_textured_obj"]

@@ -61,11 +61,6 @@ def stack(rows: Iterable[np.ndarray]) -> np.ndarray:
     return np.vstack(rows).reshape(-1, len(COLUMNS))
 
 
-def frames_table(frames: Iterable[tuple[int, float, Sequence[Face]]]) -> np.ndarray:
-    """The table of (frame index, time, faces) triples, as the video runner collects them."""
-    return stack(row for i, t, faces in frames for row in frame_rows(i, t, faces))
-
-
 def split_tracks(table: np.ndarray) -> dict[int, np.ndarray]:
     """{track_id: rows of that track in time order}, tracks sorted by id."""
     if len(table) == 0:

@@ -10,7 +10,12 @@ import numpy as np
 
 from ..core.errors import VideoError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# what a folder walk or an upload takes as a video (a file named explicitly is tried whatever
+# its suffix)
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".flv",
+                            ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".mxf",
+                            ".y4m", ".mjpeg", ".dv"})
 # what VideoWriter can write: MJPG in .avi, mp4v in the others
 WRITABLE_VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 
@@ -75,8 +80,7 @@ class VideoWriter:
     frames get one black column or row on the right or bottom instead: pixel coordinates in
     the video stay those of the input, which is what per-frame results refer to."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None) -> None:
-        # size is accepted for symmetry with cv2.VideoWriter; the first frame decides it
+    def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
             raise VideoError(f"cannot write a video named {self.path.name}: use one of "

@@ -1,20 +1,5 @@
-"""`densehead benchmark-live`: the live page as a server, measured the way people use it.
-
-The app runs as a subprocess (`densehead serve`: `streamlit run app.py` with two malloc arenas,
-or MALLOC_ARENA_MAX from the environment), with DENSEHEAD_LIVE_STATUS set so that the server
-writes its per-session frame counters to a file; one headless Chromium plays a real video
-as every context's webcam; K contexts (K people) open the live page and press START. After a
-warm-up (Chromium ramps its bitrate and size), for a window of N seconds it reads, once a
-second, each session's processed and arrived frame counters and the server's utime+stime from
-/proc, then closes the contexts and waits until the server has released their sessions.
-
-Printed per K: processed and arrived fps per session, the longest gap without a processed frame,
-and the server's CPU per processed frame, next to the engine's own cost on the same frames
-(tracker + overlay, no WebRTC) and the VP8 decode + encode that aiortc does per frame.
-
-`--soak MINUTES` instead opens and closes sessions for that long (streams started and stopped,
-tabs closed, a recording now and then) and prints the server's memory after every round.
-"""
+"""`densehead benchmark-live`: the live page as a server, measured the way people use it (the
+command's help, densehead/cli/live_bench.py, says what it does and prints)."""
 from __future__ import annotations
 
 import argparse
@@ -32,10 +17,10 @@ import numpy as np
 
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import cpu as server_cpu
+from ..dashboard.cached_pipeline import THREADS_ENV
 from ..dashboard.status import STATUS_ENV
+from ..weights.assets import ASSETS_ENV
 from . import browser as harness
-
-THREADS_ENV = "DENSEHEAD_THREADS"
 
 
 @dataclass
@@ -308,8 +293,8 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
     status_path = work / "status.json"
     env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads), vp8.ENV: args.vp8,
            REGRESSOR_ENV: args.regressor}
-    if os.environ.get("DENSEHEAD_ASSETS"):
-        env["DENSEHEAD_ASSETS"] = os.environ["DENSEHEAD_ASSETS"]
+    if os.environ.get(ASSETS_ENV):
+        env[ASSETS_ENV] = os.environ[ASSETS_ENV]
     with harness.AppServer(work / "server.log", env=env) as server, sync_playwright() as pw:
         browser = harness.launch_chromium(pw, camera)
         try:

@@ -10,15 +10,8 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-
-# tests/helpers.py does `from conftest import SAMPLES`, and in a run of the whole suite it may
-# get this conftest module rather than tests/conftest.py: both must have it
-from e2e_setup import (
-    ASSETS,
-    CAMERA_SECONDS,
-    CAMERA_VIDEO,
-    SAMPLES,  # noqa: F401
-)
+from e2e_setup import CAMERA_SECONDS, CAMERA_VIDEO
+from paths import ASSETS
 
 from densehead.dashboard.status import STATUS_ENV
 from densehead.tools.browser import AppServer, chromium_path, launch_chromium, to_y4m
@@ -84,3 +77,11 @@ def page(browser):
         yield pg
     finally:
         pg.context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder drives the browser: mark it e2e."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.e2e)

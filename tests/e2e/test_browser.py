@@ -8,7 +8,8 @@ import base64
 import time
 
 import numpy as np
-from e2e_setup import CAMERA_VIDEO, SAMPLES
+from e2e_setup import CAMERA_VIDEO
+from paths import SAMPLES
 
 from densehead.tools.browser import (
     CHROMIUM_FLAGS,
@@ -367,3 +368,35 @@ def test_3d_viewer_rejects_a_non_image(page, app_url, output_dir):
     error.wait_for(timeout=60_000)
     page.screenshot(path=str(output_dir / "e2e_3d_viewer_bad_upload.png"), full_page=True)
     assert page.locator("text=Traceback").count() == 0
+
+
+# every visible text element whose text is wider than its box: a label cut off with an ellipsis
+# (icons are glyphs of a font whose ligature names, like "add", are wider than the glyph)
+CUT_LABELS_JS = """() => [...document.querySelectorAll('p, span, label, [data-testid="stMarkdownContainer"]')]
+  .filter(e => e.offsetParent !== null && e.innerText.trim() && e.scrollWidth > e.clientWidth + 1)
+  .filter(e => !e.closest('[data-testid*="Icon"], [aria-hidden="true"], [translate="no"]'))
+  .map(e => e.innerText.trim())"""
+
+
+def test_navigation_says_home_and_no_label_is_cut_at_1280px(browser, app_url, samples, output_dir):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(app_url, timeout=120_000)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        # before the app's first run the navigation lists the files of pages/ and the entry
+        # script as "app"; a person sees the app's own names once the page has loaded
+        nav.get_by_text("Home", exact=True).wait_for(timeout=60_000)
+        entries = [t.strip() for t in nav.locator("span").all_inner_texts() if t.strip().isascii()]
+        assert entries[:4] == ["Home", "Live webcam", "3D viewer", "Video analysis"], entries
+        page.goto(app_url + "/Live_webcam", timeout=120_000)
+        page.get_by_role("button", name="Export series (CSV)").wait_for(timeout=60_000)
+        assert page.evaluate(CUT_LABELS_JS) == []
+        page.goto(app_url + "/3D_viewer", timeout=120_000)
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(samples / "photos" / "JianzhuGuo.jpg"))
+        page.locator('[data-testid="stCheckbox"]', has_text="68 landmarks").wait_for(timeout=120_000)
+        page.screenshot(path=str(output_dir / "e2e_3d_viewer_1280.png"), full_page=True)
+        assert page.evaluate(CUT_LABELS_JS) == []
+    finally:
+        context.close()

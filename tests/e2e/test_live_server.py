@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from e2e_setup import SAMPLES
+from paths import SAMPLES
 from test_browser import (
     metric,
     new_page,

@@ -1,0 +1,12 @@
+"""Where the tests find the checkout, the real samples and model files, and where they leave
+pictures for a person to look at."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DENSEHEAD_SHARED", ROOT.parent / "shared"))
+SAMPLES = SHARED / "samples"
+ASSETS = Path(os.environ.get("DENSEHEAD_ASSETS", SHARED / "assets"))
+OUTPUT = ROOT / "test-output"

@@ -1,0 +1,41 @@
+"""Other libraries' internals the dashboard relies on, checked on the versions installed: the gate
+for upgrading them (docs/contributing.md lists each with its test). Plotly's and aiortc's have
+their own tests (test_figures.py, test_vp8.py); Streamlit's are here."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+streamlit = pytest.importorskip("streamlit")
+
+
+def _page() -> None:
+    import streamlit as st
+
+    from densehead.dashboard.sessions import session_id
+
+    st.write(f"session {session_id()}")
+
+
+def test_streamlit_tells_a_script_its_session_id():
+    """dashboard.sessions keys every session's resources by get_script_run_ctx().session_id."""
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_function(_page)
+    app.run()
+    assert not app.exception
+    text = app.markdown[0].value
+    # AppTest names its one session "test session id"; a server gives a uuid
+    assert text.startswith("session ") and text != "session no-session", text
+
+
+def test_streamlit_runtime_answers_whether_a_browser_is_connected():
+    """The janitor asks Runtime.instance().is_active_session(id) once a second, from its own
+    thread; Runtime.exists() says whether a server runs at all. The e2e tests check the release
+    this drives (test_live_server.py: a closed tab's session is released)."""
+    from streamlit.runtime import Runtime
+
+    assert callable(Runtime.exists) and callable(Runtime.instance)
+    assert list(inspect.signature(Runtime.is_active_session).parameters) == ["self", "session_id"]
+    assert Runtime.exists() is False   # no server in this process: the janitor then keeps all
