@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..core.face import STAGES
+from ..core.machine import this_machine
 from ..render import draw
 from .options import (
     add_pipeline_options,
@@ -97,6 +98,7 @@ def print_benchmark(args: argparse.Namespace, shape: tuple[int, ...],
           f"regressor={args.regressor}  threads={args.threads}  frames={len(faces)}  "
           f"faces/frame median={np.median(faces):.0f}  "
           f"detector={'tracked, every %d frames' % args.redetect_every if args.track else 'every frame'}")
+    print(f"machine: {this_machine().describe()}")
     print(f"{'stage':<12}{'median ms':>10}{'min':>8}{'max':>8}{'per face':>10}")
     for k, values in rows.items():
         v = np.asarray(values)

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..core.machine import this_machine
 from ..tools import evaluate as E
 from .options import (
     add_pipeline_options,
@@ -54,6 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     protocols = args.protocol or [p for p in E.PROTOCOLS
                                   if p != "3ddfa" or all(s.roi_3ddfa is not None for s in samples)]
     reports = [E.run_protocol(pipe, samples, p, args.gt_offset) for p in protocols]
+    print(f"machine: {this_machine().describe()} (for the ms columns)")
     print(E.format_reports(reports))
     for r in reports:
         signs = ", ".join(f"{k} {v:.2f}" for k, v in r.sign_agreement.items())

@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..core.machine import this_machine
+
 
 def add_cli(sub: Any) -> None:
     from ..tools import render_bench
@@ -27,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--repeats must be at least 1")
     rows = render_bench.run_benchmark(repeats=args.repeats, modes=tuple(args.modes),
                                       assets_dir=Path(args.assets) if args.assets else None)
+    print(f"machine: {this_machine().describe()}")
     print(render_bench.format_table(rows))
     print("phases: prepare = index check, bounds, buffers; normals = vertex normals (mesh only);"
           " shade = lighting (mesh) or per-vertex colours; raster = triangle setup + z-test;"

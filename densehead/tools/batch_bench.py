@@ -14,6 +14,7 @@ from pathlib import Path
 from ..batch.plan import plan_inputs
 from ..batch.runner import BatchReport, run_batch
 from ..batch.work import BatchSettings
+from ..core.machine import this_machine
 
 
 @dataclass
@@ -96,6 +97,7 @@ def print_benchmark(result: BenchmarkResult) -> None:
     print(f"densehead batch-benchmark: {result.folder}: {result.files} files "
           f"({result.videos} videos), {first.frames} frames; {available_cpus()} cores here; "
           f"regressor {o.regressor}, {o.num_threads} TFLite thread(s) per worker")
+    print(f"machine: {this_machine().describe()}")
     print(f"{'run':<18}{'wall s':>8}{'files/s':>9}{'frames/s':>10}{'ms/frame':>10}"
           f"{'start-up s':>12}{'tail s':>8}  speed-up")
     for i, run in enumerate(result.runs):

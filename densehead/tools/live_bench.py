@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import cpu as server_cpu
 from ..dashboard.cached_pipeline import THREADS_ENV
@@ -276,7 +277,8 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
           f" ({len(frames)} frames, looped), mode {args.mode}, regressor {args.regressor},"
           f" server TFLite threads {args.threads},"
-          f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+          f" load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    print(f"machine: {this_machine().describe()}", flush=True)
     engine_ms, engine_cpu = engine_cost(frames, args.mode, args.threads, args.regressor)
     from aiortc.codecs import vpx as aiortc_vpx
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.machine import this_machine
 from ..io import export, texture
 from ..io.image import read_image
 
@@ -37,6 +38,7 @@ def run(photos: list[Path], sizes: list[int], repeats: int) -> int:
     from ..engine.pipeline import Pipeline
 
     pipe = Pipeline()
+    print(f"machine: {this_machine().describe()}")
     for photo in photos:
         image = read_image(photo)
         faces = pipe(image, dense=True).faces
