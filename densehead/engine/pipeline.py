@@ -21,6 +21,7 @@ from .detector import Detections, FaceDetector
 from .face_model import MorphableModel, project
 from .mirror_fallback import MirrorFit, find_faces, unmirror
 from .pose import decompose
+from .regressor_choice import resolve_regressor
 from .runtime import TFLiteRunner
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ class LoadedModels:
 
 
 def load_models(options: PipelineOptions) -> LoadedModels:
+    """The networks and the face model for `options` ("auto" resolved here if it was not)."""
+    options = options.replace(regressor=resolve_regressor(options.regressor,
+                                                          options.num_threads).name)
     start = time.perf_counter()
     paths = assets.resolve_many(assets.default_names(options.regressor))
     detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
@@ -63,7 +67,9 @@ class Pipeline:
     def __init__(self, options: PipelineOptions | None = None, *,
                  loaded: LoadedModels | None = None, **changes: Any) -> None:
         options = options or PipelineOptions()
-        self.options = options.replace(**changes) if changes else options
+        options = options.replace(**changes) if changes else options
+        self.regressor_choice = resolve_regressor(options.regressor, options.num_threads)
+        self.options = options.replace(regressor=self.regressor_choice.name)
         if loaded is not None and loaded.key != self.options.model_key:
             raise ValueError(f"these models were loaded for {loaded.key}, not for "
                              f"{self.options.model_key}: create a new Pipeline instead")
@@ -77,7 +83,9 @@ class Pipeline:
     def with_options(self, **changes: Any) -> "Pipeline":
         """A pipeline with some options changed that shares this one's loaded models (the
         regressor and the thread count are fixed by the models)."""
-        return Pipeline(self.options.replace(**changes), loaded=self.loaded)
+        view = Pipeline(self.options.replace(**changes), loaded=self.loaded)
+        view.regressor_choice = self.regressor_choice
+        return view
 
     @property
     def face_model(self) -> MorphableModel:
