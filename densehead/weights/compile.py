@@ -33,7 +33,7 @@ from .int8_ranges import stored_ranges
 log = logging.getLogger(__name__)
 
 # Bump whenever the emitted graph changes, so that cached files are rebuilt.
-COMPILER_VERSION = 1
+COMPILER_VERSION = 2
 
 BN_EPS = 1e-5  # PyTorch's BatchNorm2d default, which 3DDFA_V2 uses
 BASE_CHANNELS = 32  # conv1 width of MobileNetV1 at widen factor 1
@@ -416,19 +416,23 @@ Ranges = dict[str, tuple[float, float]]
 def build_regressor(state: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray,
                     ranges: Ranges | None = None) -> bytes:
     """The .tflite bytes of the MobileNetV1 regressor described by ``state``. With the
-    activation ``ranges`` of its float graph (densehead.weights.int8_ranges) the convolutions and the
-    pooling run in int8; the input stays float, and the last layer too, because its 62 outputs
-    span five orders of magnitude, more than one int8 scale can hold."""
+    activation ``ranges`` of its float graph (densehead.weights.int8_ranges) the convolutions
+    after conv1 and the pooling run in int8; conv1 stays float (see below), and the last layer
+    too, because its 62 outputs span five orders of magnitude, more than one int8 scale can
+    hold."""
     def quant(name: str) -> Quantization | None:
         return int8_quantization(*ranges[name]) if ranges is not None else None
 
     g = _Graph()
     x = g.activation("input", (1, INPUT_SIZE, INPUT_SIZE, 3))
     g.inputs.append(x)
-    if ranges is not None:
-        x = _convert(g, x, quant("input"), "input/int8")
     w, b = fold_batch_norm(state["conv1.weight"], state, "bn1", state.get("conv1.bias"))
-    x = _conv_relu(g, x, w, b, 2, "conv1", out_quant=quant("conv1/relu"))
+    # conv1 stays float in the int8 graph: 3 input channels (27 products per output) leave most
+    # of an int8 dot-product tile idle, while the float kernel runs it at full width; its
+    # output is converted to int8 with its calibrated range
+    x = _conv_relu(g, x, w, b, 2, "conv1")
+    if ranges is not None:
+        x = _convert(g, x, quant("conv1/relu"), "conv1/int8")
     for block in block_names(state):
         stride = 2 if block in STRIDE2_BLOCKS else 1
         for part, depthwise in (("dw", True), ("sep", False)):
