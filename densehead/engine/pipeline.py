@@ -16,6 +16,7 @@ from ..core.layout import COEFFICIENTS, camera_of
 from ..core.options import INT8, PipelineOptions
 from ..weights import assets
 from ..weights.compile import regressor_tflite
+from ..weights.detector_graph import detector_tflite
 from . import crop
 from .detector import Detections, FaceDetector
 from .face_model import MorphableModel, project
@@ -42,7 +43,8 @@ def load_models(options: PipelineOptions) -> LoadedModels:
                                                           options.num_threads).name)
     start = time.perf_counter()
     paths = assets.resolve_many(assets.default_names(options.regressor))
-    detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
+    detector = FaceDetector(detector_tflite(paths[assets.DETECTOR_FILE], assets.compiled_dir()),
+                            num_threads=options.num_threads)
     compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
                                 paths[assets.STATS_FILE], assets.compiled_dir(),
                                 int8=options.regressor.endswith(INT8))
