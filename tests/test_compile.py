@@ -206,3 +206,22 @@ def test_int8_of_an_uncalibrated_checkpoint_says_how_to_calibrate(assets_dir, tm
     with pytest.raises(ModelFileError, match="no int8 calibration.*python -m densehead.tools.calibrate"):
         regressor_tflite(other, assets_dir / "param_mean_std_62d_120x120.pkl", tmp_path, int8=True)
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_a_new_calibration_is_a_new_int8_graph(assets_dir, tmp_path, monkeypatch):
+    """The int8 graph's cache key names its calibration: after `densehead.tools.calibrate`
+    writes new ranges, the graph compiled with the old ones is not used again."""
+    from densehead.weights import int8_ranges
+    from densehead.weights.compile import cache_key
+
+    checkpoint, stats = assets_dir / "mb05_120x120.pth", assets_dir / "param_mean_std_62d_120x120.pkl"
+    before, float_key = cache_key(checkpoint, stats, int8=True), cache_key(checkpoint, stats)
+    table = int8_ranges.load_table()
+    for entry in table.values():
+        entry["ranges"]["pool/mean"][1] *= 1.01
+    recalibrated = tmp_path / "int8_ranges.json"
+    recalibrated.write_text(json.dumps(table))
+    monkeypatch.setattr(int8_ranges, "RANGES_FILE", recalibrated)
+    after = cache_key(checkpoint, stats, int8=True)
+    assert after != before and "-int8-" in after
+    assert cache_key(checkpoint, stats) == float_key   # the float graph has no calibration

@@ -21,7 +21,7 @@ from ..core.layout import INPUT_SIZE, N_PARAMS
 from ..core.options import INT8
 from .assets import ModelFileError, file_sha256
 from .checkpoint import load_checkpoint, load_pickle
-from .int8_ranges import stored_ranges
+from .int8_ranges import ranges_digest, stored_ranges
 from .tflite_writer import (
     COMPILER_VERSION,
     Act,
@@ -293,11 +293,12 @@ def regressor_tflite_bytes(checkpoint: Path, param_stats: Path, int8: bool = Fal
 
 
 def cache_key(checkpoint: Path, param_stats: Path, int8: bool = False) -> str:
-    """Checkpoint hash, stats hash (folded into the graph), int8 or not, and compiler version.
-    The cached file is ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is
-    noticed."""
+    """Checkpoint hash, stats hash (folded into the graph), int8 or not with the hash of its
+    calibration (a new calibration is a new graph), and compiler version. The cached file is
+    ``<key>-<first 16 hex of its own sha256>.tflite``, so a damaged copy is noticed."""
+    kind = f"{INT8}-r{ranges_digest(checkpoint)}" if int8 else ""
     return (f"{Path(checkpoint).stem}-{file_sha256(Path(checkpoint))[:16]}"
-            f"-stats{file_sha256(Path(param_stats))[:8]}{INT8 if int8 else ''}-c{COMPILER_VERSION}")
+            f"-stats{file_sha256(Path(param_stats))[:8]}{kind}-c{COMPILER_VERSION}")
 
 
 def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path, int8: bool = False) -> Path:

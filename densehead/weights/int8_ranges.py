@@ -7,6 +7,7 @@ without stored ranges cannot be compiled to int8: the error names the command th
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +24,13 @@ def stored_ranges(checkpoint: Path) -> dict[str, tuple[float, float]]:
         raise ModelFileError(checkpoint, "has no int8 calibration: use the float regressor, or "
                              f"calibrate it on videos of faces with `{CALIBRATE}`")
     return {name: (float(low), float(high)) for name, (low, high) in entry["ranges"].items()}
+
+
+def ranges_digest(checkpoint: Path) -> str:
+    """8 hex digits naming this checkpoint's stored calibration (part of the int8 graph's
+    cache key, so that a recalibration compiles it again)."""
+    ranges = stored_ranges(checkpoint)
+    return hashlib.sha256(json.dumps(sorted(ranges.items())).encode()).hexdigest()[:8]
 
 
 def load_table() -> dict:
