@@ -12,7 +12,8 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.figures import expression_spec, figure, longest_tracks, pose_spec
-from densehead.dashboard.live import LiveSession, LiveSettings
+from densehead.dashboard.live import ECHO_ENV, LiveSession, LiveSettings, echo_from_environment
+from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
 from densehead.dashboard.webrtc import ice_servers
@@ -33,6 +34,8 @@ if pipe is None:
 
 resources = server_resources()
 use_faster_vp8()   # the returned video: same quality, about half aiortc's encoding CPU
+use_processing_track()   # each result sent as soon as it is ready, once, newest first
+ECHO = echo_from_environment()
 sid = session_id()
 st.session_state.live_session_id = sid  # where tests find this page's session
 
@@ -40,7 +43,7 @@ st.session_state.live_session_id = sid  # where tests find this page's session
 def live() -> LiveSession:
     """This browser session's live state; it lives in the server's session resources (not in
     st.session_state), so it is released within seconds of the tab closing."""
-    return resources.get(sid, LIVE, lambda: LiveSession(pipe))
+    return resources.get(sid, LIVE, lambda: LiveSession(pipe, echo=ECHO))
 
 
 # The webcam callbacks run on streamlit-webrtc's threads and look the session up each time
@@ -215,6 +218,10 @@ def readouts(state: LiveSession) -> None:
         st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
                    + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames of "
                    f"{stats.size[0]}x{stats.size[1]} processed, {stats.dropped} dropped")
+    if stats.busy:
+        st.warning(f"The server is busy: it processes {stats.fps:.0f} of the {stats.received_fps:.0f} "
+                   f"frames a second your camera sends (queue lag {stats.lag_ms:.0f} ms). The others "
+                   "are dropped, so the video stays close to live but moves less smoothly.")
     if stats.stopped:
         st.info(f"No frames for {stats.idle_s:.0f} s: the stream is stopped or paused. Press "
                 "START to go on; the series so far stays here until you clear it.")
@@ -224,6 +231,9 @@ def readouts(state: LiveSession) -> None:
 
 with st.sidebar:
     controls()
+if ECHO:
+    st.warning(f"Processing is off ({ECHO_ENV}=1): the video comes back untouched, to measure "
+               "what the transport alone costs.")
 
 left, right = st.columns([3, 2])
 with left:
