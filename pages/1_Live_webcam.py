@@ -12,6 +12,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.figures import expression_spec, figure, longest_tracks, pose_spec
+from densehead.dashboard.jitter_buffer import install as decode_at_last_packet
 from densehead.dashboard.live import ECHO_ENV, LiveSession, LiveSettings, echo_from_environment
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
@@ -35,6 +36,7 @@ if pipe is None:
 resources = server_resources()
 use_faster_vp8()   # the returned video: same quality, about half aiortc's encoding CPU
 use_processing_track()   # each result sent as soon as it is ready, once, newest first
+decode_at_last_packet()  # a browser's frame is decoded when it is complete, not one frame later
 ECHO = echo_from_environment()
 sid = session_id()
 st.session_state.live_session_id = sid  # where tests find this page's session
