@@ -11,9 +11,19 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
-from densehead.dashboard.figures import expression_spec, figure, longest_tracks, pose_spec
+from densehead.dashboard.figures import (
+    expression_spec,
+    figure,
+    longest_tracks,
+    pose_spec,
+)
 from densehead.dashboard.jitter_buffer import install as decode_at_last_packet
-from densehead.dashboard.live import ECHO_ENV, LiveSession, LiveSettings, echo_from_environment
+from densehead.dashboard.live import (
+    ECHO_ENV,
+    LiveSession,
+    LiveSettings,
+    echo_from_environment,
+)
 from densehead.dashboard.moved import show_moved_notice
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
