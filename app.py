@@ -9,12 +9,14 @@ import streamlit as st
 
 from densehead.core.machine import this_machine
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
+from densehead.dashboard.moved import show_moved_notice
 from densehead.weights import assets
 
 
 def home() -> None:
     st.set_page_config(page_title="densehead", page_icon="🙂", layout="wide")
     st.title("densehead — real-time 3D dense face alignment on the CPU")
+    show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
     st.markdown(
         "3DDFA_V2 re-implemented on TensorFlow Lite: every face gets a 3D morphable-model fit — "
         "head pose (yaw, pitch, roll), 68 landmarks, 10 expression and 40 shape coefficients, and "

@@ -9,7 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from densehead.engine.detector import FaceDetector, letterbox, normalise, ultraface_priors
+from densehead.engine.detector import (
+    FaceDetector,
+    letterbox,
+    normalise,
+    ultraface_priors,
+)
 from densehead.weights.assets import ModelFileError
 from densehead.weights.detector_graph import detector_tflite, detector_tflite_bytes
 

@@ -13,7 +13,11 @@ from densehead.batch import BatchSettings
 from densehead.core.errors import OptionsError
 from densehead.core.machine import Machine, this_machine
 from densehead.core.options import REGRESSOR_ENV
-from densehead.engine.regressor_choice import CHOICES_FILE, INT8_MARGIN, resolve_regressor
+from densehead.engine.regressor_choice import (
+    CHOICES_FILE,
+    INT8_MARGIN,
+    resolve_regressor,
+)
 from densehead.weights import assets
 
 NO_DOT_PRODUCT = Machine("a CPU with AVX2 only", 2, ("sse4_2", "avx", "fma", "avx2"))

@@ -40,6 +40,8 @@ class FileEntry:
     seconds: float = 0.0        # worker time on this file (decode + tracking)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    host: str | None = None     # the machine that ran it (None when skipped)
+    node: str | None = None     # the Ray node that ran it (its id), on Ray
 
 
 @dataclass
@@ -201,7 +203,8 @@ class _Runner:
         else:
             remove_temps(outputs)
             entry = self._entry(index, "failed", outcome.frames, 0, outcome.seconds,
-                                error=outcome.error)
+                                error=outcome.error, notes=outcome.notes)
+        entry.host, entry.node = outcome.host, outcome.node
         self.done[index] = entry
         return entry
 

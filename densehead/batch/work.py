@@ -6,6 +6,7 @@ worker, engine or process ran it. A photo is one pipeline call: one row per face
 """
 from __future__ import annotations
 
+import socket
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
@@ -81,6 +82,8 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    host: str | None = None            # the machine that ran it
+    node: str | None = None            # the Ray node that ran it (its id), on Ray
 
     @property
     def ok(self) -> bool:
@@ -112,6 +115,7 @@ def run_task(task: Task, settings: BatchSettings, pipeline: "Pipeline",
         detail = traceback.format_exception_only(type(error), error)[-1].strip()
         outcome = Outcome(task.index, error=f"internal error: {detail}")
     outcome.seconds = time.perf_counter() - start
+    outcome.host = socket.gethostname()
     return outcome
 
 
