@@ -214,7 +214,8 @@ def test_a_new_calibration_is_a_new_int8_graph(assets_dir, tmp_path, monkeypatch
     from densehead.weights import int8_ranges
     from densehead.weights.compile import cache_key
 
-    checkpoint, stats = assets_dir / "mb05_120x120.pth", assets_dir / "param_mean_std_62d_120x120.pkl"
+    checkpoint = assets_dir / "mb05_120x120.pth"
+    stats = assets_dir / "param_mean_std_62d_120x120.pkl"
     before, float_key = cache_key(checkpoint, stats, int8=True), cache_key(checkpoint, stats)
     table = int8_ranges.load_table()
     for entry in table.values():

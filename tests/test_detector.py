@@ -187,7 +187,8 @@ def test_the_rewritten_graph_finds_what_the_original_finds(det: FaceDetector, as
     and would still catch a wrong weight, a swapped colour or an off-by-one shape."""
     original = FaceDetector(assets_dir / "RFB-320.tflite")
     assert det.takes_pixels and not original.takes_pixels
-    images = sorted((samples / "photos").glob("*.jpg")) + sorted((samples / "aflw2000").glob("*.jpg"))
+    images = [*sorted((samples / "photos").glob("*.jpg")),
+              *sorted((samples / "aflw2000").glob("*.jpg"))]
     assert len(images) >= 64
     faces = 0
     for path in images:
@@ -211,8 +212,8 @@ def test_the_rewritten_graph_is_one_xnnpack_partition(graph: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "one-byte"])
-def test_the_cached_detector_is_reused_and_rebuilt_when_damaged(assets_dir: Path, tmp_path: Path,
-                                                                 samples: Path, damage: str) -> None:
+def test_the_cached_detector_is_reused_and_rebuilt_when_damaged(
+        assets_dir: Path, tmp_path: Path, samples: Path, damage: str) -> None:
     source = assets_dir / "RFB-320.tflite"
     first = detector_tflite(source, tmp_path)
     stamp = first.stat().st_mtime_ns

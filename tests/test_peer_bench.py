@@ -22,7 +22,8 @@ def test_the_onnx_graph_computes_what_our_graph_computes(assets_dir: Path, tmp_p
     """On real face crops: the ratios of the benchmark compare the same function. Both runtimes
     sum in their own order, so outputs differ by float32 rounding (about 1e-6 of the largest
     parameter); 1e-4 would still catch a wrong weight, padding or layout."""
-    checkpoint, stats = assets_dir / "mb05_120x120.pth", assets_dir / "param_mean_std_62d_120x120.pkl"
+    checkpoint = assets_dir / "mb05_120x120.pth"
+    stats = assets_dir / "param_mean_std_62d_120x120.pkl"
     ours = TFLiteRunner(regressor_tflite(checkpoint, stats, tmp_path), num_threads=1)
     peer = peer_bench.onnx_session(peer_bench.onnx_regressor(checkpoint, stats), threads=1)
     for item in aflw_items()[:5]:
@@ -52,4 +53,4 @@ def test_without_the_bench_extra_one_line_says_what_to_install():
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ['densehead: error: benchmark-peers needs onnx and onnxruntime (onnxruntime '
-                     'is missing): pip install "densehead[bench]"'], result.stderr
+                     'is missing): pip install ".[bench]"'], result.stderr

@@ -11,7 +11,7 @@ DESCRIPTION = """Our regressor (float and int8, 1 and 2 threads) against onnxrun
 same checkpoint: an ONNX graph built from the same numpy weights (densehead.tools.peer_bench),
 timed in alternating rounds; medians, ratios ours / onnxruntime and the machine line.
 onnxruntime's kernels are chosen by its own CPU detection (MLAS), XNNPACK's by its own: each runs
-what it picks on this CPU. Needs the bench extra: pip install "densehead[bench]".
+what it picks on this CPU. Needs the bench extra: pip install ".[bench]".
 
 --detector-peers DIR also times our detector graph (RFB-320, 320x240) beside MediaPipe's networks
 in DIR (face_detection_short_range.tflite, face_detection_full_range.tflite,

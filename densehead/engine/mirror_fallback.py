@@ -113,8 +113,9 @@ def turned_pass(detector: FaceDetector, frame: np.ndarray, fit: LandmarkFit) -> 
                  for box, score in zip(boxes, scores)]
     kept: list[MirrorFit] = []
     for f in sorted(fits, key=lambda f: f.disagreement):
+        box = f.frame_box(frame.shape)
         if f.disagreement <= MAX_MIRROR_DISAGREEMENT and all(
-                iou(f.frame_box(frame.shape), k.frame_box(frame.shape)) < SAME_FACE_IOU for k in kept):
+                iou(box, k.frame_box(frame.shape)) < SAME_FACE_IOU for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: -f.score)
 
@@ -191,9 +192,10 @@ def unturn_face(face: Face, k: int, frame_shape: tuple[int, ...]) -> Face:
     yaw, pitch, roll = euler_angles(turn @ rotation_from_euler(face.yaw, face.pitch, face.roll))
     params = face.params.copy()
     params[CAMERA] = camera.ravel()
-    vertices = None if face.vertices is None else unturn_points(face.vertices, k, frame_shape)
+    landmarks = unturn_points(face.landmarks, k, frame_shape).astype(face.landmarks.dtype)
+    vertices = (None if face.vertices is None
+                else unturn_points(face.vertices, k, frame_shape).astype(face.vertices.dtype))
     return replace(face, box=unturn_box(face.box, k, frame_shape), roi=roi, params=params,
                    camera=camera, rotation=pose.rotation, translation=pose.translation,
-                   scale=pose.scale, yaw=yaw, pitch=pitch, roll=roll,
-                   landmarks=unturn_points(face.landmarks, k, frame_shape).astype(face.landmarks.dtype),
-                   vertices=None if vertices is None else vertices.astype(face.vertices.dtype))
+                   scale=pose.scale, yaw=yaw, pitch=pitch, roll=roll, landmarks=landmarks,
+                   vertices=vertices)

