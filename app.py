@@ -7,7 +7,8 @@ import os
 
 import streamlit as st
 
-from densehead.dashboard.cached_pipeline import REGRESSOR, renderer_status
+from densehead.core.machine import this_machine
+from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.moved import show_moved_notice
 from densehead.weights import assets
 
@@ -38,7 +39,7 @@ def home() -> None:
         "CSV/JSON exports.")
 
     st.header("Model status")
-    names = assets.default_names(REGRESSOR)
+    names = assets.default_names()
     rows = []
     for s in assets.status(names):
         official = {True: "official", False: "stand-in (not the official file)", None: "—"}[s.official]
@@ -65,6 +66,11 @@ def home() -> None:
             f"Either run `python -m densehead fetch` once while online (files go to `{assets.cache_dir()}`), "
             f"or copy them into a folder and start the app with `{assets.ASSETS_ENV}=/that/folder`. "
             f"Currently looking in `{where}`.")
+
+    if not missing and (pipe := load_pipeline()) is not None:
+        choice = pipe.regressor_choice
+        st.info(f"Regressor **{choice.name}** on this server's CPU ({this_machine().describe()}): "
+                f"{choice.reason}. `DENSEHEAD_REGRESSOR=mb05` or `mb05-int8` forces one.")
 
     problem = renderer_status()
     if problem:

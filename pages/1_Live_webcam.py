@@ -4,15 +4,28 @@ recorded as an MP4 with the CSV of exactly its frames."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
-from densehead.dashboard.figures import expression_spec, figure, pose_spec
-from densehead.dashboard.live import LiveSession, LiveSettings
+from densehead.dashboard.figures import (
+    expression_spec,
+    figure,
+    longest_tracks,
+    pose_spec,
+)
+from densehead.dashboard.jitter_buffer import install as decode_at_last_packet
+from densehead.dashboard.live import (
+    ECHO_ENV,
+    LiveSession,
+    LiveSettings,
+    echo_from_environment,
+)
 from densehead.dashboard.moved import show_moved_notice
+from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
 from densehead.dashboard.webrtc import ice_servers
@@ -25,6 +38,8 @@ show_moved_notice()   # behind the replicas' proxy, after this browser's server 
 
 LIVE = "live"            # the session's LiveSession in the server's session resources
 CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd frame
+CHART_TRACKS = 3         # tracks drawn: the ones with the most frames in the window
+CHART_PERIOD_S = 3.0     # the charts are rebuilt at most this often; the readouts every second
 
 pipe = load_pipeline()
 if pipe is None:
@@ -32,6 +47,9 @@ if pipe is None:
 
 resources = server_resources()
 use_faster_vp8()   # the returned video: same quality, about half aiortc's encoding CPU
+use_processing_track()   # each result sent as soon as it is ready, once, newest first
+decode_at_last_packet()  # a browser's frame is decoded when it is complete, not one frame later
+ECHO = echo_from_environment()
 sid = session_id()
 st.session_state.live_session_id = sid  # where tests find this page's session
 
@@ -39,7 +57,7 @@ st.session_state.live_session_id = sid  # where tests find this page's session
 def live() -> LiveSession:
     """This browser session's live state; it lives in the server's session resources (not in
     st.session_state), so it is released within seconds of the tab closing."""
-    return resources.get(sid, LIVE, lambda: LiveSession(pipe))
+    return resources.get(sid, LIVE, lambda: LiveSession(pipe, echo=ECHO))
 
 
 # The webcam callbacks run on streamlit-webrtc's threads and look the session up each time
@@ -146,25 +164,42 @@ def recording_progress(state: LiveSession) -> None:
                 "⏹ Stop recording for its files.")
 
 
+@dataclass(frozen=True)
+class Charts:
+    """The charts as last built, kept in st.session_state between runs of the panel."""
+    version: int          # the series' version they show
+    window: float         # the chart window (s) they show
+    pose: object
+    expression: object
+    tracks: int           # tracks in the window (the charts show the CHART_TRACKS longest)
+    made: float           # time.monotonic() when built
+
+
 def charts(state: LiveSession) -> None:
-    """The charts, rebuilt only when the series changed (after STOP they stay as they are).
+    """The charts, rebuilt when the series changed (after STOP they stay as they are), at most
+    every CHART_PERIOD_S (a new window at once), with the CHART_TRACKS longest tracks.
     Streamlit's Plotly element takes its identity from the figure, so every new figure is a
-    fresh Plotly plot in the browser (measured: about a quarter of a core per open page at two
-    redraws a second)."""
+    fresh Plotly plot in the browser, drawn on the main thread that the webcam component and
+    every control share: a page that redraws more than the browser can draw answers no click."""
     if not state.buffer.rows:
         return
     window = float(st.session_state.get("live_window", 20))
-    key = (state.buffer.version, window)
-    cached = st.session_state.get("live_charts")
-    if cached is None or cached[0] != key:
-        table = state.buffer.snapshot(window_s=window)
-        cached = (key, figure(pose_spec(table, max_points=CHART_POINTS)),
-                  figure(expression_spec(table, max_points=CHART_POINTS)))
+    cached: Charts | None = st.session_state.get("live_charts")
+    now = time.monotonic()
+    if (cached is None or cached.window != window
+            or (cached.version != state.buffer.version and now - cached.made >= CHART_PERIOD_S)):
+        table, tracks = longest_tracks(state.buffer.snapshot(window_s=window), CHART_TRACKS)
+        cached = Charts(state.buffer.version, window,
+                        figure(pose_spec(table, max_points=CHART_POINTS)),
+                        figure(expression_spec(table, max_points=CHART_POINTS)), tracks, now)
         st.session_state.live_charts = cached
-    st.plotly_chart(cached[1], key="pose_chart", config={"displaylogo": False})
-    st.plotly_chart(cached[2], key="expression_chart", config={"displaylogo": False})
-    st.caption("Expression: one colour per coefficient; line style per track "
-               "(solid = first track, dashed = second, dotted = third, …).")
+    st.plotly_chart(cached.pose, key="pose_chart", config={"displaylogo": False})
+    st.plotly_chart(cached.expression, key="expression_chart", config={"displaylogo": False})
+    shown = (f"the {CHART_TRACKS} longest of {cached.tracks} tracks in the window"
+             if cached.tracks > CHART_TRACKS else f"{cached.tracks} track(s) in the window")
+    st.caption("Expression: one colour per coefficient; line style per track (solid = first "
+               f"track, dashed = second, dotted = third). Showing {shown}, redrawn every "
+               f"{CHART_PERIOD_S:.0f} s.")
 
 
 @st.fragment(run_every=1.0)
@@ -197,6 +232,10 @@ def readouts(state: LiveSession) -> None:
         st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
                    + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames of "
                    f"{stats.size[0]}x{stats.size[1]} processed, {stats.dropped} dropped")
+    if stats.busy:
+        st.warning(f"The server is busy: it processes {stats.fps:.0f} of the {stats.received_fps:.0f} "
+                   f"frames a second your camera sends (queue lag {stats.lag_ms:.0f} ms). The others "
+                   "are dropped, so the video stays close to live but moves less smoothly.")
     if stats.stopped:
         st.info(f"No frames for {stats.idle_s:.0f} s: the stream is stopped or paused. Press "
                 "START to go on; the series so far stays here until you clear it.")
@@ -206,6 +245,9 @@ def readouts(state: LiveSession) -> None:
 
 with st.sidebar:
     controls()
+if ECHO:
+    st.warning(f"Processing is off ({ECHO_ENV}=1): the video comes back untouched, to measure "
+               "what the transport alone costs.")
 
 left, right = st.columns([3, 2])
 with left:

@@ -137,3 +137,21 @@ def test_live_charts_send_what_a_plotly_figure_would(two_faces):
             "no template: Streamlit's theme would not apply"
         assert all(isinstance(t["y"], dict) and t["y"]["dtype"] == "f4" for t in sent[0]["data"])
         assert len(sent[0]["data"]) == len(spec["data"]) > 0
+
+
+def test_longest_tracks_keeps_the_k_tracks_with_most_rows():
+    """The live charts draw the longest tracks of the window; with dozens of short tracks
+    (passers-by, faces found again) the browser's redraw took all of its main thread."""
+    from densehead.io.table import COL
+
+    ids = [1] * 5 + [2] * 2 + [3] * 7 + [4] * 2 + [5]
+    table = np.zeros((len(ids), len(COLUMNS)), dtype=np.float32)
+    table[:, COL["track_id"]] = ids
+    kept, tracks = figures.longest_tracks(table, 3)
+    assert tracks == 5
+    assert sorted(set(kept[:, COL["track_id"]].astype(int))) == [1, 3, 4]   # 2 and 4 tie: the newer
+    assert len(kept) == 5 + 7 + 2
+    same, tracks = figures.longest_tracks(table, 8)
+    assert tracks == 5 and same is table
+    empty, tracks = figures.longest_tracks(table[:0], 3)
+    assert tracks == 0 and len(empty) == 0

@@ -348,3 +348,56 @@ def test_benchmark_live_says_what_is_wrong_in_one_line(argv, message, capsys):
     assert main(["benchmark-live", *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_processing_track_sends_each_result_once_as_soon_as_it_is_made(samples, tmp_path):
+    """What the live page installs (dashboard/processing_track.py), with streamlit-webrtc's and
+    aiortc's real parts: streamlit-webrtc builds densehead's track for async video processing,
+    the relay in front of a sender keeps only its newest result, and a real video played in
+    real time through it and a LiveSession comes out as the results of the newest frames the
+    callback processed, in order, each once (no duplicate for the encoder, none of an older
+    frame sent later). The end of the video ends the stream (on_video_ended, once)."""
+    import asyncio
+
+    from aiortc.contrib.media import MediaPlayer, MediaRelay
+    from aiortc.mediastreams import MediaStreamError
+    from streamlit_webrtc import webrtc as streamlit_webrtc
+    from streamlit_webrtc.models import CallbackAttachableProcessor
+
+    from densehead.dashboard import processing_track
+    from densehead.tools.browser import to_y4m
+
+    clip = tmp_path / "obama.y4m"
+    to_y4m(samples / "videos" / "obama.mp4", clip, seconds=2, size=(320, 240))
+    session = LiveSession(shared_pipeline())
+    newest: list[int] = []   # the newest frame of each callback call
+    ended: list[bool] = []
+
+    async def on_frames(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+        out = session.process_newest(frames)
+        newest.append(frames[-1].pts)
+        return out
+
+    processor = CallbackAttachableProcessor(None, on_frames, lambda: ended.append(True))
+
+    async def play() -> list[int]:
+        assert processing_track.install() and processing_track.install()
+        relay = MediaRelay()
+        track = streamlit_webrtc._wrap_with_processor(MediaPlayer(str(clip)).video, processor,
+                                                      async_processing=True, relay=relay)
+        assert isinstance(track, processing_track.ProcessingTrack)
+        to_sender = relay.subscribe(track)
+        assert to_sender._buffered is False   # aiortc's RelayStreamTrack: the newest frame only
+        sent = []
+        while True:
+            try:
+                sent.append((await asyncio.wait_for(to_sender.recv(), timeout=30)).pts)
+            except MediaStreamError:
+                return sent
+
+    sent = asyncio.run(play())
+    assert len(newest) >= 25 and session.processed >= len(newest), (len(newest), session.processed)
+    assert sent == sorted(set(sent)), "a result went out twice or out of order"
+    assert set(sent) <= set(newest)
+    assert len(sent) >= len(newest) - 2, (len(sent), len(newest))   # the last may meet the end
+    assert ended == [True]

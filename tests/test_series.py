@@ -146,3 +146,28 @@ def test_arrivals_count_received_and_dropped_frames():
     assert stats.received_fps == pytest.approx((3 + 1 + 2 + 1) / 0.4)
     buf.clear()
     assert buf.stats().dropped == 0
+
+
+def test_a_stream_the_server_cannot_keep_up_with_reads_busy():
+    """The page says the server is busy when it processes clearly fewer frames than arrive, or
+    when frames wait; a stream processed in full is not busy, nor a stopped one."""
+    from densehead.dashboard.series import BUSY_LAG_MS
+
+    def stream(processed_every: int, lag_s_per_frame: float = 0.0) -> tuple[SeriesBuffer, FakeClock]:
+        clock = FakeClock()
+        buf = SeriesBuffer(clock=clock)
+        for i in range(30):   # 25 fps arrive
+            buf.add_arrivals(1)
+            if i % processed_every == 0:
+                buf.add_frame([], media_time=i / 25 - i * lag_s_per_frame)
+            clock.t += 1 / 25
+        return buf, clock
+
+    full, _ = stream(1)
+    assert not full.stats().busy
+    half, clock = stream(2)
+    assert half.stats().busy and half.stats().fps == pytest.approx(12.5, rel=0.1)
+    clock.t += 5.0
+    assert not half.stats().busy   # stopped: nothing to say about load
+    waiting, _ = stream(1, lag_s_per_frame=0.02)   # each frame waits 20 ms longer than the last
+    assert waiting.stats().lag_ms > BUSY_LAG_MS and waiting.stats().busy

@@ -106,7 +106,7 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     names), skipping files an earlier run finished with the same settings unless `overwrite`.
     `engine` is "local" (worker processes), "ray" or an engine object; `progress` shows a bar
     (default: when stderr is a terminal). Raises BatchInterrupted on Ctrl-C."""
-    settings = settings or BatchSettings()
+    settings = (settings or BatchSettings()).resolved()
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is a file")

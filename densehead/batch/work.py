@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -46,6 +46,15 @@ class BatchSettings:
                                             or not isinstance(self.max_frames, int)
                                             or self.max_frames < 1):
             raise OptionsError("max_frames", f"must be a whole number >= 1, got {self.max_frames!r}")
+
+    def resolved(self) -> "BatchSettings":
+        """These settings with "auto" replaced by the regressor it means here, so that every
+        worker (and every node of a cluster) runs the same network."""
+        from ..engine.regressor_choice import resolve_regressor
+
+        options = self.pipeline
+        name = resolve_regressor(options.regressor, options.num_threads).name
+        return replace(self, pipeline=options.replace(regressor=name))
 
     def table_key(self) -> dict[str, Any]:
         """What a table depends on (stored with it; a table made otherwise is made again).

@@ -2,15 +2,26 @@
 
 The app runs as a subprocess (`densehead serve`: `streamlit run app.py` with two malloc arenas,
 or MALLOC_ARENA_MAX from the environment), with DENSEHEAD_LIVE_STATUS set so that the server
-writes its per-session frame counters to a file; one headless Chromium plays a real video
-as every context's webcam; K contexts (K people) open the live page and press START. After a
-warm-up (Chromium ramps its bitrate and size), for a window of N seconds it reads, once a
-second, each session's processed and arrived frame counters and the server's utime+stime from
-/proc, then closes the contexts and waits until the server has released their sessions.
+writes its per-session counters to a file; one headless Chromium (background throttling off:
+every context is a person in the foreground) plays a real video as every context's webcam,
+each frame numbered in its top left corner; K contexts (K people) open the live page and press
+START. After a warm-up (Chromium ramps its bitrate and size), for a window of N seconds it reads,
+once a second, each session's processed and arrived frame counters and queue lag and the
+server's CPU per thread from /proc, and each page reads its own camera track and the returned
+track (WebCodecs, in a worker) to time every numbered frame from camera to screen. Then it checks
+that every page still streams and answers, closes them and waits until the server has released
+their sessions.
 
 Printed per K: processed and arrived fps per session, the longest gap without a processed frame,
-and the server's CPU per processed frame, next to the engine's own cost on the same frames
-(tracker + overlay, no WebRTC) and the VP8 decode + encode that aiortc does per frame.
+the queue lag (median, max), glass-to-glass latency (median, p90) and where it goes (the
+browser's encode, pacer, jitter buffer and decode from its RTCPeerConnection statistics, the
+server's queue lag, processing and VP8 encode), whether a stream ended by itself, the tracebacks
+in the server log, and the server's CPU per processed frame next to the engine's own cost on the
+same frames (tracker + overlay, no WebRTC) and the VP8 decode + encode that aiortc does per frame.
+Then the same rounds on a second server with processing off (DENSEHEAD_LIVE_ECHO=1: frames go
+back untouched): the latency floor of the same stack. `--busy N` runs N busy-loop processes
+throughout, standing in for a slower machine. DENSEHEAD_WEBRTC_TRACK=streamlit-webrtc in the
+environment runs the server with streamlit-webrtc's own processing track.
 
 `--soak MINUTES` instead opens and closes sessions for that long (streams started and stopped,
 tabs closed, a recording now and then) and prints the server's memory after every round.
@@ -20,8 +31,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..core.options import DASHBOARD_REGRESSOR
-from ..weights.assets import REGRESSORS
+from ..core.options import AUTO, REGRESSOR_NAMES
 from .benchmark import parse_size
 
 
@@ -44,11 +54,16 @@ def add_cli(sub: Any) -> None:
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
     p.add_argument("--threads", type=int, default=1,
                    help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
-    p.add_argument("--regressor", default=DASHBOARD_REGRESSOR, choices=sorted(REGRESSORS),
-                   help=f"the server's regressor (DENSEHEAD_REGRESSOR; default {DASHBOARD_REGRESSOR}, "
+    p.add_argument("--regressor", default=AUTO, choices=(AUTO, *REGRESSOR_NAMES),
+                   help=f"the server's regressor (DENSEHEAD_REGRESSOR; default {AUTO}, "
                         "the dashboard's)")
     p.add_argument("--vp8", choices=("speed", "aiortc"), default="speed",
                    help="the server's VP8 encoder: the page's faster settings (default) or aiortc's own")
+    p.add_argument("--rounds", type=int, default=1, help="rounds per K (default 1)")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="busy-loop processes running throughout: a slower machine (default 0)")
+    p.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the echo floor (the same rounds with processing off)")
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                    help="instead: open, stream, record, stop and close sessions for this long "
                         "and print the server's memory after every round")
@@ -72,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown mode {args.mode!r}; choose one of {', '.join(draw.MODES)}")
     if args.seconds < 2 or args.warmup < 0:
         raise ValueError("--seconds must be at least 2 and --warmup at least 0")
+    if args.rounds < 1 or args.busy < 0:
+        raise ValueError("--rounds must be at least 1 and --busy at least 0")
     try:
         import playwright.sync_api  # noqa: F401  (a test requirement)
     except ImportError as exc:

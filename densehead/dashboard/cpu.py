@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 TASKS = Path("/proc/self/task")
+PROCESSING_THREAD = "densehead-processing"   # the name of a live stream's processing thread
 # Python thread names (prefixes) -> role. Threads Python does not know (libvpx's, OpenCV's,
 # TFLite's workers) are "native"; Python threads not named here are "other".
 ROLES = (
     ("MainThread", "event loop (RTP, SRTP, ICE, websockets)"),
-    ("async_media_processor", "our processing (track, draw, convert)"),
+    (PROCESSING_THREAD, "our processing (track, draw, convert)"),
+    ("async_media_processor", "our processing (track, draw, convert)"),   # streamlit-webrtc's
     ("asyncio_", "VP8 encode (aiortc, the loop's executor)"),
     ("video-decoder", "VP8 decode (aiortc)"),
     ("ScriptRunner", "page scripts (fragment reruns)"),

@@ -78,6 +78,21 @@ def expression_spec(table: np.ndarray, height: int = 320, max_points: int | None
     return {"data": data, "layout": layout}
 
 
+def longest_tracks(table: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """The rows of the `k` tracks with the most rows in `table` (of equal ones, the newer), and
+    how many tracks there were. A live chart draws lines per track: passers-by and faces found
+    again after a miss make dozens of tracks in a window, and every line is redrawn by Plotly
+    on the browser's main thread, which the webcam component and every control share."""
+    if len(table) == 0:
+        return table, 0
+    ids = table[:, COL["track_id"]].astype(int)
+    tracks, counts = np.unique(ids, return_counts=True)
+    if len(tracks) <= k:
+        return table, len(tracks)
+    keep = tracks[np.lexsort((tracks, counts))[::-1][:k]]   # by count, then by id, largest first
+    return table[np.isin(ids, keep)], len(tracks)
+
+
 def pose_figure(table: np.ndarray, height: int = 420) -> go.Figure:
     return go.Figure(pose_spec(table, height))
 
@@ -303,5 +318,5 @@ def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
 
 
 __all__ = ["FULL_VERTICES", "PoseAxes", "bar_figure", "decimate", "detections_figure", "edges",
-           "expression_figure", "expression_spec", "figure", "mesh_figure", "pose_axes",
-           "pose_figure", "pose_spec", "thin", "track_color"]
+           "expression_figure", "expression_spec", "figure", "longest_tracks", "mesh_figure",
+           "pose_axes", "pose_figure", "pose_spec", "thin", "track_color"]

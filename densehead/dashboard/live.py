@@ -10,6 +10,7 @@ fresh tracker and a fresh rate/lag baseline; the series goes on until the user c
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -31,6 +32,10 @@ from .recording import Recording, RecordingStatus
 from .series import SeriesBuffer
 
 log = logging.getLogger(__name__)
+# DENSEHEAD_LIVE_ECHO=1: every stream's frames go back untouched (no tracking, no drawing), the
+# same server and browser otherwise: the transport's own latency and CPU, which benchmark-live
+# prints as the floor beside the page's
+ECHO_ENV = "DENSEHEAD_LIVE_ECHO"
 # Older frames of a burst are still tracked while the callback has spent less than this; a
 # burst of two (a frame that came a little late) then costs no data, a real overload still drops.
 CATCH_UP_MS = 8.0
@@ -50,8 +55,10 @@ class LiveSettings:
 class LiveSession:
     """Everything one browser session of the live page holds on the server."""
 
-    def __init__(self, pipeline: Pipeline, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pipeline: Pipeline, clock: Callable[[], float] = time.monotonic,
+                 echo: bool = False) -> None:
         self.settings = LiveSettings(pipeline)
+        self.echo = echo                  # frames go back untouched (ECHO_ENV)
         self.buffer = SeriesBuffer(clock=clock)
         self.note = ""                    # e.g. the renderer fallback, shown by the page
         self.streams = 0                  # streams started in this session
@@ -91,10 +98,14 @@ class LiveSession:
         tracker = self._stream_tracker()
         if tracker is None:  # the session was closed under a stream still running
             return frame
+        media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
+        if self.echo:
+            self.buffer.add_frame([], None, 0.0, media_time, size=(frame.width, frame.height))
+            self.processed += 1
+            return frame
         settings = self.settings
         tracker.pipeline, tracker.options = settings.pipeline, settings.tracker
         image = _bgr_image(frame)
-        media_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
         recording = self._recording
         try:
             result = tracker(image, dense=draw.needs_dense(settings.mode), timestamp=media_time)
@@ -212,6 +223,10 @@ class LiveSession:
                 "mode": self.settings.mode, "rows": self.buffer.rows,
                 "frame_ms": round(stats.frame_ms, 2), "lag_ms": round(stats.lag_ms, 1),
                 "recording": rec.state if rec else "", "temp_dir": str(self._folder or "")}
+
+
+def echo_from_environment() -> bool:
+    return os.environ.get(ECHO_ENV, "").strip() == "1"
 
 
 def _bgr_image(frame: av.VideoFrame):

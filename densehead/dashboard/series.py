@@ -19,6 +19,10 @@ from ..core.face import STAGES, Face, StageTimes
 from ..io.table import COL, COLUMNS, csv_text, face_row
 
 IDLE_AFTER_S = 2.0  # no frame for this long: the stream is stopped or stalled, rates read 0
+# The server is busy when it processes less than this share of the arriving frames (the rest
+# are dropped to keep the delay one frame deep) or when frames wait longer than BUSY_LAG_MS
+BUSY_SHARE = 0.8
+BUSY_LAG_MS = 250.0
 TIME = COL["time_s"]
 
 
@@ -42,6 +46,13 @@ class LiveStats:
     def stopped(self) -> bool:
         """No frame for IDLE_AFTER_S: the stream is stopped or stalled."""
         return self.idle_s > IDLE_AFTER_S
+
+    @property
+    def busy(self) -> bool:
+        """The server cannot keep up with this stream: it drops frames or they wait."""
+        if self.stopped or not self.received_fps:
+            return False
+        return self.fps < BUSY_SHARE * self.received_fps or self.lag_ms > BUSY_LAG_MS
 
 
 class _Ring:

@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TypeVar
 
-from . import heap
+from . import heap, server_log
 from .status import STATUS_ENV, status_writer
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,9 @@ def session_id() -> str:
 def _log_to_stderr() -> None:
     """Streamlit configures only its own loggers: make the dashboard's INFO lines (sessions and
     streams opened and released; never one per frame) reach the server log, and aiortc's and
-    streamlit-webrtc's warnings (a sender that died, a connection that failed)."""
+    streamlit-webrtc's warnings (a sender that died, a connection that failed); and keep
+    Streamlit's harmless traceback of a browser that went away out of it (server_log)."""
+    server_log.install()
     _to_stderr("densehead.dashboard", logging.INFO, "%(asctime)s densehead: %(message)s")
     for name in ("aiortc", "streamlit_webrtc"):
         _to_stderr(name, logging.WARNING, "%(asctime)s %(name)s: %(levelname)s %(message)s")

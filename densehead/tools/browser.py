@@ -31,6 +31,11 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-sync", "--use-fake-ui-for-media-stream",
                   "--use-fake-device-for-media-stream"]
 
+# Every context a person in the foreground: Chromium slows the timers and renderers of pages it
+# takes for background ones, which would starve all but one of K people on one browser
+NO_BACKGROUND_THROTTLING = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                            "--disable-backgrounding-occluded-windows"]
+
 # Ask Chromium to keep the camera's resolution and give up frame rate instead when it judges
 # the CPU busy (the default "balanced" preference halves the size on a loaded machine)
 KEEP_RESOLUTION_JS = """(() => { const md = navigator.mediaDevices; if (!md) return;
@@ -102,11 +107,12 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-def launch_chromium(playwright: Any, camera: Path, executable: str | None = None) -> Any:
-    """Headless Chromium whose webcam plays `camera` (.y4m) in a loop."""
+def launch_chromium(playwright: Any, camera: Path, executable: str | None = None,
+                    flags: list[str] | None = None) -> Any:
+    """Headless Chromium whose webcam plays `camera` (.y4m) in a loop; `flags` added."""
     return playwright.chromium.launch(
         executable_path=executable or chromium_path(), headless=True,
-        args=CHROMIUM_FLAGS + [f"--use-file-for-fake-video-capture={camera}"])
+        args=CHROMIUM_FLAGS + (flags or []) + [f"--use-file-for-fake-video-capture={camera}"])
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -252,11 +258,15 @@ def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_ms: int = 45_
     raise AssertionError("the stream never started")
 
 
-def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: bool = True) -> Any:
-    """A new person (browser context) on the live page with `mode` chosen and the stream started."""
+def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: bool = True,
+              init_scripts: tuple[str, ...] = ()) -> Any:
+    """A new person (browser context) on the live page with `mode` chosen and the stream
+    started; `init_scripts` run in every frame of the page before its own scripts."""
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
     if keep_resolution:
         context.add_init_script(KEEP_RESOLUTION_JS)
+    for script in init_scripts:
+        context.add_init_script(script)
     page = context.new_page()
     page.console_log = []  # type: ignore[attr-defined]
     page.on("console", lambda m: page.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]

@@ -3,25 +3,32 @@ command's help, densehead/cli/live_bench.py, says what it does and prints)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import cpu as server_cpu
+from ..dashboard import processing_track
 from ..dashboard.cached_pipeline import THREADS_ENV
+from ..dashboard.live import ECHO_ENV
 from ..dashboard.status import STATUS_ENV
 from ..weights.assets import ASSETS_ENV
 from . import browser as harness
+from . import latency as glass
+from .latency import Latency
 
 
 @dataclass
@@ -31,6 +38,11 @@ class SessionRun:
     processed_fps: float
     longest_gap_s: float
     frame_ms: float               # the page's own readout: wall time of our callback, median
+    lag_ms: float = 0.0           # the server's queue lag (frames waiting before processing), median
+    lag_max_ms: float = 0.0       # ... and its largest sample in the window
+    ended: bool = False           # the stream ended by itself (nobody pressed STOP)
+    page_live: bool = True        # the page's readouts and charts answered at the end
+    latency: Latency | None = None
 
 
 @dataclass
@@ -44,6 +56,11 @@ class Round:
     machine_cores: float = 0.0    # everything on the machine (other users included)
     problems: list[str] = field(default_factory=list)
     ms_by_role: dict[str, float] = field(default_factory=dict)  # server CPU ms per processed frame
+    tracebacks: int = 0           # new in the server log during the round
+    floor: "Round | None" = None  # the same round with processing off (DENSEHEAD_LIVE_ECHO)
+
+    def latencies(self) -> list[float]:
+        return [ms for s in self.sessions if s.latency for ms in s.latency.samples_ms]
 
 
 # --- the engine alone ------------------------------------------------------------------------
@@ -106,17 +123,23 @@ def codec_cost(frames_rgb: list[np.ndarray], encoder_class: type, bitrate: int) 
 # --- the live server --------------------------------------------------------------------------
 
 def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k: int, mode: str,
-                  warmup_s: float, seconds: float) -> Round:
+                  warmup_s: float, seconds: float, echo: bool = False) -> Round:
+    """K people stream at once; after the warm-up, for `seconds`: their frame counters and queue
+    lag (the server's status), their glass-to-glass latency (read in each page), the server's CPU
+    by thread; then whether each page still answers, and the tracebacks the round logged.
+    `echo`: the server sends frames back untouched (no charts to look for)."""
     problems: list[str] = []
+    log_before = server.log_text().count("Traceback")
     known = set(harness.live_sessions(harness.read_status(status_path)))
     pages, ids = [], []
-    for _ in range(k):
-        page = harness.open_live(browser, server.url, mode)
-        ids.append(harness.page_session_id(page, status_path, known | set(ids)))
-        pages.append(page)
     try:
+        for _ in range(k):
+            page = harness.open_live(browser, server.url, mode, init_scripts=(glass.CAPTURE_JS,))
+            ids.append(harness.page_session_id(page, status_path, known | set(ids)))
+            pages.append(page)
         _wait_streaming(status_path, ids, timeout_s=90)
         time.sleep(warmup_s)
+        readers = [glass.start(page, seconds) for page in pages]
         samples, statuses = [], []
         me = os.getpid()
         browsers0, machine0 = harness.descendants_cpu(me, {server.proc.pid}), harness.machine_busy_seconds()
@@ -126,16 +149,22 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
         browsers1, machine1 = harness.descendants_cpu(me, {server.proc.pid}), harness.machine_busy_seconds()
         runs, processed = [], 0
         span = samples[-1][0] - samples[0][0]
-        for sid in ids:
+        for sid, page, reader in zip(ids, pages, readers):
             counts = [(t, s[sid]) for t, s in samples if sid in s]
             first, last = counts[0][1], counts[-1][1]
             done = last["processed"] - first["processed"]
             processed += done
+            lags = [c["lag_ms"] for _, c in counts]
             runs.append(SessionRun(size="x".join(map(str, last["size"])),
                                    arrived_fps=(last["arrived"] - first["arrived"]) / span,
                                    processed_fps=done / span,
                                    longest_gap_s=_longest_gap(counts),
-                                   frame_ms=statistics.median(c["frame_ms"] for _, c in counts)))
+                                   frame_ms=statistics.median(c["frame_ms"] for _, c in counts),
+                                   lag_ms=statistics.median(lags), lag_max_ms=max(lags),
+                                   ended=not all(c["streaming"] for _, c in counts)
+                                   or not page_streams(page),
+                                   page_live=page_answers(page, charts=not echo),
+                                   latency=glass.result(reader) if reader is not None else None))
         for page in pages:
             if page.locator("text=Traceback").count() or page.locator('[data-testid="stException"]').count():
                 problems.append("a traceback on a page")
@@ -151,8 +180,37 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
     released = _wait_released(status_path, set(ids), timeout_s=60)
     if released is None:
         problems.append("closed sessions were not released within 60 s")
+    problems += [f"session {i}: no latency read" for i, r in enumerate(runs, 1) if r.latency is None]
     return Round(k, runs, cores, ms, released, ms_by_role=ms_by_role, browser_cores=browser_cores,
-                 machine_cores=machine_cores, problems=problems)
+                 machine_cores=machine_cores, problems=problems,
+                 tracebacks=server.log_text().count("Traceback") - log_before)
+
+
+# what a person sees on the page: the webcam component still shows STOP (the stream was not
+# ended by itself), and the readouts and charts are there and answer within a few seconds
+STREAMING_JS = "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('STOP'))"
+ANSWERS_JS = """(charts) => { const fps = [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .find(m => m.innerText.includes('Server FPS'));
+  const drawn = [...document.querySelectorAll('.js-plotly-plot')].filter(p => (p.data || []).length);
+  return !!fps && parseFloat(fps.querySelector('[data-testid="stMetricValue"]').innerText) > 0
+    && drawn.length >= charts; }"""
+
+
+def page_streams(page: Any) -> bool:
+    """The webcam component still shows STOP."""
+    try:
+        return any(f.evaluate(STREAMING_JS) for f in page.frames if f != page.main_frame)
+    except Exception:   # a frame that went away while asked
+        return False
+
+
+def page_answers(page: Any, charts: bool = True, timeout_s: float = 10.0) -> bool:
+    """The page shows a positive Server FPS (and both charts) within `timeout_s`."""
+    try:
+        page.wait_for_function(ANSWERS_JS, arg=2 if charts else 0, timeout=timeout_s * 1000)
+        return True
+    except Exception:   # Playwright's timeout: the page's main thread did not answer in time
+        return False
 
 
 def _wait_streaming(status_path: Path, ids: list[str], timeout_s: float) -> None:
@@ -269,15 +327,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
-    from playwright.sync_api import sync_playwright
-
     width, height = args.size
-    frames = harness.to_y4m(Path(args.video), camera, seconds=args.camera_seconds,
-                            size=(width, height), rate=args.rate)
+    frames = glass.stamped_camera(Path(args.video), camera, args.camera_seconds, (width, height),
+                                  args.rate)
+    track = os.environ.get(processing_track.ENV, "") or "densehead's"
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
-          f" ({len(frames)} frames, looped), mode {args.mode}, regressor {args.regressor},"
-          f" server TFLite threads {args.threads},"
-          f" load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+          f" ({len(frames)} frames, looped, numbered for the latency), mode {args.mode}, regressor"
+          f" {args.regressor}, server TFLite threads {args.threads}, processing track {track},"
+          f" {args.busy} busy-loop process(es), load average {os.getloadavg()[0]:.1f} at the start",
+          flush=True)
     print(f"machine: {this_machine().describe()}", flush=True)
     engine_ms, engine_cpu = engine_cost(frames, args.mode, args.threads, args.regressor)
     from aiortc.codecs import vpx as aiortc_vpx
@@ -292,42 +350,82 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
           + ", ".join(f"{name} encoder {ms:.2f} ms" for name, ms in codec_ms.items())
           + " CPU per frame; the server uses " + ("aiortc's" if args.vp8 == "aiortc" else "the page's"),
           flush=True)
-    status_path = work / "status.json"
-    env = {STATUS_ENV: str(status_path), THREADS_ENV: str(args.threads), vp8.ENV: args.vp8,
-           REGRESSOR_ENV: args.regressor}
+    env = {THREADS_ENV: str(args.threads), vp8.ENV: args.vp8, REGRESSOR_ENV: args.regressor}
     if os.environ.get(ASSETS_ENV):
         env[ASSETS_ENV] = os.environ[ASSETS_ENV]
-    with harness.AppServer(work / "server.log", env=env) as server, sync_playwright() as pw:
-        browser = harness.launch_chromium(pw, camera)
+    with busy_loops(args.busy):
+        if args.soak:
+            _serve(args, work, camera, env, "soak", engine_cpu)
+            print(f"files in {work}")
+            return 0
+        rounds = _serve(args, work, camera, env, "page", engine_cpu)
+        if args.floor:
+            floors = _serve(args, work, camera, {**env, ECHO_ENV: "1"}, "echo", engine_cpu)
+            for r in rounds:
+                r.floor = next((f for f in floors if f.k == r.k), None)
+    print()
+    print(format_table(rounds, engine_cpu))
+    print(f"server logs, status files: {work}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, str], name: str,
+           engine_cpu: float) -> list[Round]:
+    """One server (log and status in `work`, named `name`) and one browser: the rounds of
+    `args.sessions` (each `args.rounds` times; the echo floor once), or the soak."""
+    from playwright.sync_api import sync_playwright
+
+    status_path = work / f"{name}-status.json"
+    rounds: list[Round] = []
+    with harness.AppServer(work / f"{name}-server.log", env={**env, STATUS_ENV: str(status_path)}) as server, \
+            sync_playwright() as pw:
+        browser = harness.launch_chromium(pw, camera, flags=harness.NO_BACKGROUND_THROTTLING)
         try:
             if args.soak:
-                rows = soak(server, browser, status_path, args.soak, args.mode)
-                _print_soak_summary(rows)
-            else:
-                rounds = []
-                for k in args.sessions:
+                _print_soak_summary(soak(server, browser, status_path, args.soak, args.mode))
+                print(f"server log: {server.log_text().count('Traceback')} traceback(s)")
+                return []
+            for k in args.sessions:
+                for _ in range(1 if name == "echo" else args.rounds):
                     rounds.append(measure_round(server, browser, status_path, k, args.mode,
-                                                args.warmup, args.seconds))
-                    print(format_round(rounds[-1], engine_cpu), flush=True)
-                print()
-                print(format_table(rounds, engine_cpu))
+                                                args.warmup, args.seconds, echo=name == "echo"))
+                    print(f"[{name}] " + format_round(rounds[-1], engine_cpu), flush=True)
         finally:
             browser.close()
-        tracebacks = server.log_text().count("Traceback")
-    print(f"server log: {tracebacks} traceback(s); files in {work}")
-    return 0
+    return rounds
+
+
+@contextlib.contextmanager
+def busy_loops(n: int) -> Iterator[None]:
+    """`n` processes that spin on a core each: this machine made slower, as a slower CPU or
+    other work on it would."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def format_round(r: Round, engine_cpu: float) -> str:
     lines = [f"K={r.k}: server {r.cpu_cores:.2f} cores, {r.cpu_ms_per_frame:.1f} ms CPU per processed"
              f" frame ({r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f}x the engine's)"
              + (f", released {r.released_s:.1f} s after closing" if r.released_s is not None else "")
-             + f"; browsers {r.browser_cores:.2f} cores, whole machine {r.machine_cores:.2f} cores busy"]
+             + f"; browsers {r.browser_cores:.2f} cores, whole machine {r.machine_cores:.2f} cores busy;"
+             f" {r.tracebacks} traceback(s) in the server log"]
     for i, s in enumerate(r.sessions, 1):
         share = s.processed_fps / s.arrived_fps if s.arrived_fps else 0.0
+        lat = (f"latency {s.latency.median_ms:.0f}/{s.latency.p90_ms:.0f} ms (median/p90 of "
+               f"{len(s.latency.samples_ms)})" if s.latency and s.latency.samples_ms else "latency -")
         lines.append(f"  session {i}: {s.size}  arrived {s.arrived_fps:5.1f} fps  processed "
                      f"{s.processed_fps:5.1f} fps ({share:.0%})  longest gap {s.longest_gap_s:.1f} s  "
-                     f"frame {s.frame_ms:.1f} ms (wall, median)")
+                     f"frame {s.frame_ms:.1f} ms  queue lag {s.lag_ms:.0f} (max {s.lag_max_ms:.0f}) ms  "
+                     f"{lat}" + ("  ENDED BY ITSELF" if s.ended else "")
+                     + ("" if s.page_live else "  PAGE NOT ANSWERING"))
+    if split := latency_split(r):
+        lines.append("  where the time goes (ms, medians over sessions): " + ", ".join(
+            f"{name} {ms:.1f}" for name, ms in split.items()))
     if r.ms_by_role:
         lines.append("  server CPU ms per processed frame by thread: " + ", ".join(
             f"{name} {ms:.1f}" for name, ms in sorted(r.ms_by_role.items(), key=lambda x: -x[1])))
@@ -335,19 +433,51 @@ def format_round(r: Round, engine_cpu: float) -> str:
     return "\n".join(lines)
 
 
+def latency_split(r: Round) -> dict[str, float]:
+    """The glass-to-glass median in the parts that can be measured: the browser's own (its
+    RTCPeerConnection statistics), the server's (queue lag and processing from its status, its
+    VP8 encode from the CPU of its encoder threads), and the rest (packets on the way, the
+    receiver's assembly, the page's frame delivery)."""
+    with_latency = [s for s in r.sessions if s.latency and s.latency.samples_ms]
+    if not with_latency:
+        return {}
+    med = lambda values: statistics.median(values)   # noqa: E731
+    parts = {
+        "browser encode": med([s.latency.browser_encode_ms for s in with_latency]),
+        "browser send pacer": med([s.latency.browser_send_ms for s in with_latency]),
+        "server queue lag": med([s.lag_ms for s in with_latency]),
+        "server processing": med([s.frame_ms for s in with_latency]),
+        "server VP8 encode (CPU)": next((ms for name, ms in r.ms_by_role.items()
+                                         if name.startswith("VP8 encode")), 0.0),
+        "browser jitter buffer": med([s.latency.jitter_buffer_ms for s in with_latency]),
+        "browser decode": med([s.latency.decode_ms for s in with_latency]),
+    }
+    total = med([s.latency.median_ms for s in with_latency])
+    return {"glass to glass": total, **parts, "the rest": total - sum(parts.values())}
+
+
 def format_table(rounds: list[Round], engine_cpu: float) -> str:
-    """Markdown, ready for the README."""
-    out = ["| sessions | processed fps per session (min–max) | arrived fps | processed share "
-           "| longest gap | server CPU | CPU ms per processed frame | x engine |",
-           "|---:|---|---|---:|---:|---:|---:|---:|"]
+    """Markdown, ready for the README: one row per round."""
+    out = ["| people | processed fps per person (min–max) | arrived fps | kept | latency median / p90 "
+           "| echo floor median / p90 | queue lag max | ended by itself | server CPU ms per frame "
+           "| x engine | tracebacks |",
+           "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in rounds:
         p = [s.processed_fps for s in r.sessions]
         a = [s.arrived_fps for s in r.sessions]
         share = sum(p) / max(sum(a), 1e-9)
         out.append(f"| {r.k} | {min(p):.1f}–{max(p):.1f} | {min(a):.1f}–{max(a):.1f} | {share:.0%} "
-                   f"| {max(s.longest_gap_s for s in r.sessions):.1f} s | {r.cpu_cores:.2f} cores "
-                   f"| {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} |")
+                   f"| {_median_p90(r.latencies())} | {_median_p90(r.floor.latencies()) if r.floor else '–'} "
+                   f"| {max(s.lag_max_ms for s in r.sessions):.0f} ms | {sum(s.ended for s in r.sessions)} "
+                   f"| {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} "
+                   f"| {r.tracebacks} |")
     return "\n".join(out)
+
+
+def _median_p90(samples: list[float]) -> str:
+    if not samples:
+        return "–"
+    return f"{statistics.median(samples):.0f} / {np.percentile(samples, 90):.0f} ms"
 
 
 def _print_soak_summary(rows: list[dict[str, Any]]) -> None:

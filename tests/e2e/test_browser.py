@@ -44,16 +44,24 @@ VIDEO_CANVAS_JS = """const v = document.querySelector('video');
   const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
   const g = c.getContext('2d'); g.drawImage(v, 0, 0);"""
 VIDEO_PNG_JS = "() => { " + VIDEO_CANVAS_JS + " return c.toDataURL('image/png'); }"
-# pixels of the landmark colour draw.GREEN (BGR 80,220,80 is RGB 80,220,80), after video coding
+# pixels of the landmark colour draw.GREEN (BGR 80,220,80 is RGB 80,220,80) and of the dense
+# points' draw.CYAN (BGR 230,200,40 is RGB 40,200,230), after video coding
 GREEN_JS = "() => { " + VIDEO_CANVAS_JS + """
-  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0;
-  for (let i = 0; i < d.length; i += 4) if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
-  return {w: c.width, h: c.height, green: n, t: v.currentTime}; }"""
+  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0, m = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
+    if (d[i+2] > 170 && d[i+1] > 140 && d[i] < 120) m++; }
+  return {w: c.width, h: c.height, green: n, cyan: m, t: v.currentTime}; }"""
 
 
 def green_pixels(rgb: np.ndarray) -> int:
     r, g, b = (rgb[..., k].astype(int) for k in range(3))
     return int(np.sum((g > 170) & (r < 140) & (b < 140)))
+
+
+def cyan_pixels(rgb: np.ndarray) -> int:
+    r, g, b = (rgb[..., k].astype(int) for k in range(3))
+    return int(np.sum((b > 170) & (g > 140) & (r < 120)))
 
 
 def text_retrying(page, locator, tries: int = 10) -> str:
@@ -156,6 +164,19 @@ def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
     return best
 
 
+def wait_video(frame, shows, timeout_s: float = 90.0) -> dict:
+    """The first picture of the returned video for which `shows(picture)` holds (its overlay
+    pixel counts, GREEN_JS), looked at a few times a second as a person watching would."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = frame.evaluate(GREEN_JS)
+        if last is not None and shows(last):
+            return last
+        frame.page.wait_for_timeout(200)
+    raise AssertionError(f"the returned video never showed it in {timeout_s:.0f} s; last {last}")
+
+
 def video_screenshot(frame, path) -> None:
     """A picture of the returned video for a person to look at, taken from its pixels the way the
     assertions read them (GREEN_JS). Playwright's element screenshot waited for the element to
@@ -216,6 +237,37 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     page.locator("text=the stream is stopped or paused").wait_for(timeout=30_000)
     assert float(metric(page, "Server FPS")) == 0.0
     assert pose_traces(page), "the series went away with the stream"
+
+
+def test_a_change_of_overlay_shows_in_the_returned_video(page, app_url, camera, output_dir):
+    """A person streaming switches the overlay and watches the video change: from the green
+    landmarks to the cyan dense points, and back, the stream going on all along. How long each
+    change took to show is written to e2e_live_overlay_change.json (benchmark-live measures
+    it; a test does not time one machine)."""
+    import json
+
+    _, frames = camera
+    raw_green = max(green_pixels(f) for f in frames)
+    raw_cyan = max(cyan_pixels(f) for f in frames)
+    landmarks = lambda shot: shot["green"] > max(50, 5 * raw_green)            # noqa: E731
+    points = lambda shot: (shot["cyan"] > max(200, 5 * raw_cyan)                # noqa: E731
+                           and shot["green"] < max(50, 5 * raw_green))
+    page.goto(app_url + "/Live_webcam", timeout=120_000)
+    frame = webrtc_frame(page)
+    start_stream(page, frame, output_dir)
+    wait_video(frame, landmarks)
+    took = {}
+    for mode, shows in (("dense", points), ("sparse", landmarks)):
+        clicked = time.monotonic()
+        choose(page, "Overlay", mode)
+        shot = wait_video(frame, shows)
+        took[mode] = round(time.monotonic() - clicked, 2)
+        video_screenshot(frame, output_dir / f"e2e_live_overlay_to_{mode}.png")
+        assert shot["w"] > 0
+    (output_dir / "e2e_live_overlay_change.json").write_text(json.dumps(
+        {"seconds_from_click_to_video": took}, indent=1))
+    assert frame.locator("button", has_text="STOP").count() == 1   # still the same stream
+    assert page.locator("text=Traceback").count() == 0
 
 
 def returned_size(frame) -> list[int]:
