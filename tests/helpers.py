@@ -30,3 +30,15 @@ def shared_pipeline():
 
 def image_path(item: dict) -> Path:
     return SAMPLES / item["image"]
+
+
+def run_coroutine(coroutine):
+    """`asyncio.run(coroutine)` on a thread of its own: in a whole run, the browser tests'
+    Playwright (a session fixture) keeps an event loop running on the main thread, where
+    asyncio.run refuses to start another."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
