@@ -30,10 +30,18 @@ PAGES = (
 )
 
 
+SEEN = "densehead_page_seen"   # session state: this session has run a page already
+
+
 def stay_in_app_navigation() -> None:
-    """Rerun a page that Streamlit's pages-folder fallback ran without app.py, through app.py."""
+    """Rerun a page that Streamlit's pages-folder fallback ran without app.py, through app.py.
+    Only a session's first run is rerun: it is a page load, so nothing of the person's is lost
+    (a later run may carry a button's click, which a rerun would drop)."""
     from streamlit.runtime.pages_manager import PagesManager
 
+    first_run = not st.session_state.get(SEEN, False)
+    st.session_state[SEEN] = True
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False   # what st.navigation itself sets
-        st.rerun()
+        if first_run:
+            st.rerun()
