@@ -10,6 +10,7 @@ import streamlit as st
 from densehead.core.machine import this_machine
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.moved import show_moved_notice
+from densehead.dashboard.navigation import PAGES
 from densehead.weights import assets
 
 
@@ -81,10 +82,6 @@ def home() -> None:
         st.success("C++ mesh renderer: built and loaded.")
 
 
-st.navigation([
-    st.Page(home, title="Home", icon="🙂", default=True),
-    st.Page("pages/1_Live_webcam.py", title="Live webcam", icon="🎥", url_path="Live_webcam"),
-    st.Page("pages/2_3D_viewer.py", title="3D viewer", icon="🧊", url_path="3D_viewer"),
-    st.Page("pages/3_Video_analysis.py", title="Video analysis", icon="🎬",
-            url_path="Video_analysis"),
-]).run()
+st.navigation([st.Page(home, title="Home", icon="🙂", default=True)]
+              + [st.Page(p.script, title=p.title, icon=p.icon, url_path=p.url_path)
+                 for p in PAGES]).run()

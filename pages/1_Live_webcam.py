@@ -25,6 +25,7 @@ from densehead.dashboard.live import (
     echo_from_environment,
 )
 from densehead.dashboard.moved import show_moved_notice
+from densehead.dashboard.navigation import stay_in_app_navigation
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
@@ -32,6 +33,7 @@ from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
 from densehead.render import draw
 
+stay_in_app_navigation()   # opened by its own URL before app.py ever ran: through app.py
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")
 show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped

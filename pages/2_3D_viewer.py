@@ -16,11 +16,13 @@ from densehead.dashboard.figures import (
     pose_axes,
 )
 from densehead.dashboard.moved import show_moved_notice
+from densehead.dashboard.navigation import stay_in_app_navigation
 from densehead.dashboard.uploads import upload_types
 from densehead.io import export
 from densehead.io.image import FORMATS, decode_image
 from densehead.io.video import IMAGE_SUFFIXES
 
+stay_in_app_navigation()   # opened by its own URL before app.py ever ran: through app.py
 st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
 st.title("3D viewer")
 show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped

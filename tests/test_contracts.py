@@ -39,3 +39,18 @@ def test_streamlit_runtime_answers_whether_a_browser_is_connected():
     assert callable(Runtime.exists) and callable(Runtime.instance)
     assert list(inspect.signature(Runtime.is_active_session).parameters) == ["self", "session_id"]
     assert Runtime.exists() is False   # no server in this process: the janitor then keeps all
+
+
+def test_streamlit_keeps_its_pages_folder_fallback_switch():
+    """dashboard.navigation turns the pages-folder fallback off the way st.navigation does, by
+    PagesManager.uses_pages_directory (None until a server starts, then whether pages/ exists);
+    the fallback itself is checked in a browser (test_browser.py, a fresh server's first visitor
+    on a page URL)."""
+    import inspect as inspect_module
+
+    from streamlit.commands import navigation
+    from streamlit.runtime.pages_manager import PagesManager
+
+    assert hasattr(PagesManager, "uses_pages_directory")
+    assert "PagesManager.uses_pages_directory = False" in inspect_module.getsource(navigation)
+

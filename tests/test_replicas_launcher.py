@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,17 @@ def test_replicas_choose_their_own_ports(capsys):
     assert err.startswith("densehead: error: with --replicas") and "--server.port" in err
     assert main(["serve", "--proxy-port", "9000"]) == 1
     assert "go with --replicas" in capsys.readouterr().err
+
+
+def test_replicas_say_when_their_port_is_taken(capsys):
+    from densehead.tools.browser import free_ports
+
+    port = free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 2))   # where the second replica would listen
+        assert main(["serve", "--replicas", "2", "--proxy-port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port + 2} on 127.0.0.1 is taken" in err and "--proxy-port" in err
 
 
 def alive(pid: int) -> bool:

@@ -56,6 +56,7 @@ class BatchReport:
     pending: int = 0            # files not run because the batch was interrupted
     write_seconds: float = 0.0  # time spent writing tables here, alongside the workers
     startup_seconds: float = 0.0  # until the first worker began its first file
+    work_seconds: float = 0.0     # from then until the last file's result came back
 
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -118,12 +119,13 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
         _load_models_once(settings, chosen)
     bar = BatchProgress({t.index: t.job for t in tasks}, len(plan.jobs) - len(tasks),
                         len(plan.jobs), settings.max_frames, enabled=progress)
-    interrupted, first_start = False, 0.0
+    interrupted, first_start, last_result = False, 0.0, 0.0
     try:
         if tasks:
             with contextlib.closing(chosen.run(tasks, settings)) as events:
                 for event in events:
                     if isinstance(event, Outcome):
+                        last_result = time.perf_counter()
                         with _signals_held():  # a finished file is committed and recorded whole
                             entry = runner.finish(event)
                             bar.file_done(event.index, entry.frames, entry.status == "failed")
@@ -141,7 +143,8 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
                          ignored=plan.ignored, interrupted=interrupted,
                          pending=len(plan.jobs) - len(runner.done),
                          write_seconds=runner.write_seconds,
-                         startup_seconds=first_start - start if first_start else 0.0)
+                         startup_seconds=first_start - start if first_start else 0.0,
+                         work_seconds=max(0.0, last_result - first_start) if first_start else 0.0)
     _write_report(report)
     if interrupted:
         raise BatchInterrupted(report)

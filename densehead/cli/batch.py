@@ -1,6 +1,6 @@
 """`densehead batch INPUT... -o OUT`: every video and photo into a per-frame table (Parquet),
 resumable, on worker processes or Ray; `densehead batch-benchmark FOLDER`: files/s and frames/s
-of one worker, two workers and Ray on the same folder."""
+of one worker, two workers, Ray on a local cluster and Ray on a running one, on the same folder."""
 from __future__ import annotations
 
 import argparse
@@ -42,14 +42,17 @@ def add_cli(sub: Any) -> None:
     p.set_defaults(func=run_batch_command)
 
     b = sub.add_parser("batch-benchmark", help="files/s and frames/s: 1 vs N workers vs Ray",
-                       description="Runs `batch` on FOLDER with --workers 1, with --workers N "
-                                   "and on Ray (a local cluster unless --ray-address), into "
-                                   "temporary folders, and prints the speeds and speed-ups.")
+                       description="Runs `batch` on FOLDER with --workers 1, with --workers N, "
+                                   "on Ray with a local cluster and (with --ray-address) on a "
+                                   "running Ray cluster, into temporary folders, and prints the "
+                                   "speeds, the speed-ups and the time per file Ray adds.")
     b.add_argument("folder", help="a folder of videos (and photos)")
     b.add_argument("--workers", type=int, default=2, help="the parallel runs' worker count")
     b.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
-                   help="include the Ray engine")
-    b.add_argument("--ray-address", help="Ray cluster to use (default: start a local one)")
+                   help="include Ray on a local cluster")
+    b.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="also run on this running Ray cluster (its token as for `batch`: "
+                        "docs/batch.md)")
     b.add_argument("--max-frames", type=int, help="only the first N frames of each video")
     add_pipeline_options(b, threads=1)
     add_tracker_options(b)

@@ -62,6 +62,9 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--rounds", type=int, default=1, help="rounds per K (default 1)")
     p.add_argument("--busy", type=int, default=0, metavar="N",
                    help="busy-loop processes running throughout: a slower machine (default 0)")
+    p.add_argument("--proxy", action="store_true",
+                   help="every round also through nginx in front of the server (the replicas' "
+                        "proxy, densehead serve --replicas), alternated with the direct round")
     p.add_argument("--no-floor", dest="floor", action="store_false",
                    help="skip the echo floor (the same rounds with processing off)")
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",

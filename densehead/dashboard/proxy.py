@@ -6,6 +6,7 @@ temporary files under one folder), so it needs no root and touches no system con
 """
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -14,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 TEMPLATE = "nginx.conf.template"
 MAX_UPLOAD_MB = 200   # as server.maxUploadSize in .streamlit/config.toml
@@ -136,3 +138,18 @@ def _group(backend: Backend, backends: list[Backend]) -> str:
 
 def _lines(lines) -> str:
     return "\n".join(f"        {line}" for line in lines)
+
+
+@contextlib.contextmanager
+def nginx_in_front(backends: list[Backend], proxy: ProxySettings, prefix: Path) -> Iterator[str]:
+    """nginx in front of `backends` for the length of the block (a benchmark's rounds through
+    the proxy); yields its URL and stops it by its own pid."""
+    config = write_config(backends, proxy, prefix)
+    check_config(config)
+    with open(prefix / "nginx.log", "ab") as log:
+        proc = subprocess.Popen(nginx_command(config), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield f"{proxy.scheme}://127.0.0.1:{proxy.port}"
+    finally:
+        proc.terminate()
+        proc.wait()

@@ -13,6 +13,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,9 @@ def plan_replicas(count: int, proxy: ProxySettings, streamlit_args: list[str],
         raise ValueError(f"with --replicas the replicas' ports and address are chosen by "
                          f"densehead (the proxy's port + 1, + 2, ... on {HOST}); leave out "
                          f"{', '.join(taken)} and use --proxy-port")
+    for host, port in [(proxy.address, proxy.port)] + [(HOST, proxy.port + i)
+                                                       for i in range(1, count + 1)]:
+        _check_free(host, port)
     run = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="densehead-serve-"))
     run.mkdir(parents=True, exist_ok=True)
     replicas = []
@@ -174,6 +178,16 @@ def _announce(replica_set: ReplicaSet) -> None:
           f"{replica_set.url} (nginx, sticky per browser); status files, logs and "
           f"{RUN_FILE} in {replica_set.run_dir}; Ctrl-C stops all", file=sys.stderr)
     sys.stderr.flush()
+
+
+def _check_free(host: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as error:
+            raise OSError(f"port {port} on {host} is taken ({error.strerror}): the proxy uses "
+                          f"--proxy-port and the replicas the ports after it; choose another "
+                          f"--proxy-port") from None
 
 
 def _status_file(run: Path, name: str) -> Path:

@@ -58,6 +58,7 @@ class Round:
     ms_by_role: dict[str, float] = field(default_factory=dict)  # server CPU ms per processed frame
     tracebacks: int = 0           # new in the server log during the round
     floor: "Round | None" = None  # the same round with processing off (DENSEHEAD_LIVE_ECHO)
+    via: str = "direct"           # "proxy": the pages went through nginx (--proxy)
 
     def latencies(self) -> list[float]:
         return [ms for s in self.sessions if s.latency for ms in s.latency.samples_ms]
@@ -123,18 +124,21 @@ def codec_cost(frames_rgb: list[np.ndarray], encoder_class: type, bitrate: int) 
 # --- the live server --------------------------------------------------------------------------
 
 def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k: int, mode: str,
-                  warmup_s: float, seconds: float, echo: bool = False) -> Round:
+                  warmup_s: float, seconds: float, echo: bool = False,
+                  url: str | None = None) -> Round:
     """K people stream at once; after the warm-up, for `seconds`: their frame counters and queue
     lag (the server's status), their glass-to-glass latency (read in each page), the server's CPU
     by thread; then whether each page still answers, and the tracebacks the round logged.
-    `echo`: the server sends frames back untouched (no charts to look for)."""
+    `echo`: the server sends frames back untouched (no charts to look for); `url`: where the
+    pages open the server (a proxy in front of it)."""
     problems: list[str] = []
     log_before = server.log_text().count("Traceback")
     known = set(harness.live_sessions(harness.read_status(status_path)))
     pages, ids = [], []
     try:
         for _ in range(k):
-            page = harness.open_live(browser, server.url, mode, init_scripts=(glass.CAPTURE_JS,))
+            page = harness.open_live(browser, url or server.url, mode,
+                                     init_scripts=(glass.CAPTURE_JS,))
             ids.append(harness.page_session_id(page, status_path, known | set(ids)))
             pages.append(page)
         _wait_streaming(status_path, ids, timeout_s=90)
@@ -183,7 +187,8 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
     problems += [f"session {i}: no latency read" for i, r in enumerate(runs, 1) if r.latency is None]
     return Round(k, runs, cores, ms, released, ms_by_role=ms_by_role, browser_cores=browser_cores,
                  machine_cores=machine_cores, problems=problems,
-                 tracebacks=server.log_text().count("Traceback") - log_before)
+                 tracebacks=server.log_text().count("Traceback") - log_before,
+                 via="proxy" if url else "direct")
 
 
 # what a person sees on the page: the webcam component still shows STOP (the stream was not
@@ -378,6 +383,7 @@ def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, st
     status_path = work / f"{name}-status.json"
     rounds: list[Round] = []
     with harness.AppServer(work / f"{name}-server.log", env={**env, STATUS_ENV: str(status_path)}) as server, \
+            _proxied(server, work / f"{name}-proxy", args.proxy and name != "echo") as proxy_url, \
             sync_playwright() as pw:
         browser = harness.launch_chromium(pw, camera, flags=harness.NO_BACKGROUND_THROTTLING)
         try:
@@ -387,12 +393,29 @@ def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, st
                 return []
             for k in args.sessions:
                 for _ in range(1 if name == "echo" else args.rounds):
-                    rounds.append(measure_round(server, browser, status_path, k, args.mode,
-                                                args.warmup, args.seconds, echo=name == "echo"))
-                    print(f"[{name}] " + format_round(rounds[-1], engine_cpu), flush=True)
+                    for url in (None, proxy_url) if proxy_url else (None,):   # alternated
+                        rounds.append(measure_round(server, browser, status_path, k, args.mode,
+                                                    args.warmup, args.seconds,
+                                                    echo=name == "echo", url=url))
+                        print(f"[{name}{' via nginx' if url else ''}] "
+                              + format_round(rounds[-1], engine_cpu), flush=True)
         finally:
             browser.close()
     return rounds
+
+
+@contextlib.contextmanager
+def _proxied(server: harness.AppServer, prefix: Path, wanted: bool) -> Iterator[str | None]:
+    """The replicas' nginx in front of `server` (one replica), when `wanted`."""
+    if not wanted:
+        yield None
+        return
+    from ..dashboard.proxy import Backend, ProxySettings, nginx_in_front
+
+    prefix.mkdir(parents=True, exist_ok=True)
+    settings = ProxySettings(harness.free_port(), "127.0.0.1")
+    with nginx_in_front([Backend("r1", "127.0.0.1", server.port)], settings, prefix) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -464,9 +487,10 @@ def format_table(rounds: list[Round], engine_cpu: float) -> str:
            "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in rounds:
         p = [s.processed_fps for s in r.sessions]
+        people = f"{r.k} via nginx" if r.via == "proxy" else f"{r.k}"
         a = [s.arrived_fps for s in r.sessions]
         share = sum(p) / max(sum(a), 1e-9)
-        out.append(f"| {r.k} | {min(p):.1f}–{max(p):.1f} | {min(a):.1f}–{max(a):.1f} | {share:.0%} "
+        out.append(f"| {people} | {min(p):.1f}–{max(p):.1f} | {min(a):.1f}–{max(a):.1f} | {share:.0%} "
                    f"| {_median_p90(r.latencies())} | {_median_p90(r.floor.latencies()) if r.floor else '–'} "
                    f"| {max(s.lag_max_ms for s in r.sessions):.0f} ms | {sum(s.ended for s in r.sessions)} "
                    f"| {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} "

@@ -9,11 +9,12 @@ import time
 
 import numpy as np
 from e2e_setup import CAMERA_VIDEO
-from paths import SAMPLES
+from paths import ASSETS, SAMPLES
 
 from densehead.tools.browser import (
     CHROMIUM_FLAGS,
     KEEP_RESOLUTION_JS,
+    AppServer,
     launch_chromium,
     to_y4m,
 )
@@ -430,16 +431,34 @@ CUT_LABELS_JS = """() => [...document.querySelectorAll('p, span, label, [data-te
   .map(e => e.innerText.trim())"""
 
 
+def nav_entries(page) -> list[str]:
+    """The sidebar navigation's page names, once the app's own names show (before a page's
+    first run Streamlit lists the files of pages/ and the entry script as "app")."""
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Home", exact=True).wait_for(timeout=60_000)
+    return [t.strip() for t in nav.locator("span").all_inner_texts() if t.strip().isascii()]
+
+
+def test_a_fresh_servers_first_visitor_on_a_page_url_gets_the_apps_navigation(browser, tmp_path):
+    """A bookmark of /Live_webcam opened right after a restart: Streamlit's pages-folder fallback
+    would run the page without app.py (navigation "app, Live webcam, ...")."""
+    with AppServer(tmp_path / "server.log", env={"DENSEHEAD_ASSETS": str(ASSETS)}) as server:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        try:
+            page.goto(server.url + "/Live_webcam", timeout=120_000)
+            assert nav_entries(page)[:4] == ["Home", "Live webcam", "3D viewer", "Video analysis"]
+            assert page.locator("h1").first.inner_text() == "Live webcam"
+        finally:
+            context.close()
+
+
 def test_navigation_says_home_and_no_label_is_cut_at_1280px(browser, app_url, samples, output_dir):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
         page.goto(app_url, timeout=120_000)
-        nav = page.locator('[data-testid="stSidebarNav"]')
-        # before the app's first run the navigation lists the files of pages/ and the entry
-        # script as "app"; a person sees the app's own names once the page has loaded
-        nav.get_by_text("Home", exact=True).wait_for(timeout=60_000)
-        entries = [t.strip() for t in nav.locator("span").all_inner_texts() if t.strip().isascii()]
+        entries = nav_entries(page)
         assert entries[:4] == ["Home", "Live webcam", "3D viewer", "Video analysis"], entries
         page.goto(app_url + "/Live_webcam", timeout=120_000)
         page.get_by_role("button", name="Export series (CSV)").wait_for(timeout=60_000)

@@ -192,8 +192,9 @@ def test_replicas_four_viewers_spread_over_two_servers_and_one_server_stopped(
             assert v.frame.locator("button", has_text="STOP").count() == 1, v.name
             assert float(metric(v.page, "Server FPS")) > 0, v.name
         for sid in kept_ids:
-            assert after[sid]["streams"] == before[sid]["streams"] == 1, (before[sid], after[sid])
-            assert after[sid]["processed"] > before[sid]["processed"] + 25, (before[sid], after[sid])
+            was, now = before[sid], after[sid]
+            assert now["streams"] == was["streams"] == 1, (was, now)
+            assert now["processed"] > was["processed"] + 25, (was, now)
         for sid in new_ids:
             assert after[sid]["streaming"] and after[sid]["processed"] > 0, after[sid]
         for v in viewers:
