@@ -173,3 +173,37 @@ def test_the_rotated_fallback_can_be_switched_off_and_costs_nothing_when_faces_a
     view = pipe.with_options()
     view.detector = Counting()
     assert len(view(upright).faces) == 1 and len(calls) == 1
+
+
+def test_a_stream_with_nobody_in_view_looks_harder_only_every_redetect_every_frames(pipe, samples):
+    """With nobody in view the tracker detects on every frame; the mirrored and turned looks
+    (three more detector runs on a frame without a face) come every `redetect_every` frames, so
+    an empty scene costs about one detection a frame; a face lying down that walks in is still
+    found within `redetect_every` frames."""
+    upright_only = pipe.with_options(rotated_fallback=False)
+    sideways = next(t[1] for t in turned_aflw(1) if not upright_only(t[1]).faces)
+    empty = np.zeros_like(sideways)
+    calls: list[tuple[int, ...]] = []
+    detector = pipe.detector
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(detector, name)
+
+        def __call__(self, image):
+            calls.append(image.shape)
+            return detector(image)
+
+    view = pipe.with_options()
+    view.detector = Counting()
+    tracker = FaceTracker(view, redetect_every=5)
+    per_frame = []
+    for _ in range(10):
+        before = len(calls)
+        assert tracker(empty).faces == []
+        per_frame.append(len(calls) - before)
+    assert per_frame == [4, 1, 1, 1, 1] * 2   # upright + mirrored + turned both ways, then upright
+    found_after = next(i for i in range(1, 6) if tracker(sideways).faces)
+    assert found_after <= 5
+    ids = {face.track_id for _ in range(12) for face in tracker(sideways).faces}
+    assert len(ids) == 1, "the face lying down keeps its id through the scheduled detections"

@@ -123,16 +123,18 @@ class Pipeline:
         times.faces = len(faces)
         return FrameResult(faces, times)
 
-    def detect(self, frame: np.ndarray) -> Detections:
+    def detect(self, frame: np.ndarray, fallbacks: bool = True) -> Detections:
         """Face boxes and scores in a BGR frame, best first, with this pipeline's settings; when
-        the detector finds none, the mirrored (or turned) frame's faces that the landmark fit
-        confirms."""
-        return self._detect(frame)[0]
+        the detector finds none (and `fallbacks`), the mirrored (or turned) frame's faces that
+        the landmark fit confirms."""
+        return self._detect(frame, fallbacks)[0]
 
-    def _detect(self, frame: np.ndarray) -> tuple[Detections, list[MirrorFit] | None]:
+    def _detect(self, frame: np.ndarray,
+                fallbacks: bool = True) -> tuple[Detections, list[MirrorFit] | None]:
         o = self.options
-        return find_faces(self.detector, frame, self if o.mirror_fallback or o.rotated_fallback
-                          else None, mirrored=o.mirror_fallback, turned=o.rotated_fallback)
+        mirrored, turned = fallbacks and o.mirror_fallback, fallbacks and o.rotated_fallback
+        return find_faces(self.detector, frame, self if mirrored or turned else None,
+                          mirrored=mirrored, turned=turned)
 
     # -- one face --------------------------------------------------------------------------
     def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,

@@ -66,6 +66,7 @@ class FaceTracker:
     def _drop_tracks(self) -> None:
         self._tracks: list[_Track] = []
         self._since_detect = 0
+        self._since_fallbacks: int | None = None   # frames since a round with the fallbacks
         self._lost = True
 
     def __call__(self, frame: np.ndarray, dense: bool = False,
@@ -83,7 +84,7 @@ class FaceTracker:
         detect_ms = 0.0
         if self._lost or not self._tracks or self._since_detect >= options.redetect_every - 1:
             start = time.perf_counter()
-            boxes, scores = pipeline.detect(frame)
+            boxes, scores = pipeline.detect(frame, fallbacks=self._fallbacks_due(options))
             detect_ms = (time.perf_counter() - start) * 1e3
             self._match(boxes, scores, pipeline, options)
             self._since_detect = 0
@@ -94,6 +95,18 @@ class FaceTracker:
         return result
 
     # -- detection rounds ------------------------------------------------------------------
+    def _fallbacks_due(self, options: TrackerOptions) -> bool:
+        """Whether this detection round may look at the mirrored and turned frame too. With
+        tracks, always (a scheduled round must find a tracked profile again). While nobody is in
+        view the detector runs on every frame, and those looks cost several detections each on
+        a frame without a face: then they come every `redetect_every` frames (a profile or a
+        face lying down is found within that many frames)."""
+        if self._tracks:
+            return True
+        due = self._since_fallbacks is None or self._since_fallbacks >= options.redetect_every - 1
+        self._since_fallbacks = 0 if due else self._since_fallbacks + 1
+        return due
+
     def _match(self, boxes: np.ndarray, scores: np.ndarray, pipeline: Pipeline,
                options: TrackerOptions) -> None:
         """Pair detections with tracks by IoU; new detections start tracks, tracks missed by
