@@ -220,6 +220,21 @@ def webrtc_frame(page: Any, tries: int = 120, button: str = "START") -> Any:
     raise AssertionError("the webcam component did not appear")
 
 
+# the returned video's current picture drawn on a canvas `c` (context `g`), or null before it plays
+VIDEO_CANVAS_JS = """const v = document.querySelector('video');
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);"""
+# ... and how many of its pixels have the landmarks' colour render.draw.GREEN (RGB 80,220,80) and
+# the dense points' draw.CYAN (RGB 40,200,230), after video coding
+OVERLAY_PIXELS_JS = "() => { " + VIDEO_CANVAS_JS + """
+  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0, m = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
+    if (d[i+2] > 170 && d[i+1] > 140 && d[i] < 120) m++; }
+  return {w: c.width, h: c.height, green: n, cyan: m, t: v.currentTime}; }"""
+
+
 def choose(page: Any, label: str, option: str) -> None:
     page.locator('[data-testid="stSelectbox"]', has_text=label).click()
     page.get_by_role("option", name=option, exact=True).click()

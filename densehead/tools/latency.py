@@ -90,6 +90,8 @@ START_JS = """([ms, src, bits, square]) => {
       decode_ms: per('inbound-rtp', 'totalDecodeTime', 'framesDecoded'),
       round_trip_ms: 1000 * ((after.pair || {}).currentRoundTripTime || 0),
       frames_sent: d('outbound-rtp', 'framesEncoded'), frames_received: d('inbound-rtp', 'framesDecoded'),
+      sent_kbps: 8 * d('outbound-rtp', 'bytesSent') / ms, received_kbps: 8 * d('inbound-rtp', 'bytesReceived') / ms,
+      packets_per_frame_sent: d('outbound-rtp', 'packetsSent') / Math.max(d('outbound-rtp', 'framesEncoded'), 1),
       sent_size: [(after['outbound-rtp'] || {}).frameWidth, (after['outbound-rtp'] || {}).frameHeight]}};
   })();
   return true;
@@ -108,6 +110,9 @@ class Latency:
     round_trip_ms: float = 0.0       # the network (loopback here)
     frames_sent: int = 0
     frames_received: int = 0
+    sent_kbps: float = 0.0           # the page's camera video as sent
+    received_kbps: float = 0.0       # the returned video
+    packets_per_frame_sent: float = 0.0
 
     @property
     def median_ms(self) -> float:
@@ -142,7 +147,8 @@ def stamped_camera(src: Path, dst: Path, seconds: float, size: tuple[int, int],
         stream = out.add_stream("rawvideo", rate=rate)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
@@ -169,7 +175,8 @@ def result(frame: Any, timeout_s: float = 30.0) -> Latency | None:
     stats = raw["stats"]
     return Latency(match(raw["camera"], raw["returned"]),
                    **{k: float(stats[k]) for k in ("browser_encode_ms", "browser_send_ms",
-                                                   "jitter_buffer_ms", "decode_ms", "round_trip_ms")},
+                                                   "jitter_buffer_ms", "decode_ms", "round_trip_ms",
+                                                   "sent_kbps", "received_kbps", "packets_per_frame_sent")},
                    frames_sent=int(stats["frames_sent"]), frames_received=int(stats["frames_received"]))
 
 

@@ -58,6 +58,8 @@ class Round:
     ms_by_role: dict[str, float] = field(default_factory=dict)  # server CPU ms per processed frame
     tracebacks: int = 0           # new in the server log during the round
     floor: "Round | None" = None  # the same round with processing off (DENSEHEAD_LIVE_ECHO)
+    control_s: float | None = None  # a change of overlay: from the click until the video shows it
+    echo: bool = False            # processing was off (the floor)
 
     def latencies(self) -> list[float]:
         return [ms for s in self.sessions if s.latency for ms in s.latency.samples_ms]
@@ -165,6 +167,7 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
                                    or not page_streams(page),
                                    page_live=page_answers(page, charts=not echo),
                                    latency=glass.result(reader) if reader is not None else None))
+        control_s = None if echo else overlay_change_s(pages[0])
         for page in pages:
             if page.locator("text=Traceback").count() or page.locator('[data-testid="stException"]').count():
                 problems.append("a traceback on a page")
@@ -183,7 +186,8 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
     problems += [f"session {i}: no latency read" for i, r in enumerate(runs, 1) if r.latency is None]
     return Round(k, runs, cores, ms, released, ms_by_role=ms_by_role, browser_cores=browser_cores,
                  machine_cores=machine_cores, problems=problems,
-                 tracebacks=server.log_text().count("Traceback") - log_before)
+                 tracebacks=server.log_text().count("Traceback") - log_before, control_s=control_s,
+                 echo=echo)
 
 
 # what a person sees on the page: the webcam component still shows STOP (the stream was not
@@ -194,6 +198,26 @@ ANSWERS_JS = """(charts) => { const fps = [...document.querySelectorAll('[data-t
   const drawn = [...document.querySelectorAll('.js-plotly-plot')].filter(p => (p.data || []).length);
   return !!fps && parseFloat(fps.querySelector('[data-testid="stMetricValue"]').innerText) > 0
     && drawn.length >= charts; }"""
+
+
+def overlay_change_s(page: Any, timeout_s: float = 30.0) -> float | None:
+    """Seconds from a person's click on the Overlay option "dense" until the returned video shows
+    the dense points (and no more landmark lines); None if it did not within `timeout_s`."""
+    frame = harness.webrtc_frame(page, button="STOP")
+    page.locator('[data-testid="stSelectbox"]', has_text="Overlay").click()
+    option = page.get_by_role("option", name="dense", exact=True)
+    option.wait_for()
+    clicked = time.monotonic()
+    option.click()
+    while time.monotonic() - clicked < timeout_s:
+        shot = frame.evaluate(harness.OVERLAY_PIXELS_JS)
+        if shot and shot["cyan"] > DENSE_POINTS_PIXELS and shot["green"] < DENSE_POINTS_PIXELS / 4:
+            return time.monotonic() - clicked
+        time.sleep(0.03)
+    return None
+
+
+DENSE_POINTS_PIXELS = 200   # cyan pixels that are the dense points of a face, at 320x240 and up
 
 
 def page_streams(page: Any) -> bool:
@@ -377,8 +401,8 @@ def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, st
 
     status_path = work / f"{name}-status.json"
     rounds: list[Round] = []
-    with harness.AppServer(work / f"{name}-server.log", env={**env, STATUS_ENV: str(status_path)}) as server, \
-            sync_playwright() as pw:
+    server_env = {**env, STATUS_ENV: str(status_path)}
+    with harness.AppServer(work / f"{name}-server.log", env=server_env) as server, sync_playwright() as pw:
         browser = harness.launch_chromium(pw, camera, flags=harness.NO_BACKGROUND_THROTTLING)
         try:
             if args.soak:
@@ -413,7 +437,7 @@ def format_round(r: Round, engine_cpu: float) -> str:
              f" frame ({r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f}x the engine's)"
              + (f", released {r.released_s:.1f} s after closing" if r.released_s is not None else "")
              + f"; browsers {r.browser_cores:.2f} cores, whole machine {r.machine_cores:.2f} cores busy;"
-             f" {r.tracebacks} traceback(s) in the server log"]
+             f" {r.tracebacks} traceback(s) in the server log" + _control_text(r)]
     for i, s in enumerate(r.sessions, 1):
         share = s.processed_fps / s.arrived_fps if s.arrived_fps else 0.0
         lat = (f"latency {s.latency.median_ms:.0f}/{s.latency.p90_ms:.0f} ms (median/p90 of "
@@ -426,11 +450,23 @@ def format_round(r: Round, engine_cpu: float) -> str:
     if split := latency_split(r):
         lines.append("  where the time goes (ms, medians over sessions): " + ", ".join(
             f"{name} {ms:.1f}" for name, ms in split.items()))
+    if traffic := [s.latency for s in r.sessions if s.latency]:
+        sent, packets, back = (statistics.median(getattr(t, k) for t in traffic)
+                               for k in ("sent_kbps", "packets_per_frame_sent", "received_kbps"))
+        lines.append(f"  video per page (median): sent {sent:.0f} kbps in {packets:.1f} packets a frame,"
+                     f" returned {back:.0f} kbps")
     if r.ms_by_role:
         lines.append("  server CPU ms per processed frame by thread: " + ", ".join(
             f"{name} {ms:.1f}" for name, ms in sorted(r.ms_by_role.items(), key=lambda x: -x[1])))
     lines += [f"  problem: {p}" for p in r.problems]
     return "\n".join(lines)
+
+
+def _control_text(r: Round) -> str:
+    if r.echo:
+        return ""   # no overlay to change
+    return ("; overlay change never showed" if r.control_s is None
+            else f"; overlay change shown {r.control_s:.2f} s after the click")
 
 
 def latency_split(r: Round) -> dict[str, float]:
@@ -459,17 +495,19 @@ def latency_split(r: Round) -> dict[str, float]:
 def format_table(rounds: list[Round], engine_cpu: float) -> str:
     """Markdown, ready for the README: one row per round."""
     out = ["| people | processed fps per person (min–max) | arrived fps | kept | latency median / p90 "
-           "| echo floor median / p90 | queue lag max | ended by itself | server CPU ms per frame "
-           "| x engine | tracebacks |",
-           "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+           "| echo floor median / p90 | queue lag max | ended by itself | overlay change shown after "
+           "| server CPU ms per frame | x engine | tracebacks |",
+           "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rounds:
         p = [s.processed_fps for s in r.sessions]
         a = [s.arrived_fps for s in r.sessions]
         share = sum(p) / max(sum(a), 1e-9)
+        floor = _median_p90(r.floor.latencies()) if r.floor else "–"
+        control = "never" if r.control_s is None else f"{r.control_s:.2f} s"
         out.append(f"| {r.k} | {min(p):.1f}–{max(p):.1f} | {min(a):.1f}–{max(a):.1f} | {share:.0%} "
-                   f"| {_median_p90(r.latencies())} | {_median_p90(r.floor.latencies()) if r.floor else '–'} "
+                   f"| {_median_p90(r.latencies())} | {floor} "
                    f"| {max(s.lag_max_ms for s in r.sessions):.0f} ms | {sum(s.ended for s in r.sessions)} "
-                   f"| {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} "
+                   f"| {control} | {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} "
                    f"| {r.tracebacks} |")
     return "\n".join(out)
 
