@@ -7,13 +7,16 @@ import os
 
 import streamlit as st
 
-from densehead.dashboard.cached_pipeline import REGRESSOR, renderer_status
+from densehead.core.machine import this_machine
+from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
+from densehead.dashboard.moved import show_moved_notice
 from densehead.weights import assets
 
 
 def home() -> None:
     st.set_page_config(page_title="densehead", page_icon="🙂", layout="wide")
     st.title("densehead — real-time 3D dense face alignment on the CPU")
+    show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
     st.markdown(
         "3DDFA_V2 re-implemented on TensorFlow Lite: every face gets a 3D morphable-model fit — "
         "head pose (yaw, pitch, roll), 68 landmarks, 10 expression and 40 shape coefficients, and "
@@ -36,7 +39,7 @@ def home() -> None:
         "CSV/JSON exports.")
 
     st.header("Model status")
-    names = assets.default_names(REGRESSOR)
+    names = assets.default_names()
     rows = []
     for s in assets.status(names):
         official = {True: "official", False: "stand-in (not the official file)", None: "—"}[s.official]
@@ -63,6 +66,11 @@ def home() -> None:
             f"Either run `python -m densehead fetch` once while online (files go to `{assets.cache_dir()}`), "
             f"or copy them into a folder and start the app with `{assets.ASSETS_ENV}=/that/folder`. "
             f"Currently looking in `{where}`.")
+
+    if not missing and (pipe := load_pipeline()) is not None:
+        choice = pipe.regressor_choice
+        st.info(f"Regressor **{choice.name}** on this server's CPU ({this_machine().describe()}): "
+                f"{choice.reason}. `DENSEHEAD_REGRESSOR=mb05` or `mb05-int8` forces one.")
 
     problem = renderer_status()
     if problem:

@@ -11,9 +11,20 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
-from densehead.dashboard.figures import expression_spec, figure, longest_tracks, pose_spec
+from densehead.dashboard.figures import (
+    expression_spec,
+    figure,
+    longest_tracks,
+    pose_spec,
+)
 from densehead.dashboard.jitter_buffer import install as decode_at_last_packet
-from densehead.dashboard.live import ECHO_ENV, LiveSession, LiveSettings, echo_from_environment
+from densehead.dashboard.live import (
+    ECHO_ENV,
+    LiveSession,
+    LiveSettings,
+    echo_from_environment,
+)
+from densehead.dashboard.moved import show_moved_notice
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
@@ -23,6 +34,7 @@ from densehead.render import draw
 
 st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
 st.title("Live webcam")
+show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
 
 LIVE = "live"            # the session's LiveSession in the server's session resources
 CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd frame

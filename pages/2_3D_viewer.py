@@ -15,6 +15,7 @@ from densehead.dashboard.figures import (
     mesh_figure,
     pose_axes,
 )
+from densehead.dashboard.moved import show_moved_notice
 from densehead.dashboard.uploads import upload_types
 from densehead.io import export
 from densehead.io.image import FORMATS, decode_image
@@ -22,6 +23,7 @@ from densehead.io.video import IMAGE_SUFFIXES
 
 st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
 st.title("3D viewer")
+show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
 
 MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
 DETAIL = {"balanced (~12,000 vertices)": 12_000, "full (38,365 vertices)": FULL_VERTICES,

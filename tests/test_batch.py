@@ -298,6 +298,135 @@ def local_ray():
     ray.shutdown()
 
 
+# -- a real Ray cluster that is already running: a head and a second node on loopback ----------
+
+@pytest.fixture(scope="module")
+def cluster_study(study, long_study, tmp_path_factory) -> Path:
+    """Six files, enough that both nodes of a cluster get work: four 139-frame clips of
+    orlando_bloom (several faces), obama's 30-frame clip and the two-face photo."""
+    root = tmp_path_factory.mktemp("cluster") / "study"
+    root.mkdir()
+    for i in range(1, 5):
+        shutil.copy(long_study / "2.avi", root / f"{i}.avi")
+    shutil.copy(study / CLIP1, root / "5.mp4")
+    shutil.copy(study / PHOTO, root / "6.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster_study_local(cluster_study, tmp_path_factory) -> Path:
+    """The same study on the local engine: the tables every cluster run must equal."""
+    out = tmp_path_factory.mktemp("cluster_local")
+    assert run_batch([cluster_study], out, workers=2).count("ok") == 6
+    return out
+
+
+@pytest.fixture
+def ray_cluster():
+    """`ray start --head` (1 CPU) and `ray start --address` (1 CPU) as separate processes with
+    a token of their own; every process of both nodes is killed after, pass or fail (never
+    `ray stop`, which would stop anyone's Ray on the machine)."""
+    pytest.importorskip("ray")
+    from densehead.tools.ray_cluster import LoopbackCluster
+
+    with LoopbackCluster([1, 1]) as cluster:
+        yield cluster
+
+
+def on_cluster(cluster, root: Path, out: Path) -> list[str]:
+    return cli("batch", str(root), "-o", str(out), "--engine", "ray", "--ray-address",
+               cluster.address)
+
+
+def cluster_env(cluster, assets_dir: Path) -> dict[str, str]:
+    return cluster.env | {"DENSEHEAD_ASSETS": str(assets_dir)}
+
+
+def assert_same_tables(out: Path, reference: Path, root: Path) -> None:
+    for source in sorted(root.iterdir()):
+        got = table.read_parquet(out / f"{source.name}.parquet").to_numpy(float)
+        ref = table.read_parquet(reference / f"{source.name}.parquet").to_numpy(float)
+        assert len(got) > 0 and np.array_equal(got, ref), source.name   # bit for bit
+
+
+@pytest.mark.ray
+def test_ray_cluster_of_two_nodes_gives_the_local_tables(cluster_study, cluster_study_local,
+                                                         ray_cluster, assets_dir, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(on_cluster(ray_cluster, cluster_study, out), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=cluster_env(ray_cluster, assets_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 files: 6 ok, 0 failed" in result.stdout and "2 ray workers" in result.stdout
+    files = report(out)["files"]
+    assert len({f["node"] for f in files}) == 2, files      # work ran on both nodes
+    assert all(f["host"] for f in files)
+    assert_same_tables(out, cluster_study_local, cluster_study)
+    assert not part_files(out)
+
+
+def node_worker_file(cluster, node, root: Path) -> str | None:
+    """The input file a Ray worker of `node` has open, if any."""
+    for pid in cluster.node_pids(node):
+        for path in open_files(pid):
+            if path.startswith(str(root)):
+                return path
+    return None
+
+
+@pytest.mark.ray
+def test_ray_cluster_losing_a_node_mid_run_runs_its_file_again(cluster_study,
+                                                               cluster_study_local,
+                                                               ray_cluster, assets_dir,
+                                                               tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(on_cluster(ray_cluster, cluster_study, out), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster_env(ray_cluster, assets_dir))
+    try:
+        second = ray_cluster.nodes[1]
+        deadline = time.monotonic() + 120
+        while (busy := node_worker_file(ray_cluster, second, cluster_study)) is None:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the second node never got a file"
+            time.sleep(0.005)
+        ray_cluster.kill(second)   # the node's machine goes away mid-file
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stdout + stderr
+    assert "6 files: 6 ok, 0 failed" in stdout, stdout
+    files = {Path(f["input"]).name: f for f in report(out)["files"]}
+    again = files[Path(busy).name]
+    assert again["notes"] == ["run again after the Ray worker it was on died"], again
+    # the file the lost node was on is whole, and the same as everywhere else
+    assert_same_tables(out, cluster_study_local, cluster_study)
+    assert not part_files(out)
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("token", ["missing", "wrong"])
+def test_ray_cluster_without_its_token_says_so_in_one_line(cluster_study, ray_cluster,
+                                                           assets_dir, tmp_path, token):
+    env = cluster_env(ray_cluster, assets_dir)
+    if token == "missing":   # as in a shell where nothing of Ray's token was set
+        env = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    else:
+        env["RAY_AUTH_TOKEN"] = "0" * 64
+    out = tmp_path / "out"
+    result = subprocess.run(on_cluster(ray_cluster, cluster_study, out), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"densehead: error: the Ray cluster at {ray_cluster.address} "
+                               f"refused this process: its authentication token is missing "
+                               f"or wrong here"), lines[0]
+    assert "RAY_AUTH_MODE=token" in lines[0] and "RAY_AUTH_TOKEN" in lines[0]
+    assert not list(out.rglob("*.parquet"))
+
+
 def test_video_table_and_image_table_from_python(study, first_run):
     out, _ = first_run
     from densehead import Pipeline

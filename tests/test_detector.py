@@ -9,12 +9,25 @@ import cv2
 import numpy as np
 import pytest
 
-from densehead.engine.detector import FaceDetector, letterbox, ultraface_priors
+from densehead.engine.detector import (
+    FaceDetector,
+    letterbox,
+    normalise,
+    ultraface_priors,
+)
+from densehead.weights.assets import ModelFileError
+from densehead.weights.detector_graph import detector_tflite, detector_tflite_bytes
 
 
 @pytest.fixture(scope="module")
-def det(assets_dir: Path) -> FaceDetector:
-    return FaceDetector(assets_dir / "RFB-320.tflite")
+def graph(assets_dir: Path, tmp_path_factory) -> Path:
+    """The graph the pipeline runs: RFB-320 rewritten by densehead (uint8 BGR input)."""
+    return detector_tflite(assets_dir / "RFB-320.tflite", tmp_path_factory.mktemp("compiled"))
+
+
+@pytest.fixture(scope="module")
+def det(graph: Path) -> FaceDetector:
+    return FaceDetector(graph)
 
 
 def photo(samples: Path, name: str) -> np.ndarray:
@@ -39,12 +52,16 @@ def test_priors_cover_every_head_cell() -> None:
 
 
 def test_letterbox_keeps_aspect_and_normalises() -> None:
-    frame = np.full((100, 400, 3), 255, np.uint8)
-    x, lb = letterbox(frame)
-    assert x.shape == (1, 240, 320, 3) and x.dtype == np.float32
+    frame = np.zeros((100, 400, 3), np.uint8)
+    frame[..., 0] = 255   # blue
+    canvas, lb = letterbox(frame)
+    assert canvas.shape == (1, 240, 320, 3) and canvas.dtype == np.uint8
     assert lb.dx == 0 and lb.dy == 80 and lb.sx == pytest.approx(0.8)
-    assert x[0, 120, 160, 0] == pytest.approx((255 - 127) / 128)
-    assert abs(x[0, 10, 160, 0]) < 0.01  # padding is the network's zero
+    assert canvas[0, 120, 160].tolist() == [255, 0, 0]   # BGR as it was: the graph takes BGR
+    x = normalise(canvas)   # the source graph's input: RGB, (x - 127) / 128
+    assert x.dtype == np.float32
+    assert x[0, 120, 160].tolist() == pytest.approx([-127 / 128, -127 / 128, 1.0])
+    assert abs(x[0, 10, 160]).max() < 0.01  # padding is the network's zero
 
 
 # emma.jpg is a collage of three photos of the same person: three faces.
@@ -156,3 +173,69 @@ def test_annotated_picture_and_timing(det: FaceDetector, samples: Path,
     (output_dir / "detector_timing.txt").write_text(
         f"detect 640x480: median {np.median(times) * 1e3:.2f} ms, "
         f"min {min(times) * 1e3:.2f} ms over {len(times)} runs\n")
+
+
+# --- the rewritten graph (densehead.weights.detector_graph) ---------------------------------
+
+def test_the_rewritten_graph_finds_what_the_original_finds(det: FaceDetector, assets_dir: Path,
+                                                           samples: Path) -> None:
+    """Same faces, boxes and scores on the sample photos and the 61 AFLW2000 images as the
+    converter's RFB-320.tflite. Both graphs compute the same sums in another order (batch norm
+    folded into the weights, XNNPACK's fused kernels in place of TFLite's between partitions),
+    so their outputs differ by float32 rounding: about 1e-5 of a regression, a few 1e-4 px of a
+    box, on any CPU. 0.05 px and 1e-4 of a score leave room for another CPU's summation order
+    and would still catch a wrong weight, a swapped colour or an off-by-one shape."""
+    original = FaceDetector(assets_dir / "RFB-320.tflite")
+    assert det.takes_pixels and not original.takes_pixels
+    images = sorted((samples / "photos").glob("*.jpg")) + sorted((samples / "aflw2000").glob("*.jpg"))
+    assert len(images) >= 64
+    faces = 0
+    for path in images:
+        image = cv2.imread(str(path))
+        ours, theirs = det(image), original(image)
+        assert len(ours.boxes) == len(theirs.boxes), path.name
+        np.testing.assert_allclose(ours.boxes, theirs.boxes, atol=0.05, err_msg=path.name)
+        np.testing.assert_allclose(ours.scores, theirs.scores, atol=1e-4, err_msg=path.name)
+        faces += len(ours.boxes)
+    assert faces >= 60
+
+
+def test_the_rewritten_graph_is_one_xnnpack_partition(graph: Path) -> None:
+    """What the rewrite is for: the converter's dynamic reshapes and SPACE_TO_BATCH_ND split
+    its graph into several delegate partitions with TFLite kernels between them."""
+    from densehead.engine.runtime import TFLiteRunner
+
+    ops = [op["op_name"] for op in TFLiteRunner(graph)._interpreter._get_ops_details()]
+    assert ops.count("DELEGATE") == 1, ops
+    assert not {"SHAPE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & set(ops), ops
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one-byte"])
+def test_the_cached_detector_is_reused_and_rebuilt_when_damaged(assets_dir: Path, tmp_path: Path,
+                                                                 samples: Path, damage: str) -> None:
+    source = assets_dir / "RFB-320.tflite"
+    first = detector_tflite(source, tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert detector_tflite(source, tmp_path) == first and first.stat().st_mtime_ns == stamp
+    good = first.read_bytes()
+    assert good == detector_tflite_bytes(source)
+    if damage == "truncated":
+        first.write_bytes(good[: len(good) // 3])
+    else:  # a weight changes: the runtime would load it and find the wrong faces
+        first.write_bytes(good[:-1000] + bytes([good[-1000] ^ 0x40]) + good[-999:])
+    again = detector_tflite(source, tmp_path)
+    assert again.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == [again.name]
+    assert len(FaceDetector(again)(photo(samples, "JianzhuGuo.jpg")).boxes) == 1
+
+
+def test_a_source_that_is_not_rfb320_is_named(assets_dir: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "RFB-320.tflite"
+    truncated.write_bytes((assets_dir / "RFB-320.tflite").read_bytes()[:5000])
+    with pytest.raises(ModelFileError, match="RFB-320.tflite"):
+        detector_tflite(truncated, tmp_path / "compiled")
+    other = tmp_path / "other.tflite"   # a valid TFLite graph, but the rewritten one
+    other.write_bytes(detector_tflite_bytes(assets_dir / "RFB-320.tflite"))
+    with pytest.raises(ModelFileError, match="not the UltraFace RFB-320 graph densehead rewrites"):
+        detector_tflite(other, tmp_path / "compiled")
+    assert not (tmp_path / "compiled").exists() or not list((tmp_path / "compiled").iterdir())

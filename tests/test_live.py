@@ -3,6 +3,7 @@ streamlit-webrtc feeds them (av.VideoFrames with pts, one processing thread per 
 recording, and the registry that releases a session whose browser went away."""
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import weakref
@@ -12,7 +13,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from helpers import shared_pipeline
+from helpers import run_coroutine, shared_pipeline
 
 from densehead.dashboard import heap
 from densehead.dashboard import live as live_module
@@ -357,7 +358,6 @@ def test_the_processing_track_sends_each_result_once_as_soon_as_it_is_made(sampl
     real time through it and a LiveSession comes out as the callback's results, in order, each
     once (no duplicate for the encoder, none of an older frame sent later), stamped with the
     time they were sent. The end of the video ends the stream (on_video_ended, once)."""
-    import asyncio
     import time
 
     from aiortc.contrib.media import MediaPlayer, MediaRelay
@@ -396,7 +396,7 @@ def test_the_processing_track_sends_each_result_once_as_soon_as_it_is_made(sampl
             except MediaStreamError:
                 return sent
 
-    sent = asyncio.run(play())
+    sent = run_coroutine(play())
     assert len(results) >= 25 and session.processed >= len(results), (len(results), session.processed)
     order = {id(frame): n for n, frame in enumerate(results)}
     numbers = [order.get(id(frame)) for frame, _ in sent]

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 pytest.importorskip("streamlit")
+from helpers import run_coroutine  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected  # noqa: E402
 from uvicorn.protocols.utils import ClientDisconnected  # noqa: E402
 
@@ -45,7 +46,7 @@ def _streamlit_after_the_browser_left() -> BaseException:
             return exc
         raise AssertionError("the endpoint's close did not raise")
 
-    return asyncio.run(endpoint())
+    return run_coroutine(endpoint())
 
 
 class Kept(logging.Handler):

@@ -6,6 +6,13 @@ one (with `workers` CPUs), and an already initialised Ray (from the caller) is u
 On a cluster every node needs densehead installed and must see the input and output folders
 under the same paths (a shared file system), as with any file-based Ray job. Ray is an optional
 dependency: `pip install "densehead[ray]"`.
+
+A cluster with token authentication (Ray's default since 2.61, and for clusters started on a
+machine that has a token) refuses a driver without its token: that is said in one line with
+the fix (docs/batch.md). Files are given only to actors that are up: an actor that dies (its
+node stopped) has its file run again once on another actor, and a replacement joins when the
+cluster has room for it, so a lost node never leaves the batch waiting for an actor that
+cannot start.
 """
 from __future__ import annotations
 
@@ -13,7 +20,10 @@ import contextlib
 import logging
 import os
 import socket
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..core.options import PipelineOptions
@@ -25,7 +35,20 @@ POLL_S = 0.25
 # passed to the workers: where the model files are, and no FFmpeg messages (errors are
 # reported per file)
 FORWARDED_ENV = (ASSETS_ENV, HOME_ENV, MIRROR_ENV)
+FORWARDED_PATHS = (ASSETS_ENV, HOME_ENV)   # made absolute: workers run in another folder
 QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
+# Ray's own name for how many one-second tries a driver makes to reach the cluster's GCS
+# (default 20); a refused token is then said in seconds, not after twenty
+GCS_TRIES_ENV, GCS_TRIES = "RAY_gcs_server_port_wait_time_s", "5"
+NO_WORKER_WAIT_S = 120.0   # with no actor up, how long files wait for one before they fail
+MAX_START_ERRORS = 8       # actors that may die while starting before no more are started
+AUTH_HELP = ("give it the cluster's token: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN=<what "
+             "`ray get-auth-token` prints on the head>, or with RAY_AUTH_TOKEN_PATH=<a file "
+             "holding it> (default ~/.ray/auth_token); see docs/batch.md")
+
+
+class RayAuthError(ConnectionError):
+    """The cluster refused this driver's (missing or wrong) authentication token."""
 
 
 def import_ray() -> Any:
@@ -51,21 +74,24 @@ class RayEngine:
     def run(self, tasks: list[Task], settings: BatchSettings) -> Iterator[Outcome | FrameCount]:
         ray = import_ray()
         started_here = self._connect(ray)
-        actors: list[Any] = []
+        pool: _Pool | None = None
         queue = None
         try:
             from ray.util.queue import Queue
 
             n = min(self.workers or int(ray.cluster_resources().get("CPU", 1)), len(tasks))
             self.workers_used = n = max(n, 1)
-            queue = Queue(actor_options={"num_cpus": 0})
-            actors = [self._new_actor(ray, settings.pipeline, queue) for _ in range(n)]
-            yield from self._schedule(ray, tasks, settings, actors, queue)
+            queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": _here(ray)})
+            pool = _Pool(ray, lambda: self._new_actor(ray, settings.pipeline, queue))
+            for _ in range(n):
+                pool.add()
+            yield from _schedule(ray, tasks, settings, pool, queue)
         finally:
-            for actor in actors:
-                ray.kill(actor)
+            if pool is not None:
+                pool.kill_all()
             if queue is not None:
-                queue.shutdown()
+                with contextlib.suppress(Exception):   # its node may be gone
+                    queue.shutdown()
             if started_here:
                 ray.shutdown()
 
@@ -75,10 +101,25 @@ class RayEngine:
             return False
         if self.address:
             check_reachable(self.address)
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ} | QUIET_ENV
-        ray.init(address=self.address, num_cpus=self.workers if self.address is None else None,
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": env})
+        env = {k: _forwarded(k) for k in FORWARDED_ENV if k in os.environ} | QUIET_ENV
+        options = dict(address=self.address, include_dashboard=False, log_to_driver=False,
+                       logging_level=logging.WARNING, runtime_env={"env_vars": env},
+                       num_cpus=self.workers if self.address is None else None)
+        if not self.address:
+            ray.init(**options)
+            return True
+        with _fewer_gcs_tries(), _stderr_kept() as said:
+            try:
+                ray.init(**options)
+            except Exception as error:
+                said.keep = not _refused_token(ray, error)
+                if not said.keep:
+                    mode = os.environ.get("RAY_AUTH_MODE")
+                    why = "" if mode == "token" else f" (RAY_AUTH_MODE is {mode or 'not set'})"
+                    raise RayAuthError(f"the Ray cluster at {self.address} refused this "
+                                       f"process: its authentication token is missing or "
+                                       f"wrong here{why}; {AUTH_HELP}") from None
+                raise
         return True
 
     def _new_actor(self, ray: Any, options: PipelineOptions, queue: Any) -> Any:
@@ -86,38 +127,110 @@ class RayEngine:
             self._actor_class = ray.remote(num_cpus=1)(RayWorker)
         return self._actor_class.remote(options, queue)
 
-    def _schedule(self, ray: Any, tasks: list[Task], settings: BatchSettings,
-                  actors: list[Any], queue: Any) -> Iterator[Outcome | FrameCount]:
-        """One task per idle actor; an actor that dies fails its file and is replaced."""
-        todo = list(reversed(tasks))
-        idle = list(actors)
-        running: dict[Any, tuple[Any, Task]] = {}
-        while todo or running:
-            while idle and todo:
-                actor, task = idle.pop(), todo.pop()
-                running[actor.run.remote(task, settings)] = (actor, task)
-            try:
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-            except KeyboardInterrupt:  # hand over what had already finished, then stop
-                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
-                for ref in ready:
-                    with contextlib.suppress(ray.exceptions.RayError):
-                        yield ray.get(ref)
-                raise
-            yield from _drain(queue)
-            for ref in ready:
-                actor, task = running.pop(ref)
-                try:
+
+@dataclass
+class _Actor:
+    handle: Any
+    ready: Any                 # the ref of its ready() call: set until it has answered
+    node: str | None = None
+
+
+class _Pool:
+    """The actors: starting (not yet given work) and idle; busy ones are in _schedule."""
+
+    def __init__(self, ray: Any, make: Any) -> None:
+        self.ray, self.make = ray, make
+        self.starting: dict[Any, _Actor] = {}     # ready ref -> actor
+        self.idle: list[_Actor] = []
+        self.start_errors: list[str] = []         # actors that died before they were up
+        self.up = 0                               # actors that ever came up
+
+    def add(self) -> None:
+        handle = self.make()
+        actor = _Actor(handle, handle.ready.remote())
+        self.starting[actor.ready] = actor
+
+    def started(self, ref: Any) -> None:
+        actor = self.starting.pop(ref)
+        try:
+            actor.node = self.ray.get(ref)
+        except self.ray.exceptions.RayError as error:   # its node went, or the models failed
+            self.kill(actor)
+            self.start_errors.append(_first_line(error))
+            if len(self.start_errors) <= MAX_START_ERRORS:
+                self.add()
+            return
+        self.up += 1
+        self.idle.append(actor)
+
+    def kill(self, actor: _Actor) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.kill(actor.handle)
+
+    def kill_all(self) -> None:
+        for actor in [*self.starting.values(), *self.idle]:
+            self.kill(actor)
+
+
+def _schedule(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
+              queue: Any) -> Iterator[Outcome | FrameCount]:
+    """One task per idle actor. An actor that dies is replaced; its file runs once more on
+    another actor, then fails. Without any actor up for NO_WORKER_WAIT_S the rest fail."""
+    todo = list(reversed(tasks))
+    running: dict[Any, tuple[_Actor, Task]] = {}
+    tries: dict[int, int] = {}
+    waiting_since = 0.0   # since when no actor was up to give a file to
+    while todo or running:
+        while pool.idle and todo:
+            actor, task = pool.idle.pop(), todo.pop()
+            tries[task.index] = tries.get(task.index, 0) + 1
+            running[actor.handle.run.remote(task, settings)] = (actor, task)
+        if todo and not running and not pool.idle:
+            if not pool.starting:   # every start failed: the same error for every file
+                why = pool.start_errors[-1] if pool.start_errors else "no worker"
+                for task in reversed(todo):
+                    yield Outcome(task.index, error=f"no Ray worker could start: {why}")
+                return
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since > NO_WORKER_WAIT_S:
+                for task in reversed(todo):
+                    yield Outcome(task.index, error=f"no Ray worker started in "
+                                                    f"{NO_WORKER_WAIT_S:.0f} s (does the "
+                                                    f"cluster have a free CPU?)")
+                return
+        else:
+            waiting_since = 0.0
+        try:
+            ready, _ = ray.wait([*running, *pool.starting], num_returns=1, timeout=POLL_S)
+        except KeyboardInterrupt:  # hand over what had already finished, then stop
+            done, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
+            for ref in done:
+                with contextlib.suppress(ray.exceptions.RayError):
                     yield ray.get(ref)
-                except ray.exceptions.RayActorError as error:
-                    yield Outcome(task.index, error=f"the Ray worker died while on this file: "
-                                                    f"{_first_line(error)}")
-                    actors.remove(actor)
-                    actor = self._new_actor(ray, settings.pipeline, queue)
-                    actors.append(actor)
-                except ray.exceptions.RayError as error:
-                    yield Outcome(task.index, error=f"Ray: {_first_line(error)}")
-                idle.append(actor)
+            raise
+        yield from _drain(ray, queue)
+        for ref in ready:
+            if ref in pool.starting:
+                pool.started(ref)
+                continue
+            actor, task = running.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                pool.kill(actor)
+                pool.add()
+                if tries[task.index] < 2:   # its node stopped, most likely: once more
+                    todo.append(task)
+                else:
+                    yield Outcome(task.index, error=f"the Ray worker died while on this file "
+                                                    f"(twice): {_first_line(error)}")
+                continue
+            except ray.exceptions.RayError as error:
+                outcome = Outcome(task.index, error=f"Ray: {_first_line(error)}")
+            if tries[task.index] > 1:
+                outcome.notes.append("run again after the Ray worker it was on died")
+            pool.idle.append(actor)
+            yield outcome
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -132,12 +245,74 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ConnectionError(f"cannot reach the Ray cluster at {address}: {error}") from None
 
 
-def _drain(queue: Any) -> Iterator[FrameCount]:
+def _refused_token(ray: Any, error: BaseException | None) -> bool:
+    """Ray says a refused token in an AuthenticationError (Ray >= 2.59), sometimes only as
+    the text of the error its ConnectionError was raised from."""
+    kind = getattr(ray.exceptions, "AuthenticationError", ())
+    while error is not None:
+        if (kind and isinstance(error, kind)) or "InvalidAuthToken" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _fewer_gcs_tries() -> Iterator[None]:
+    """Fewer tries to reach the cluster, only around ray.init (the same setting bounds how
+    long a local cluster may take to start). The user's own setting wins."""
+    given = os.environ.get(GCS_TRIES_ENV)
+    if given is None:
+        os.environ[GCS_TRIES_ENV] = GCS_TRIES
+    try:
+        yield
+    finally:
+        if given is None:
+            os.environ.pop(GCS_TRIES_ENV, None)
+
+
+class _Said:
+    keep = True
+
+
+@contextlib.contextmanager
+def _stderr_kept() -> Iterator[_Said]:
+    """Ray's C++ client writes a line per refused try straight to file descriptor 2; hold
+    them, and show them only when they are not what the one-line error already says."""
+    said = _Said()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if said.keep:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
+def _here(ray: Any) -> Any:
+    """The driver's node: the progress queue lives there, so losing another node never
+    takes it with it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
+def _forwarded(name: str) -> str:
+    value = os.environ[name]
+    return os.path.abspath(value) if name in FORWARDED_PATHS and value else value
+
+
+def _drain(ray: Any, queue: Any) -> Iterator[FrameCount]:
     from ray.util.queue import Empty
 
     try:
         yield from queue.get_nowait_batch(queue.qsize())
-    except Empty:
+    except (Empty, ray.exceptions.RayError):   # progress only: the outcomes still come
         return
 
 
@@ -159,7 +334,15 @@ class RayWorker:
         self.pipeline = Pipeline(options)
         self.queue = queue
 
+    def ready(self) -> str:
+        """Answers once the models are loaded: the id of the node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def run(self, task: Task, settings: BatchSettings) -> Outcome:
+        import ray
+
         self.queue.put_nowait((task.index, 0))
         last = time.monotonic()
 
@@ -170,4 +353,6 @@ class RayWorker:
                 self.queue.put_nowait((task.index, done))
                 last = now
 
-        return run_task(task, settings, self.pipeline, progress)
+        outcome = run_task(task, settings, self.pipeline, progress)
+        outcome.node = ray.get_runtime_context().get_node_id()
+        return outcome

@@ -40,6 +40,8 @@ class FileEntry:
     seconds: float = 0.0        # worker time on this file (decode + tracking)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    host: str | None = None     # the machine that ran it (None when skipped)
+    node: str | None = None     # the Ray node that ran it (its id), on Ray
 
 
 @dataclass
@@ -103,7 +105,7 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     names), skipping files an earlier run finished with the same settings unless `overwrite`.
     `engine` is "local" (worker processes), "ray" or an engine object; `progress` shows a bar
     (default: when stderr is a terminal). Raises BatchInterrupted on Ctrl-C."""
-    settings = settings or BatchSettings()
+    settings = (settings or BatchSettings()).resolved()
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is a file")
@@ -201,7 +203,8 @@ class _Runner:
         else:
             remove_temps(outputs)
             entry = self._entry(index, "failed", outcome.frames, 0, outcome.seconds,
-                                error=outcome.error)
+                                error=outcome.error, notes=outcome.notes)
+        entry.host, entry.node = outcome.host, outcome.node
         self.done[index] = entry
         return entry
 

@@ -6,9 +6,10 @@ worker, engine or process ran it. A photo is one pipeline call: one row per face
 """
 from __future__ import annotations
 
+import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -46,6 +47,15 @@ class BatchSettings:
                                             or self.max_frames < 1):
             raise OptionsError("max_frames", f"must be a whole number >= 1, got {self.max_frames!r}")
 
+    def resolved(self) -> "BatchSettings":
+        """These settings with "auto" replaced by the regressor it means here, so that every
+        worker (and every node of a cluster) runs the same network."""
+        from ..engine.regressor_choice import resolve_regressor
+
+        options = self.pipeline
+        name = resolve_regressor(options.regressor, options.num_threads).name
+        return replace(self, pipeline=options.replace(regressor=name))
+
     def table_key(self) -> dict[str, Any]:
         """What a table depends on (stored with it; a table made otherwise is made again).
         The thread count is left out: it changes speed, not results."""
@@ -72,6 +82,8 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    host: str | None = None            # the machine that ran it
+    node: str | None = None            # the Ray node that ran it (its id), on Ray
 
     @property
     def ok(self) -> bool:
@@ -103,6 +115,7 @@ def run_task(task: Task, settings: BatchSettings, pipeline: "Pipeline",
         detail = traceback.format_exception_only(type(error), error)[-1].strip()
         outcome = Outcome(task.index, error=f"internal error: {detail}")
     outcome.seconds = time.perf_counter() - start
+    outcome.host = socket.gethostname()
     return outcome
 
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..core.options import DASHBOARD_REGRESSOR
-from ..weights.assets import REGRESSORS
+from ..core.options import AUTO, REGRESSOR_NAMES
 from .benchmark import parse_size
 
 
@@ -55,8 +54,8 @@ def add_cli(sub: Any) -> None:
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
     p.add_argument("--threads", type=int, default=1,
                    help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
-    p.add_argument("--regressor", default=DASHBOARD_REGRESSOR, choices=sorted(REGRESSORS),
-                   help=f"the server's regressor (DENSEHEAD_REGRESSOR; default {DASHBOARD_REGRESSOR}, "
+    p.add_argument("--regressor", default=AUTO, choices=(AUTO, *REGRESSOR_NAMES),
+                   help=f"the server's regressor (DENSEHEAD_REGRESSOR; default {AUTO}, "
                         "the dashboard's)")
     p.add_argument("--vp8", choices=("speed", "aiortc"), default="speed",
                    help="the server's VP8 encoder: the page's faster settings (default) or aiortc's own")

@@ -6,8 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.errors import OptionsError
-from ..core.options import PipelineOptions, TrackerOptions
-from ..weights.assets import REGRESSORS
+from ..core.options import AUTO, REGRESSOR_NAMES, PipelineOptions, TrackerOptions
 
 if TYPE_CHECKING:
     from ..engine.pipeline import Pipeline
@@ -23,8 +22,9 @@ FLAGS = {"regressor": "--regressor", "num_threads": "--threads", "score_threshol
 def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threads) -> None:
     """`threads`: the --threads default (batch workers run one TFLite thread each)."""
     g = p.add_argument_group("pipeline")
-    g.add_argument("--regressor", default=_P.regressor, choices=sorted(REGRESSORS),
-                   help=f"regressor network (default {_P.regressor})")
+    g.add_argument("--regressor", default=_P.regressor, choices=(AUTO, *REGRESSOR_NAMES),
+                   help=f"regressor network (default {_P.regressor}: the faster mb05 graph on "
+                        "this CPU, int8 only where it is faster)")
     g.add_argument("--threads", type=int, default=threads,
                    help=f"TFLite threads (default {threads})")
     g.add_argument("--threshold", type=float, default=_P.score_threshold,
@@ -42,6 +42,10 @@ def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threa
     g.add_argument("--mirror-fallback", action=argparse.BooleanOptionalAction,
                    default=_P.mirror_fallback,
                    help="when the detector finds no face, look at the mirrored frame too")
+    g.add_argument("--rotated-fallback", action=argparse.BooleanOptionalAction,
+                   default=_P.rotated_fallback,
+                   help="when that finds none either, look at the frame turned by 90 degrees "
+                        "each way (faces lying sideways)")
 
 
 def add_tracker_options(p: argparse.ArgumentParser, smoothing_switch: bool = True) -> None:
@@ -64,7 +68,8 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
                                score_threshold=args.threshold, max_faces=args.max_faces,
                                roi_shift=args.roi_shift, roi_scale=args.roi_scale,
                                refine=args.refine, flip_average=args.flip,
-                               mirror_fallback=args.mirror_fallback)
+                               mirror_fallback=args.mirror_fallback,
+                               rotated_fallback=args.rotated_fallback)
     except OptionsError as error:
         raise flag_error(error) from None
 

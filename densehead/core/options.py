@@ -14,25 +14,23 @@ from typing import Any
 from .errors import OptionsError
 
 # The regressors: 3DDFA_V2's MobileNetV1 at widen factor 0.5 and 1.0; "-int8" is the same
-# checkpoint compiled with int8 convolutions.
+# checkpoint compiled with int8 convolutions. "auto" is the faster mb05 graph on this machine
+# (densehead.engine.regressor_choice); DENSEHEAD_REGRESSOR forces a name wherever "auto" is used.
 INT8 = "-int8"
+AUTO = "auto"
 REGRESSOR_NAMES = ("mb05", "mb05" + INT8, "mb1")
+REGRESSOR_ENV = "DENSEHEAD_REGRESSOR"
 # Box -> crop for RFB-320 boxes, measured with `densehead evaluate` on the AFLW2000-3D samples
 # (docs/measurements.md, Accuracy). 3DDFA_V2's rule for its FaceBoxes boxes was 0.14 / 1.58;
 # RFB-320's boxes include the forehead, so its crop sits higher and tighter.
 ROI_SHIFT = 0.06
 ROI_SCALE = 1.40
 
-# The dashboard's regressor (a server, where CPU per frame is what limits how many people it
-# serves): int8, within 0.05 NME points of the float mb05 on AFLW2000 at half its inference
-# time (README). The library and the CLI default to the float reference, "mb05".
-DASHBOARD_REGRESSOR = "mb05-int8"
-REGRESSOR_ENV = "DENSEHEAD_REGRESSOR"
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    regressor: str = "mb05"          # "mb05", "mb05-int8" or "mb1" (which network to load)
+    regressor: str = AUTO            # "auto", "mb05", "mb05-int8" or "mb1" (which network)
     num_threads: int = 2             # TFLite threads per model
     score_threshold: float = 0.7     # detector confidence a face needs
     iou_threshold: float = 0.3       # non-maximum suppression overlap
@@ -43,11 +41,12 @@ class PipelineOptions:
     refine: bool = True              # second pass on the crop the first landmarks give
     flip_average: bool = False       # also run the mirrored crop and average (test-time trick)
     mirror_fallback: bool = True     # no face found: look at the mirrored frame (engine.mirror_fallback)
+    rotated_fallback: bool = True    # nothing there either: the frame turned by +-90 degrees
 
     def __post_init__(self) -> None:
-        if self.regressor not in REGRESSOR_NAMES:
+        if self.regressor not in (AUTO, *REGRESSOR_NAMES):
             raise OptionsError("regressor", f"{self.regressor!r} is not known; choose one of "
-                               f"{', '.join(sorted(REGRESSOR_NAMES))}")
+                               f"{', '.join((AUTO, *REGRESSOR_NAMES))}")
         _check_int(self, "num_threads", 1)
         _check_int(self, "max_faces", 1)
         _check_fraction(self, "score_threshold")

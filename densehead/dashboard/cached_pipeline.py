@@ -7,12 +7,11 @@ import os
 import cv2
 import streamlit as st
 
-from ..core.options import DASHBOARD_REGRESSOR, REGRESSOR_ENV
+from ..core.options import AUTO
 from ..engine.pipeline import Pipeline
 from ..weights.assets import ASSETS_ENV, MissingAssetsError
 
 log = logging.getLogger(__name__)
-REGRESSOR = os.environ.get(REGRESSOR_ENV, DASHBOARD_REGRESSOR)
 # TFLite threads per model, and OpenCV's threads. One: a second thread saves little wall time on
 # these small models and 640x480 conversions but spins on the other core, which a server with
 # live streams needs (TFLite: LiveSession CPU per 640x480 frame 6.0 -> 4.6 ms, `densehead
@@ -22,7 +21,7 @@ THREADS = int(os.environ.get(THREADS_ENV, "1"))
 
 
 @st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")
-def shared_pipeline(regressor: str = REGRESSOR, threads: int = THREADS) -> Pipeline:
+def shared_pipeline(regressor: str = AUTO, threads: int = THREADS) -> Pipeline:
     """One Pipeline per process: it holds nothing per call and its TFLite models serialise
     their own calls, so sessions and webcam callback threads may share it (each session
     takes its own `with_options` view for its settings)."""

@@ -166,7 +166,9 @@ def install() -> bool:
     """Make streamlit-webrtc use ProcessingTrack for async video processing (idempotent).
     False when DENSEHEAD_WEBRTC_TRACK=streamlit-webrtc, or when streamlit-webrtc does not look
     the way this module expects."""
-    from streamlit_webrtc import webrtc as streamlit_webrtc   # warns when imported outside a server
+    from streamlit_webrtc import (
+        webrtc as streamlit_webrtc,  # warns when imported outside a server
+    )
 
     if os.environ.get(ENV, "").strip().lower() == "streamlit-webrtc":
         return False

@@ -6,7 +6,9 @@ the real samples (AFLW2000-3D crops with ground-truth boxes, the photos and the 
 - input float32 (1, 240, 320, 3), RGB, (x - 127) / 128. The graph has no normalisation op (its
   first op is a PAD on `input_1`); [0, 1] or raw pixels lose many small faces. The network is
   nearly colour-order blind, but RGB scores small faces higher than BGR in a paired comparison
-  (39 of 61 AFLW faces at 12% scale), as in the original UltraFace training code.
+  (39 of 61 AFLW faces at 12% scale), as in the original UltraFace training code. The pipeline
+  runs the graph densehead rewrites from it (densehead.weights.detector_graph), which takes the
+  uint8 BGR letterbox as it is and normalises it itself; this class runs either.
 - outputs: 'Identity' (1, 4420, 4) raw SSD regressions against the UltraFace priors (the graph
   ends in RESHAPE + CONCATENATION of the conv heads, no decoding), 'Identity_1' (1, 4420, 2)
   softmax of [background, face].
@@ -26,13 +28,14 @@ import numpy as np
 from ..core.frames import as_bgr
 from ..core.options import PipelineOptions
 from ..weights.assets import ModelFileError
+from ..weights.detector_graph import PIXEL_MEAN, PIXEL_SCALE
 from .runtime import TFLiteRunner
 
 INPUT_W, INPUT_H = 320, 240
 STRIDES = (8, 16, 32, 64)
 MIN_SIZES = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
 CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
-PAD_VALUE = 127  # normalises to 0, the network's "nothing here"
+PAD_VALUE = PIXEL_MEAN  # normalises to 0, the network's "nothing here"
 _DEFAULTS = PipelineOptions()
 
 
@@ -80,7 +83,8 @@ def decode_boxes(loc: np.ndarray, priors: np.ndarray) -> np.ndarray:
 
 
 def letterbox(frame_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    """Network input (1, 240, 320, 3) float32 RGB normalised, and where the frame went."""
+    """The letterboxed frame as uint8 BGR (1, 240, 320, 3), the rewritten graph's input, and
+    where the frame went."""
     h, w = frame_bgr.shape[:2]
     scale = min(INPUT_W / w, INPUT_H / h)
     nw = min(INPUT_W, max(1, round(w * scale)))
@@ -90,9 +94,15 @@ def letterbox(frame_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
     dx, dy = (INPUT_W - nw) // 2, (INPUT_H - nh) // 2
     canvas = cv2.copyMakeBorder(resized, dy, INPUT_H - nh - dy, dx, INPUT_W - nw - dx,
                                 cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-    rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-    x = (rgb.astype(np.float32) - 127.0) * (1.0 / 128.0)
-    return x[None], Letterbox(sx=nw / w, sy=nh / h, dx=dx, dy=dy)
+    return canvas[None], Letterbox(sx=nw / w, sy=nh / h, dx=dx, dy=dy)
+
+
+def normalise(canvas_bgr: np.ndarray) -> np.ndarray:
+    """The source graph's input: the letterbox as float32 RGB, (x - 127) / 128."""
+    rgb = cv2.cvtColor(canvas_bgr[0], cv2.COLOR_BGR2RGB)
+    x = np.subtract(rgb, np.float32(PIXEL_MEAN), dtype=np.float32)
+    x *= np.float32(PIXEL_SCALE)
+    return x[None]
 
 
 class FaceDetector:
@@ -105,6 +115,8 @@ class FaceDetector:
                  min_size: float = _DEFAULTS.min_face_size,
                  max_faces: int = _DEFAULTS.max_faces) -> None:
         self.network = TFLiteRunner(model_path, num_threads=num_threads)
+        # the rewritten graph takes the uint8 letterbox; the source graph normalised floats
+        self.takes_pixels = self.network.input_dtype == np.uint8
         if self.network.input_shape[1:] != (INPUT_H, INPUT_W, 3):
             raise ModelFileError(model_path, f"not the RFB-320 detector: expected an input of "
                                  f"(1, {INPUT_H}, {INPUT_W}, 3), got {self.network.input_shape}")
@@ -114,21 +126,25 @@ class FaceDetector:
         self.min_size = min_size
         self.max_faces = max_faces
 
-    def _raw(self, frame: np.ndarray) -> Detections:
-        x, lb = letterbox(frame)
-        loc, conf = self.network(x)
-        boxes = decode_boxes(loc.reshape(-1, 4), self.priors)
+    def _raw(self, frame: np.ndarray, min_score: float | None = None) -> Detections:
+        """Every prior's box (frame pixels, unclipped) and face score, or only those of the
+        priors scoring ``min_score`` or more: a frame has a handful of the 4420."""
+        canvas, lb = letterbox(frame)
+        loc, conf = self.network(canvas if self.takes_pixels else normalise(canvas))
+        loc, scores, priors = loc.reshape(-1, 4), conf.reshape(-1, 2)[:, 1], self.priors
+        if min_score is not None:
+            keep = scores >= min_score
+            loc, scores, priors = loc[keep], scores[keep], priors[keep]
+        boxes = decode_boxes(loc, priors)
         boxes *= np.array([INPUT_W, INPUT_H, INPUT_W, INPUT_H], dtype=np.float32)
         boxes -= np.array([lb.dx, lb.dy, lb.dx, lb.dy], dtype=np.float32)
         boxes /= np.array([lb.sx, lb.sy, lb.sx, lb.sy], dtype=np.float32)
-        return Detections(boxes.astype(np.float32), conf.reshape(-1, 2)[:, 1].astype(np.float32))
+        return Detections(boxes.astype(np.float32), scores.astype(np.float32))
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         frame = as_bgr(frame_bgr)
         h, w = frame.shape[:2]
-        boxes, scores = self._raw(frame)
-        keep = scores >= self.score_threshold
-        boxes, scores = boxes[keep], scores[keep]
+        boxes, scores = self._raw(frame, self.score_threshold)
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])

@@ -16,11 +16,13 @@ from ..core.layout import COEFFICIENTS, camera_of
 from ..core.options import INT8, PipelineOptions
 from ..weights import assets
 from ..weights.compile import regressor_tflite
+from ..weights.detector_graph import detector_tflite
 from . import crop
 from .detector import Detections, FaceDetector
 from .face_model import MorphableModel, project
-from .mirror_fallback import MirrorFit, find_faces, unmirror
+from .mirror_fallback import MirrorFit, find_faces, unmirror, unturn_face
 from .pose import decompose
+from .regressor_choice import resolve_regressor
 from .runtime import TFLiteRunner
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,13 @@ class LoadedModels:
 
 
 def load_models(options: PipelineOptions) -> LoadedModels:
+    """The networks and the face model for `options` ("auto" resolved here if it was not)."""
+    options = options.replace(regressor=resolve_regressor(options.regressor,
+                                                          options.num_threads).name)
     start = time.perf_counter()
     paths = assets.resolve_many(assets.default_names(options.regressor))
-    detector = FaceDetector(paths[assets.DETECTOR_FILE], num_threads=options.num_threads)
+    detector = FaceDetector(detector_tflite(paths[assets.DETECTOR_FILE], assets.compiled_dir()),
+                            num_threads=options.num_threads)
     compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
                                 paths[assets.STATS_FILE], assets.compiled_dir(),
                                 int8=options.regressor.endswith(INT8))
@@ -63,7 +69,9 @@ class Pipeline:
     def __init__(self, options: PipelineOptions | None = None, *,
                  loaded: LoadedModels | None = None, **changes: Any) -> None:
         options = options or PipelineOptions()
-        self.options = options.replace(**changes) if changes else options
+        options = options.replace(**changes) if changes else options
+        self.regressor_choice = resolve_regressor(options.regressor, options.num_threads)
+        self.options = options.replace(regressor=self.regressor_choice.name)
         if loaded is not None and loaded.key != self.options.model_key:
             raise ValueError(f"these models were loaded for {loaded.key}, not for "
                              f"{self.options.model_key}: create a new Pipeline instead")
@@ -77,7 +85,9 @@ class Pipeline:
     def with_options(self, **changes: Any) -> "Pipeline":
         """A pipeline with some options changed that shares this one's loaded models (the
         regressor and the thread count are fixed by the models)."""
-        return Pipeline(self.options.replace(**changes), loaded=self.loaded)
+        view = Pipeline(self.options.replace(**changes), loaded=self.loaded)
+        view.regressor_choice = self.regressor_choice
+        return view
 
     @property
     def face_model(self) -> MorphableModel:
@@ -108,18 +118,21 @@ class Pipeline:
         if scores is None:
             scores = np.ones(len(rois), dtype=np.float32)
         faces = [self._face(frame, roi, box, float(score), dense, times, from_boxes)
-                 if fits is None else self._mirrored_face(fits[i], dense, times)
+                 if fits is None else self._mirrored_face(fits[i], dense, times, frame.shape)
                  for i, (roi, box, score) in enumerate(zip(rois, boxes, scores))]
         times.faces = len(faces)
         return FrameResult(faces, times)
 
     def detect(self, frame: np.ndarray) -> Detections:
         """Face boxes and scores in a BGR frame, best first, with this pipeline's settings; when
-        the detector finds none, the mirrored frame's faces that the landmark fit confirms."""
+        the detector finds none, the mirrored (or turned) frame's faces that the landmark fit
+        confirms."""
         return self._detect(frame)[0]
 
     def _detect(self, frame: np.ndarray) -> tuple[Detections, list[MirrorFit] | None]:
-        return find_faces(self.detector, frame, self if self.options.mirror_fallback else None)
+        o = self.options
+        return find_faces(self.detector, frame, self if o.mirror_fallback or o.rotated_fallback
+                          else None, mirrored=o.mirror_fallback, turned=o.rotated_fallback)
 
     # -- one face --------------------------------------------------------------------------
     def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
@@ -142,13 +155,16 @@ class Pipeline:
             times.postprocess += _ms(start)
         return face
 
-    def _mirrored_face(self, fit: MirrorFit, dense: bool, times: StageTimes) -> Face:
-        """A face only the mirrored frame showed, built from the fits that confirmed it and
-        averaged with its mirrored fit, which the networks see better (on the AFLW samples,
-        wild protocol: pose MAE 4.16 -> 3.99 degrees, mean NME 3.45 -> 3.42 %)."""
+    def _mirrored_face(self, fit: MirrorFit, dense: bool, times: StageTimes,
+                       frame_shape: tuple[int, ...]) -> Face:
+        """A face only the mirrored (or turned) frame showed, built from the fits that confirmed
+        it and averaged with its mirrored fit, which the networks see better (on the AFLW
+        samples, wild protocol: pose MAE 4.16 -> 3.99 degrees, mean NME 3.45 -> 3.42 %)."""
         start = time.perf_counter()
         face = self.build_face(fit.params, fit.roi, fit.box, fit.score, dense)
         self._average_with_mirror(face, fit.mirrored_params)
+        if fit.quarter_turns:
+            face = unturn_face(face, fit.quarter_turns, frame_shape)
         times.postprocess += _ms(start)
         return face
 

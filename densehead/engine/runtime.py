@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - only where the old runtime is what is 
 
 
 class TFLiteRunner:
-    """One .tflite graph with one float input; calls are serialised by a lock because an
+    """One .tflite graph with one input (float, or uint8 pixels); calls are serialised by a lock because an
     interpreter must not be entered from two threads at once."""
 
     def __init__(self, path: str | Path, num_threads: int = 2) -> None:
@@ -38,6 +38,10 @@ class TFLiteRunner:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(n) for n in self._input["shape"])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         """Run the graph on `x` (already shaped and typed for the input); returns copies of

@@ -85,6 +85,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> int:
+    """A port P with P .. P+count-1 all free on loopback (a proxy's and its replicas')."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and all(_bindable(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} free ports in a row on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def chromium_path() -> str | None:
     return shutil.which("chromium")
 

@@ -1,0 +1,210 @@
+"""The live page on two servers behind one address: `densehead serve --replicas 2` (two
+replicas and Debian's nginx on loopback), four people through the proxy's one address, and one
+replica stopped while they stream.
+
+Which replica holds which session is read from each replica's own status file; everything else
+is what a person sees or downloads."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from paths import ROOT, SAMPLES
+from test_browser import metric, new_page, start_stream, wait_fps, webrtc_frame
+from test_live_server import csv_table, rows_per_frame, series_csv, shot, wait_until
+
+from densehead.dashboard.proxy import REPLICA_COOKIE, nginx_binary
+from densehead.io.table import COL
+from densehead.tools.browser import (
+    free_ports,
+    launch_chromium,
+    live_sessions,
+    read_status,
+    to_y4m,
+)
+
+MOVED = "The server this page was on"
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, assets_dir):
+    """`densehead serve --replicas 2` as an operator starts it; stopped like Ctrl-C after, and
+    every process it started is checked gone."""
+    try:
+        nginx_binary()
+    except OSError as error:
+        pytest.skip(str(error))
+    run_dir = tmp_path_factory.mktemp("replicas")
+    port = free_ports(3)
+    log = open(run_dir / "launcher.log", "w")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "densehead", "serve", "--replicas", "2", "--proxy-port", str(port),
+         "--proxy-address", "127.0.0.1", "--run-dir", str(run_dir)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ, DENSEHEAD_ASSETS=str(assets_dir), PYTHONUNBUFFERED="1"))
+    info: dict = {}
+    try:
+        deadline = time.monotonic() + 180
+        while not (run_dir / "replicas.json").exists():
+            assert launcher.poll() is None, (run_dir / "launcher.log").read_text()
+            assert time.monotonic() < deadline, "the replicas did not come up"
+            time.sleep(0.5)
+        info = json.loads((run_dir / "replicas.json").read_text())
+        info["launcher_log"] = run_dir / "launcher.log"
+        yield info
+    finally:
+        launcher.send_signal(signal.SIGINT)   # Ctrl-C
+        try:
+            launcher.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+        log.close()
+    pids = [info["proxy"]["pid"]] + [r["pid"] for r in info["replicas"]] if info else []
+    assert not [p for p in pids if alive(p)], "the launcher left processes running"
+
+
+@pytest.fixture(scope="module")
+def obama_camera(playwright, chromium, tmp_path_factory):
+    """A second Chromium whose webcam shows another person (obama.mp4, one face, 320x240)."""
+    y4m = tmp_path_factory.mktemp("obama") / "obama.y4m"
+    to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=5, size=(320, 240))
+    b = launch_chromium(playwright, y4m, chromium)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+class Viewer:
+    """One person on the live page through the proxy."""
+
+    def __init__(self, name: str, browser, url: str, output_dir: Path) -> None:
+        self.name, self.output_dir = name, output_dir
+        self.page = new_page(browser)
+        self.page.goto(url + "/Live_webcam", timeout=120_000)
+        self.frame = webrtc_frame(self.page)
+
+    @property
+    def replica(self) -> str:
+        cookies = {c["name"]: c["value"] for c in self.page.context.cookies()}
+        return cookies[REPLICA_COOKIE]
+
+    def allow_one_face(self) -> None:
+        # obama.mp4's broadcast logo is sometimes detected as a second, weaker face
+        box = self.page.locator('[data-testid="stNumberInput"]', has_text="Max faces")
+        box.locator("input").fill("1")
+        box.locator("input").press("Enter")
+        self.page.wait_for_timeout(1500)
+
+    def start(self) -> None:
+        start_stream(self.page, self.frame, self.output_dir)
+        assert wait_fps(self.page, timeout_s=90) > 0, self.name
+
+
+def sessions_of(info: dict) -> dict[str, dict[str, dict]]:
+    """{replica name: {session id: live counters}} from each replica's own status file."""
+    return {r["name"]: live_sessions(read_status(Path(r["status"]))) for r in info["replicas"]}
+
+
+def replica_info(info: dict, name: str) -> dict:
+    return next(r for r in info["replicas"] if r["name"] == name)
+
+
+def test_replicas_four_viewers_spread_over_two_servers_and_one_server_stopped(
+        replicas, browser, obama_camera, output_dir):
+    url = replicas["url"]
+    viewers: list[Viewer] = []
+    try:
+        # two people in front of orlando_bloom.avi (several faces), two in front of obama.mp4
+        for name, b in (("orlando1", browser), ("orlando2", browser),
+                        ("obama1", obama_camera), ("obama2", obama_camera)):
+            viewer = Viewer(name, b, url, output_dir)
+            if name.startswith("obama"):
+                viewer.allow_one_face()
+            viewer.start()
+            viewers.append(viewer)
+        where = {v.name: v.replica for v in viewers}
+        assert set(where.values()) == {"r1", "r2"}, where   # a new browser goes to the next one
+        time.sleep(10)   # let each series fill
+
+        # each replica's status file shows its own viewers, all streaming
+        live = sessions_of(replicas)
+        counts = {name: len(sessions) for name, sessions in live.items()}
+        assert counts == {name: list(where.values()).count(name) for name in live}, (counts, where)
+        for sessions in live.values():
+            assert all(s["streaming"] and s["processed"] > 20 for s in sessions.values()), sessions
+
+        # every CSV holds its own camera's faces and only its own frames
+        tables = {v.name: csv_table(series_csv(v.page)) for v in viewers}
+        for name, table in tables.items():
+            keys = {(int(f), int(t)) for f, t in table[:, [COL["frame"], COL["track_id"]]]}
+            assert len(table) > 20 and len(keys) == len(table), name
+            widths = table[:, COL["box_x2"]] - table[:, COL["box_x1"]]
+            if name.startswith("obama"):   # one face of obama's size, never orlando's crowd
+                assert rows_per_frame(table).max() == 1, name
+                assert 55 < widths.min() and widths.max() < 95, (name, widths.min(), widths.max())
+            else:                          # orlando and the small faces behind him
+                assert rows_per_frame(table).max() >= 2 and widths.min() < 40, name
+
+        # the operator stops replica r1 while everyone streams
+        lost = [v for v in viewers if v.replica == "r1"]
+        kept = [v for v in viewers if v.replica == "r2"]
+        kept_ids = set(sessions_of(replicas)["r2"])
+        before = sessions_of(replicas)["r2"]
+        r1 = replica_info(replicas, "r1")
+        os.kill(r1["pid"], signal.SIGTERM)
+        assert wait_until(lambda: not alive(r1["pid"]), 30), "r1 did not stop"
+
+        # r1's viewers: their page says what happened, and after a reload it streams from r2
+        for v in lost:
+            v.page.get_by_text(MOVED).first.wait_for(timeout=60_000)
+            shot(v.page, output_dir, f"e2e_replicas_moved_{v.name}.png")
+            assert "press START to stream again" in v.page.inner_text("body")
+        for v in lost:
+            v.page.reload(timeout=120_000)
+            v.frame = webrtc_frame(v.page)
+            v.start()
+            assert v.replica == "r2", v.name
+        new_ids = wait_until(lambda: len(set(sessions_of(replicas)["r2"]) - kept_ids) == len(lost)
+                             and set(sessions_of(replicas)["r2"]) - kept_ids, 30)
+        assert new_ids, sessions_of(replicas)
+        time.sleep(3)
+
+        # r2's viewers never noticed: the same sessions, the same stream, frames all along
+        after = sessions_of(replicas)["r2"]
+        for v in kept:
+            assert MOVED not in v.page.inner_text("body"), v.name
+            assert v.frame.locator("button", has_text="STOP").count() == 1, v.name
+            assert float(metric(v.page, "Server FPS")) > 0, v.name
+        for sid in kept_ids:
+            assert after[sid]["streams"] == before[sid]["streams"] == 1, (before[sid], after[sid])
+            assert after[sid]["processed"] > before[sid]["processed"] + 25, (before[sid], after[sid])
+        for sid in new_ids:
+            assert after[sid]["streaming"] and after[sid]["processed"] > 0, after[sid]
+        for v in viewers:
+            assert v.page.locator("text=Traceback").count() == 0, v.name
+        for r in replicas["replicas"]:
+            assert "Traceback" not in Path(r["log"]).read_text(), r["log"]
+        assert "replica r1 (port" in replicas["launcher_log"].read_text()
+    except BaseException:   # keep what each person saw, for whoever reads the failure
+        for v in viewers:
+            shot(v.page, output_dir, f"e2e_replicas_failed_{v.name}.png")
+        raise
+    finally:
+        for v in viewers:
+            v.page.context.close()

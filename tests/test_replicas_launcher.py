@@ -1,0 +1,99 @@
+"""`densehead serve --replicas N` without a browser: the proxy's configuration as nginx reads it,
+the options it refuses, and a launcher that is killed leaves nothing running (tests/e2e/
+test_replicas.py has people streaming through it)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from paths import ROOT
+
+from densehead.cli import main
+from densehead.dashboard.proxy import (
+    Backend,
+    ProxySettings,
+    check_config,
+    nginx_binary,
+    render_config,
+    write_config,
+)
+
+BACKENDS = [Backend(f"r{i}", "127.0.0.1", 8501 + i) for i in (1, 2, 3)]
+
+
+@pytest.fixture
+def nginx() -> str:
+    try:
+        return nginx_binary()
+    except OSError as error:
+        pytest.skip(str(error))
+
+
+def test_replicas_proxy_config_is_what_nginx_accepts(nginx, tmp_path):
+    config = write_config(BACKENDS, ProxySettings(8501, "127.0.0.1"), tmp_path)
+    check_config(config)   # nginx -t with the private prefix: no root, no system file
+    text = config.read_text()
+    assert "{{" not in text and str(tmp_path / "nginx.pid") in text
+    # each replica's group is that replica first and the others as backups
+    group = text.split("upstream densehead_r2 {")[1].split("}")[0]
+    assert group.split(";")[0].strip() == "server 127.0.0.1:8503 max_fails=1 fail_timeout=5s"
+    assert "server 127.0.0.1:8502 backup" in group and "server 127.0.0.1:8504 backup" in group
+
+
+def test_replicas_tls_at_the_proxy(nginx, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    with pytest.raises(ValueError, match="both a certificate and its key"):
+        render_config(BACKENDS, ProxySettings(8443, cert=cert), tmp_path)
+    text = render_config(BACKENDS, ProxySettings(8443, cert=cert, key=key), tmp_path)
+    assert "listen 0.0.0.0:8443 ssl;" in text and f"ssl_certificate_key {key};" in text
+
+
+def test_replicas_choose_their_own_ports(capsys):
+    assert main(["serve", "--replicas", "2", "--server.port", "9000"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("densehead: error: with --replicas") and "--server.port" in err
+    assert main(["serve", "--proxy-port", "9000"]) == 1
+    assert "go with --replicas" in capsys.readouterr().err
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_replicas_launcher_killed_takes_its_servers_and_proxy_with_it(nginx, tmp_path,
+                                                                       assets_dir):
+    from densehead.tools.browser import free_ports
+
+    port = free_ports(2)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "densehead", "serve", "--replicas", "1", "--proxy-port",
+         str(port), "--proxy-address", "127.0.0.1", "--run-dir", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, DENSEHEAD_ASSETS=str(assets_dir)))
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "replicas.json").exists():
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        info = json.loads((tmp_path / "replicas.json").read_text())
+    finally:
+        launcher.send_signal(signal.SIGKILL)   # no clean-up of its own
+        launcher.wait()
+    pids = [info["proxy"]["pid"], info["replicas"][0]["pid"]]
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for pid in left:   # never leave them running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the replica or nginx outlived the killed launcher"
