@@ -11,10 +11,10 @@ there for seconds.
 `ProcessingTrack` keeps the worker thread and the processor's contract (`recv_queued` gets every
 frame that arrived since its last call; the page's callback processes the newest and drops the
 rest) and changes what goes out: each result is sent as soon as it is ready, once, stamped
-with the time it is sent (`_now_pts` says why). `install()`
-makes streamlit-webrtc build it for async video processing and subscribes it to the sender's relay
-unbuffered (aiortc's `buffered=False`: only the newest result waits). `DENSEHEAD_WEBRTC_TRACK=
-streamlit-webrtc` keeps streamlit-webrtc's own track (to measure one against the other).
+with the time it is sent (`_now_pts` says why). `install()` makes streamlit-webrtc build it for
+async video processing and subscribes it to the sender's relay unbuffered (aiortc's
+`buffered=False`: only the newest result waits). `DENSEHEAD_WEBRTC_TRACK=streamlit-webrtc`
+keeps streamlit-webrtc's own track (to measure one against the other).
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ class ProcessingTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, track: MediaStreamTrack, processor: Any, stop_timeout: float | None = None) -> None:
+    def __init__(self, track: MediaStreamTrack, processor: Any,
+                 stop_timeout: float | None = None) -> None:
         super().__init__()
         self.track = track
         self.processor = processor
