@@ -21,7 +21,7 @@ import numpy as np
 from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import cpu as server_cpu
-from ..dashboard import processing_track
+from ..dashboard import bitrate_floor, jitter_buffer, processing_track
 from ..dashboard.cached_pipeline import THREADS_ENV
 from ..dashboard.live import ECHO_ENV
 from ..dashboard.status import STATUS_ENV
@@ -354,10 +354,12 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
     width, height = args.size
     frames = glass.stamped_camera(Path(args.video), camera, args.camera_seconds, (width, height),
                                   args.rate)
-    track = os.environ.get(processing_track.ENV, "") or "densehead's"
+    kept = [f"{env}={os.environ[env]}" for env in (processing_track.ENV, jitter_buffer.ENV,
+                                                   bitrate_floor.ENV) if os.environ.get(env)]
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
           f" ({len(frames)} frames, looped, numbered for the latency), mode {args.mode}, regressor"
-          f" {args.regressor}, server TFLite threads {args.threads}, processing track {track},"
+          f" {args.regressor}, server TFLite threads {args.threads}, libraries' own parts kept:"
+          f" {', '.join(kept) or 'none'},"
           f" {args.busy} busy-loop process(es), load average {os.getloadavg()[0]:.1f} at the start",
           flush=True)
     print(f"machine: {this_machine().describe()}", flush=True)
