@@ -232,7 +232,7 @@ def webrtc_frame(page: Any, tries: int = 120, button: str = "START") -> Any:
     """The streamlit-webrtc component's iframe, once its START (or STOP) button shows."""
     for _ in range(tries):
         for frame in page.frames:
-            if frame != page.main_frame and frame.locator("button", has_text=button).count():
+            if frame != page.main_frame and _shows(frame, button):
                 return frame
         page.wait_for_timeout(500)
     raise AssertionError("the webcam component did not appear")
@@ -251,6 +251,13 @@ OVERLAY_PIXELS_JS = "() => { " + VIDEO_CANVAS_JS + """
     if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
     if (d[i+2] > 170 && d[i+1] > 140 && d[i] < 120) m++; }
   return {w: c.width, h: c.height, green: n, cyan: m, t: v.currentTime}; }"""
+
+
+def _shows(frame: Any, button: str) -> bool:
+    try:
+        return bool(frame.locator("button", has_text=button).count())
+    except Exception:   # the frame went away while asked (its page redrew it)
+        return False
 
 
 def choose(page: Any, label: str, option: str) -> None:

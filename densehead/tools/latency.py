@@ -158,8 +158,11 @@ def stamped_camera(src: Path, dst: Path, seconds: float, size: tuple[int, int],
 def start(page: Any, seconds: float) -> Any | None:
     """Start reading the page's two tracks for `seconds` (it returns at once): the webcam
     component's frame to ask for the `result`, or None when the page has no stream to read."""
-    frame = harness.webrtc_frame(page, button="STOP")
-    return frame if frame.evaluate(START_JS, [seconds * 1000, WORKER_JS, BITS, SQUARE]) else None
+    try:
+        frame = harness.webrtc_frame(page, button="STOP", tries=20)
+        return frame if frame.evaluate(START_JS, [seconds * 1000, WORKER_JS, BITS, SQUARE]) else None
+    except Exception:   # no stream on the page (it ended, or the page redrew the component)
+        return None
 
 
 def result(frame: Any, timeout_s: float = 30.0) -> Latency | None:
@@ -167,7 +170,10 @@ def result(frame: Any, timeout_s: float = 30.0) -> Latency | None:
     raw = None
     deadline = time.monotonic() + timeout_s
     while not raw and time.monotonic() < deadline:
-        raw = frame.evaluate(RESULT_JS)
+        try:
+            raw = frame.evaluate(RESULT_JS)
+        except Exception:   # the component was redrawn: its reading is gone
+            return None
         if not raw:
             time.sleep(0.5)
     if not raw:

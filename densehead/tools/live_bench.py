@@ -203,6 +203,13 @@ ANSWERS_JS = """(charts) => { const fps = [...document.querySelectorAll('[data-t
 def overlay_change_s(page: Any, timeout_s: float = 30.0) -> float | None:
     """Seconds from a person's click on the Overlay option "dense" until the returned video shows
     the dense points (and no more landmark lines); None if it did not within `timeout_s`."""
+    try:
+        return _overlay_change_s(page, timeout_s)
+    except Exception:   # Playwright's timeouts, a component redrawn under the reading
+        return None
+
+
+def _overlay_change_s(page: Any, timeout_s: float) -> float | None:
     frame = harness.webrtc_frame(page, button="STOP")
     page.locator('[data-testid="stSelectbox"]', has_text="Overlay").click()
     option = page.get_by_role("option", name="dense", exact=True)
@@ -413,8 +420,14 @@ def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, st
                 return []
             for k in args.sessions:
                 for _ in range(1 if name == "echo" else args.rounds):
-                    rounds.append(measure_round(server, browser, status_path, k, args.mode,
-                                                args.warmup, args.seconds, echo=name == "echo"))
+                    try:
+                        rounds.append(measure_round(server, browser, status_path, k, args.mode,
+                                                    args.warmup, args.seconds, echo=name == "echo"))
+                    except Exception as exc:   # a page that never streamed, Playwright's timeouts
+                        print(f"[{name}] K={k}: the round failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); the next one starts",
+                              flush=True)
+                        continue
                     print(f"[{name}] " + format_round(rounds[-1], engine_cpu), flush=True)
         finally:
             browser.close()
