@@ -10,6 +10,7 @@ import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from densehead.dashboard.bitrate_floor import install as keep_a_bitrate_floor
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.figures import (
     expression_spec,
@@ -51,6 +52,7 @@ resources = server_resources()
 use_faster_vp8()   # the returned video: same quality, about half aiortc's encoding CPU
 use_processing_track()   # each result sent as soon as it is ready, once, newest first
 decode_at_last_packet()  # a browser's frame is decoded when it is complete, not one frame later
+keep_a_bitrate_floor()   # a busy event loop does not tell browsers to send next to nothing
 ECHO = echo_from_environment()
 sid = session_id()
 st.session_state.live_session_id = sid  # where tests find this page's session

@@ -355,9 +355,10 @@ def test_the_processing_track_sends_each_result_once_as_soon_as_it_is_made(sampl
     """What the live page installs (dashboard/processing_track.py), with streamlit-webrtc's and
     aiortc's real parts: streamlit-webrtc builds densehead's track for async video processing,
     the relay in front of a sender keeps only its newest result, and a real video played in
-    real time through it and a LiveSession comes out as the results of the newest frames the
-    callback processed, in order, each once (no duplicate for the encoder, none of an older
-    frame sent later). The end of the video ends the stream (on_video_ended, once)."""
+    real time through it and a LiveSession comes out as the callback's results, in order, each
+    once (no duplicate for the encoder, none of an older frame sent later), stamped with the
+    time they were sent. The end of the video ends the stream (on_video_ended, once)."""
+    import time
 
     from aiortc.contrib.media import MediaPlayer, MediaRelay
     from aiortc.mediastreams import MediaStreamError
@@ -370,17 +371,17 @@ def test_the_processing_track_sends_each_result_once_as_soon_as_it_is_made(sampl
     clip = tmp_path / "obama.y4m"
     to_y4m(samples / "videos" / "obama.mp4", clip, seconds=2, size=(320, 240))
     session = LiveSession(shared_pipeline())
-    newest: list[int] = []   # the newest frame of each callback call
+    results: list[av.VideoFrame] = []   # what the callback returned, in order
     ended: list[bool] = []
 
     async def on_frames(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         out = session.process_newest(frames)
-        newest.append(frames[-1].pts)
+        results.append(out[-1])
         return out
 
     processor = CallbackAttachableProcessor(None, on_frames, lambda: ended.append(True))
 
-    async def play() -> list[int]:
+    async def play() -> list[tuple[av.VideoFrame, float]]:
         assert processing_track.install() and processing_track.install()
         relay = MediaRelay()
         track = streamlit_webrtc._wrap_with_processor(MediaPlayer(str(clip)).video, processor,
@@ -391,13 +392,19 @@ def test_the_processing_track_sends_each_result_once_as_soon_as_it_is_made(sampl
         sent = []
         while True:
             try:
-                sent.append((await asyncio.wait_for(to_sender.recv(), timeout=30)).pts)
+                sent.append((await asyncio.wait_for(to_sender.recv(), timeout=30), time.monotonic()))
             except MediaStreamError:
                 return sent
 
     sent = run_coroutine(play())
-    assert len(newest) >= 25 and session.processed >= len(newest), (len(newest), session.processed)
-    assert sent == sorted(set(sent)), "a result went out twice or out of order"
-    assert set(sent) <= set(newest)
-    assert len(sent) >= len(newest) - 2, (len(sent), len(newest))   # the last may meet the end
+    assert len(results) >= 25 and session.processed >= len(results), (len(results), session.processed)
+    order = {id(frame): n for n, frame in enumerate(results)}
+    numbers = [order.get(id(frame)) for frame, _ in sent]
+    assert None not in numbers, "a frame went out that the callback did not return"
+    assert numbers == sorted(set(numbers)), "a result went out twice or out of order"
+    assert len(numbers) >= len(results) - 2, (len(numbers), len(results))   # the last may meet the end
+    # stamped when sent, on the RTP clock; 0.25 s: from the stamp to this loop on a busy machine
+    for frame, received in sent:
+        assert frame.time_base == processing_track.RTP_CLOCK
+        assert float(frame.pts * frame.time_base) == pytest.approx(received, abs=0.25)
     assert ended == [True]

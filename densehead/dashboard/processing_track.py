@@ -10,10 +10,11 @@ there for seconds.
 
 `ProcessingTrack` keeps the worker thread and the processor's contract (`recv_queued` gets every
 frame that arrived since its last call; the page's callback processes the newest and drops the
-rest) and changes what goes out: each result is sent as soon as it is ready, once. `install()`
-makes streamlit-webrtc build it for async video processing and subscribes it to the sender's relay
-unbuffered (aiortc's `buffered=False`: only the newest result waits). `DENSEHEAD_WEBRTC_TRACK=
-streamlit-webrtc` keeps streamlit-webrtc's own track (to measure one against the other).
+rest) and changes what goes out: each result is sent as soon as it is ready, once, stamped
+with the time it is sent (`_now_pts` says why). `install()` makes streamlit-webrtc build it for
+async video processing and subscribes it to the sender's relay unbuffered (aiortc's
+`buffered=False`: only the newest result waits). `DENSEHEAD_WEBRTC_TRACK=streamlit-webrtc`
+keeps streamlit-webrtc's own track (to measure one against the other).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import asyncio
 import logging
 import os
 import threading
+import time
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -32,6 +35,7 @@ from .cpu import PROCESSING_THREAD
 
 log = logging.getLogger(__name__)
 ENV = "DENSEHEAD_WEBRTC_TRACK"
+RTP_CLOCK = Fraction(1, 90_000)   # video timestamps in RTP (aiortc's VIDEO_TIME_BASE)
 
 
 class ProcessingTrack(MediaStreamTrack):
@@ -42,7 +46,8 @@ class ProcessingTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, track: MediaStreamTrack, processor: Any, stop_timeout: float | None = None) -> None:
+    def __init__(self, track: MediaStreamTrack, processor: Any,
+                 stop_timeout: float | None = None) -> None:
         super().__init__()
         self.track = track
         self.processor = processor
@@ -106,7 +111,7 @@ class ProcessingTrack(MediaStreamTrack):
                 out = loop.run_until_complete(self.processor.recv_queued(frames))
                 if out:
                     result = out[-1]
-                    result.pts, result.time_base = frames[-1].pts, frames[-1].time_base
+                    result.pts, result.time_base = _now_pts(), RTP_CLOCK
                     with self._lock:
                         self._result = result
                     self._wake()
@@ -139,6 +144,15 @@ class ProcessingTrack(MediaStreamTrack):
         on_ended = getattr(self.processor, "on_ended", None)
         if callable(on_ended):
             on_ended()
+
+
+def _now_pts() -> int:
+    """The time a result is sent, on the RTP video clock. The browser plays a frame by its RTP
+    timestamp and sizes its jitter buffer from how irregularly frames arrive against it; stamped
+    with the camera's capture time, every variation of our processing time (a detector frame, a
+    busy core, other people's frames) counts as network jitter and the browser holds every frame
+    longer to smooth it out."""
+    return round(time.monotonic() / RTP_CLOCK)
 
 
 _aiortc_subscribe = MediaRelay.subscribe

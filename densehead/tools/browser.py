@@ -232,10 +232,32 @@ def webrtc_frame(page: Any, tries: int = 120, button: str = "START") -> Any:
     """The streamlit-webrtc component's iframe, once its START (or STOP) button shows."""
     for _ in range(tries):
         for frame in page.frames:
-            if frame != page.main_frame and frame.locator("button", has_text=button).count():
+            if frame != page.main_frame and _shows(frame, button):
                 return frame
         page.wait_for_timeout(500)
     raise AssertionError("the webcam component did not appear")
+
+
+# the returned video's current picture drawn on a canvas `c` (context `g`), or null before it plays
+VIDEO_CANVAS_JS = """const v = document.querySelector('video');
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);"""
+# ... and how many of its pixels have the landmarks' colour render.draw.GREEN (RGB 80,220,80) and
+# the dense points' draw.CYAN (RGB 40,200,230), after video coding
+OVERLAY_PIXELS_JS = "() => { " + VIDEO_CANVAS_JS + """
+  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0, m = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
+    if (d[i+2] > 170 && d[i+1] > 140 && d[i] < 120) m++; }
+  return {w: c.width, h: c.height, green: n, cyan: m, t: v.currentTime}; }"""
+
+
+def _shows(frame: Any, button: str) -> bool:
+    try:
+        return bool(frame.locator("button", has_text=button).count())
+    except Exception:   # the frame went away while asked (its page redrew it)
+        return False
 
 
 def choose(page: Any, label: str, option: str) -> None:

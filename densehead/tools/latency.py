@@ -90,6 +90,8 @@ START_JS = """([ms, src, bits, square]) => {
       decode_ms: per('inbound-rtp', 'totalDecodeTime', 'framesDecoded'),
       round_trip_ms: 1000 * ((after.pair || {}).currentRoundTripTime || 0),
       frames_sent: d('outbound-rtp', 'framesEncoded'), frames_received: d('inbound-rtp', 'framesDecoded'),
+      sent_kbps: 8 * d('outbound-rtp', 'bytesSent') / ms, received_kbps: 8 * d('inbound-rtp', 'bytesReceived') / ms,
+      packets_per_frame_sent: d('outbound-rtp', 'packetsSent') / Math.max(d('outbound-rtp', 'framesEncoded'), 1),
       sent_size: [(after['outbound-rtp'] || {}).frameWidth, (after['outbound-rtp'] || {}).frameHeight]}};
   })();
   return true;
@@ -108,6 +110,9 @@ class Latency:
     round_trip_ms: float = 0.0       # the network (loopback here)
     frames_sent: int = 0
     frames_received: int = 0
+    sent_kbps: float = 0.0           # the page's camera video as sent
+    received_kbps: float = 0.0       # the returned video
+    packets_per_frame_sent: float = 0.0
 
     @property
     def median_ms(self) -> float:
@@ -142,7 +147,8 @@ def stamped_camera(src: Path, dst: Path, seconds: float, size: tuple[int, int],
         stream = out.add_stream("rawvideo", rate=rate)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
@@ -152,8 +158,11 @@ def stamped_camera(src: Path, dst: Path, seconds: float, size: tuple[int, int],
 def start(page: Any, seconds: float) -> Any | None:
     """Start reading the page's two tracks for `seconds` (it returns at once): the webcam
     component's frame to ask for the `result`, or None when the page has no stream to read."""
-    frame = harness.webrtc_frame(page, button="STOP")
-    return frame if frame.evaluate(START_JS, [seconds * 1000, WORKER_JS, BITS, SQUARE]) else None
+    try:
+        frame = harness.webrtc_frame(page, button="STOP", tries=20)
+        return frame if frame.evaluate(START_JS, [seconds * 1000, WORKER_JS, BITS, SQUARE]) else None
+    except Exception:   # no stream on the page (it ended, or the page redrew the component)
+        return None
 
 
 def result(frame: Any, timeout_s: float = 30.0) -> Latency | None:
@@ -161,7 +170,10 @@ def result(frame: Any, timeout_s: float = 30.0) -> Latency | None:
     raw = None
     deadline = time.monotonic() + timeout_s
     while not raw and time.monotonic() < deadline:
-        raw = frame.evaluate(RESULT_JS)
+        try:
+            raw = frame.evaluate(RESULT_JS)
+        except Exception:   # the component was redrawn: its reading is gone
+            return None
         if not raw:
             time.sleep(0.5)
     if not raw:
@@ -169,7 +181,8 @@ def result(frame: Any, timeout_s: float = 30.0) -> Latency | None:
     stats = raw["stats"]
     return Latency(match(raw["camera"], raw["returned"]),
                    **{k: float(stats[k]) for k in ("browser_encode_ms", "browser_send_ms",
-                                                   "jitter_buffer_ms", "decode_ms", "round_trip_ms")},
+                                                   "jitter_buffer_ms", "decode_ms", "round_trip_ms",
+                                                   "sent_kbps", "received_kbps", "packets_per_frame_sent")},
                    frames_sent=int(stats["frames_sent"]), frames_received=int(stats["frames_received"]))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import cpu as server_cpu
-from ..dashboard import processing_track
+from ..dashboard import bitrate_floor, jitter_buffer, processing_track
 from ..dashboard.cached_pipeline import THREADS_ENV
 from ..dashboard.live import ECHO_ENV
 from ..dashboard.status import STATUS_ENV
@@ -59,6 +59,8 @@ class Round:
     tracebacks: int = 0           # new in the server log during the round
     floor: "Round | None" = None  # the same round with processing off (DENSEHEAD_LIVE_ECHO)
     via: str = "direct"           # "proxy": the pages went through nginx (--proxy)
+    control_s: float | None = None  # a change of overlay: from the click until the video shows it
+    echo: bool = False            # processing was off (the floor)
 
     def latencies(self) -> list[float]:
         return [ms for s in self.sessions if s.latency for ms in s.latency.samples_ms]
@@ -169,6 +171,7 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
                                    or not page_streams(page),
                                    page_live=page_answers(page, charts=not echo),
                                    latency=glass.result(reader) if reader is not None else None))
+        control_s = None if echo else overlay_change_s(pages[0])
         for page in pages:
             if page.locator("text=Traceback").count() or page.locator('[data-testid="stException"]').count():
                 problems.append("a traceback on a page")
@@ -187,8 +190,8 @@ def measure_round(server: harness.AppServer, browser: Any, status_path: Path, k:
     problems += [f"session {i}: no latency read" for i, r in enumerate(runs, 1) if r.latency is None]
     return Round(k, runs, cores, ms, released, ms_by_role=ms_by_role, browser_cores=browser_cores,
                  machine_cores=machine_cores, problems=problems,
-                 tracebacks=server.log_text().count("Traceback") - log_before,
-                 via="proxy" if url else "direct")
+                 tracebacks=server.log_text().count("Traceback") - log_before, control_s=control_s,
+                 echo=echo, via="proxy" if url else "direct")
 
 
 # what a person sees on the page: the webcam component still shows STOP (the stream was not
@@ -199,6 +202,33 @@ ANSWERS_JS = """(charts) => { const fps = [...document.querySelectorAll('[data-t
   const drawn = [...document.querySelectorAll('.js-plotly-plot')].filter(p => (p.data || []).length);
   return !!fps && parseFloat(fps.querySelector('[data-testid="stMetricValue"]').innerText) > 0
     && drawn.length >= charts; }"""
+
+
+def overlay_change_s(page: Any, timeout_s: float = 30.0) -> float | None:
+    """Seconds from a person's click on the Overlay option "dense" until the returned video shows
+    the dense points (and no more landmark lines); None if it did not within `timeout_s`."""
+    try:
+        return _overlay_change_s(page, timeout_s)
+    except Exception:   # Playwright's timeouts, a component redrawn under the reading
+        return None
+
+
+def _overlay_change_s(page: Any, timeout_s: float) -> float | None:
+    frame = harness.webrtc_frame(page, button="STOP")
+    page.locator('[data-testid="stSelectbox"]', has_text="Overlay").click()
+    option = page.get_by_role("option", name="dense", exact=True)
+    option.wait_for()
+    clicked = time.monotonic()
+    option.click()
+    while time.monotonic() - clicked < timeout_s:
+        shot = frame.evaluate(harness.OVERLAY_PIXELS_JS)
+        if shot and shot["cyan"] > DENSE_POINTS_PIXELS and shot["green"] < DENSE_POINTS_PIXELS / 4:
+            return time.monotonic() - clicked
+        time.sleep(0.03)
+    return None
+
+
+DENSE_POINTS_PIXELS = 200   # cyan pixels that are the dense points of a face, at 320x240 and up
 
 
 def page_streams(page: Any) -> bool:
@@ -335,10 +365,12 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
     width, height = args.size
     frames = glass.stamped_camera(Path(args.video), camera, args.camera_seconds, (width, height),
                                   args.rate)
-    track = os.environ.get(processing_track.ENV, "") or "densehead's"
+    kept = [f"{env}={os.environ[env]}" for env in (processing_track.ENV, jitter_buffer.ENV,
+                                                   bitrate_floor.ENV) if os.environ.get(env)]
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
           f" ({len(frames)} frames, looped, numbered for the latency), mode {args.mode}, regressor"
-          f" {args.regressor}, server TFLite threads {args.threads}, processing track {track},"
+          f" {args.regressor}, server TFLite threads {args.threads}, libraries' own parts kept:"
+          f" {', '.join(kept) or 'none'},"
           f" {args.busy} busy-loop process(es), load average {os.getloadavg()[0]:.1f} at the start",
           flush=True)
     print(f"machine: {this_machine().describe()}", flush=True)
@@ -382,7 +414,8 @@ def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, st
 
     status_path = work / f"{name}-status.json"
     rounds: list[Round] = []
-    with harness.AppServer(work / f"{name}-server.log", env={**env, STATUS_ENV: str(status_path)}) as server, \
+    server_env = {**env, STATUS_ENV: str(status_path)}
+    with harness.AppServer(work / f"{name}-server.log", env=server_env) as server, \
             _proxied(server, work / f"{name}-proxy", args.proxy and name != "echo") as proxy_url, \
             sync_playwright() as pw:
         browser = harness.launch_chromium(pw, camera, flags=harness.NO_BACKGROUND_THROTTLING)
@@ -394,11 +427,17 @@ def _serve(args: argparse.Namespace, work: Path, camera: Path, env: dict[str, st
             for k in args.sessions:
                 for _ in range(1 if name == "echo" else args.rounds):
                     for url in (None, proxy_url) if proxy_url else (None,):   # alternated
-                        rounds.append(measure_round(server, browser, status_path, k, args.mode,
-                                                    args.warmup, args.seconds,
-                                                    echo=name == "echo", url=url))
-                        print(f"[{name}{' via nginx' if url else ''}] "
-                              + format_round(rounds[-1], engine_cpu), flush=True)
+                        label = f"[{name}{' via nginx' if url else ''}]"
+                        try:
+                            rounds.append(measure_round(server, browser, status_path, k, args.mode,
+                                                        args.warmup, args.seconds,
+                                                        echo=name == "echo", url=url))
+                        except Exception as exc:   # a page that never streamed, Playwright's timeouts
+                            first = str(exc).splitlines()[0] if str(exc) else ""
+                            print(f"{label} K={k}: the round failed ({type(exc).__name__}: {first}); "
+                                  "the next one starts", flush=True)
+                            continue
+                        print(f"{label} " + format_round(rounds[-1], engine_cpu), flush=True)
         finally:
             browser.close()
     return rounds
@@ -436,7 +475,7 @@ def format_round(r: Round, engine_cpu: float) -> str:
              f" frame ({r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f}x the engine's)"
              + (f", released {r.released_s:.1f} s after closing" if r.released_s is not None else "")
              + f"; browsers {r.browser_cores:.2f} cores, whole machine {r.machine_cores:.2f} cores busy;"
-             f" {r.tracebacks} traceback(s) in the server log"]
+             f" {r.tracebacks} traceback(s) in the server log" + _control_text(r)]
     for i, s in enumerate(r.sessions, 1):
         share = s.processed_fps / s.arrived_fps if s.arrived_fps else 0.0
         lat = (f"latency {s.latency.median_ms:.0f}/{s.latency.p90_ms:.0f} ms (median/p90 of "
@@ -449,11 +488,23 @@ def format_round(r: Round, engine_cpu: float) -> str:
     if split := latency_split(r):
         lines.append("  where the time goes (ms, medians over sessions): " + ", ".join(
             f"{name} {ms:.1f}" for name, ms in split.items()))
+    if traffic := [s.latency for s in r.sessions if s.latency]:
+        sent, packets, back = (statistics.median(getattr(t, k) for t in traffic)
+                               for k in ("sent_kbps", "packets_per_frame_sent", "received_kbps"))
+        lines.append(f"  video per page (median): sent {sent:.0f} kbps in {packets:.1f} packets a frame,"
+                     f" returned {back:.0f} kbps")
     if r.ms_by_role:
         lines.append("  server CPU ms per processed frame by thread: " + ", ".join(
             f"{name} {ms:.1f}" for name, ms in sorted(r.ms_by_role.items(), key=lambda x: -x[1])))
     lines += [f"  problem: {p}" for p in r.problems]
     return "\n".join(lines)
+
+
+def _control_text(r: Round) -> str:
+    if r.echo:
+        return ""   # no overlay to change
+    return ("; overlay change never showed" if r.control_s is None
+            else f"; overlay change shown {r.control_s:.2f} s after the click")
 
 
 def latency_split(r: Round) -> dict[str, float]:
@@ -482,18 +533,20 @@ def latency_split(r: Round) -> dict[str, float]:
 def format_table(rounds: list[Round], engine_cpu: float) -> str:
     """Markdown, ready for the README: one row per round."""
     out = ["| people | processed fps per person (min–max) | arrived fps | kept | latency median / p90 "
-           "| echo floor median / p90 | queue lag max | ended by itself | server CPU ms per frame "
-           "| x engine | tracebacks |",
-           "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+           "| echo floor median / p90 | queue lag max | ended by itself | overlay change shown after "
+           "| server CPU ms per frame | x engine | tracebacks |",
+           "|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rounds:
         p = [s.processed_fps for s in r.sessions]
         people = f"{r.k} via nginx" if r.via == "proxy" else f"{r.k}"
         a = [s.arrived_fps for s in r.sessions]
         share = sum(p) / max(sum(a), 1e-9)
+        floor = _median_p90(r.floor.latencies()) if r.floor else "–"
+        control = "never" if r.control_s is None else f"{r.control_s:.2f} s"
         out.append(f"| {people} | {min(p):.1f}–{max(p):.1f} | {min(a):.1f}–{max(a):.1f} | {share:.0%} "
-                   f"| {_median_p90(r.latencies())} | {_median_p90(r.floor.latencies()) if r.floor else '–'} "
+                   f"| {_median_p90(r.latencies())} | {floor} "
                    f"| {max(s.lag_max_ms for s in r.sessions):.0f} ms | {sum(s.ended for s in r.sessions)} "
-                   f"| {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} "
+                   f"| {control} | {r.cpu_ms_per_frame:.1f} | {r.cpu_ms_per_frame / max(engine_cpu, 1e-6):.1f} "
                    f"| {r.tracebacks} |")
     return "\n".join(out)
 

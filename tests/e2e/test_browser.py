@@ -14,6 +14,8 @@ from paths import ASSETS, SAMPLES
 from densehead.tools.browser import (
     CHROMIUM_FLAGS,
     KEEP_RESOLUTION_JS,
+    OVERLAY_PIXELS_JS,
+    VIDEO_CANVAS_JS,
     AppServer,
     launch_chromium,
     to_y4m,
@@ -39,20 +41,7 @@ PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map
   (el._fullData || el.data || []).map(t => ({type: t.type, name: t.name, yaxis: t.yaxis || 'y',
      n: t.x ? t.x.length : 0, y: (t.type === 'scatter' && t.y) ? Array.from(t.y) : null})))"""
 
-# the returned video's current picture drawn on a canvas `c` (context `g`), or null before it plays
-VIDEO_CANVAS_JS = """const v = document.querySelector('video');
-  if (!v || !v.videoWidth) return null;
-  const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
-  const g = c.getContext('2d'); g.drawImage(v, 0, 0);"""
 VIDEO_PNG_JS = "() => { " + VIDEO_CANVAS_JS + " return c.toDataURL('image/png'); }"
-# pixels of the landmark colour draw.GREEN (BGR 80,220,80 is RGB 80,220,80) and of the dense
-# points' draw.CYAN (BGR 230,200,40 is RGB 40,200,230), after video coding
-GREEN_JS = "() => { " + VIDEO_CANVAS_JS + """
-  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0, m = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i+1] > 170 && d[i] < 140 && d[i+2] < 140) n++;
-    if (d[i+2] > 170 && d[i+1] > 140 && d[i] < 120) m++; }
-  return {w: c.width, h: c.height, green: n, cyan: m, t: v.currentTime}; }"""
 
 
 def green_pixels(rgb: np.ndarray) -> int:
@@ -156,7 +145,7 @@ def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
     """The returned-video snapshot with the most overlay green, stopping once it is enough."""
     best = None
     for _ in range(tries):
-        shot = frame.evaluate(GREEN_JS)
+        shot = frame.evaluate(OVERLAY_PIXELS_JS)
         if shot is not None and (best is None or shot["green"] > best["green"]):
             best = shot
         if best is not None and best["green"] > wanted:
@@ -167,11 +156,11 @@ def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
 
 def wait_video(frame, shows, timeout_s: float = 90.0) -> dict:
     """The first picture of the returned video for which `shows(picture)` holds (its overlay
-    pixel counts, GREEN_JS), looked at a few times a second as a person watching would."""
+    pixel counts, OVERLAY_PIXELS_JS), looked at a few times a second as a person watching would."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
-        last = frame.evaluate(GREEN_JS)
+        last = frame.evaluate(OVERLAY_PIXELS_JS)
         if last is not None and shows(last):
             return last
         frame.page.wait_for_timeout(200)
@@ -180,9 +169,9 @@ def wait_video(frame, shows, timeout_s: float = 90.0) -> dict:
 
 def video_screenshot(frame, path) -> None:
     """A picture of the returned video for a person to look at, taken from its pixels the way the
-    assertions read them (GREEN_JS). Playwright's element screenshot waited for the element to
-    hold still and timed out on a busy CI machine, and so did asking for the element's box
-    (Locator.bounding_box, 10 s), although the video played and GREEN_JS read it."""
+    assertions read them (OVERLAY_PIXELS_JS). Playwright's element screenshot waited for the
+    element to hold still and timed out on a busy CI machine, and so did asking for the element's
+    box (Locator.bounding_box, 10 s), although the video played and OVERLAY_PIXELS_JS read it."""
     url = frame.evaluate(VIDEO_PNG_JS)
     if url:
         path.write_bytes(base64.b64decode(url.split(",", 1)[1]))
