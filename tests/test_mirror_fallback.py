@@ -35,6 +35,20 @@ def aflw(name: str) -> tuple[np.ndarray, np.ndarray]:
     return read_image(image_path(item)), np.array(item["landmarks68"]) - 1.0
 
 
+def counting(detector, calls: list[tuple[int, ...]]):
+    """`detector` that also appends the shape of every image it is run on to `calls`."""
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(detector, name)
+
+        def __call__(self, image):
+            calls.append(image.shape)
+            return detector(image)
+
+    return Counting()
+
+
 @pytest.mark.parametrize("name", MISSED)
 def test_profile_face_the_detector_misses_is_found_on_the_face(pipe, name):
     frame, gt = aflw(name)
@@ -158,20 +172,10 @@ def test_the_rotated_fallback_can_be_switched_off_and_costs_nothing_when_faces_a
     frame = next(t[1] for t in turned_aflw(1) if not upright_only(t[1]).faces)
     assert len(pipe(frame).faces) == 1
     # an upright face: the detector runs once, no second look of either kind
-    calls = []
-    detector = pipe.detector
-
-    class Counting:
-        def __getattr__(self, name):
-            return getattr(detector, name)
-
-        def __call__(self, image):
-            calls.append(image.shape)
-            return detector(image)
-
+    calls: list[tuple[int, ...]] = []
     upright = read_image(image_path(next(i for i in aflw_items() if "image00002" in i["image"])))
     view = pipe.with_options()
-    view.detector = Counting()
+    view.detector = counting(pipe.detector, calls)
     assert len(view(upright).faces) == 1 and len(calls) == 1
 
 
@@ -184,18 +188,8 @@ def test_a_stream_with_nobody_in_view_looks_harder_only_every_redetect_every_fra
     sideways = next(t[1] for t in turned_aflw(1) if not upright_only(t[1]).faces)
     empty = np.zeros_like(sideways)
     calls: list[tuple[int, ...]] = []
-    detector = pipe.detector
-
-    class Counting:
-        def __getattr__(self, name):
-            return getattr(detector, name)
-
-        def __call__(self, image):
-            calls.append(image.shape)
-            return detector(image)
-
     view = pipe.with_options()
-    view.detector = Counting()
+    view.detector = counting(pipe.detector, calls)
     tracker = FaceTracker(view, redetect_every=5)
     per_frame = []
     for _ in range(10):

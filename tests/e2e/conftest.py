@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 from e2e_setup import CAMERA_SECONDS, CAMERA_VIDEO
-from paths import ASSETS
+from paths import ASSETS, SAMPLES
 
 from densehead.dashboard.status import STATUS_ENV
 from densehead.tools.browser import AppServer, chromium_path, launch_chromium, to_y4m
@@ -62,6 +62,18 @@ def playwright():
 @pytest.fixture(scope="session")
 def browser(playwright, chromium, camera):
     b = launch_chromium(playwright, camera[0], chromium)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def obama_browser(playwright, chromium, tmp_path_factory):
+    """A second Chromium whose webcam shows another person (obama.mp4, one face at 320x240)."""
+    y4m = tmp_path_factory.mktemp("obama") / "obama.y4m"
+    to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=5, size=(320, 240))
+    b = launch_chromium(playwright, y4m, chromium)
     try:
         yield b
     finally:

@@ -26,11 +26,9 @@ from test_browser import (
 
 from densehead.io.table import COL
 from densehead.tools.browser import (
-    launch_chromium,
     live_sessions,
     page_session_id,
     read_status,
-    to_y4m,
 )
 
 
@@ -114,18 +112,6 @@ def shot(page, output_dir: Path, name: str) -> None:
         page.screenshot(path=str(output_dir / name), full_page=True)
     except Exception:
         pass
-
-
-@pytest.fixture(scope="module")
-def obama_browser(playwright, chromium, tmp_path_factory):
-    """A second Chromium whose webcam shows another person (obama.mp4, one face at 320x240)."""
-    y4m = tmp_path_factory.mktemp("obama") / "obama.y4m"
-    to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=5, size=(320, 240))
-    b = launch_chromium(playwright, y4m, chromium)
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def test_three_people_at_once_each_see_only_their_own(browser, obama_browser, app_url,

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from paths import ROOT, SAMPLES
+from paths import ROOT
 from test_browser import metric, new_page, start_stream, wait_fps, webrtc_frame
 from test_live_server import csv_table, rows_per_frame, series_csv, shot, wait_until
 
@@ -23,10 +23,8 @@ from densehead.dashboard.proxy import REPLICA_COOKIE, nginx_binary
 from densehead.io.table import COL
 from densehead.tools.browser import (
     free_ports,
-    launch_chromium,
     live_sessions,
     read_status,
-    to_y4m,
 )
 
 MOVED = "The server this page was on"
@@ -78,18 +76,6 @@ def replicas(tmp_path_factory, assets_dir):
     assert not [p for p in pids if alive(p)], "the launcher left processes running"
 
 
-@pytest.fixture(scope="module")
-def obama_camera(playwright, chromium, tmp_path_factory):
-    """A second Chromium whose webcam shows another person (obama.mp4, one face, 320x240)."""
-    y4m = tmp_path_factory.mktemp("obama") / "obama.y4m"
-    to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=5, size=(320, 240))
-    b = launch_chromium(playwright, y4m, chromium)
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 class Viewer:
     """One person on the live page through the proxy."""
 
@@ -126,13 +112,13 @@ def replica_info(info: dict, name: str) -> dict:
 
 
 def test_replicas_four_viewers_spread_over_two_servers_and_one_server_stopped(
-        replicas, browser, obama_camera, output_dir):
+        replicas, browser, obama_browser, output_dir):
     url = replicas["url"]
     viewers: list[Viewer] = []
     try:
         # two people in front of orlando_bloom.avi (several faces), two in front of obama.mp4
         for name, b in (("orlando1", browser), ("orlando2", browser),
-                        ("obama1", obama_camera), ("obama2", obama_camera)):
+                        ("obama1", obama_browser), ("obama2", obama_browser)):
             viewer = Viewer(name, b, url, output_dir)
             if name.startswith("obama"):
                 viewer.allow_one_face()
