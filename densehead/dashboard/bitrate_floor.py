@@ -12,13 +12,11 @@ congested link the browser still backs off on its own when packets are lost.
 """
 from __future__ import annotations
 
-import logging
-import os
-
 from aiortc import rtcrtpreceiver
 from aiortc.rate import RemoteBitrateEstimator
 
-log = logging.getLogger(__name__)
+from .library_parts import library_kept, replace
+
 ENV = "DENSEHEAD_BITRATE_FLOOR"
 MIN_BITRATE = 300_000   # bps: a 640x480 talking head at 25 fps in VP8, a little soft
 
@@ -37,9 +35,8 @@ class FlooredBitrateEstimator(RemoteBitrateEstimator):
 def install() -> bool:
     """Make aiortc's receivers in this process use FlooredBitrateEstimator (idempotent). False
     when DENSEHEAD_BITRATE_FLOOR=aiortc."""
-    if os.environ.get(ENV, "").strip().lower() == "aiortc":
+    if library_kept(ENV, "aiortc"):
         return False
-    if rtcrtpreceiver.RemoteBitrateEstimator is not FlooredBitrateEstimator:
-        rtcrtpreceiver.RemoteBitrateEstimator = FlooredBitrateEstimator
-        log.info("bandwidth asked of browsers: at least %d kbps", MIN_BITRATE // 1000)
+    replace(rtcrtpreceiver, "RemoteBitrateEstimator", FlooredBitrateEstimator,
+            f"bandwidth asked of browsers: at least {MIN_BITRATE // 1000} kbps")
     return True

@@ -12,13 +12,11 @@ aiortc's own.
 """
 from __future__ import annotations
 
-import logging
-import os
-
 from aiortc import rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 
-log = logging.getLogger(__name__)
+from .library_parts import library_kept, replace
+
 ENV = "DENSEHEAD_JITTER_BUFFER"
 
 
@@ -49,9 +47,8 @@ def _jitter_buffer(capacity: int, prefetch: int = 0, is_video: bool = False) -> 
 def install() -> bool:
     """Make aiortc's video receivers in this process use MarkerJitterBuffer (idempotent). False
     when DENSEHEAD_JITTER_BUFFER=aiortc."""
-    if os.environ.get(ENV, "").strip().lower() == "aiortc":
+    if library_kept(ENV, "aiortc"):
         return False
-    if rtcrtpreceiver.JitterBuffer is not _jitter_buffer:
-        rtcrtpreceiver.JitterBuffer = _jitter_buffer
-        log.info("video from browsers: a frame is decoded at its last packet")
+    replace(rtcrtpreceiver, "JitterBuffer", _jitter_buffer,
+            "video from browsers: a frame is decoded at its last packet")
     return True

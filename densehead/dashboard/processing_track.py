@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from fractions import Fraction
@@ -32,6 +31,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from .cpu import PROCESSING_THREAD
+from .library_parts import library_kept, replace
 
 log = logging.getLogger(__name__)
 ENV = "DENSEHEAD_WEBRTC_TRACK"
@@ -171,14 +171,13 @@ def install() -> bool:
         webrtc as streamlit_webrtc,  # warns when imported outside a server
     )
 
-    if os.environ.get(ENV, "").strip().lower() == "streamlit-webrtc":
+    if library_kept(ENV, "streamlit-webrtc"):
         return False
     if not (isinstance(getattr(streamlit_webrtc, "AsyncVideoProcessTrack", None), type)
             and callable(getattr(streamlit_webrtc, "_wrap_with_processor", None))):
         log.warning("this streamlit-webrtc has no webrtc.AsyncVideoProcessTrack: its own track is used")
         return False
-    if streamlit_webrtc.AsyncVideoProcessTrack is not ProcessingTrack:
-        streamlit_webrtc.AsyncVideoProcessTrack = ProcessingTrack
-        MediaRelay.subscribe = _subscribe
-        log.info("live video: each result sent as soon as it is ready, once, newest first")
+    replace(MediaRelay, "subscribe", _subscribe)
+    replace(streamlit_webrtc, "AsyncVideoProcessTrack", ProcessingTrack,
+            "live video: each result sent as soon as it is ready, once, newest first")
     return True

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 
 import av
 from aiortc import rtcrtpsender
 from aiortc.codecs import vpx
+
+from .library_parts import library_kept, replace
 
 log = logging.getLogger(__name__)
 ENV = "DENSEHEAD_VP8"
@@ -94,15 +95,13 @@ _aiortc_get_encoder = rtcrtpsender.get_encoder
 def install() -> bool:
     """Use Vp8SpeedEncoder for every VP8 sender of this process (idempotent). False when
     DENSEHEAD_VP8=aiortc, or when this aiortc does not look the way this module expects."""
-    if os.environ.get(ENV, "").strip().lower() == "aiortc":
+    if library_kept(ENV, "aiortc"):
         return False
     if not (callable(getattr(rtcrtpsender, "get_encoder", None))
             and isinstance(getattr(vpx.Vp8Encoder, "target_bitrate", None), property)):
         log.warning("this aiortc has no get_encoder/Vp8Encoder.target_bitrate: "
                     "its own VP8 encoder is used")
         return False
-    if rtcrtpsender.get_encoder is not _get_encoder:
-        rtcrtpsender.get_encoder = _get_encoder
-        log.info("VP8 sent to browsers: cpu-used %d, no denoiser, at most %d kbps",
-                 SPEED, MAX_BITRATE // 1000)
+    replace(rtcrtpsender, "get_encoder", _get_encoder,
+            f"VP8 sent to browsers: cpu-used {SPEED}, no denoiser, at most {MAX_BITRATE // 1000} kbps")
     return True

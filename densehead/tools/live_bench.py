@@ -20,8 +20,8 @@ import numpy as np
 
 from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
-from ..dashboard import cpu as server_cpu
 from ..dashboard import bitrate_floor, jitter_buffer, processing_track
+from ..dashboard import cpu as server_cpu
 from ..dashboard.cached_pipeline import THREADS_ENV
 from ..dashboard.live import ECHO_ENV
 from ..dashboard.status import STATUS_ENV
