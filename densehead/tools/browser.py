@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,10 +50,18 @@ def to_y4m(src: Path, dst: Path, seconds: float, max_width: int = 640,
     """Re-encode the first `seconds` of a video as raw yuv420p .y4m (what Chromium's fake
     camera reads): downscaled to at most max_width, or scaled and centre-cropped to `size`
     (w, h) like a webcam's 4:3 picture; `rate` relabels the frame rate. Returns the RGB frames."""
+    frames, src_rate = camera_frames(src, seconds, max_width, size)
+    write_y4m(frames, dst, rate or src_rate)
+    return frames
+
+
+def camera_frames(src: Path, seconds: float, max_width: int = 640,
+                  size: tuple[int, int] | None = None) -> tuple[list[np.ndarray], Fraction | int]:
+    """The first `seconds` of a video as RGB frames, sized as `to_y4m` says; and its frame rate."""
     import av
 
-    written: list[np.ndarray] = []
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+    frames: list[np.ndarray] = []
+    with av.open(str(src)) as inp:
         vin = inp.streams.video[0]
         src_rate = vin.average_rate or 25
         sw, sh = vin.codec_context.width, vin.codec_context.height
@@ -63,20 +72,28 @@ def to_y4m(src: Path, dst: Path, seconds: float, max_width: int = 640,
         cover = max(w / sw, h / sh)
         sw2, sh2 = int(np.ceil(sw * cover)), int(np.ceil(sh * cover))
         x0, y0 = (sw2 - w) // 2, (sh2 - h) // 2
-        stream = out.add_stream("rawvideo", rate=rate or src_rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for frame in inp.decode(vin):
-            if len(written) >= seconds * float(src_rate):
+            if len(frames) >= seconds * float(src_rate):
                 break
             rgb = frame.reformat(width=sw2, height=sh2, format="rgb24").to_ndarray()
-            rgb = np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])
-            written.append(rgb)
-            small = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            for packet in stream.encode(small):
+            frames.append(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w]))
+    return frames, src_rate
+
+
+def write_y4m(frames_rgb: list[np.ndarray], dst: Path, rate: Fraction | int) -> None:
+    """RGB frames as raw yuv420p .y4m at `rate` frames per second."""
+    import av
+
+    h, w = frames_rgb[0].shape[:2]
+    with av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for rgb in frames_rgb:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    return written
 
 
 def free_port() -> int:

@@ -139,19 +139,8 @@ def stamp(frames_rgb: list[np.ndarray]) -> list[np.ndarray]:
 def stamped_camera(src: Path, dst: Path, seconds: float, size: tuple[int, int],
                    rate: int) -> list[np.ndarray]:
     """The fake camera's .y4m with every frame numbered (at most 2**BITS frames); its frames."""
-    import av
-
-    frames = harness.to_y4m(src, dst, seconds=seconds, size=size, rate=rate)[:2 ** BITS]
-    frames = stamp(frames)
-    with av.open(str(dst), "w", format="yuv4mpegpipe") as out:
-        stream = out.add_stream("rawvideo", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for rgb in frames:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    frames = stamp(harness.camera_frames(src, seconds, size=size)[0][:2 ** BITS])
+    harness.write_y4m(frames, dst, rate)
     return frames
 
 
