@@ -64,6 +64,28 @@ def test_letterbox_keeps_aspect_and_normalises() -> None:
     assert abs(x[0, 10, 160]).max() < 0.01  # padding is the network's zero
 
 
+def test_letterbox_of_a_large_photo_is_the_area_average_it_was(samples: Path) -> None:
+    """A large photo is averaged down in two steps (a whole factor first, which OpenCV does
+    fast): the network sees the same picture within a grey level or two, and the boxes map
+    back to the photo's pixels; a frame at a whole factor is exactly as before."""
+    photo_bgr = cv2.imread(str(samples / "photos" / "emma.jpg"))   # 3913x1901
+    canvas, lb = letterbox(photo_bgr)
+    h, w = photo_bgr.shape[:2]
+    nw, nh = round(w * lb.sx), round(h * lb.sy)
+    direct = cv2.resize(photo_bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+    ours = canvas[0, lb.dy:lb.dy + nh, lb.dx:lb.dx + nw].astype(np.int16)
+    # The two steps place pixels up to a fraction of an input pixel differently (the columns
+    # left out, the remainder's weights); the yardstick is the same picture moved by half a
+    # pixel, measured on itself, so the bound does not depend on the photo or the CPU.
+    half_pixel = cv2.warpAffine(direct, np.float32([[1, 0, 0.5], [0, 1, 0]]), (nw, nh),
+                                borderMode=cv2.BORDER_REPLICATE)
+    moved = np.mean(np.abs(half_pixel.astype(np.int16) - direct))
+    assert np.mean(np.abs(ours - direct)) < moved and np.median(np.abs(ours - direct)) <= 1
+    assert lb.sx == pytest.approx(320 / w, rel=0.01)
+    frame = cv2.resize(photo_bgr, (640, 480))
+    assert np.array_equal(letterbox(frame)[0][0], cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA))
+
+
 # emma.jpg is a collage of three photos of the same person: three faces.
 @pytest.mark.parametrize("name, count", [("emma.jpg", 3), ("trump_hillary.jpg", 2),
                                          ("JianzhuGuo.jpg", 1)])
