@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from .proxy import (
     nginx_command,
     write_config,
 )
+from .serve import answers_health
 from .status import STATUS_ENV
 
 RUN_FILE = "replicas.json"
@@ -201,13 +201,13 @@ def _status_file(run: Path, name: str) -> Path:
 
 
 def _wait_healthy(replica: Replica) -> None:
-    url = f"http://{replica.backend.address}/_stcore/health"
+    url = f"http://{replica.backend.address}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if not replica.child.running():
             raise OSError(f"replica {replica.backend.name} exited while starting (code "
                           f"{replica.child.proc.returncode}); see {replica.child.log}")
-        if _answers(url):
+        if answers_health(url):
             return
         time.sleep(0.3)
     raise OSError(f"replica {replica.backend.name} did not answer at {url} within "
@@ -215,24 +215,16 @@ def _wait_healthy(replica: Replica) -> None:
 
 
 def _wait_proxy(replica_set: ReplicaSet) -> None:
-    url = f"{replica_set.url}/_stcore/health"
+    url = replica_set.url
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if not replica_set.nginx.running():
             raise OSError(f"nginx exited at start: "
                           f"{(replica_set.run_dir / 'error.log').read_text().strip()}")
-        if replica_set.proxy.cert or _answers(url):   # over TLS: running is enough here
+        if replica_set.proxy.cert or answers_health(url):   # over TLS: running is enough here
             return
         time.sleep(0.2)
     raise OSError(f"the proxy did not answer at {url}")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().strip() == b"ok"
-    except OSError:
-        return False
 
 
 def _die_with_parent() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from pathlib import Path
 
 ARENAS_ENV = "MALLOC_ARENA_MAX"
@@ -26,6 +27,16 @@ def app_folder(checkout: Path | None = None) -> Path:
             return folder
     raise OSError("app.py not found: `densehead serve` runs the dashboard of a densehead checkout; "
                   "run it there (pip install -r requirements.txt installs it in place)")
+
+
+def answers_health(base_url: str) -> bool:
+    """True when the Streamlit server at `base_url` (http://host:port) says it serves: its
+    health endpoint answers "ok"."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
 
 
 def streamlit_command(args: list[str]) -> list[str]:

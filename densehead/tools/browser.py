@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from ..dashboard import heap
 from ..dashboard.cpu import stat_cpu
-from ..dashboard.serve import CHECKOUT
+from ..dashboard.serve import CHECKOUT, answers_health
 
 ROOT = CHECKOUT                                  # the checkout: app.py, pages/, .streamlit/
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -219,12 +218,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
+        if answers_health(url):
+            return
+        time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
