@@ -14,9 +14,9 @@ from densehead.core.boxes import iou, landmark_box
 from densehead.engine.mirror_fallback import (
     MAX_MIRROR_DISAGREEMENT,
     mirror_disagreement,
-    unturn_points,
 )
 from densehead.engine.tracking import FaceTracker
+from densehead.engine.turns import turn_frame, unturn_points
 from densehead.io.image import read_image
 from densehead.tools.metrics import nme
 
@@ -165,6 +165,53 @@ def test_faces_lying_sideways_are_found_on_the_face(pipe, k):
             wrong.append((name, round(100 * nme(face.landmarks, gt), 1), round(roll_error)))
     assert rescued >= 10, rescued
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("k", [1, -1], ids=["anticlockwise", "clockwise"])
+def test_faces_the_detector_finds_lying_sideways_are_fitted_where_they_stand_upright(pipe, k):
+    """Turned a quarter, 45-48 of the 61 samples are still found by the detector alone. Fitted
+    as they lie, by a network trained on upright faces, their median NME was 5.2-6.2 %; fitted
+    again in the turn that stands them upright (their tilt past 55 degrees) it is 3.0 % here, as
+    for the same faces upright (2.9-3.0 %). The bound, 4 %, lies between with a margin of
+    about 1 % either way, far more than NME moves between CPUs (hundredths)."""
+    upright_only = pipe.with_options(rotated_fallback=False)
+    errors = [100 * nme(pipe(frame).faces[0].landmarks, gt)
+              for _, frame, gt, _ in turned_aflw(k) if upright_only(frame).faces]
+    assert len(errors) >= 40, len(errors)
+    assert np.median(errors) < 4.0, sorted(np.round(errors, 1))
+
+
+@pytest.mark.parametrize("k", [1, -1], ids=["anticlockwise", "clockwise"])
+@pytest.mark.parametrize("name", ["trump_hillary.jpg", "emma.jpg", "JianzhuGuo.jpg"])
+def test_a_photo_taken_sideways_gives_every_face_the_upright_photo_gives(pipe, samples, name, k):
+    """The sample photos turned a quarter give all their faces (before: none, or only the one
+    the mirrored pass confirmed lying down, fitted as it lay), each within a hundredth of its
+    size of the upright photo's face, put back on it (0.003-0.008 here; what is left comes from
+    the detector's box in the turned picture, which the refine pass mostly absorbs)."""
+    photo = read_image(samples / "photos" / name)
+    upright = pipe(photo).faces
+    turned = pipe(turn_frame(photo, k)).faces
+    assert len(turned) == len(upright) >= 1
+    for face in upright:
+        box = landmark_box(face.landmarks)
+        size = np.sqrt((box[2] - box[0]) * (box[3] - box[1]))
+        distance = min(np.linalg.norm(unturn_points(t.landmarks, k, photo.shape)[:, :2]
+                                      - face.landmarks[:, :2], axis=1).mean() / size
+                       for t in turned)
+        assert distance < 0.02, distance
+
+
+def test_a_profile_looking_down_is_not_taken_for_a_face_lying_sideways(pipe):
+    """Upright, no sample is fitted again: the turn follows the face's tilt in the picture (at
+    most 44 degrees on these), not its roll angle, which reaches 70-100 degrees on three
+    profiles seen from below or above and would have made their fits worse."""
+    upright_only = pipe.with_options(rotated_fallback=False)
+    for item in aflw_items():
+        image = read_image(image_path(item))
+        ours, theirs = pipe(image).faces, upright_only(image).faces
+        if ours and theirs:   # (the three profiles the detector misses are found only by ours)
+            np.testing.assert_array_equal(ours[0].landmarks, theirs[0].landmarks,
+                                          err_msg=item["image"])
 
 
 def test_the_rotated_fallback_can_be_switched_off_and_costs_nothing_when_faces_are_found(pipe):

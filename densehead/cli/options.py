@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import OptionsError
 from ..core.options import AUTO, REGRESSOR_NAMES, PipelineOptions, TrackerOptions
+from ..engine.turns import TURN_AFTER_TILT
 
 if TYPE_CHECKING:
     from ..engine.pipeline import Pipeline
@@ -44,8 +45,10 @@ def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threa
                    help="when the detector finds no face, look at the mirrored frame too")
     g.add_argument("--rotated-fallback", action=argparse.BooleanOptionalAction,
                    default=_P.rotated_fallback,
-                   help="when that finds none either, look at the frame turned by 90 degrees "
-                        "each way (faces lying sideways)")
+                   help="faces lying sideways: when that finds none either, look at the frame "
+                        "turned by 90 degrees each way; fit a face tilted past "
+                        f"{TURN_AFTER_TILT:g} degrees in the frame turned the way it stands "
+                        "upright")
 
 
 def add_tracker_options(p: argparse.ArgumentParser, smoothing_switch: bool = True) -> None:

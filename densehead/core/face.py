@@ -75,6 +75,11 @@ class StageTimes:
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in self.__dict__.items()}
 
+    def add(self, other: StageTimes) -> None:
+        """Count another call's stages (and faces) in these."""
+        for name, value in other.__dict__.items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 STAGES = tuple(f.name for f in fields(StageTimes) if f.name != "faces")
 

@@ -41,7 +41,9 @@ class PipelineOptions:
     refine: bool = True              # second pass on the crop the first landmarks give
     flip_average: bool = False       # also run the mirrored crop and average (test-time trick)
     mirror_fallback: bool = True     # no face found: look at the mirrored frame (engine.mirror_fallback)
-    rotated_fallback: bool = True    # nothing there either: the frame turned by +-90 degrees
+    # faces lying sideways (engine.turns): nothing found there either, the frame turned by
+    # +-90 degrees; a face tilted far from upright fitted in the turn that stands it upright
+    rotated_fallback: bool = True
 
     def __post_init__(self) -> None:
         if self.regressor not in (AUTO, *REGRESSOR_NAMES):

@@ -17,9 +17,10 @@ The fits the check makes are the ones the face is then built from (`MirrorFit`),
 found here costs three regressor runs, not six. The first pass is unchanged and costs nothing
 more: the fallback runs only when it finds nothing.
 
-When the mirrored frame shows nothing either, the frame turned a quarter each way (np.rot90)
-is looked at, for faces lying sideways: the detector and the network were trained on upright
-faces. Its candidates pass the same fit check; where both turns show the same face (upright in
+When the mirrored frame shows nothing either, or only faces lying sideways (their fit tilted
+far, densehead.engine.turns), the frame turned a quarter each way (np.rot90) is looked at: the
+detector and the network were trained on upright faces, and a picture with one face lying
+sideways usually has its other faces lying so too. Its candidates pass the same fit check; where both turns show the same face (upright in
 one, upside down in the other), the fit that agrees best with its mirror is kept. The face is
 fitted where it stands upright and put back on the frame: points, box and crop turned back, the
 camera expressed for that crop, the quarter turn added to the pose.
@@ -32,16 +33,15 @@ from typing import Protocol
 import numpy as np
 
 from ..core.boxes import iou
-from ..core.face import Face
 from ..core.frames import as_bgr
-from ..core.layout import CAMERA, INPUT_SIZE, MIRROR_68
+from ..core.layout import INPUT_SIZE, MIRROR_68, camera_of
 from ..core.options import PipelineOptions
 from . import crop
 from .detector import Detections, FaceDetector
-from .pose import decompose, euler_angles, rotation_from_euler
+from .pose import decompose
+from .turns import QUARTER_TURNS, tilt, turn_for_tilt, turn_frame, unturn_box
 
 MAX_MIRROR_DISAGREEMENT = 0.07  # mean landmark distance / face size, fit vs mirrored fit
-QUARTER_TURNS = (1, -1)         # np.rot90's k: a quarter turn anticlockwise, then clockwise
 SAME_FACE_IOU = 0.3             # boxes of the two turns overlapping this much are one face
 
 
@@ -68,6 +68,11 @@ class MirrorFit:
     disagreement: float          # mean landmark distance between the two, in face sizes
     quarter_turns: int = 0       # the frame was turned by np.rot90(frame, k) for it (0: not)
 
+    @property
+    def lying_sideways(self) -> bool:
+        """Whether the fit shows the face tilted far enough to be fitted in a turned frame."""
+        return turn_for_tilt(tilt(decompose(camera_of(self.params)).rotation)) != 0
+
     def frame_box(self, frame_shape: tuple[int, ...]) -> np.ndarray:
         """The box in the frame's pixels."""
         return unturn_box(self.box, self.quarter_turns, frame_shape)
@@ -84,6 +89,8 @@ def find_faces(detector: FaceDetector, frame: np.ndarray, fit: LandmarkFit | Non
     if len(found.boxes) or fit is None:
         return found, None
     confirmed = mirrored_pass(detector, frame, fit) if mirrored else []
+    if turned:   # a face lying sideways is the turned pass's to find, with the others lying so
+        confirmed = [f for f in confirmed if not f.lying_sideways]
     if not confirmed and turned:
         confirmed = turned_pass(detector, frame, fit)
     boxes = np.array([f.frame_box(frame.shape) for f in confirmed], np.float32).reshape(-1, 4)
@@ -107,7 +114,7 @@ def turned_pass(detector: FaceDetector, frame: np.ndarray, fit: LandmarkFit) -> 
     frame's pixels (MirrorFit.quarter_turns says which)."""
     fits = []
     for k in QUARTER_TURNS:
-        turned = np.ascontiguousarray(np.rot90(frame, k))
+        turned = turn_frame(frame, k)
         boxes, scores = detector(turned)
         fits += [replace(fit_both_ways(fit, turned, box, float(score)), quarter_turns=k)
                  for box, score in zip(boxes, scores)]
@@ -149,53 +156,3 @@ def unmirror(points: np.ndarray, roi: np.ndarray) -> np.ndarray:
     x1, x2 = roi[0], roi[2]
     out[:, 0] = x1 + x2 - (x2 - x1) / INPUT_SIZE - out[:, 0]
     return out[MIRROR_68]
-
-
-# -- a quarter turn undone ------------------------------------------------------------------
-
-def unturn_points(points: np.ndarray, k: int, frame_shape: tuple[int, ...]) -> np.ndarray:
-    """Points (x, y, ...) in the pixels of np.rot90(frame, k), k = +-1, in the frame's pixels
-    (pixel centres at whole numbers, as everywhere here); further columns (depth) unchanged."""
-    h, w = frame_shape[:2]
-    out = np.array(points, dtype=np.float64)
-    x, y = out[:, 0].copy(), out[:, 1].copy()
-    if k == 1:     # anticlockwise: the frame's column w-1-y' became row y'
-        out[:, 0], out[:, 1] = w - 1 - y, x
-    elif k == -1:  # clockwise: the frame's row h-1-x' became column x'
-        out[:, 0], out[:, 1] = y, h - 1 - x
-    return out
-
-
-def unturn_box(box: np.ndarray, k: int, frame_shape: tuple[int, ...]) -> np.ndarray:
-    """A box (x1, y1, x2, y2) of np.rot90(frame, k) as a box of the frame."""
-    corners = unturn_points(np.reshape(np.asarray(box, np.float64)[:4], (2, 2)), k, frame_shape)
-    return np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.asarray(box).dtype)
-
-
-def unturn_face(face: Face, k: int, frame_shape: tuple[int, ...]) -> Face:
-    """A face fitted in np.rot90(frame, k) put back on the frame: points, box and crop turned
-    back, the camera expressed for the crop it now has, and the quarter turn added to the pose
-    (as a rotation, so yaw and pitch stay right when the head is also turned or tilted)."""
-    roi = unturn_box(face.roi, k, frame_shape)
-    seen = crop.image_camera(face.camera, face.roi)   # model -> turned frame pixels
-    image = seen.copy()                                # model -> frame pixels
-    h, w = frame_shape[:2]
-    if k == 1:
-        image[0], image[1] = -seen[1], seen[0]
-        image[0, 3] += w - 1
-    elif k == -1:
-        image[0], image[1] = seen[1], -seen[0]
-        image[1, 3] += h - 1
-    camera = crop.crop_camera(image, roi, face.camera[2, 3])
-    pose = decompose(camera)
-    turn = pose.rotation @ face.rotation.T
-    yaw, pitch, roll = euler_angles(turn @ rotation_from_euler(face.yaw, face.pitch, face.roll))
-    params = face.params.copy()
-    params[CAMERA] = camera.ravel()
-    landmarks = unturn_points(face.landmarks, k, frame_shape).astype(face.landmarks.dtype)
-    vertices = (None if face.vertices is None
-                else unturn_points(face.vertices, k, frame_shape).astype(face.vertices.dtype))
-    return replace(face, box=unturn_box(face.box, k, frame_shape), roi=roi, params=params,
-                   camera=camera, rotation=pose.rotation, translation=pose.translation,
-                   scale=pose.scale, yaw=yaw, pitch=pitch, roll=roll, landmarks=landmarks,
-                   vertices=vertices)

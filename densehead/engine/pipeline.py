@@ -20,10 +20,11 @@ from ..weights.detector_graph import detector_tflite
 from . import crop
 from .detector import Detections, FaceDetector
 from .face_model import MorphableModel, project
-from .mirror_fallback import MirrorFit, find_faces, unmirror, unturn_face
+from .mirror_fallback import MirrorFit, find_faces, unmirror
 from .pose import decompose
 from .regressor_choice import resolve_regressor
 from .runtime import TFLiteRunner
+from .turns import tilt, turn_box, turn_for_tilt, turn_frame, unturn_face
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,13 @@ class Pipeline:
         the landmark fit confirms."""
         return self._detect(frame, fallbacks)[0]
 
+    def detect_turns(self, frame: np.ndarray,
+                     fallbacks: bool = True) -> tuple[Detections, list[int]]:
+        """`detect`, with the quarter turn each face was found at: 0 upright, else np.rot90's k
+        of the frame in which it stands upright (a face lying sideways, densehead.engine.turns)."""
+        found, fits = self._detect(frame, fallbacks)
+        return found, [0] * len(found.boxes) if fits is None else [f.quarter_turns for f in fits]
+
     def _detect(self, frame: np.ndarray,
                 fallbacks: bool = True) -> tuple[Detections, list[MirrorFit] | None]:
         o = self.options
@@ -139,7 +147,30 @@ class Pipeline:
     # -- one face --------------------------------------------------------------------------
     def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
               dense: bool, times: StageTimes, from_box: bool) -> Face:
-        """One face from its box (or roi)."""
+        """One face from its box (or roi); a face lying sideways (tilted past
+        turns.TURN_AFTER_TILT) fitted again where it stands upright, with the rotated fallback."""
+        face = self._fit(frame, roi, box, score, dense, times, from_box)
+        sideways = from_box and self.options.rotated_fallback
+        turns = turn_for_tilt(tilt(face.rotation)) if sideways else 0
+        return self._turned_face(frame, box, score, dense, times, turns) if turns else face
+
+    def _turned_face(self, frame: np.ndarray, box: np.ndarray, score: float, dense: bool,
+                     times: StageTimes, turns: int) -> Face:
+        """The face in `box` fitted in np.rot90(frame, turns), put back on the frame: the network
+        was trained on upright faces."""
+        start = time.perf_counter()
+        view, view_box = turn_frame(frame, turns), turn_box(box, turns, frame.shape)
+        times.preprocess += _ms(start)
+        roi = crop.roi_from_box(view_box, self.options.roi_shift, self.options.roi_scale)
+        face = self._fit(view, roi, view_box, score, dense, times, from_box=True)
+        start = time.perf_counter()
+        face = unturn_face(face, turns, frame.shape)
+        times.postprocess += _ms(start)
+        return face
+
+    def _fit(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
+             dense: bool, times: StageTimes, from_box: bool) -> Face:
+        """One face fitted as it stands in `frame`."""
         params = self.regress(frame, roi, times)
         if self.options.refine and from_box:  # second pass on the crop the first landmarks give
             start = time.perf_counter()

@@ -2,7 +2,10 @@
 
 Each tracked face is re-aligned on the crop its previous landmarks give (3DDFA_V2's trick:
 cheaper and steadier than detecting every frame). The detector runs every `redetect_every`
-frames and whenever a track is lost, to pick up new faces and retire vanished ones.
+frames and whenever a track is lost, to pick up new faces and retire vanished ones. A face the
+detector found lying sideways (densehead.engine.turns) is tracked in the frame turned the way
+it stands upright, so that the network, trained on upright faces, fits it on every frame and
+not only at re-detections.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ..core.options import TrackerOptions
 from . import crop
 from .pipeline import Pipeline
 from .smoothing import OneEuro, OneEuroSettings
+from .turns import tilt, turn_box, turn_for_tilt, turn_frame, unturn_face
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +32,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Track:
     id: int
-    box: np.ndarray            # last detector box, then the landmark box
+    box: np.ndarray            # last detector box, then the landmark box, in frame pixels
     score: float
-    roi: np.ndarray            # the crop to align on in the next frame
+    roi: np.ndarray            # the crop to align on in the next frame, in the turned frame
+    turns: int = 0             # the face stands upright in np.rot90(frame, turns)
     face: Face | None = None   # None until the first alignment
     misses: int = 0
     filter: OneEuro | None = None
@@ -84,9 +89,10 @@ class FaceTracker:
         detect_ms = 0.0
         if self._lost or not self._tracks or self._since_detect >= options.redetect_every - 1:
             start = time.perf_counter()
-            boxes, scores = pipeline.detect(frame, fallbacks=self._fallbacks_due(options))
+            (boxes, scores), turns = pipeline.detect_turns(
+                frame, fallbacks=self._fallbacks_due(options))
             detect_ms = (time.perf_counter() - start) * 1e3
-            self._match(boxes, scores, pipeline, options)
+            self._match(boxes, scores, turns, frame.shape, pipeline, options)
             self._since_detect = 0
         else:
             self._since_detect += 1
@@ -107,10 +113,15 @@ class FaceTracker:
         self._since_fallbacks = 0 if due else self._since_fallbacks + 1
         return due
 
-    def _match(self, boxes: np.ndarray, scores: np.ndarray, pipeline: Pipeline,
-               options: TrackerOptions) -> None:
+    def _match(self, boxes: np.ndarray, scores: np.ndarray, turns: list[int],
+               frame_shape: tuple[int, ...], pipeline: Pipeline, options: TrackerOptions) -> None:
         """Pair detections with tracks by IoU; new detections start tracks, tracks missed by
-        `max_misses` detection rounds in a row end."""
+        `max_misses` detection rounds in a row end. A new track stands the way its detection
+        was found (upright or turned); after that its own fits decide (`_turn_to_tilt`)."""
+        def roi_of(i: int) -> np.ndarray:
+            box = turn_box(boxes[i], turns[i], frame_shape)
+            return crop.roi_from_box(box, pipeline.options.roi_shift, pipeline.options.roi_scale)
+
         unmatched = list(range(len(boxes)))
         for track in sorted(self._tracks, key=lambda t: t.id):
             best = max(unmatched, key=lambda i: iou(track.box, boxes[i]), default=None)
@@ -123,41 +134,54 @@ class FaceTracker:
         self._tracks = [t for t in self._tracks if t.misses <= options.max_misses]
         room = pipeline.options.max_faces - len(self._tracks)
         for i in unmatched[:max(0, room)]:
-            roi = crop.roi_from_box(boxes[i], pipeline.options.roi_shift, pipeline.options.roi_scale)
             self._tracks.append(_Track(id=next(self._ids), box=boxes[i].astype(np.float64),
-                                       score=float(scores[i]), roi=roi))
+                                       score=float(scores[i]), roi=roi_of(i), turns=turns[i]))
         self._lost = False
 
     # -- every frame -----------------------------------------------------------------------
     def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
                options: TrackerOptions) -> FrameResult:
-        if not self._tracks:
-            return FrameResult([], StageTimes())
-        rois = np.array([t.roi for t in self._tracks])
-        boxes = np.array([t.box for t in self._tracks])
-        scores = np.array([t.score for t in self._tracks])
-        # with smoothing the face is rebuilt from the filtered parameters, dense only then
-        result = pipeline(frame, boxes=boxes, rois=rois, scores=scores,
-                          dense=dense and not options.smoothing)
-        height, width = frame.shape[:2]
+        times = StageTimes()
         kept: list[_Track] = []
-        for track, face in zip(self._tracks, result.faces):
+        for turns in sorted({t.turns for t in self._tracks}):
+            tracks = [t for t in self._tracks if t.turns == turns]
+            kept += self._align_turned(frame, turns, tracks, dense, now, pipeline, options, times)
+        self._tracks = _drop_duplicates(kept)
+        faces = [t.face for t in self._tracks if t.face is not None]
+        times.faces = len(faces)
+        return FrameResult(faces, times)
+
+    def _align_turned(self, frame: np.ndarray, turns: int, tracks: list[_Track], dense: bool,
+                      now: float, pipeline: Pipeline, options: TrackerOptions,
+                      times: StageTimes) -> list[_Track]:
+        """Align the tracks that stand upright in np.rot90(frame, turns) there; the tracks kept,
+        their faces put back on the frame."""
+        view = turn_frame(frame, turns)
+        rois = np.array([t.roi for t in tracks])
+        scores = np.array([t.score for t in tracks])
+        boxes = np.array([t.box for t in tracks]) if turns == 0 else rois
+        # with smoothing the face is rebuilt from the filtered parameters, dense only then
+        result = pipeline(view, boxes=boxes, rois=rois, scores=scores,
+                          dense=dense and not options.smoothing)
+        times.add(result.times)
+        height, width = view.shape[:2]
+        kept: list[_Track] = []
+        for track, face in zip(tracks, result.faces):
             if not _plausible(face, width, height):
                 self._lost = True  # look again on the next frame
                 continue
             face.track_id = track.id
             face.box = landmark_box(face.landmarks)
             if options.smoothing:
-                track.face = self._smooth(track, face, dense, now, pipeline, options)
+                face = self._smooth(track, face, dense, now, pipeline, options)
             else:
-                track.face, track.filter = face, None  # smoothing later starts afresh
+                track.filter = None  # smoothing later starts afresh
+            track.roi = crop.roi_from_landmarks(face.landmarks)  # tracking by alignment
+            track.face = unturn_face(face, turns, frame.shape)
             track.box = track.face.box
-            track.roi = crop.roi_from_landmarks(track.face.landmarks)  # tracking by alignment
+            _turn_to_tilt(track, frame.shape)
             kept.append(track)
-        self._tracks = _drop_duplicates(kept)
-        faces = [t.face for t in self._tracks if t.face is not None]
-        result.times.faces = len(faces)
-        return FrameResult(faces, result.times)
+        return kept
 
     def _smooth(self, track: _Track, face: Face, dense: bool, now: float, pipeline: Pipeline,
                 options: TrackerOptions) -> Face:
@@ -181,6 +205,18 @@ class FaceTracker:
         out = pipeline.build_face(params, face.roi, face.box, face.score, dense, track.id)
         out.box = face.box
         return out
+
+
+def _turn_to_tilt(track: _Track, frame_shape: tuple[int, ...]) -> None:
+    """From the next frame on, align the track in the quarter turn its face's tilt asks for
+    (turns.turn_for_tilt): a person lying down or sitting up, or a face the upright detector
+    found lying sideways."""
+    assert track.face is not None
+    turns = turn_for_tilt(tilt(track.face.rotation), track.turns)
+    if turns != track.turns:
+        roi = crop.roi_from_landmarks(track.face.landmarks)  # a square: turns as it is
+        track.turns, track.roi = turns, turn_box(roi, turns, frame_shape)
+        track.filter, track.previous = None, None   # their state was in the other turn
 
 
 def _plausible(face: Face, width: int, height: int) -> bool:
