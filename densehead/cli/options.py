@@ -6,8 +6,13 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.errors import OptionsError
-from ..core.options import AUTO, REGRESSOR_NAMES, PipelineOptions, TrackerOptions
-from ..engine.turns import TURN_AFTER_TILT
+from ..core.options import (
+    AUTO,
+    REGRESSOR_NAMES,
+    TURN_AFTER_TILT,
+    PipelineOptions,
+    TrackerOptions,
+)
 
 if TYPE_CHECKING:
     from ..engine.pipeline import Pipeline

@@ -25,6 +25,11 @@ REGRESSOR_ENV = "DENSEHEAD_REGRESSOR"
 # RFB-320's boxes include the forehead, so its crop sits higher and tighter.
 ROI_SHIFT = 0.06
 ROI_SCALE = 1.40
+# Faces lying sideways (densehead.engine.turns): degrees of tilt away from upright in the turn a
+# face was fitted in, past which it is fitted again in the turn that stands it nearest upright.
+# Between what upright faces tilt and what faces lying sideways do (docs/measurements.md), with
+# a margin past 45 so that a face tilted about that far does not switch to and fro on video.
+TURN_AFTER_TILT = 55.0
 
 
 
@@ -42,7 +47,7 @@ class PipelineOptions:
     flip_average: bool = False       # also run the mirrored crop and average (test-time trick)
     mirror_fallback: bool = True     # no face found: look at the mirrored frame (engine.mirror_fallback)
     # faces lying sideways (engine.turns): nothing found there either, the frame turned by
-    # +-90 degrees; a face tilted far from upright fitted in the turn that stands it upright
+    # +-90 degrees; a face tilted past TURN_AFTER_TILT fitted in the turn that stands it upright
     rotated_fallback: bool = True
 
     def __post_init__(self) -> None:

@@ -148,7 +148,8 @@ class Pipeline:
     def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
               dense: bool, times: StageTimes, from_box: bool) -> Face:
         """One face from its box (or roi); a face lying sideways (tilted past
-        turns.TURN_AFTER_TILT) fitted again where it stands upright, with the rotated fallback."""
+        core.options.TURN_AFTER_TILT) fitted again where it stands upright, with the rotated
+        fallback."""
         face = self._fit(frame, roi, box, score, dense, times, from_box)
         sideways = from_box and self.options.rotated_fallback
         turns = turn_for_tilt(tilt(face.rotation)) if sideways else 0

@@ -12,15 +12,11 @@ import numpy as np
 
 from ..core.face import Face
 from ..core.layout import CAMERA
+from ..core.options import TURN_AFTER_TILT
 from . import crop
 from .pose import decompose, euler_angles, rotation_from_euler
 
 QUARTER_TURNS = (1, -1)   # np.rot90's k: a quarter turn anticlockwise, then clockwise
-# Degrees of tilt away from upright in the turn a face was fitted in, past which it is fitted
-# again in the turn that stands it nearest upright: between what upright faces tilt and what
-# faces lying sideways do (docs/measurements.md), with a margin past 45 so that a face tilted
-# about that far does not switch to and fro between video frames.
-TURN_AFTER_TILT = 55.0
 _CV2_ROTATION = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, -1: cv2.ROTATE_90_CLOCKWISE}
 
 

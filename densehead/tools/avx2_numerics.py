@@ -1,0 +1,137 @@
+"""Run a command computing as an AVX2-only CPU would (no AVX-512, no VNNI: Haswell to Skylake
+client, Zen 1 to 3) on a CPU that has more, to check from an AVX-512 machine that tests and
+their tolerances hold on the CPUs people have. For development; the product never imports it.
+
+Each library picks its kernels once, from what the CPU offers; four can be told otherwise:
+- XNNPACK, inside ai-edge-litert, has no switch: its hardware config is cleared of every
+  instruction set past AVX2 before any interpreter exists (and for `zen1` its micro-architecture
+  set to Zen, whose kernels XNNPACK picks apart). The config's layout and flag order were read
+  off one build's machine code, so only that ai-edge-litert version is accepted.
+- numpy (NPY_DISABLE_CPU_FEATURES), OpenCV (OPENCV_CPU_DISABLE), OpenBLAS (OPENBLAS_CORETYPE).
+onnxruntime cannot be restricted (its library is stripped). Times measured under this are those
+kernels on this core, not an AVX2 CPU's: the cache sizes and FMA widths stay this CPU's.
+
+usage: python -m densehead.tools.avx2_numerics [--kernels avx2|zen1] COMMAND [ARG ...]
+Every Python process the command starts computes so too (a sitecustomize on PYTHONPATH).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.metadata
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+LITERT_VERSION = "2.3.0"
+PROFILE_ENV = "DENSEHEAD_AVX2_NUMERICS"   # avx2 | zen1, read by each process's sitecustomize
+# this build's enum xnn_arch_flags, bit 0 first
+XNNPACK_FLAGS = ("sse2", "sse3", "ssse3", "sse4_1", "avx", "f16c", "fma3", "avx2", "avx512skx",
+                 "avx512f", "avx256skx", "avx512vbmi", "avx512fp16", "avx512bf16", "avxvnni",
+                 "avxvnniint8", "avx512vnni", "avx512vnnigfni", "avx256vnni", "avx256vnnigfni",
+                 "avx512amx")
+AVX2_FLAGS = XNNPACK_FLAGS[:XNNPACK_FLAGS.index("avx2") + 1]
+XNNPACK_UARCH = {"avx2": None, "zen1": 2}   # None: left as detected; 2 is xnn_uarch_zen
+LIBRARY_ENV = {
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENCV_CPU_DISABLE": "AVX512-SKX,AVX512-CLX,AVX_VNNI",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+_LIBRARY = "libpywrap_litert_common.so"
+
+
+def elf_symbol(path: Path, name: str) -> int:
+    """The value (offset from the load base) of a symbol in an ELF64 file's static symbol
+    table, which the dynamic one does not list for XNNPACK's functions."""
+    data = path.read_bytes()
+    if data[:5] != b"\x7fELF\x02":
+        raise ValueError(f"{path} is not a 64-bit ELF file")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+                for i in range(shnum)]
+    wanted = name.encode()
+    for _, kind, _, _, offset, size, link, _, _, entsize in sections:
+        if kind != 2:   # SHT_SYMTAB
+            continue
+        strings = sections[link][4]
+        for at in range(offset, offset + size, entsize):
+            name_at, _, _, _, value, _ = struct.unpack_from("<IBBHQQ", data, at)
+            end = data.index(b"\0", strings + name_at)
+            if data[strings + name_at:end] == wanted:
+                return value
+    raise KeyError(f"{name} is not in {path}'s symbol table")
+
+
+def _mapped_library() -> tuple[Path, int]:
+    """ai-edge-litert's library as this process has it mapped, and its load base."""
+    import ai_edge_litert.interpreter  # noqa: F401  (maps the library)
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[5].endswith(_LIBRARY) and int(parts[2], 16) == 0:
+            return Path(parts[5]), int(parts[0].split("-")[0], 16)
+    raise RuntimeError(f"{_LIBRARY} is not mapped in this process")
+
+
+def xnnpack_flags() -> tuple[int, list[str]]:
+    """XNNPACK's micro-architecture code and the instruction sets it will pick kernels for."""
+    config = _hardware_config()
+    bits = ctypes.c_uint64.from_address(config + 8).value
+    return (ctypes.c_uint32.from_address(config).value,
+            [n for i, n in enumerate(XNNPACK_FLAGS) if bits >> i & 1])
+
+
+def restrict_xnnpack(profile: str) -> None:
+    """Make XNNPACK pick the kernels of an AVX2-only CPU (`avx2`) or of a Zen 1 (`zen1`). Must
+    run before the first interpreter of the process is made."""
+    config = _hardware_config()
+    flags = ctypes.c_uint64.from_address(config + 8)
+    flags.value &= sum(1 << XNNPACK_FLAGS.index(n) for n in AVX2_FLAGS)
+    if XNNPACK_UARCH[profile] is not None:
+        ctypes.c_uint32.from_address(config).value = XNNPACK_UARCH[profile]
+
+
+def _hardware_config() -> int:
+    """The address of XNNPACK's hardware config {uint32 uarch; uint64 arch flags at offset 8;
+    cache sizes}, initialised (its init function returns it)."""
+    version = importlib.metadata.version("ai-edge-litert")
+    if version != LITERT_VERSION:
+        raise RuntimeError(f"ai-edge-litert {version}: only {LITERT_VERSION}'s XNNPACK layout "
+                           "is known to this tool")
+    path, base = _mapped_library()
+    init = ctypes.CFUNCTYPE(ctypes.c_void_p)(base + elf_symbol(path, "xnn_init_hardware_config"))
+    return int(init())
+
+
+def environment(profile: str, site_dir: Path) -> dict[str, str]:
+    """The environment for a command computing as `profile`, with a sitecustomize in `site_dir`
+    that restricts XNNPACK in every Python process started with it."""
+    (site_dir / "sitecustomize.py").write_text(
+        "import importlib.util, os\n"
+        f"spec = importlib.util.spec_from_file_location('avx2_numerics', {str(__file__)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        f"module.restrict_xnnpack(os.environ[{PROFILE_ENV!r}])\n")
+    path = os.pathsep.join(p for p in (str(site_dir), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, **LIBRARY_ENV, PYTHONPATH=path, **{PROFILE_ENV: profile})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m densehead.tools.avx2_numerics",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", choices=sorted(XNNPACK_UARCH), default="avx2",
+                        help="XNNPACK's choice for any AVX2 CPU, or its Zen 1 choice")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("give the command to run")
+    with tempfile.TemporaryDirectory(prefix="avx2-numerics-") as site_dir:
+        env = environment(args.kernels, Path(site_dir))
+        return subprocess.call(args.command, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

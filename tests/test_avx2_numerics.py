@@ -1,0 +1,62 @@
+"""`python -m densehead.tools.avx2_numerics`: a command run through it computes with the kernels
+of an AVX2-only CPU, in XNNPACK, numpy and OpenCV, so that the suite's tolerances can be checked
+from a machine with AVX-512."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from paths import ROOT
+
+from densehead.tools.avx2_numerics import AVX2_FLAGS, LITERT_VERSION, XNNPACK_UARCH
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 kernels"),
+    pytest.mark.skipif(importlib.metadata.version("ai-edge-litert") != LITERT_VERSION,
+                       reason=f"the tool knows ai-edge-litert {LITERT_VERSION}'s XNNPACK only"),
+]
+
+# what one process computes and which kernels its libraries chose
+PROBE = """
+import json, sys
+import cv2
+from numpy._core._multiarray_umath import __cpu_features__
+import densehead as dh
+from densehead.io.image import read_image
+from densehead.tools.avx2_numerics import xnnpack_flags
+uarch, flags = xnnpack_flags()
+face = dh.Pipeline(regressor="mb05", num_threads=1)(read_image(sys.argv[1])).faces[0]
+print(json.dumps({"uarch": uarch, "flags": flags, "opencv": cv2.getCPUFeaturesLine(),
+                  "numpy_avx512": __cpu_features__.get("X86_V4", False),
+                  "params": face.params.tolist(), "landmarks": face.landmarks.tolist()}))
+"""
+
+
+def probe(samples, *through: str) -> dict:
+    photo = samples / "photos" / "JianzhuGuo.jpg"
+    out = subprocess.run([*through, sys.executable, "-c", PROBE, str(photo)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_command_runs_with_the_kernels_of_a_zen_1(samples):
+    native = probe(samples)
+    zen1 = probe(samples, sys.executable, "-m", "densehead.tools.avx2_numerics",
+                 "--kernels", "zen1")
+    assert zen1["flags"] == list(AVX2_FLAGS) and zen1["uarch"] == XNNPACK_UARCH["zen1"]
+    assert not zen1["numpy_avx512"]
+    if "AVX512-SKX" in native["opencv"]:
+        assert "AVX512-SKX?" in zen1["opencv"]   # OpenCV's mark of a feature turned off
+    if (native["uarch"], native["flags"]) != (zen1["uarch"], zen1["flags"]):
+        # Zen's GEMM kernels sum in another order: the same fit, other last bits
+        assert native["params"] != zen1["params"]
+    # a few hundredths of a pixel apart (0.012 px here): the 3DMM parameters span five orders
+    # of magnitude and the order of summation moves the largest by parts in 1e4
+    distance = np.abs(np.array(zen1["landmarks"]) - native["landmarks"]).max()
+    assert distance < 0.1, distance
