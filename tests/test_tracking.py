@@ -138,7 +138,7 @@ def test_a_face_lying_sideways_is_tracked_as_well_as_upright(pipe, samples, k):
     the way it stands upright, so its landmarks, put back, are those of the upright video within
     a hundredth of the face's size on most frames (the first frames may differ: the detector can
     find the face lying down in the turned frame and the turn follows one frame later). Fitted
-    as it lay, the landmarks were 3-4 hundredths off at the median, 8 at the 90th percentile."""
+    as it lay, the landmarks were 2-3 hundredths off at the median."""
     upright, turned = FaceTracker(pipe), FaceTracker(pipe)
     errors, ids = [], set()
     for frame in iter_frames(samples / "videos" / "obama.mp4"):
