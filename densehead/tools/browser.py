@@ -278,19 +278,65 @@ def choose(page: Any, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_ms: int = 45_000) -> None:
-    """Click START like a person would, and once more if the connection does not come up
-    (WebRTC negotiation on a busy 2-core machine sometimes stalls)."""
+def new_page(browser: Any, context: Any = None) -> Any:
+    """A page in a new browser context (one person; or in `context`), its console kept in
+    `page.console_log` for whoever reads a failure."""
+    context = context or browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    page.console_log = []  # type: ignore[attr-defined]
+    page.on("console", lambda m: page.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
+    return page
+
+
+def text_retrying(page: Any, locator: Any, tries: int = 10) -> str:
+    """A readout's text; Streamlit re-renders the panel while it reruns, so a read that lands
+    mid-render is tried again."""
+    for attempt in range(tries):
+        try:
+            return locator.inner_text(timeout=5000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.wait_for_timeout(500)
+    raise AssertionError("unreachable")
+
+
+def metric(page: Any, label: str) -> str:
+    """The value an st.metric labelled `label` shows."""
+    box = page.locator('[data-testid="stMetric"]', has_text=label)
+    return text_retrying(page, box.locator('[data-testid="stMetricValue"]'))
+
+
+def wait_fps(page: Any, timeout_s: float = 60.0) -> float:
+    """The live page's Server FPS, once it shows a positive number: frames are processed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            fps = float(metric(page, "Server FPS"))
+            if fps > 0:
+                return fps
+        except Exception:
+            pass
+        page.wait_for_timeout(500)
+    raise AssertionError("the server FPS readout never showed a positive number")
+
+
+def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_s: float = 45.0) -> None:
+    """Click START like a person would, and once more if no frame gets processed: WebRTC
+    negotiation on a busy 2-core machine sometimes stalls, and a stream started on a page the
+    replicas' proxy had just moved was seen to end within 50 ms, showing START again (the
+    readouts appear with the first frame, so they alone do not say the stream is up)."""
     for _ in range(attempts):
         frame.locator("button", has_text="START").click()
         try:
-            page.wait_for_selector('[data-testid="stMetric"]', timeout=timeout_ms)
+            wait_fps(page, timeout_s=timeout_s)
             return
-        except Exception:
+        except AssertionError:
             if frame.locator("button", has_text="STOP").count():
                 frame.locator("button", has_text="STOP").click()
             page.wait_for_timeout(2000)
-    raise AssertionError("the stream never started")
+    console = getattr(page, "console_log", [])[-15:]
+    raise AssertionError(f"the stream never started; the page's console ends: {console}")
 
 
 def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: bool = True,
@@ -302,9 +348,7 @@ def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: boo
         context.add_init_script(KEEP_RESOLUTION_JS)
     for script in init_scripts:
         context.add_init_script(script)
-    page = context.new_page()
-    page.console_log = []  # type: ignore[attr-defined]
-    page.on("console", lambda m: page.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
+    page = new_page(browser, context)
     page.goto(url + "/Live_webcam", timeout=120_000)
     frame = webrtc_frame(page)
     if mode != "sparse":

@@ -14,7 +14,13 @@ from e2e_setup import CAMERA_SECONDS, CAMERA_VIDEO
 from paths import ASSETS, SAMPLES
 
 from densehead.dashboard.status import STATUS_ENV
-from densehead.tools.browser import AppServer, chromium_path, launch_chromium, to_y4m
+from densehead.tools.browser import (
+    AppServer,
+    chromium_path,
+    launch_chromium,
+    new_page,
+    to_y4m,
+)
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +88,6 @@ def obama_browser(playwright, chromium, tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    from test_browser import new_page
-
     pg = new_page(browser)
     try:
         yield pg

@@ -17,22 +17,21 @@ from densehead.tools.browser import (
     OVERLAY_PIXELS_JS,
     VIDEO_CANVAS_JS,
     AppServer,
+    choose,
     launch_chromium,
+    metric,
+    new_page,
+    start_stream,
+    text_retrying,
     to_y4m,
+    wait_fps,
+    webrtc_frame,
 )
 
 
 def launch(playwright, chromium: str, camera_file):
     """Headless Chromium whose webcam plays `camera_file` in a loop."""
     return launch_chromium(playwright, camera_file, chromium)
-
-
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    pg = context.new_page()
-    pg.console_log = []  # type: ignore[attr-defined]
-    pg.on("console", lambda m: pg.console_log.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
-    return pg
 
 
 # --- what a person sees -------------------------------------------------------------------------
@@ -54,24 +53,6 @@ def cyan_pixels(rgb: np.ndarray) -> int:
     return int(np.sum((b > 170) & (g > 140) & (r < 120)))
 
 
-def text_retrying(page, locator, tries: int = 10) -> str:
-    """A readout's text; Streamlit re-renders the panel while it reruns, so a read that lands
-    mid-render is tried again."""
-    for attempt in range(tries):
-        try:
-            return locator.inner_text(timeout=5000)
-        except Exception:
-            if attempt == tries - 1:
-                raise
-            page.wait_for_timeout(500)
-    raise AssertionError("unreachable")
-
-
-def metric(page, label: str) -> str:
-    box = page.locator('[data-testid="stMetric"]', has_text=label)
-    return text_retrying(page, box.locator('[data-testid="stMetricValue"]'))
-
-
 def stage_text(page) -> str:
     return text_retrying(page, page.locator("text=/detect .* processed/").first)
 
@@ -86,15 +67,6 @@ def live_readouts(page) -> dict:
             "stages": stage_text(page)}
 
 
-def webrtc_frame(page):
-    for _ in range(120):
-        for frame in page.frames:
-            if frame != page.main_frame and frame.locator("button", has_text="START").count():
-                return frame
-        page.wait_for_timeout(500)
-    raise AssertionError("the webcam component did not appear")
-
-
 def pose_traces(page, tries: int = 20) -> list[dict]:
     """The traces of the pose chart; the panel redraws twice a second, so a read that lands
     while Plotly is redrawing is tried again."""
@@ -105,42 +77,6 @@ def pose_traces(page, tries: int = 20) -> list[dict]:
                 return plot
         page.wait_for_timeout(500)
     return []
-
-
-def choose(page, label: str, option: str) -> None:
-    page.locator('[data-testid="stSelectbox"]', has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def wait_fps(page, timeout_s: float = 60.0) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            fps = float(metric(page, "Server FPS"))
-            if fps > 0:
-                return fps
-        except Exception:
-            pass
-        page.wait_for_timeout(500)
-    raise AssertionError("the server FPS readout never showed a positive number")
-
-
-def start_stream(page, frame, output_dir, attempts: int = 3) -> None:
-    """Click START like a person would, and once more if no frame gets processed: WebRTC
-    negotiation on a busy 2-core machine sometimes stalls, and a stream started on a page the
-    replicas' proxy had just moved was seen to end within 50 ms, showing START again (the
-    readouts appear with the first frame, so they alone do not say the stream is up)."""
-    for _ in range(attempts):
-        frame.locator("button", has_text="START").click()
-        try:
-            wait_fps(page, timeout_s=45)
-            return
-        except AssertionError:
-            (output_dir / "e2e_live_console.log").write_text("\n".join(page.console_log))
-            if frame.locator("button", has_text="STOP").count():
-                frame.locator("button", has_text="STOP").click()
-            page.wait_for_timeout(2000)
-    raise AssertionError(f"the stream never started; console: {page.console_log[-15:]}")
 
 
 def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
@@ -186,7 +122,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     raw_green = max(green_pixels(f) for f in frames)
     page.goto(app_url + "/Live_webcam", timeout=120_000)
     frame = webrtc_frame(page)
-    start_stream(page, frame, output_dir)
+    start_stream(page, frame)
     assert wait_fps(page) > 0
     page.wait_for_timeout(8000)  # let the charts fill
 
@@ -246,7 +182,7 @@ def test_a_change_of_overlay_shows_in_the_returned_video(page, app_url, camera, 
                            and shot["green"] < max(50, 5 * raw_green))
     page.goto(app_url + "/Live_webcam", timeout=120_000)
     frame = webrtc_frame(page)
-    start_stream(page, frame, output_dir)
+    start_stream(page, frame)
     wait_video(frame, landmarks)
     took = {}
     for mode, shows in (("dense", points), ("sparse", landmarks)):
@@ -283,7 +219,7 @@ def test_live_mesh_at_640x480_30fps(playwright, chromium, app_url, tmp_path, out
         page.goto(app_url + "/Live_webcam", timeout=120_000)
         frame = webrtc_frame(page)
         choose(page, "Overlay", "mesh")
-        start_stream(page, frame, output_dir)
+        start_stream(page, frame)
         assert wait_fps(page) > 0
         # Chromium's encoder may send less than the camera's size while its bandwidth estimate
         # ramps up or when it judges the CPU busy; it is the browser's choice, so the size the

@@ -14,21 +14,19 @@ import av
 import numpy as np
 import pytest
 from paths import SAMPLES
-from test_browser import (
-    metric,
-    new_page,
-    stage_text,
-    start_stream,
-    text_retrying,
-    wait_fps,
-    webrtc_frame,
-)
+from test_browser import stage_text
 
 from densehead.io.table import COL
 from densehead.tools.browser import (
     live_sessions,
+    metric,
+    new_page,
     page_session_id,
     read_status,
+    start_stream,
+    text_retrying,
+    wait_fps,
+    webrtc_frame,
 )
 
 
@@ -45,7 +43,7 @@ def open_live(browser, app_url: str, status_file: Path, output_dir: Path, known:
         box.fill(str(max_faces))
         box.press("Enter")
         page.wait_for_timeout(1500)
-    start_stream(page, frame, output_dir)
+    start_stream(page, frame)
     return page, sid
 
 
@@ -246,7 +244,7 @@ def test_stop_then_start_is_a_new_stream_with_its_own_lag(browser, app_url, stat
         assert wait_until(lambda: not live_sessions(read_status(status_file))[sid]["streaming"], 15)
         frames_before = live_sessions(read_status(status_file))[sid]["processed"]
         page.wait_for_timeout(5000)   # a pause: the old media-time baseline would now be 5 s off
-        start_stream(page, webrtc_frame(page), output_dir)
+        start_stream(page, webrtc_frame(page))
         assert wait_until(lambda: live_sessions(read_status(status_file))[sid]["streams"] == 2, 60)
         assert wait_fps(page, timeout_s=60) > 0
         page.wait_for_timeout(4000)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from paths import ROOT
-from test_browser import metric, new_page, start_stream, wait_fps, webrtc_frame
 from test_live_server import csv_table, rows_per_frame, series_csv, shot, wait_until
 
 from densehead.dashboard.proxy import REPLICA_COOKIE, nginx_binary
@@ -24,7 +23,12 @@ from densehead.io.table import COL
 from densehead.tools.browser import (
     free_ports,
     live_sessions,
+    metric,
+    new_page,
     read_status,
+    start_stream,
+    wait_fps,
+    webrtc_frame,
 )
 
 MOVED = "The server this page was on"
@@ -98,7 +102,7 @@ class Viewer:
         self.page.wait_for_timeout(1500)
 
     def start(self) -> None:
-        start_stream(self.page, self.frame, self.output_dir)
+        start_stream(self.page, self.frame)
         assert wait_fps(self.page, timeout_s=90) > 0, self.name
 
 
