@@ -18,6 +18,7 @@ from densehead.engine.regressor_choice import (
     INT8_MARGIN,
     resolve_regressor,
 )
+from densehead.engine.runtime import runtime_version
 from densehead.weights import assets
 
 NO_DOT_PRODUCT = Machine("a CPU with AVX2 only", 2, ("sse4_2", "avx", "fma", "avx2"))
@@ -55,6 +56,9 @@ def test_with_int8_dot_products_the_timing_decides_and_is_cached(fresh_cache):
     assert choice.name == ("mb05-int8" if int8_faster else "mb05")
     stored = json.loads(fresh_cache.read_text())
     assert [entry["name"] for entry in stored.values()] == [choice.name]
+    # kept for this CPU and this runtime's kernels: an upgraded runtime times again
+    key = next(iter(stored))
+    assert this_machine().describe() in key and runtime_version() in key
     # a later process decides from the cache: the same medians (a new timing would differ)
     assert resolve_regressor("auto", 1) == choice
 

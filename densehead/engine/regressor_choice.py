@@ -4,8 +4,8 @@ int8 convolutions need int8 dot-product instructions (VNNI, AMX, Arm's dot produ
 float ones; without them XNNPACK's int8 kernels are no faster than its float kernels, and the
 int8 graph is a little less accurate. So a CPU without them gets the float mb05 at once; on one
 with them both graphs are timed alternately for a fraction of a second and int8 is taken only
-when it is clearly faster. The verdict is cached beside the compiled graphs (per CPU, thread
-count and graph), so later processes decide at once; DENSEHEAD_REGRESSOR forces a name.
+when it is clearly faster. The verdict is cached beside the compiled graphs (per CPU, runtime
+version, thread count and graph), so later processes decide at once; DENSEHEAD_REGRESSOR forces a name.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ..core.machine import Machine, this_machine
 from ..core.options import AUTO, INT8, REGRESSOR_ENV, REGRESSOR_NAMES
 from ..weights import assets
 from ..weights.compile import regressor_tflite
-from .runtime import TFLiteRunner
+from .runtime import TFLiteRunner, runtime_version
 
 log = logging.getLogger(__name__)
 FLOAT, QUANTIZED = "mb05", "mb05" + INT8
@@ -66,7 +66,9 @@ def resolve_regressor(name: str, threads: int, machine: Machine | None = None) -
 
 def _timed_choice(threads: int, machine: Machine) -> RegressorChoice:
     graphs = {name: _compiled(name) for name in (FLOAT, QUANTIZED)}
-    key = f"{machine.describe()} | {threads} threads | {graphs[FLOAT].name} | {graphs[QUANTIZED].name}"
+    # a new CPU, runtime (its kernels), thread count or graph is timed again
+    key = (f"{machine.describe()} | {runtime_version()} | {threads} threads | "
+           f"{graphs[FLOAT].name} | {graphs[QUANTIZED].name}")
     cache = assets.compiled_dir() / CHOICES_FILE
     stored = _read(cache).get(key)
     if stored is not None:

@@ -1,6 +1,7 @@
 """The TFLite interpreter, the one place that knows which runtime package is installed."""
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 from pathlib import Path
 
@@ -10,8 +11,16 @@ from ..weights.assets import ModelFileError
 
 try:  # the maintained successor of tflite-runtime
     from ai_edge_litert.interpreter import Interpreter
+    RUNTIME_PACKAGE = "ai-edge-litert"
 except ImportError:  # pragma: no cover - only where the old runtime is what is installed
     from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+    RUNTIME_PACKAGE = "tflite-runtime"
+
+
+def runtime_version() -> str:
+    """The installed runtime and its version ("ai-edge-litert 2.3.0"): its kernels decide how
+    fast each graph runs."""
+    return f"{RUNTIME_PACKAGE} {importlib.metadata.version(RUNTIME_PACKAGE)}"
 
 
 class TFLiteRunner:
