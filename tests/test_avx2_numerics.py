@@ -30,10 +30,14 @@ from numpy._core._multiarray_umath import __cpu_features__
 import densehead as dh
 from densehead.io.image import read_image
 from densehead.tools.avx2_numerics import xnnpack_flags
+from densehead.core.machine import this_machine
 uarch, flags = xnnpack_flags()
 face = dh.Pipeline(regressor="mb05", num_threads=1)(read_image(sys.argv[1])).faces[0]
+machine = this_machine()
 print(json.dumps({"uarch": uarch, "flags": flags, "opencv": cv2.getCPUFeaturesLine(),
                   "numpy_avx512": __cpu_features__.get("X86_V4", False),
+                  "machine": machine.describe(), "dot_product": machine.int8_dot_product,
+                  "auto": dh.Pipeline().regressor_choice.name,
                   "params": face.params.tolist(), "landmarks": face.landmarks.tolist()}))
 """
 
@@ -51,6 +55,10 @@ def test_a_command_runs_with_the_kernels_of_a_zen_1(samples):
                  "--kernels", "zen1")
     assert zen1["flags"] == list(AVX2_FLAGS) and zen1["uarch"] == XNNPACK_UARCH["zen1"]
     assert not zen1["numpy_avx512"]
+    # and it says so: its machine line names no AVX-512 and "auto" runs the float graph, as on
+    # a CPU without int8 dot products
+    assert "avx512" not in zen1["machine"] and "avx2_numerics" in zen1["machine"]
+    assert not zen1["dot_product"] and zen1["auto"] == "mb05"
     if "AVX512-SKX" in native["opencv"]:
         assert "AVX512-SKX?" in zen1["opencv"]   # OpenCV's mark of a feature turned off
     if (native["uarch"], native["flags"]) != (zen1["uarch"], zen1["flags"]):

@@ -16,13 +16,18 @@ from pathlib import Path
 EXTENSIONS = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
               "amx_int8", "neon", "asimddp")
 CPUINFO = Path("/proc/cpuinfo")
+# Set in the commands densehead.tools.avx2_numerics runs, to the XNNPACK kernels they use: the
+# libraries compute as an AVX2-only CPU does, and this machine is described as one, with a note
+AVX2_NUMERICS_ENV = "DENSEHEAD_AVX2_NUMERICS"
+AVX2_ONLY = ("sse4_2", "avx", "fma", "avx2")
 
 
 @dataclass(frozen=True)
 class Machine:
     model: str                     # e.g. "AMD EPYC 7R13 Processor"
     cores: int                     # logical CPUs this process may use
-    extensions: tuple[str, ...]    # those of EXTENSIONS the CPU has
+    extensions: tuple[str, ...]    # those of EXTENSIONS the CPU has (or the libraries may use)
+    restricted: str = ""           # the avx2_numerics kernels this process computes with, if any
 
     @property
     def int8_dot_product(self) -> bool:
@@ -33,7 +38,9 @@ class Machine:
     def describe(self) -> str:
         """One line: model, cores and vector extensions."""
         extensions = " ".join(self.extensions) or "no vector extensions known"
-        return f"{self.model}, {self.cores} cores, {extensions}"
+        note = (f" (computing as an AVX2-only CPU, {self.restricted} kernels: "
+                "densehead.tools.avx2_numerics)" if self.restricted else "")
+        return f"{self.model}, {self.cores} cores, {extensions}{note}"
 
 
 @functools.cache
@@ -42,8 +49,12 @@ def this_machine() -> Machine:
     model, flags = _from_cpuinfo() if CPUINFO.is_file() else (None, set())
     if not flags and platform.machine().lower() in ("arm64", "aarch64"):
         flags = {"neon"}   # every 64-bit Arm CPU has it; /proc/cpuinfo calls it asimd
+    restricted = os.environ.get(AVX2_NUMERICS_ENV, "")
+    if restricted:
+        flags &= set(AVX2_ONLY)
     return Machine(model=model or platform.processor() or platform.machine() or "unknown CPU",
-                   cores=_cores(), extensions=tuple(e for e in EXTENSIONS if e in flags))
+                   cores=_cores(), extensions=tuple(e for e in EXTENSIONS if e in flags),
+                   restricted=restricted)
 
 
 def _from_cpuinfo() -> tuple[str | None, set[str]]:

@@ -12,7 +12,9 @@ onnxruntime cannot be restricted (its library is stripped). Times measured under
 kernels on this core, not an AVX2 CPU's: the cache sizes and FMA widths stay this CPU's.
 
 usage: python -m densehead.tools.avx2_numerics [--kernels avx2|zen1] COMMAND [ARG ...]
-Every Python process the command starts computes so too (a sitecustomize on PYTHONPATH).
+Every Python process the command starts computes so too (a sitecustomize on PYTHONPATH), and
+describes its machine as an AVX2-only CPU (densehead.core.machine): benchmarks say so beside
+their figures, and the regressor choice takes the float graph as it would there.
 """
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 LITERT_VERSION = "2.3.0"
-PROFILE_ENV = "DENSEHEAD_AVX2_NUMERICS"   # avx2 | zen1, read by each process's sitecustomize
 # this build's enum xnn_arch_flags, bit 0 first
 XNNPACK_FLAGS = ("sse2", "sse3", "ssse3", "sse4_1", "avx", "f16c", "fma3", "avx2", "avx512skx",
                  "avx512f", "avx256skx", "avx512vbmi", "avx512fp16", "avx512bf16", "avxvnni",
@@ -109,14 +110,18 @@ def _hardware_config() -> int:
 def environment(profile: str, site_dir: Path) -> dict[str, str]:
     """The environment for a command computing as `profile`, with a sitecustomize in `site_dir`
     that restricts XNNPACK in every Python process started with it."""
+    # imported here: the sitecustomize loads this file on its own, outside its package, so that
+    # every process does not import densehead first
+    from ..core.machine import AVX2_NUMERICS_ENV
+
     (site_dir / "sitecustomize.py").write_text(
         "import importlib.util, os\n"
         f"spec = importlib.util.spec_from_file_location('avx2_numerics', {str(__file__)!r})\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
-        f"module.restrict_xnnpack(os.environ[{PROFILE_ENV!r}])\n")
+        f"module.restrict_xnnpack(os.environ[{AVX2_NUMERICS_ENV!r}])\n")
     path = os.pathsep.join(p for p in (str(site_dir), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, **LIBRARY_ENV, PYTHONPATH=path, **{PROFILE_ENV: profile})
+    return dict(os.environ, **LIBRARY_ENV, PYTHONPATH=path, **{AVX2_NUMERICS_ENV: profile})
 
 
 def main(argv: list[str] | None = None) -> int:
