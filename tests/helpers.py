@@ -32,6 +32,38 @@ def image_path(item: dict) -> Path:
     return SAMPLES / item["image"]
 
 
+def turned_distance(face, candidates: list, k: int, shape: tuple[int, ...]) -> float:
+    """Mean landmark distance, in face sizes (sqrt of its landmark box's area), from `face` to
+    the nearest of `candidates`, faces found in np.rot90 of its picture by k, put back."""
+    import numpy as np
+
+    from densehead.core.boxes import landmark_box
+    from densehead.engine.turns import unturn_points
+
+    box = landmark_box(face.landmarks)
+    size = np.sqrt((box[2] - box[0]) * (box[3] - box[1]))
+    return min(float(np.linalg.norm(unturn_points(c.landmarks, k, shape)[:, :2]
+                                    - face.landmarks[:, :2], axis=1).mean() / size)
+               for c in candidates)
+
+
+def two_people_lying(pipe, found: int = 5, missed: int = 2) -> list:
+    """Pictures of two AFLW2000 samples side by side, to be turned a quarter (np.rot90, k=1) as
+    a picture taken sideways: the first of each pair a face the detector finds as it lies there,
+    the second one it does not. `found` x `missed` pairs."""
+    import numpy as np
+
+    from densehead.engine.turns import turn_frame
+    from densehead.io.image import read_image
+
+    upright_only = pipe.with_options(mirror_fallback=False, rotated_fallback=False)
+    images = [read_image(image_path(item)) for item in aflw_items()]
+    seen = [bool(upright_only(turn_frame(image, 1)).faces) for image in images]
+    firsts = [image for image, s in zip(images, seen) if s][:found]
+    seconds = [image for image, s in zip(images, seen) if not s][:missed]
+    return [np.concatenate([a, b], axis=1) for a in firsts for b in seconds]
+
+
 def run_coroutine(coroutine):
     """`asyncio.run(coroutine)` on a thread of its own: in a whole run, the browser tests'
     Playwright (a session fixture) keeps an event loop running on the main thread, where

@@ -39,10 +39,16 @@ from ..core.options import PipelineOptions
 from . import crop
 from .detector import Detections, FaceDetector
 from .pose import decompose
-from .turns import QUARTER_TURNS, tilt, turn_for_tilt, turn_frame, unturn_box
+from .turns import (
+    QUARTER_TURNS,
+    SAME_FACE_IOU,
+    tilt,
+    turn_for_tilt,
+    turn_frame,
+    unturn_box,
+)
 
 MAX_MIRROR_DISAGREEMENT = 0.07  # mean landmark distance / face size, fit vs mirrored fit
-SAME_FACE_IOU = 0.3             # boxes of the two turns overlapping this much are one face
 
 
 class LandmarkFit(Protocol):

@@ -6,10 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
+from ..core.boxes import iou
 from ..core.face import Face, FrameResult, StageTimes
 from ..core.frames import as_bgr
 from ..core.layout import COEFFICIENTS, camera_of
@@ -24,7 +25,15 @@ from .mirror_fallback import MirrorFit, find_faces, unmirror
 from .pose import decompose
 from .regressor_choice import resolve_regressor
 from .runtime import TFLiteRunner
-from .turns import tilt, turn_box, turn_for_tilt, turn_frame, unturn_face
+from .turns import (
+    SAME_FACE_IOU,
+    tilt,
+    turn_box,
+    turn_for_tilt,
+    turn_frame,
+    unturn_box,
+    unturn_face,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,7 @@ class Pipeline:
         times = StageTimes()
         frame = as_bgr(frame)
         from_boxes, fits = rois is None, None
+        detected = rois is None and boxes is None
         if rois is None:
             if boxes is None:
                 start = time.perf_counter()
@@ -121,6 +131,8 @@ class Pipeline:
         faces = [self._face(frame, roi, box, float(score), dense, times, from_boxes)
                  if fits is None else self._mirrored_face(fits[i], dense, times, frame.shape)
                  for i, (roi, box, score) in enumerate(zip(rois, boxes, scores))]
+        if detected and fits is None and self.options.rotated_fallback:
+            faces += self._faces_lying_beside(frame, faces, dense, times)
         times.faces = len(faces)
         return FrameResult(faces, times)
 
@@ -130,12 +142,30 @@ class Pipeline:
         the landmark fit confirms."""
         return self._detect(frame, fallbacks)[0]
 
-    def detect_turns(self, frame: np.ndarray,
-                     fallbacks: bool = True) -> tuple[Detections, list[int]]:
+    def detect_turns(self, frame: np.ndarray, fallbacks: bool = True,
+                     lying: Iterable[int] = ()) -> tuple[Detections, list[int]]:
         """`detect`, with the quarter turn each face was found at: 0 upright, else np.rot90's k
-        of the frame in which it stands upright (a face lying sideways, densehead.engine.turns)."""
+        of the frame in which it stands upright (a face lying sideways, densehead.engine.turns).
+        The frame turned each way of `lying` (where faces were seen lying) is looked at too,
+        with the rotated fallback: its faces replace the upright detector's of the same face."""
         found, fits = self._detect(frame, fallbacks)
-        return found, [0] * len(found.boxes) if fits is None else [f.quarter_turns for f in fits]
+        if fits is not None:   # the fallbacks ran: the turned frames were looked at already
+            return found, [f.quarter_turns for f in fits]
+        boxes, scores, turns = found.boxes, found.scores, [0] * len(found.boxes)
+        for k in sorted(set(lying) - {0}) if self.options.rotated_fallback else ():
+            more = self.detect_turned(frame, k)
+            keep = [i for i, box in enumerate(boxes)
+                    if all(iou(box, other) < SAME_FACE_IOU for other in more.boxes)]
+            boxes = np.concatenate([boxes[keep], more.boxes])
+            scores = np.concatenate([scores[keep], more.scores])
+            turns = [turns[i] for i in keep] + [k] * len(more.boxes)
+        return Detections(boxes, scores), turns
+
+    def detect_turned(self, frame: np.ndarray, k: int) -> Detections:
+        """The detector's faces in np.rot90(frame, k), with their boxes in the frame's pixels."""
+        boxes, scores = self.detector(turn_frame(frame, k))
+        boxes = np.array([unturn_box(box, k, frame.shape) for box in boxes], np.float32)
+        return Detections(boxes.reshape(-1, 4), scores)
 
     def _detect(self, frame: np.ndarray,
                 fallbacks: bool = True) -> tuple[Detections, list[MirrorFit] | None]:
@@ -154,6 +184,26 @@ class Pipeline:
         sideways = from_box and self.options.rotated_fallback
         turns = turn_for_tilt(tilt(face.rotation)) if sideways else 0
         return self._turned_face(frame, box, score, dense, times, turns) if turns else face
+
+    def _faces_lying_beside(self, frame: np.ndarray, faces: list[Face], dense: bool,
+                            times: StageTimes) -> list[Face]:
+        """The other faces of a picture in which the detector found some lying sideways: as
+        they lie it finds some, rarely all, so the frame turned the way they lie is looked at
+        too. Its new faces are kept if their fit lies that way as well."""
+        more: list[Face] = []
+        for k in sorted({turn_for_tilt(tilt(face.rotation)) for face in faces} - {0}):
+            start = time.perf_counter()
+            boxes, scores = self.detect_turned(frame, k)
+            times.detect += _ms(start)
+            for box, score in zip(boxes, scores):
+                if len(faces) + len(more) >= self.options.max_faces:
+                    break
+                if any(iou(box, face.box) >= SAME_FACE_IOU for face in faces + more):
+                    continue
+                face = self._turned_face(frame, box, float(score), dense, times, k)
+                if turn_for_tilt(tilt(face.rotation), k) == k:
+                    more.append(face)
+        return more
 
     def _turned_face(self, frame: np.ndarray, box: np.ndarray, score: float, dense: bool,
                      times: StageTimes, turns: int) -> Face:

@@ -89,8 +89,9 @@ class FaceTracker:
         detect_ms = 0.0
         if self._lost or not self._tracks or self._since_detect >= options.redetect_every - 1:
             start = time.perf_counter()
+            lying = {t.turns for t in self._tracks}   # others may lie the same way
             (boxes, scores), turns = pipeline.detect_turns(
-                frame, fallbacks=self._fallbacks_due(options))
+                frame, fallbacks=self._fallbacks_due(options), lying=lying)
             detect_ms = (time.perf_counter() - start) * 1e3
             self._match(boxes, scores, turns, frame.shape, pipeline, options)
             self._since_detect = 0

@@ -17,6 +17,7 @@ from . import crop
 from .pose import decompose, euler_angles, rotation_from_euler
 
 QUARTER_TURNS = (1, -1)   # np.rot90's k: a quarter turn anticlockwise, then clockwise
+SAME_FACE_IOU = 0.3       # boxes found in two turns of a frame overlapping this much: one face
 _CV2_ROTATION = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, -1: cv2.ROTATE_90_CLOCKWISE}
 
 
