@@ -7,12 +7,19 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from helpers import shared_pipeline, turned_distance, two_people_lying
+from helpers import (
+    aflw_items,
+    image_path,
+    shared_pipeline,
+    turned_distance,
+    two_people_lying,
+)
 
 from densehead.engine.tracking import FaceTracker
-from densehead.engine.turns import turn_frame
+from densehead.engine.turns import turn_frame, unturn_points
 from densehead.io.image import read_image
 from densehead.io.video import iter_frames
+from densehead.tools.metrics import nme
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +196,21 @@ def test_a_person_lying_down_slowly_is_followed_all_the_way(pipe, samples):
         errors.append(turned_distance(moved, faces, 0, frame.shape))
     assert max(errors) < 0.06, np.round(errors, 3)
     assert max(errors[-len(frames) // 5:]) < 0.02, np.round(errors, 3)
+
+
+def test_a_face_found_lying_sideways_is_fitted_upright_from_its_first_frame(pipe):
+    """The AFLW samples turned a quarter that the detector finds as they lie (43 here), as the
+    first frame of a video: the new track's first fit shows the face lying, so it is aligned
+    again at once in the turn that stands it upright. First-frame median NME 3.06 % here
+    (7.21 % when the turn waited for the next frame); the bound, 4.5 %, lies between."""
+    upright_only = pipe.with_options(mirror_fallback=False, rotated_fallback=False)
+    errors = []
+    for item in aflw_items():
+        turned = turn_frame(read_image(image_path(item)), 1)
+        if not upright_only(turned).faces:
+            continue
+        truth = unturn_points(np.array(item["landmarks68"]) - 1.0, -1, turned.shape)
+        faces = FaceTracker(pipe)(turned).faces
+        assert faces, item["image"]
+        errors.append(100 * nme(faces[0].landmarks, truth))
+    assert len(errors) >= 35 and np.median(errors) < 4.5, np.round(sorted(errors), 1)

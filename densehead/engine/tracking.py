@@ -36,6 +36,7 @@ class _Track:
     score: float
     roi: np.ndarray            # the crop to align on in the next frame, in the turned frame
     turns: int = 0             # the face stands upright in np.rot90(frame, turns)
+    turned_on_first_fit: bool = False   # its first fit lay sideways: align again in its turn
     face: Face | None = None   # None until the first alignment
     misses: int = 0
     filter: OneEuro | None = None
@@ -143,14 +144,26 @@ class FaceTracker:
     def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
                options: TrackerOptions) -> FrameResult:
         times = StageTimes()
-        kept: list[_Track] = []
-        for turns in sorted({t.turns for t in self._tracks}):
-            tracks = [t for t in self._tracks if t.turns == turns]
-            kept += self._align_turned(frame, turns, tracks, dense, now, pipeline, options, times)
+        kept = self._align_all(frame, self._tracks, dense, now, pipeline, options, times)
+        # a new track whose first fit shows its face lying sideways (the upright detector found
+        # it as it lies) is aligned again at once in the turn that stands it upright
+        again = [t for t in kept if t.turned_on_first_fit]
+        if again:
+            kept = [t for t in kept if not t.turned_on_first_fit]
+            kept += self._align_all(frame, again, dense, now, pipeline, options, times)
         self._tracks = _drop_duplicates(kept)
         faces = [t.face for t in self._tracks if t.face is not None]
         times.faces = len(faces)
         return FrameResult(faces, times)
+
+    def _align_all(self, frame: np.ndarray, tracks: list[_Track], dense: bool, now: float,
+                   pipeline: Pipeline, options: TrackerOptions,
+                   times: StageTimes) -> list[_Track]:
+        kept: list[_Track] = []
+        for turns in sorted({t.turns for t in tracks}):
+            group = [t for t in tracks if t.turns == turns]
+            kept += self._align_turned(frame, turns, group, dense, now, pipeline, options, times)
+        return kept
 
     def _align_turned(self, frame: np.ndarray, turns: int, tracks: list[_Track], dense: bool,
                       now: float, pipeline: Pipeline, options: TrackerOptions,
@@ -178,9 +191,10 @@ class FaceTracker:
             else:
                 track.filter = None  # smoothing later starts afresh
             track.roi = crop.roi_from_landmarks(face.landmarks)  # tracking by alignment
+            first_fit = track.face is None
             track.face = unturn_face(face, turns, frame.shape)
             track.box = track.face.box
-            _turn_to_tilt(track, frame.shape)
+            track.turned_on_first_fit = _turn_to_tilt(track, frame.shape) and first_fit
             kept.append(track)
         return kept
 
@@ -208,16 +222,18 @@ class FaceTracker:
         return out
 
 
-def _turn_to_tilt(track: _Track, frame_shape: tuple[int, ...]) -> None:
+def _turn_to_tilt(track: _Track, frame_shape: tuple[int, ...]) -> bool:
     """From the next frame on, align the track in the quarter turn its face's tilt asks for
     (turns.turn_for_tilt): a person lying down or sitting up, or a face the upright detector
-    found lying sideways."""
+    found lying sideways. Whether the turn changed."""
     assert track.face is not None
     turns = turn_for_tilt(tilt(track.face.rotation), track.turns)
-    if turns != track.turns:
-        roi = crop.roi_from_landmarks(track.face.landmarks)  # a square: turns as it is
-        track.turns, track.roi = turns, turn_box(roi, turns, frame_shape)
-        track.filter, track.previous = None, None   # their state was in the other turn
+    if turns == track.turns:
+        return False
+    roi = crop.roi_from_landmarks(track.face.landmarks)  # a square: turns as it is
+    track.turns, track.roi = turns, turn_box(roi, turns, frame_shape)
+    track.filter, track.previous = None, None   # their state was in the other turn
+    return True
 
 
 def _plausible(face: Face, width: int, height: int) -> bool:
