@@ -22,7 +22,10 @@ _CV2_ROTATION = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, -1: cv2.ROTATE_90_CLOCKWISE}
 
 
 def turn_frame(frame: np.ndarray, k: int) -> np.ndarray:
-    """np.rot90(frame, k) as a contiguous image (cv2.rotate: one pass, not numpy's strided copy)."""
+    """np.rot90(frame, k) as a contiguous image (cv2.rotate: one pass, not numpy's strided copy)
+    for k = 0, 1 or -1."""
+    if k not in (0, *QUARTER_TURNS):
+        raise ValueError(f"a quarter turn is 1 (anticlockwise), -1 (clockwise) or 0, not {k!r}")
     return frame if k == 0 else cv2.rotate(frame, _CV2_ROTATION[k])
 
 
