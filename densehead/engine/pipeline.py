@@ -27,10 +27,10 @@ from .regressor_choice import resolve_regressor
 from .runtime import TFLiteRunner
 from .turns import (
     SAME_FACE_IOU,
+    TurnedViews,
     tilt,
     turn_box,
     turn_for_tilt,
-    turn_frame,
     unturn_box,
     unturn_face,
 )
@@ -128,11 +128,12 @@ class Pipeline:
             boxes = _finite_boxes(boxes if boxes is not None else rois, "boxes")
         if scores is None:
             scores = np.ones(len(rois), dtype=np.float32)
-        faces = [self._face(frame, roi, box, float(score), dense, times, from_boxes)
+        views = TurnedViews(frame)
+        faces = [self._face(views, roi, box, float(score), dense, times, from_boxes)
                  if fits is None else self._mirrored_face(fits[i], dense, times, frame.shape)
                  for i, (roi, box, score) in enumerate(zip(rois, boxes, scores))]
         if detected and fits is None and self.options.rotated_fallback:
-            faces += self._faces_lying_beside(frame, faces, dense, times)
+            faces += self._faces_lying_beside(views, faces, dense, times)
         times.faces = len(faces)
         return FrameResult(faces, times)
 
@@ -161,10 +162,11 @@ class Pipeline:
             turns = [turns[i] for i in keep] + [k] * len(more.boxes)
         return Detections(boxes, scores), turns
 
-    def detect_turned(self, frame: np.ndarray, k: int) -> Detections:
+    def detect_turned(self, frame: np.ndarray | TurnedViews, k: int) -> Detections:
         """The detector's faces in np.rot90(frame, k), with their boxes in the frame's pixels."""
-        boxes, scores = self.detector(turn_frame(frame, k))
-        boxes = np.array([unturn_box(box, k, frame.shape) for box in boxes], np.float32)
+        views = frame if isinstance(frame, TurnedViews) else TurnedViews(frame)
+        boxes, scores = self.detector(views[k])
+        boxes = np.array([unturn_box(box, k, views.frame.shape) for box in boxes], np.float32)
         return Detections(boxes.reshape(-1, 4), scores)
 
     def _detect(self, frame: np.ndarray,
@@ -175,17 +177,17 @@ class Pipeline:
                           mirrored=mirrored, turned=turned)
 
     # -- one face --------------------------------------------------------------------------
-    def _face(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
+    def _face(self, views: TurnedViews, roi: np.ndarray, box: np.ndarray, score: float,
               dense: bool, times: StageTimes, from_box: bool) -> Face:
         """One face from its box (or roi); a face lying sideways (tilted past
         core.options.TURN_AFTER_TILT) fitted again where it stands upright, with the rotated
         fallback."""
-        face = self._fit(frame, roi, box, score, dense, times, from_box)
+        face = self._fit(views.frame, roi, box, score, dense, times, from_box)
         sideways = from_box and self.options.rotated_fallback
         turns = turn_for_tilt(tilt(face.rotation)) if sideways else 0
-        return self._turned_face(frame, box, score, dense, times, turns) if turns else face
+        return self._turned_face(views, box, score, dense, times, turns) if turns else face
 
-    def _faces_lying_beside(self, frame: np.ndarray, faces: list[Face], dense: bool,
+    def _faces_lying_beside(self, views: TurnedViews, faces: list[Face], dense: bool,
                             times: StageTimes) -> list[Face]:
         """The other faces of a picture in which the detector found some lying sideways: as
         they lie it finds some, rarely all, so the frame turned the way they lie is looked at
@@ -193,24 +195,25 @@ class Pipeline:
         more: list[Face] = []
         for k in sorted({turn_for_tilt(tilt(face.rotation)) for face in faces} - {0}):
             start = time.perf_counter()
-            boxes, scores = self.detect_turned(frame, k)
+            boxes, scores = self.detect_turned(views, k)
             times.detect += _ms(start)
             for box, score in zip(boxes, scores):
                 if len(faces) + len(more) >= self.options.max_faces:
                     break
                 if any(iou(box, face.box) >= SAME_FACE_IOU for face in faces + more):
                     continue
-                face = self._turned_face(frame, box, float(score), dense, times, k)
+                face = self._turned_face(views, box, float(score), dense, times, k)
                 if turn_for_tilt(tilt(face.rotation), k) == k:
                     more.append(face)
         return more
 
-    def _turned_face(self, frame: np.ndarray, box: np.ndarray, score: float, dense: bool,
+    def _turned_face(self, views: TurnedViews, box: np.ndarray, score: float, dense: bool,
                      times: StageTimes, turns: int) -> Face:
         """The face in `box` fitted in np.rot90(frame, turns), put back on the frame: the network
         was trained on upright faces."""
         start = time.perf_counter()
-        view, view_box = turn_frame(frame, turns), turn_box(box, turns, frame.shape)
+        frame, view = views.frame, views[turns]
+        view_box = turn_box(box, turns, frame.shape)
         times.preprocess += _ms(start)
         roi = crop.roi_from_box(view_box, self.options.roi_shift, self.options.roi_scale)
         face = self._fit(view, roi, view_box, score, dense, times, from_box=True)

@@ -29,6 +29,20 @@ def turn_frame(frame: np.ndarray, k: int) -> np.ndarray:
     return frame if k == 0 else cv2.rotate(frame, _CV2_ROTATION[k])
 
 
+class TurnedViews:
+    """A frame and its quarter turns, each turned once, when first asked for (a large photo
+    takes milliseconds to turn, and several faces may need the same turn)."""
+
+    def __init__(self, frame: np.ndarray) -> None:
+        self.frame = frame
+        self._views = {0: frame}
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k not in self._views:
+            self._views[k] = turn_frame(self.frame, k)
+        return self._views[k]
+
+
 def tilt(rotation: np.ndarray) -> float:
     """Degrees by which a face's up direction leans from the frame's up, in the picture: where
     the rotation takes the head's up axis. Unlike the roll angle it does not grow with yaw and
