@@ -43,8 +43,7 @@ from .pose import decompose
 from .turns import (
     QUARTER_TURNS,
     SAME_FACE_IOU,
-    tilt,
-    turn_for_tilt,
+    turn_for,
     turn_frame,
     unturn_box,
 )
@@ -78,7 +77,7 @@ class MirrorFit:
     @property
     def lying_sideways(self) -> bool:
         """Whether the fit shows the face tilted far enough to be fitted in a turned frame."""
-        return turn_for_tilt(tilt(decompose(camera_of(self.params)).rotation)) != 0
+        return turn_for(decompose(camera_of(self.params)).rotation) != 0
 
     def frame_box(self, frame_shape: tuple[int, ...]) -> np.ndarray:
         """The box in the frame's pixels."""

@@ -28,9 +28,8 @@ from .runtime import TFLiteRunner
 from .turns import (
     SAME_FACE_IOU,
     TurnedViews,
-    tilt,
     turn_box,
-    turn_for_tilt,
+    turn_for,
     unturn_box,
     unturn_face,
 )
@@ -184,7 +183,7 @@ class Pipeline:
         fallback."""
         face = self._fit(views.frame, roi, box, score, dense, times, from_box)
         sideways = from_box and self.options.rotated_fallback
-        turns = turn_for_tilt(tilt(face.rotation)) if sideways else 0
+        turns = turn_for(face.rotation) if sideways else 0
         return self._turned_face(views, box, score, dense, times, turns) if turns else face
 
     def _faces_lying_beside(self, views: TurnedViews, faces: list[Face], dense: bool,
@@ -193,7 +192,7 @@ class Pipeline:
         they lie it finds some, rarely all, so the frame turned the way they lie is looked at
         too. Its new faces are kept if their fit lies that way as well."""
         more: list[Face] = []
-        for k in sorted({turn_for_tilt(tilt(face.rotation)) for face in faces} - {0}):
+        for k in sorted({turn_for(face.rotation) for face in faces} - {0}):
             start = time.perf_counter()
             boxes, scores = self.detect_turned(views, k)
             times.detect += _ms(start)
@@ -203,7 +202,7 @@ class Pipeline:
                 if any(iou(box, face.box) >= SAME_FACE_IOU for face in faces + more):
                     continue
                 face = self._turned_face(views, box, float(score), dense, times, k)
-                if turn_for_tilt(tilt(face.rotation), k) == k:
+                if turn_for(face.rotation, k) == k:
                     more.append(face)
         return more
 

@@ -24,7 +24,7 @@ from ..core.options import TrackerOptions
 from . import crop
 from .pipeline import Pipeline
 from .smoothing import OneEuro, OneEuroSettings
-from .turns import tilt, turn_box, turn_for_tilt, turn_frame, unturn_face
+from .turns import turn_box, turn_for, turn_frame, unturn_face
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class FaceTracker:
                frame_shape: tuple[int, ...], pipeline: Pipeline, options: TrackerOptions) -> None:
         """Pair detections with tracks by IoU; new detections start tracks, tracks missed by
         `max_misses` detection rounds in a row end. A new track stands the way its detection
-        was found (upright or turned); after that its own fits decide (`_turn_to_tilt`)."""
+        was found (upright or turned); after that its own fits decide (`_turn_to_fit`)."""
         def roi_of(i: int) -> np.ndarray:
             box = turn_box(boxes[i], turns[i], frame_shape)
             return crop.roi_from_box(box, pipeline.options.roi_shift, pipeline.options.roi_scale)
@@ -194,7 +194,7 @@ class FaceTracker:
             first_fit = track.face is None
             track.face = unturn_face(face, turns, frame.shape)
             track.box = track.face.box
-            track.turned_on_first_fit = _turn_to_tilt(track, frame.shape) and first_fit
+            track.turned_on_first_fit = _turn_to_fit(track, frame.shape) and first_fit
             kept.append(track)
         return kept
 
@@ -222,12 +222,12 @@ class FaceTracker:
         return out
 
 
-def _turn_to_tilt(track: _Track, frame_shape: tuple[int, ...]) -> bool:
+def _turn_to_fit(track: _Track, frame_shape: tuple[int, ...]) -> bool:
     """From the next frame on, align the track in the quarter turn its face's tilt asks for
-    (turns.turn_for_tilt): a person lying down or sitting up, or a face the upright detector
+    (turns.turn_for): a person lying down or sitting up, or a face the upright detector
     found lying sideways. Whether the turn changed."""
     assert track.face is not None
-    turns = turn_for_tilt(tilt(track.face.rotation), track.turns)
+    turns = turn_for(track.face.rotation, track.turns)
     if turns == track.turns:
         return False
     roi = crop.roi_from_landmarks(track.face.landmarks)  # a square: turns as it is

@@ -51,10 +51,11 @@ def tilt(rotation: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(up[0], up[1])))
 
 
-def turn_for_tilt(degrees: float, turns: int = 0) -> int:
-    """The quarter turn to fit a face in whose tilt in the frame is `degrees` and which was
-    fitted in np.rot90(frame, turns): `turns` while its tilt is within TURN_AFTER_TILT of what
-    that turn stands upright (90 x turns), else the turn that stands it nearest upright."""
+def turn_for(rotation: np.ndarray, turns: int = 0) -> int:
+    """The quarter turn to fit a face in whose rotation (in the frame) is `rotation` and which
+    was fitted in np.rot90(frame, turns): `turns` while its tilt is within TURN_AFTER_TILT of
+    what that turn stands upright (90 x turns), else the turn that stands it nearest upright."""
+    degrees = tilt(rotation)
     if abs(degrees - 90.0 * turns) <= TURN_AFTER_TILT:
         return turns
     return int(np.clip(np.round(degrees / 90.0), -1, 1))
