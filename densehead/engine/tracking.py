@@ -36,7 +36,6 @@ class _Track:
     score: float
     roi: np.ndarray            # the crop to align on in the next frame, in the turned frame
     turns: int = 0             # the face stands upright in np.rot90(frame, turns)
-    turned_on_first_fit: bool = False   # its first fit lay sideways: align again in its turn
     face: Face | None = None   # None until the first alignment
     misses: int = 0
     filter: OneEuro | None = None
@@ -144,13 +143,11 @@ class FaceTracker:
     def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
                options: TrackerOptions) -> FrameResult:
         times = StageTimes()
-        kept = self._align_all(frame, self._tracks, dense, now, pipeline, options, times)
+        kept, again = self._align_all(frame, self._tracks, dense, now, pipeline, options, times)
         # a new track whose first fit shows its face lying sideways (the upright detector found
         # it as it lies) is aligned again at once in the turn that stands it upright
-        again = [t for t in kept if t.turned_on_first_fit]
         if again:
-            kept = [t for t in kept if not t.turned_on_first_fit]
-            kept += self._align_all(frame, again, dense, now, pipeline, options, times)
+            kept += self._align_all(frame, again, dense, now, pipeline, options, times)[0]
         self._tracks = _drop_duplicates(kept)
         faces = [t.face for t in self._tracks if t.face is not None]
         times.faces = len(faces)
@@ -158,18 +155,22 @@ class FaceTracker:
 
     def _align_all(self, frame: np.ndarray, tracks: list[_Track], dense: bool, now: float,
                    pipeline: Pipeline, options: TrackerOptions,
-                   times: StageTimes) -> list[_Track]:
+                   times: StageTimes) -> tuple[list[_Track], list[_Track]]:
         kept: list[_Track] = []
+        again: list[_Track] = []
         for turns in sorted({t.turns for t in tracks}):
             group = [t for t in tracks if t.turns == turns]
-            kept += self._align_turned(frame, turns, group, dense, now, pipeline, options, times)
-        return kept
+            k, a = self._align_turned(frame, turns, group, dense, now, pipeline, options, times)
+            kept += k
+            again += a
+        return kept, again
 
     def _align_turned(self, frame: np.ndarray, turns: int, tracks: list[_Track], dense: bool,
                       now: float, pipeline: Pipeline, options: TrackerOptions,
-                      times: StageTimes) -> list[_Track]:
-        """Align the tracks that stand upright in np.rot90(frame, turns) there; the tracks kept,
-        their faces put back on the frame."""
+                      times: StageTimes) -> tuple[list[_Track], list[_Track]]:
+        """Align the tracks that stand upright in np.rot90(frame, turns) there, their faces put
+        back on the frame: (the tracks kept, the new ones whose first fit turned them, to align
+        again in their turn)."""
         view = turn_frame(frame, turns)
         rois = np.array([t.roi for t in tracks])
         scores = np.array([t.score for t in tracks])
@@ -180,6 +181,7 @@ class FaceTracker:
         times.add(result.times)
         height, width = view.shape[:2]
         kept: list[_Track] = []
+        again: list[_Track] = []
         for track, face in zip(tracks, result.faces):
             if not _plausible(face, width, height):
                 self._lost = True  # look again on the next frame
@@ -194,9 +196,9 @@ class FaceTracker:
             first_fit = track.face is None
             track.face = unturn_face(face, turns, frame.shape)
             track.box = track.face.box
-            track.turned_on_first_fit = _turn_to_fit(track, frame.shape) and first_fit
-            kept.append(track)
-        return kept
+            turned = _turn_to_fit(track, frame.shape)
+            (again if turned and first_fit else kept).append(track)
+        return kept, again
 
     def _smooth(self, track: _Track, face: Face, dense: bool, now: float, pipeline: Pipeline,
                 options: TrackerOptions) -> Face:
