@@ -32,6 +32,23 @@ def image_path(item: dict) -> Path:
     return SAMPLES / item["image"]
 
 
+def turned_aflw(k: int) -> list[tuple]:
+    """The 61 samples as np.rot90(image, k) and their ground-truth landmarks in its pixels:
+    (name, turned image, landmarks, pose in degrees)."""
+    import numpy as np
+
+    from densehead.engine.turns import turn_frame, unturn_points
+    from densehead.io.image import read_image
+
+    out = []
+    for item in aflw_items():
+        turned = turn_frame(read_image(image_path(item)), k)
+        # the frame's points are where np.rot90(turned, -k) puts them: undo that turn
+        gt = unturn_points(np.array(item["landmarks68"]) - 1.0, -k, turned.shape)
+        out.append((item["image"], turned, gt, item["pose_deg"]))
+    return out
+
+
 def turned_distance(face, candidates: list, k: int, shape: tuple[int, ...]) -> float:
     """Mean landmark distance, in face sizes (sqrt of its landmark box's area), from `face` to
     the nearest of `candidates`, faces found in np.rot90 of its picture by k, put back."""

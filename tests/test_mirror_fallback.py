@@ -12,6 +12,7 @@ from helpers import (
     aflw_items,
     image_path,
     shared_pipeline,
+    turned_aflw,
     turned_distance,
     two_people_lying,
 )
@@ -22,7 +23,7 @@ from densehead.engine.mirror_fallback import (
     mirror_disagreement,
 )
 from densehead.engine.tracking import FaceTracker
-from densehead.engine.turns import turn_frame, unturn_points
+from densehead.engine.turns import turn_frame
 from densehead.io.image import read_image
 from densehead.tools.metrics import nme
 
@@ -137,17 +138,6 @@ def test_mirror_fallback_can_be_switched_off(pipe):
 
 
 # --- the rotated fallback ----------------------------------------------------------------------
-
-def turned_aflw(k: int) -> list[tuple[str, np.ndarray, np.ndarray, dict]]:
-    """The 61 samples as np.rot90(image, k) and their ground-truth landmarks in its pixels."""
-    out = []
-    for item in aflw_items():
-        image = read_image(image_path(item))
-        turned = np.ascontiguousarray(np.rot90(image, k))
-        # the frame's points are where np.rot90(turned, -k) puts them: undo that turn
-        gt = unturn_points(np.array(item["landmarks68"]) - 1.0, -k, turned.shape)
-        out.append((item["image"], turned, gt, item["pose_deg"]))
-    return out
 
 
 @pytest.mark.parametrize("k", [1, -1], ids=["anticlockwise", "clockwise"])

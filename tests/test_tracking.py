@@ -8,15 +8,14 @@ import cv2
 import numpy as np
 import pytest
 from helpers import (
-    aflw_items,
-    image_path,
     shared_pipeline,
+    turned_aflw,
     turned_distance,
     two_people_lying,
 )
 
 from densehead.engine.tracking import FaceTracker
-from densehead.engine.turns import turn_frame, unturn_points
+from densehead.engine.turns import turn_frame
 from densehead.io.image import read_image
 from densehead.io.video import iter_frames
 from densehead.tools.metrics import nme
@@ -205,12 +204,10 @@ def test_a_face_found_lying_sideways_is_fitted_upright_from_its_first_frame(pipe
     (7.21 % when the turn waited for the next frame); the bound, 4.5 %, lies between."""
     upright_only = pipe.with_options(mirror_fallback=False, rotated_fallback=False)
     errors = []
-    for item in aflw_items():
-        turned = turn_frame(read_image(image_path(item)), 1)
+    for name, turned, truth, _ in turned_aflw(1):
         if not upright_only(turned).faces:
             continue
-        truth = unturn_points(np.array(item["landmarks68"]) - 1.0, -1, turned.shape)
         faces = FaceTracker(pipe)(turned).faces
-        assert faces, item["image"]
+        assert faces, name
         errors.append(100 * nme(faces[0].landmarks, truth))
     assert len(errors) >= 35 and np.median(errors) < 4.5, np.round(sorted(errors), 1)
