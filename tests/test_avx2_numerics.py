@@ -61,8 +61,9 @@ def test_a_command_runs_with_the_kernels_of_a_zen_1(samples):
     assert not zen1["dot_product"] and zen1["auto"] == "mb05"
     if "AVX512-SKX" in native["opencv"]:
         assert "AVX512-SKX?" in zen1["opencv"]   # OpenCV's mark of a feature turned off
-    if (native["uarch"], native["flags"]) != (zen1["uarch"], zen1["flags"]):
-        # Zen's GEMM kernels sum in another order: the same fit, other last bits
+    if "avx512f" in native["flags"]:
+        # Zen's GEMM kernels sum in another order than the AVX-512 ones: the same fit, other
+        # last bits (on an AVX2 CPU, Zen or not, XNNPACK may already pick them: not asserted)
         assert native["params"] != zen1["params"]
     # a few hundredths of a pixel apart (0.012 px here): the 3DMM parameters span five orders
     # of magnitude and the order of summation moves the largest by parts in 1e4
