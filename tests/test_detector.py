@@ -86,6 +86,25 @@ def test_letterbox_of_a_large_photo_is_the_area_average_it_was(samples: Path) ->
     assert np.array_equal(letterbox(frame)[0][0], cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA))
 
 
+@pytest.mark.parametrize("k", [2, 3, 4, 6, 8, 12])
+def test_a_frame_averaged_down_by_a_whole_factor_is_the_mean_of_its_blocks(k: int) -> None:
+    """1280x720 is averaged by 4, a 12-megapixel photo by 12: in halvings (OpenCV's fast
+    path), then the odd rest. Each step rounds to whole grey levels, which bounds how far a
+    pixel may be from its block's exact mean (half a level per step), whatever the CPU."""
+    from densehead.engine.detector import _average_blocks
+
+    frame = np.random.default_rng(k).integers(0, 256, (k * 30, k * 40, 3), dtype=np.uint8)
+    exact = frame.reshape(30, k, 40, k, 3).mean(axis=(1, 3))
+    ours = _average_blocks(frame, k)
+    steps, rest = 0, k
+    while rest % 2 == 0:
+        steps, rest = steps + 1, rest // 2
+    steps += rest > 1
+    assert ours.shape == (30, 40, 3) and ours.dtype == np.uint8
+    assert np.abs(ours - exact).max() <= 0.5 * steps
+    assert np.abs(ours - exact).mean() < 0.5
+
+
 # emma.jpg is a collage of three photos of the same person: three faces.
 @pytest.mark.parametrize("name, count", [("emma.jpg", 3), ("trump_hillary.jpg", 2),
                                          ("JianzhuGuo.jpg", 1)])

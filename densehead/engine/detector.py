@@ -103,17 +103,32 @@ def _shrink(frame_bgr: np.ndarray, nw: int, nh: int) -> tuple[np.ndarray, tuple[
     OpenCV's area resize is fast only for a whole-number factor, several times slower otherwise
     (a 12-megapixel photo: 26 ms). A large frame is therefore first averaged down by the largest
     whole factor k (its last w % k columns and h % k rows, fewer than k pixels, are left out),
-    and the area resize does the rest, less than 2x, on the small picture. Frames at a whole
-    factor (640x480, 1280x720, 1920x1080) and under twice the input come out as before."""
+    and the area resize does the rest, less than 2x, on the small picture. Frames halved
+    (640x480) and under twice the input come out as before."""
     h, w = frame_bgr.shape[:2]
     k = min(w // nw, h // nh)
     if k >= 2:
         w, h = w // k * k, h // k * k
-        frame_bgr = cv2.resize(frame_bgr[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        frame_bgr = _average_blocks(frame_bgr[:h, :w], k)
     if frame_bgr.shape[:2] != (nh, nw):
         interp = cv2.INTER_AREA if nw < frame_bgr.shape[1] else cv2.INTER_LINEAR
         frame_bgr = cv2.resize(frame_bgr, (nw, nh), interpolation=interp)
     return frame_bgr, (w, h)
+
+
+def _average_blocks(frame_bgr: np.ndarray, k: int) -> np.ndarray:
+    """The mean of each k x k block (the frame's sides are multiples of k): halved while k is
+    even, OpenCV's halving being vectorised where its other whole factors are not (1280x720 by
+    4: a quarter of the time), then the odd rest in one step. Each step rounds to whole grey
+    levels: the result is within half a level per step of the exact mean."""
+    while k % 2 == 0:
+        h, w = frame_bgr.shape[:2]
+        frame_bgr = cv2.resize(frame_bgr, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        k //= 2
+    if k > 1:
+        h, w = frame_bgr.shape[:2]
+        frame_bgr = cv2.resize(frame_bgr, (w // k, h // k), interpolation=cv2.INTER_AREA)
+    return frame_bgr
 
 
 def normalise(canvas_bgr: np.ndarray) -> np.ndarray:
