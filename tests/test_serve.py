@@ -2,11 +2,14 @@
 checkout, with two malloc arenas unless the user chose a number."""
 from __future__ import annotations
 
+import http.client
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from densehead.dashboard.proxy import UPSTREAM_IDLE_S
 from densehead.tools.browser import ROOT, AppServer
 
 pytestmark = pytest.mark.slow  # starts the dashboard server
@@ -37,3 +40,19 @@ def test_serve_outside_a_checkout_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                       # run in an empty folder ...
     with pytest.raises(OSError, match="app.py not found"):
         serve.app_folder(checkout=tmp_path)           # ... as if installed from a wheel
+
+
+def test_a_replica_keeps_an_idle_connection_longer_than_the_proxy_does(tmp_path):
+    """The replicas' proxy reuses an idle connection to a replica for UPSTREAM_IDLE_S at most;
+    the replica must not close it sooner, or the proxy sends a browser's request down a
+    connection being closed, counts the replica as down and moves the browser's cookie to
+    another one while its session stays behind (seen on a busy machine, when the proxy kept
+    connections for 60 s and Streamlit's server closed them after 5)."""
+    with AppServer(tmp_path / "server.log") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("GET", "/_stcore/health")
+        assert connection.getresponse().read() == b"ok"
+        time.sleep(UPSTREAM_IDLE_S + 1)   # idle a second longer than the proxy would keep it
+        connection.request("GET", "/_stcore/health")   # on the same connection
+        assert connection.getresponse().read() == b"ok"
+        connection.close()

@@ -24,6 +24,11 @@ REPLICA_COOKIE = "densehead_replica"   # the replica a browser is kept on
 REPLICA_ENV = "DENSEHEAD_REPLICA"      # a replica's own name, in its environment
 MOVED_COOKIE = "densehead_moved"       # the replica it lost, set when its server went away
 MOVED_NOTICE_S = 60                    # how long after the move a page still says so
+# How long the proxy keeps an idle connection to a replica for the next request: well below the
+# replica's own limit (Streamlit's server, uvicorn, closes a connection idle for 5 s). Past it,
+# a request sent on a connection the replica was closing failed, which counted the replica as
+# down and moved the browser's cookie to another one while its session stayed behind.
+UPSTREAM_IDLE_S = 2
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def render_config(backends: list[Backend], proxy: ProxySettings, prefix: Path) -
         "moved_seconds": str(MOVED_NOTICE_S),
         "groups_by_cookie": _lines(f'"{b.name}" densehead_{b.name};' for b in backends),
         "names_by_address": _lines(f'"{b.address}" {b.name};' for b in backends),
-        "all_servers": _lines(_server(b) for b in backends),
+        "all_servers": _lines([*(_server(b) for b in backends), *_KEEPALIVE]),
         "replica_groups": "\n".join(_group(b, backends) for b in backends),
         "listen": f"{proxy.address}:{proxy.port}" + (" ssl" if proxy.cert else ""),
         "tls": (f"        ssl_certificate {proxy.cert};\n        ssl_certificate_key {proxy.key};"
@@ -125,6 +130,9 @@ def _user_line() -> str:
     return f"user {user.pw_name} {grp.getgrgid(user.pw_gid).gr_name};"
 
 
+_KEEPALIVE = ("keepalive 16;", f"keepalive_timeout {UPSTREAM_IDLE_S}s;")
+
+
 def _server(backend: Backend, backup: bool = False) -> str:
     return (f"server {backend.address}" + (" backup" if backup else
                                             " max_fails=1 fail_timeout=5s") + ";")
@@ -132,7 +140,7 @@ def _server(backend: Backend, backup: bool = False) -> str:
 
 def _group(backend: Backend, backends: list[Backend]) -> str:
     others = [_server(b, backup=True) for b in backends if b != backend]
-    body = _lines([_server(backend), *others, "keepalive 16;"])
+    body = _lines([_server(backend), *others, *_KEEPALIVE])
     return f"    upstream densehead_{backend.name} {{\n{body}\n    }}"
 
 
