@@ -323,9 +323,10 @@ def wait_fps(page: Any, timeout_s: float = 60.0) -> float:
 
 def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_s: float = 45.0) -> None:
     """Click START like a person would, and once more if no frame gets processed: WebRTC
-    negotiation on a busy 2-core machine sometimes stalls, and a stream started on a page the
-    replicas' proxy had just moved was seen to end within 50 ms, showing START again (the
-    readouts appear with the first frame, so they alone do not say the stream is up)."""
+    negotiation on a busy 2-core machine sometimes stalls (the readouts appear with the first
+    frame, so they alone do not say the stream is up). A stream started on a page the replicas'
+    proxy had just moved was also seen to end within 50 ms; those moves came from the proxy
+    reusing connections the replica was closing (dashboard/proxy.py, UPSTREAM_IDLE_S)."""
     for _ in range(attempts):
         frame.locator("button", has_text="START").click()
         try:
