@@ -29,6 +29,7 @@ MOVED_NOTICE_S = 60                    # how long after the move a page still sa
 # a request sent on a connection the replica was closing failed, which counted the replica as
 # down and moved the browser's cookie to another one while its session stayed behind.
 UPSTREAM_IDLE_S = 2
+_KEEPALIVE = ("keepalive 16;", f"keepalive_timeout {UPSTREAM_IDLE_S}s;")   # in every group
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,6 @@ def _user_line() -> str:
         return ""
     user = pwd.getpwuid(os.geteuid())
     return f"user {user.pw_name} {grp.getgrgid(user.pw_gid).gr_name};"
-
-
-_KEEPALIVE = ("keepalive 16;", f"keepalive_timeout {UPSTREAM_IDLE_S}s;")
 
 
 def _server(backend: Backend, backup: bool = False) -> str:

@@ -118,9 +118,9 @@ def _shrink(frame_bgr: np.ndarray, nw: int, nh: int) -> tuple[np.ndarray, tuple[
 
 def _average_blocks(frame_bgr: np.ndarray, k: int) -> np.ndarray:
     """The mean of each k x k block (the frame's sides are multiples of k): halved while k is
-    even, OpenCV's halving being vectorised where its other whole factors are not (1280x720 by
-    4: a quarter of the time), then the odd rest in one step. Each step rounds to whole grey
-    levels: the result is within half a level per step of the exact mean."""
+    even, OpenCV's halving being vectorised where its other whole factors are not
+    (docs/measurements.md, HD frames), then the odd rest in one step. Each step rounds to whole
+    grey levels: the result is within half a level per step of the exact mean."""
     while k % 2 == 0:
         h, w = frame_bgr.shape[:2]
         frame_bgr = cv2.resize(frame_bgr, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
