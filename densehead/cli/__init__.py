@@ -18,7 +18,7 @@ log = logging.getLogger("densehead")
 
 # the command groups, in the order `--help` lists them
 GROUPS = ("modes", "export", "batch", "serve", "benchmark", "fetch", "render_bench", "evaluate",
-          "live_bench", "peer_bench")
+          "live_bench", "peer_bench", "mediapipe_bench")
 PASS_ON = ("serve",)   # commands whose arguments go to another program as they are
 
 

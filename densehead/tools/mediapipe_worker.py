@@ -1,0 +1,92 @@
+"""MediaPipe Face Mesh's half of densehead.tools.mediapipe_bench, run by the Python of a
+virtualenv that has mediapipe (it needs numpy < 2, so it cannot share densehead's): a script,
+not part of the densehead package, importing nothing of it.
+
+    python mediapipe_worker.py FRAMES.npy [--kernels native|avx2]
+
+Answers lines "static N" and "tracked N" on stdin with one JSON line: the milliseconds of each
+of the next N frames (BGR to RGB conversion and `process`) and on how many a face was found.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+# MediaPipe 0.10.21 bundles an XNNPACK whose hardware config is a struct of bools, one per
+# instruction set; these offsets (avx512f to avx256vnnigfni) were read off that build and
+# checked by the kernels it then runs (perf shows fma3 ones in place of avx512f ones)
+KNOWN_VERSION = "0.10.21"
+PAST_AVX2 = range(14, 26)
+_BINDINGS = "_framework_bindings"
+
+
+def restrict_to_avx2() -> None:
+    """Make MediaPipe's XNNPACK pick AVX2 kernels; before the first graph is made."""
+    import mediapipe
+    from mediapipe.python import _framework_bindings
+
+    if mediapipe.__version__ != KNOWN_VERSION:
+        sys.exit(f"mediapipe {mediapipe.__version__}: only {KNOWN_VERSION}'s XNNPACK layout is "
+                 "known, run with --kernels native")
+    path = Path(_framework_bindings.__file__)
+    base = next(int(line.split()[0].split("-")[0], 16)
+                for line in Path("/proc/self/maps").read_text().splitlines()
+                if line.split()[-1] == str(path) and int(line.split()[2], 16) == 0)
+    symbol = _avx2_numerics().elf_symbol(path, "xnn_init_hardware_config")
+    config = ctypes.CFUNCTYPE(ctypes.c_void_p)(base + symbol)()
+    flags = (ctypes.c_ubyte * PAST_AVX2.stop).from_address(config)
+    for offset in PAST_AVX2:
+        flags[offset] = 0
+
+
+def _avx2_numerics():
+    """densehead.tools.avx2_numerics (its ELF reader), loaded from the file beside this one
+    without importing the densehead package, which this interpreter does not have."""
+    spec = importlib.util.spec_from_file_location(
+        "avx2_numerics", Path(__file__).with_name("avx2_numerics.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("frames", type=Path)
+    parser.add_argument("--kernels", choices=("native", "avx2"), default="native")
+    args = parser.parse_args()
+    try:
+        import cv2
+        import mediapipe
+        import numpy as np
+    except ImportError as e:
+        sys.exit(f"this Python cannot run MediaPipe ({e}): give the Python of a virtualenv with "
+                 f"`pip install mediapipe=={KNOWN_VERSION}`")
+    if args.kernels == "avx2":
+        restrict_to_avx2()
+    frames = np.load(args.frames)
+    mesh = mediapipe.solutions.face_mesh
+    meshes = {"static": mesh.FaceMesh(static_image_mode=True, max_num_faces=1),
+              "tracked": mesh.FaceMesh(static_image_mode=False, max_num_faces=1)}
+    next_frame = dict.fromkeys(meshes, 0)
+    print(json.dumps({"ready": f"mediapipe {mediapipe.__version__}"}), flush=True)
+    for line in sys.stdin:
+        kind, count = line.split()
+        times, found = [], 0
+        for _ in range(int(count)):
+            frame = frames[next_frame[kind] % len(frames)]
+            next_frame[kind] += 1
+            start = time.perf_counter()
+            result = meshes[kind].process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            times.append((time.perf_counter() - start) * 1e3)
+            found += result.multi_face_landmarks is not None
+        print(json.dumps({"ms": times, "found": found}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
