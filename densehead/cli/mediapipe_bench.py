@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if min(args.frames, args.rounds, args.per_round) < 1:
         raise ValueError("--frames, --rounds and --per-round must be at least 1")
+    if args.kernels == "avx2" and platform.machine().lower() not in ("x86_64", "amd64"):
+        raise ValueError(f"--kernels avx2 needs an x86-64 CPU (this is {platform.machine()})")
     size = parse_size(args.resize) if args.resize else None
     frames = [f if size is None else cv2.resize(f, size, interpolation=cv2.INTER_AREA)
               for f in iter_frames(args.file, args.frames)]
