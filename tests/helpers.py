@@ -1,9 +1,12 @@
 """Small shared pieces for the tests: ground truth of the AFLW2000-3D samples, pipeline cache."""
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from paths import SAMPLES
 
@@ -91,3 +94,17 @@ def run_coroutine(coroutine):
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 
+
+@contextlib.contextmanager
+def ctrl_c_as_from_a_terminal() -> Iterator[None]:
+    """Processes started inside get Ctrl-C (SIGINT) at its default, as from a terminal, also when
+    the suite itself runs in the background (`pytest &` ignores SIGINT, an ignored signal is
+    inherited through exec, and Python then installs no KeyboardInterrupt handler)."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler is reset on exec
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)

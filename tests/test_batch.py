@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ctrl_c_as_from_a_terminal
 
 from densehead.batch import (
     BatchSettings,
@@ -494,18 +495,11 @@ def open_files(pid: int) -> set[str]:
 
 
 def start_and_wait_for_second_file(root: Path, out: Path) -> tuple[subprocess.Popen, int]:
-    """The CLI with one worker, once that worker has 2.avi open (1.avi is done). It starts with
-    Ctrl-C at its default, as from a terminal, also when the suite itself runs in the background
-    (`pytest &` ignores SIGINT, and an ignored signal is inherited through exec)."""
-    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    if ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler is reset on exec
-    try:
+    """The CLI with one worker, once that worker has 2.avi open (1.avi is done); Ctrl-C reaches
+    it as from a terminal."""
+    with ctrl_c_as_from_a_terminal():
         proc = subprocess.Popen(cli("batch", str(root), "-o", str(out), "--workers", "1"),
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    finally:
-        if ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()

@@ -27,7 +27,7 @@ def test_densehead_side_answers_each_round_with_a_time_per_frame(tmp_path: Path)
                           text=True, timeout=300)
     assert side.returncode == 0, side.stderr
     ready, static, tracked = (json.loads(line) for line in side.stdout.splitlines())
-    assert ready["ready"].startswith("densehead ") and "regressor mb05" in ready["ready"]
+    assert ready["ready"].startswith("densehead, regressor mb05")
     # obama.mp4 shows one face throughout: every frame has it, in both modes (the tracked
     # round wraps around the 4 frames)
     assert len(static["ms"]) == 2 and static["found"] == 2

@@ -163,16 +163,16 @@ def serve(frames_path: Path, stdin: IO[str], stdout: IO[str]) -> int:
     """Answer "static N" / "tracked N" lines for densehead, as the MediaPipe worker does."""
     import time
 
-    import densehead as dh
-    from densehead.engine.runtime import runtime_version
+    from ..engine.pipeline import Pipeline
+    from ..engine.runtime import runtime_version
+    from ..engine.tracking import FaceTracker
 
     frames = np.load(frames_path)
-    pipeline = dh.Pipeline()
-    tracker = dh.FaceTracker(pipeline)
+    pipeline = Pipeline()
+    tracker = FaceTracker(pipeline)
     calls = {"static": pipeline, "tracked": tracker}
     next_frame = dict.fromkeys(calls, 0)
-    version = f"densehead {dh.__version__}, regressor {pipeline.options.regressor}, " \
-              f"{runtime_version()}"
+    version = f"densehead, regressor {pipeline.options.regressor}, {runtime_version()}"
     print(json.dumps({"ready": version}), file=stdout, flush=True)
     for line in stdin:
         kind, count = line.split()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ctrl_c_as_from_a_terminal
 from paths import ROOT
 from test_live_server import csv_table, rows_per_frame, series_csv, shot, wait_until
 
@@ -53,11 +54,12 @@ def replicas(tmp_path_factory, assets_dir):
     run_dir = tmp_path_factory.mktemp("replicas")
     port = free_ports(3)
     log = open(run_dir / "launcher.log", "w")
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "densehead", "serve", "--replicas", "2", "--proxy-port", str(port),
-         "--proxy-address", "127.0.0.1", "--run-dir", str(run_dir)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env=dict(os.environ, DENSEHEAD_ASSETS=str(assets_dir), PYTHONUNBUFFERED="1"))
+    with ctrl_c_as_from_a_terminal():
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "densehead", "serve", "--replicas", "2", "--proxy-port",
+             str(port), "--proxy-address", "127.0.0.1", "--run-dir", str(run_dir)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, DENSEHEAD_ASSETS=str(assets_dir), PYTHONUNBUFFERED="1"))
     info: dict = {}
     try:
         deadline = time.monotonic() + 180
