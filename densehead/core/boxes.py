@@ -6,8 +6,8 @@ import numpy as np
 
 def landmark_box(points: np.ndarray) -> np.ndarray:
     """(4,) float64 x1, y1, x2, y2 around the 2D part of `points`."""
-    p = np.asarray(points, dtype=np.float64)[:, :2]
-    return np.concatenate([p.min(axis=0), p.max(axis=0)])
+    p = np.asarray(points)[:, :2]   # min and max before the cast to float64: the same values
+    return np.concatenate([p.min(axis=0), p.max(axis=0)]).astype(np.float64)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -303,9 +303,9 @@ def _finite_boxes(boxes: Any, name: str) -> np.ndarray:
     """(K, 4) float64 boxes from a caller, refused unless finite with x2 > x1 and y2 > y1
     (a NaN box would give NaN landmarks that no overlay can draw)."""
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite numbers, got {arr.tolist()}")
-    if np.any(arr[:, 2] <= arr[:, 0]) or np.any(arr[:, 3] <= arr[:, 1]):
+    if (arr[:, 2] <= arr[:, 0]).any() or (arr[:, 3] <= arr[:, 1]).any():
         raise ValueError(f"each of {name} needs x2 > x1 and y2 > y1, got {arr.tolist()}")
     return arr
 

@@ -10,6 +10,7 @@ not only at re-detections.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from itertools import count
@@ -183,11 +184,12 @@ class FaceTracker:
         kept: list[_Track] = []
         again: list[_Track] = []
         for track, face in zip(tracks, result.faces):
-            if not _plausible(face, width, height):
+            box = landmark_box(face.landmarks)
+            if not _plausible(box, width, height):
                 self._lost = True  # look again on the next frame
                 continue
             face.track_id = track.id
-            face.box = landmark_box(face.landmarks)
+            face.box = box
             if options.smoothing:
                 face = self._smooth(track, face, dense, now, pipeline, options)
             else:
@@ -238,13 +240,12 @@ def _turn_to_fit(track: _Track, frame_shape: tuple[int, ...]) -> bool:
     return True
 
 
-def _plausible(face: Face, width: int, height: int) -> bool:
-    """A track is lost when its landmarks collapse or leave the frame."""
-    box = landmark_box(face.landmarks)
-    w, h = box[2] - box[0], box[3] - box[1]
-    if not np.all(np.isfinite(box)) or min(w, h) < 8:
+def _plausible(box: np.ndarray, width: int, height: int) -> bool:
+    """A track is lost when its landmarks (their `box`) collapse or leave the frame."""
+    x1, y1, x2, y2 = box.tolist()
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or min(x2 - x1, y2 - y1) < 8:
         return False
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     return 0 <= cx < width and 0 <= cy < height
 
 

@@ -5,6 +5,7 @@ frame. Pixel centres sit at whole numbers, as everywhere here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import cv2
@@ -47,8 +48,8 @@ def tilt(rotation: np.ndarray) -> float:
     """Degrees by which a face's up direction leans from the frame's up, in the picture: where
     the rotation takes the head's up axis. Unlike the roll angle it does not grow with yaw and
     pitch, so a profile looking down is not taken for a face lying sideways."""
-    up = np.asarray(rotation, np.float64) @ np.array([0.0, 1.0, 0.0])
-    return float(np.degrees(np.arctan2(up[0], up[1])))
+    up_x, up_y = float(rotation[0][1]), float(rotation[1][1])   # rotation @ (0, 1, 0)
+    return math.degrees(math.atan2(up_x, up_y))
 
 
 def turn_for(rotation: np.ndarray, turns: int = 0) -> int:
