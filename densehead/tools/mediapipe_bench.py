@@ -23,6 +23,8 @@ from typing import IO
 
 import numpy as np
 
+from .mediapipe_worker import answer_rounds
+
 WORKER = Path(__file__).with_name("mediapipe_worker.py")
 KINDS = {"static": "a detection on every frame (MediaPipe static_image_mode)",
          "tracked": "tracked (MediaPipe's video mode)"}
@@ -161,30 +163,17 @@ def format_table(rows: list[Row]) -> str:
 
 def serve(frames_path: Path, stdin: IO[str], stdout: IO[str]) -> int:
     """Answer "static N" / "tracked N" lines for densehead, as the MediaPipe worker does."""
-    import time
-
     from ..engine.pipeline import Pipeline
     from ..engine.runtime import runtime_version
     from ..engine.tracking import FaceTracker
 
-    frames = np.load(frames_path)
     pipeline = Pipeline()
     tracker = FaceTracker(pipeline)
-    calls = {"static": pipeline, "tracked": tracker}
-    next_frame = dict.fromkeys(calls, 0)
-    version = f"densehead, regressor {pipeline.options.regressor}, {runtime_version()}"
-    print(json.dumps({"ready": version}), file=stdout, flush=True)
-    for line in stdin:
-        kind, count = line.split()
-        times, found = [], 0
-        for _ in range(int(count)):
-            frame = frames[next_frame[kind] % len(frames)]
-            next_frame[kind] += 1
-            start = time.perf_counter()
-            result = calls[kind](frame)
-            times.append((time.perf_counter() - start) * 1e3)
-            found += bool(result.faces)
-        print(json.dumps({"ms": times, "found": found}), file=stdout, flush=True)
+    calls = {"static": lambda frame: bool(pipeline(frame).faces),
+             "tracked": lambda frame: bool(tracker(frame).faces)}
+    answer_rounds(np.load(frames_path), calls,
+                  f"densehead, regressor {pipeline.options.regressor}, {runtime_version()}",
+                  stdin, stdout)
     return 0
 
 

@@ -1,6 +1,6 @@
 """MediaPipe Face Mesh's half of densehead.tools.mediapipe_bench, run by the Python of a
-virtualenv that has mediapipe (it needs numpy < 2, so it cannot share densehead's): a script,
-not part of the densehead package, importing nothing of it.
+virtualenv that has mediapipe (it needs numpy < 2, so it cannot share densehead's): a script
+importing nothing of the densehead package (which imports its `answer_rounds`, the protocol).
 
     python mediapipe_worker.py FRAMES.npy [--kernels native|avx2]
 
@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any, Callable, Sequence
 
 # MediaPipe 0.10.21 bundles an XNNPACK whose hardware config is a struct of bools, one per
 # instruction set; these offsets (avx512f to avx256vnnigfni) were read off that build and
@@ -68,24 +69,36 @@ def main() -> int:
                  f"`pip install mediapipe=={KNOWN_VERSION}`")
     if args.kernels == "avx2":
         restrict_to_avx2()
-    frames = np.load(args.frames)
     mesh = mediapipe.solutions.face_mesh
     meshes = {"static": mesh.FaceMesh(static_image_mode=True, max_num_faces=1),
               "tracked": mesh.FaceMesh(static_image_mode=False, max_num_faces=1)}
-    next_frame = dict.fromkeys(meshes, 0)
-    print(json.dumps({"ready": f"mediapipe {mediapipe.__version__}"}), flush=True)
-    for line in sys.stdin:
+
+    def finder(face_mesh: Any) -> Callable[[Any], bool]:   # MediaPipe takes RGB
+        return lambda frame: face_mesh.process(
+            cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).multi_face_landmarks is not None
+
+    answer_rounds(np.load(args.frames), {kind: finder(m) for kind, m in meshes.items()},
+                  f"mediapipe {mediapipe.__version__}", sys.stdin, sys.stdout)
+    return 0
+
+
+def answer_rounds(frames: Sequence[Any], calls: dict[str, Callable[[Any], bool]], ready: str,
+                  stdin: IO[str], stdout: IO[str]) -> None:
+    """The protocol both sides speak: a line {"ready": ready}, then for each line "KIND N" the
+    milliseconds of each of the next N frames through calls[KIND] (which says whether it found
+    a face), and on how many it found one, as one JSON line."""
+    next_frame = dict.fromkeys(calls, 0)
+    print(json.dumps({"ready": ready}), file=stdout, flush=True)
+    for line in stdin:
         kind, count = line.split()
         times, found = [], 0
         for _ in range(int(count)):
             frame = frames[next_frame[kind] % len(frames)]
             next_frame[kind] += 1
             start = time.perf_counter()
-            result = meshes[kind].process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            found += calls[kind](frame)
             times.append((time.perf_counter() - start) * 1e3)
-            found += result.multi_face_landmarks is not None
-        print(json.dumps({"ms": times, "found": found}), flush=True)
-    return 0
+        print(json.dumps({"ms": times, "found": found}), file=stdout, flush=True)
 
 
 if __name__ == "__main__":
