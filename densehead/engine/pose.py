@@ -43,7 +43,7 @@ def decompose(camera: np.ndarray) -> Pose:
 
 def euler_angles(rotation: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of R = Rx(pitch) Ry(yaw) Rz(roll), the dataset's matrices."""
-    # scalars: Python's math is a tenth of numpy's per-call cost, and libm's the same on every CPU
+    # nine scalars: Python's math costs a tenth of numpy's per call
     r = np.asarray(rotation, dtype=np.float64).tolist()
     sin_yaw = min(max(-r[0][2], -1.0), 1.0)
     yaw = math.asin(sin_yaw)
