@@ -67,14 +67,14 @@ def elf_symbol(path: Path, name: str) -> int:
     raise KeyError(f"{name} is not in {path}'s symbol table")
 
 
-def _mapped_library() -> tuple[Path, int]:
-    """ai-edge-litert's library as this process has it mapped, and its load base."""
-    import ai_edge_litert.interpreter  # noqa: F401  (maps the library)
+def mapped_library(file_name: str) -> tuple[Path, int]:
+    """The shared library named `file_name` as this process has it mapped, and its load base
+    (where its first segment, file offset 0, sits)."""
     for line in Path("/proc/self/maps").read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 6 and parts[5].endswith(_LIBRARY) and int(parts[2], 16) == 0:
+        if len(parts) >= 6 and parts[5].endswith(file_name) and int(parts[2], 16) == 0:
             return Path(parts[5]), int(parts[0].split("-")[0], 16)
-    raise RuntimeError(f"{_LIBRARY} is not mapped in this process")
+    raise RuntimeError(f"{file_name} is not mapped in this process")
 
 
 def xnnpack_flags() -> tuple[int, list[str]]:
@@ -102,7 +102,9 @@ def _hardware_config() -> int:
     if version != LITERT_VERSION:
         raise RuntimeError(f"ai-edge-litert {version}: only {LITERT_VERSION}'s XNNPACK layout "
                            "is known to this tool")
-    path, base = _mapped_library()
+    import ai_edge_litert.interpreter  # noqa: F401  (maps the library)
+
+    path, base = mapped_library(_LIBRARY)
     init = ctypes.CFUNCTYPE(ctypes.c_void_p)(base + elf_symbol(path, "xnn_init_hardware_config"))
     return int(init())
 

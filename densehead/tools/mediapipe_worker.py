@@ -23,7 +23,6 @@ from typing import IO, Any, Callable, Sequence
 # checked by the kernels it then runs (perf shows fma3 ones in place of avx512f ones)
 KNOWN_VERSION = "0.10.21"
 PAST_AVX2 = range(14, 26)
-_BINDINGS = "_framework_bindings"
 
 
 def restrict_to_avx2() -> None:
@@ -34,11 +33,9 @@ def restrict_to_avx2() -> None:
     if mediapipe.__version__ != KNOWN_VERSION:
         sys.exit(f"mediapipe {mediapipe.__version__}: only {KNOWN_VERSION}'s XNNPACK layout is "
                  "known, run with --kernels native")
-    path = Path(_framework_bindings.__file__)
-    base = next(int(line.split()[0].split("-")[0], 16)
-                for line in Path("/proc/self/maps").read_text().splitlines()
-                if line.split()[-1] == str(path) and int(line.split()[2], 16) == 0)
-    symbol = _avx2_numerics().elf_symbol(path, "xnn_init_hardware_config")
+    elf = _avx2_numerics()
+    path, base = elf.mapped_library(Path(_framework_bindings.__file__).name)
+    symbol = elf.elf_symbol(path, "xnn_init_hardware_config")
     config = ctypes.CFUNCTYPE(ctypes.c_void_p)(base + symbol)()
     flags = (ctypes.c_ubyte * PAST_AVX2.stop).from_address(config)
     for offset in PAST_AVX2:
@@ -46,8 +43,8 @@ def restrict_to_avx2() -> None:
 
 
 def _avx2_numerics():
-    """densehead.tools.avx2_numerics (its ELF reader), loaded from the file beside this one
-    without importing the densehead package, which this interpreter does not have."""
+    """densehead.tools.avx2_numerics (its ELF and /proc readers), loaded from the file beside
+    this one without importing the densehead package, which this interpreter does not have."""
     spec = importlib.util.spec_from_file_location(
         "avx2_numerics", Path(__file__).with_name("avx2_numerics.py"))
     module = importlib.util.module_from_spec(spec)
