@@ -109,19 +109,35 @@ def controls() -> None:
                    f"available ({problem}); the video shows dense points instead and says so.")
 
 
+@dataclass(frozen=True)
+class SeriesExport:
+    """The series as exported, kept in st.session_state until the next export: the download
+    stays through any rerun of the page (a button's value lasts one run only, and with several
+    streams on the server a page rerun could follow the click at once)."""
+    csv: str
+    made: str   # wall-clock time of the export, shown to the user
+
+
+def export_series() -> None:
+    csv = act("series_csv")
+    if isinstance(csv, str):   # None once the session's live state is gone: nothing to export
+        st.session_state.live_series_export = SeriesExport(csv, time.strftime("%H:%M:%S"))
+
+
 # The buttons and downloads live in a fragment that reruns only when one of its own buttons is
 # used, and the downloads carry their data (not a function that makes it on click). Streamlit
 # forgets a deferred download's id on every rerun of its fragment, and deletes the file a click
 # made at the next-but-one end of *any* session's run: in a panel redrawn every second, with
 # several people on the server, clicks ended in "Deferred file ... not found" or a 404. A
-# download shown here stays valid until this fragment reruns.
+# download shown here stays valid until this fragment reruns; the series' export is redrawn with
+# the same bytes on every run, and the same bytes keep the same URL.
 @st.fragment
 def actions() -> None:
     state = live()
     a, b = st.columns(2)   # two buttons a row, so that no label is cut at 1280 px
     # No tooltips on these buttons: a tooltip shown while ⏺ Record is clicked stays on the page
     # over the ⏹ Stop recording button that replaces it and swallows the next click.
-    export = a.button("Export series (CSV)", key="live_export")
+    a.button("Export series (CSV)", key="live_export", on_click=export_series)
     b.button("Clear series", on_click=act, args=("clear_series",))
     c, _ = st.columns(2)
     status = state.recording_status()
@@ -131,12 +147,12 @@ def actions() -> None:
     else:
         c.button("⏺ Record", key="live_record_start", on_click=act,
                  args=("start_recording", float(st.session_state.get("live_record_seconds", 60))))
-    if export:
-        csv = state.series_csv()
-        st.download_button("Download series (CSV)", data=csv, file_name="live_series.csv",
+    exported: SeriesExport | None = st.session_state.get("live_series_export")
+    if exported is not None:
+        st.download_button("Download series (CSV)", data=exported.csv, file_name="live_series.csv",
                            mime="text/csv", on_click="ignore", key="live_series_csv")
-        st.caption(f"{csv.count(chr(10)) - 1} rows (one per face per frame), as of "
-                   f"{time.strftime('%H:%M:%S')}.")
+        st.caption(f"{exported.csv.count(chr(10)) - 1} rows (one per face per frame), as of "
+                   f"{exported.made}.")
     if recording or status is None or status.state != "finished":
         return
     a, b = st.columns(2)

@@ -70,7 +70,9 @@ def download(page, button: str, tries: int = 3) -> bytes:
 
 
 def series_csv(page) -> bytes:
-    """Export the series as it is now and download it, as a person would."""
+    """Export the series as it is now and download it, as a person would. Once per page: an
+    export's download stays on the page until the next export replaces it."""
+    assert page.get_by_role("button", name="Download series (CSV)").count() == 0
     page.get_by_role("button", name="Export series (CSV)").click()
     page.get_by_role("button", name="Download series (CSV)").wait_for(timeout=60_000)
     return download(page, "Download series (CSV)")
