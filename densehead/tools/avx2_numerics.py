@@ -2,14 +2,19 @@
 client, Zen 1 to 3) on a CPU that has more, to check from an AVX-512 machine that tests and
 their tolerances hold on the CPUs people have. For development; the product never imports it.
 
-Each library picks its kernels once, from what the CPU offers; four can be told otherwise:
-- XNNPACK, inside ai-edge-litert, has no switch: its hardware config is cleared of every
-  instruction set past AVX2 before any interpreter exists (and for `zen1` its micro-architecture
-  set to Zen, whose kernels XNNPACK picks apart). The config's layout and flag order were read
-  off one build's machine code, so only that ai-edge-litert version is accepted.
-- numpy (NPY_DISABLE_CPU_FEATURES), OpenCV (OPENCV_CPU_DISABLE), OpenBLAS (OPENBLAS_CORETYPE).
-onnxruntime cannot be restricted (its library is stripped). Times measured under this are those
-kernels on this core, not an AVX2 CPU's: the cache sizes and FMA widths stay this CPU's.
+Each library picks its kernels once, from what the CPU offers:
+- CPUID itself answers as an AVX2-only CPU in every Python process, where Linux offers CPUID
+  faulting (`cpuid_fault` in /proc/cpuinfo) and a C compiler is at hand: cpuid_mask.c, compiled
+  here and preloaded. This is what restricts onnxruntime, whose library has no switch and no
+  symbols; without it onnxruntime keeps its own kernels, and the command says so.
+- XNNPACK, inside ai-edge-litert: its hardware config is cleared of every instruction set past
+  AVX2 before any interpreter exists (and for `zen1` its micro-architecture set to Zen, whose
+  kernels XNNPACK picks apart). The config's layout and flag order were read off one build's
+  machine code, so only that ai-edge-litert version is accepted.
+- where CPUID cannot be masked: numpy (NPY_DISABLE_CPU_FEATURES), OpenCV (OPENCV_CPU_DISABLE),
+  OpenBLAS (OPENBLAS_CORETYPE), told through their environment variables.
+Times measured under this are those kernels on this core, not an AVX2 CPU's: the cache sizes and
+FMA widths stay this CPU's.
 
 usage: python -m densehead.tools.avx2_numerics [--kernels avx2|zen1] COMMAND [ARG ...]
 Every Python process the command starts computes so too (a sitecustomize on PYTHONPATH), and
@@ -22,6 +27,8 @@ import argparse
 import ctypes
 import importlib.metadata
 import os
+import platform
+import shutil
 import struct
 import subprocess
 import sys
@@ -42,6 +49,7 @@ LIBRARY_ENV = {
     "OPENBLAS_CORETYPE": "Haswell",
 }
 _LIBRARY = "libpywrap_litert_common.so"
+CPUID_MASK_SOURCE = Path(__file__).with_name("cpuid_mask.c")
 
 
 def elf_symbol(path: Path, name: str) -> int:
@@ -109,9 +117,37 @@ def _hardware_config() -> int:
     return int(init())
 
 
+def build_cpuid_mask(into: Path) -> tuple[Path | None, str]:
+    """cpuid_mask.c compiled into `into`, or None and why it cannot work here."""
+    if platform.machine() != "x86_64" or not sys.platform.startswith("linux"):
+        return None, "CPUID masking needs Linux on x86-64"
+    flags = Path("/proc/cpuinfo").read_text().split()
+    if "cpuid_fault" not in flags:
+        return None, "this CPU (or its hypervisor) offers no CPUID faulting"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None, "no C compiler to build the CPUID mask"
+    library = into / "libdensehead_cpuid_mask.so"
+    built = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library),
+                            str(CPUID_MASK_SOURCE), "-ldl"], capture_output=True, text=True)
+    if built.returncode != 0:
+        return None, f"the CPUID mask did not compile: {built.stderr.strip()[:300]}"
+    return library, ""
+
+
+def cpuid_masked() -> bool:
+    """Whether CPUID answers masked in this process (cpuid_mask.c is preloaded and active)."""
+    try:
+        return ctypes.c_int.in_dll(ctypes.CDLL(None), "densehead_cpuid_masked").value == 1
+    except ValueError:   # the symbol is not there: not preloaded
+        return False
+
+
 def environment(profile: str, site_dir: Path) -> dict[str, str]:
     """The environment for a command computing as `profile`, with a sitecustomize in `site_dir`
-    that restricts XNNPACK in every Python process started with it."""
+    that restricts XNNPACK in every Python process started with it, and the CPUID mask built
+    there and preloaded where it can be (else a line on stderr says why onnxruntime is not
+    restricted)."""
     # imported here: the sitecustomize loads this file on its own, outside its package, so that
     # every process does not import densehead first
     from ..core.machine import AVX2_NUMERICS_ENV
@@ -123,7 +159,12 @@ def environment(profile: str, site_dir: Path) -> dict[str, str]:
         "spec.loader.exec_module(module)\n"
         f"module.restrict_xnnpack(os.environ[{AVX2_NUMERICS_ENV!r}])\n")
     path = os.pathsep.join(p for p in (str(site_dir), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, **LIBRARY_ENV, PYTHONPATH=path, **{AVX2_NUMERICS_ENV: profile})
+    env = dict(os.environ, PYTHONPATH=path, **{AVX2_NUMERICS_ENV: profile})
+    mask, why_not = build_cpuid_mask(site_dir)
+    if mask is None:   # each library told on its own (OpenCV warns when told of a hidden feature)
+        print(f"avx2_numerics: {why_not}; onnxruntime keeps its own kernels", file=sys.stderr)
+        return dict(env, **LIBRARY_ENV)
+    return dict(env, LD_PRELOAD=" ".join(p for p in (str(mask), os.environ.get("LD_PRELOAD")) if p))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ runtimes compute the same function; the first lines printed say how far their ou
 Our float and int8 graphs and onnxruntime's session are timed in rounds that alternate (a busy
 spell of the machine slows all alike), at 1 and 2 threads; the medians are compared as ratios
 ours / onnxruntime, beside the machine line. onnxruntime's kernels are chosen by its own CPU
-detection (MLAS), XNNPACK's by its own: each runs what it picks on this CPU.
+detection (MLAS), XNNPACK's by its own: each runs what it picks on this CPU. Under
+`python -m densehead.tools.avx2_numerics` both pick an AVX2-only CPU's kernels, where CPUID can
+be masked (the "runtimes" line says whether onnxruntime's were).
 
 With `--detector-peers DIR`, our detector graph (the RFB-320 rewrite, 320x240) is timed beside
 MediaPipe's networks found in DIR (`face_detection_short_range.tflite` 128x128,
@@ -19,6 +21,7 @@ imports this module.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.layout import INPUT_SIZE
+from ..core.machine import AVX2_NUMERICS_ENV
 from ..core.options import AUTO, INT8
 from ..engine.regressor_choice import FLOAT, QUANTIZED, resolve_regressor
 from ..engine.runtime import TFLiteRunner
@@ -43,6 +47,7 @@ from ..weights.compile import (
     regressor_tflite,
 )
 from ..weights.detector_graph import detector_tflite
+from .avx2_numerics import cpuid_masked
 
 BENCH_EXTRA = 'pip install ".[bench]"'
 PEER = "onnxruntime"
@@ -208,6 +213,9 @@ def versions() -> str:
             found.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             found.append(f"{package} (not installed)")
+    if os.environ.get(AVX2_NUMERICS_ENV):
+        found.append("onnxruntime on AVX2 kernels (CPUID masked)" if cpuid_masked()
+                     else "onnxruntime on its own kernels (CPUID not masked)")
     return ", ".join(found)
 
 
