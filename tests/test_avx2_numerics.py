@@ -64,7 +64,7 @@ def test_a_command_runs_with_the_kernels_of_a_zen_1(samples, tmp_path):
     if build_cpuid_mask(tmp_path)[0] is not None:
         # CPUID itself answers without AVX-512 (what restricts onnxruntime); numpy is then told
         # nothing else, and found no AVX-512 above from CPUID alone
-        assert zen1["cpuid_masked"] and not native["cpuid_masked"]
+        assert zen1["cpuid_masked"]
     # and it says so: its machine line names no AVX-512 and "auto" runs the float graph, as on
     # a CPU without int8 dot products
     assert "avx512" not in zen1["machine"] and "avx2_numerics" in zen1["machine"]
