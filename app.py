@@ -11,6 +11,7 @@ from densehead.core.machine import this_machine
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.moved import show_moved_notice
 from densehead.dashboard.navigation import PAGES
+from densehead.dashboard.page_runs import count_finished_run
 from densehead.weights import assets
 
 
@@ -85,3 +86,4 @@ def home() -> None:
 st.navigation([st.Page(home, title="Home", icon="🙂", default=True)]
               + [st.Page(p.script, title=p.title, icon=p.icon, url_path=p.url_path)
                  for p in PAGES]).run()
+count_finished_run()   # reached only by a run that was not interrupted

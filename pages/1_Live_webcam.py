@@ -27,6 +27,7 @@ from densehead.dashboard.live import (
 )
 from densehead.dashboard.moved import show_moved_notice
 from densehead.dashboard.navigation import stay_in_app_navigation
+from densehead.dashboard.page_runs import reset_streamer_only_on_return
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
@@ -271,6 +272,7 @@ if ECHO:
 
 left, right = st.columns([3, 2])
 with left:
+    reset_streamer_only_on_return("live")
     try:
         webrtc_streamer(
             key="live",

@@ -54,3 +54,22 @@ def test_streamlit_keeps_its_pages_folder_fallback_switch():
     assert hasattr(PagesManager, "uses_pages_directory")
     assert "PagesManager.uses_pages_directory = False" in inspect_module.getsource(navigation)
 
+
+
+def test_streamlit_webrtc_resets_a_streamer_by_its_last_drawn_run_count():
+    """dashboard.page_runs sets a streamer context's `_last_rendered_run_count` before each draw:
+    None to skip streamlit-webrtc's reset (its count lags on a busy server), a stale number to
+    make it reset when the person came back from another page. The behaviour is checked in a
+    browser (test_live_server.py: STOP then START, and leaving the page and coming back)."""
+    from streamlit_webrtc import component
+    from streamlit_webrtc.component import WebRtcStreamerContext, WebRtcStreamerState
+
+    from densehead.dashboard.page_runs import _STALE
+
+    context = WebRtcStreamerContext(worker=None, state=WebRtcStreamerState(playing=False,
+                                                                           signalling=False))
+    assert context._last_rendered_run_count is None
+    source = inspect.getsource(component._get_or_create_context)
+    assert "context._last_rendered_run_count is not None" in source
+    assert "current_run_count > context._last_rendered_run_count + 1" in source
+    assert 0 > _STALE + 1   # any run count (from 0) is past a stale one

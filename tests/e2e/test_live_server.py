@@ -70,11 +70,23 @@ def download(page, button: str, tries: int = 3) -> bytes:
 
 
 def series_csv(page) -> bytes:
-    """Export the series as it is now and download it, as a person would. Once per page: an
-    export's download stays on the page until the next export replaces it."""
-    assert page.get_by_role("button", name="Download series (CSV)").count() == 0
-    page.get_by_role("button", name="Export series (CSV)").click()
-    page.get_by_role("button", name="Download series (CSV)").wait_for(timeout=60_000)
+    """Export the series as it is now and download it, as a person would: one who sees no
+    download half a minute after clicking Export clicks it again. In 3 of about 15 full runs,
+    with three or four streams on the server, one click's download never showed (cause not
+    found: in every run logged, the server made the export within milliseconds of the click's
+    rerun); the retry is printed. Once per page: an export's download stays on the page until
+    the next export replaces it."""
+    wanted = page.get_by_role("button", name="Download series (CSV)")
+    assert wanted.count() == 0
+    for attempt in range(2):
+        page.get_by_role("button", name="Export series (CSV)").click()
+        try:
+            wanted.wait_for(timeout=30_000)
+            break
+        except Exception:
+            print(f"Export series (CSV), click {attempt + 1}: no download after 30 s")
+            if attempt:
+                raise
     return download(page, "Download series (CSV)")
 
 
@@ -258,6 +270,30 @@ def test_stop_then_start_is_a_new_stream_with_its_own_lag(browser, app_url, stat
         assert 0 <= lag < 1000, (lag, line)   # not the pause between the two streams
         # the series went on across the two streams (frames keep counting until Clear)
         assert int(line.split(" frames of")[0].split("· ")[-1]) > frames_before
+    finally:
+        page.context.close()
+
+
+def test_leaving_the_page_while_streaming_and_coming_back(browser, app_url, status_file,
+                                                          output_dir):
+    """A person streaming opens Home from the sidebar, then comes back to Live webcam: the
+    stream went with the page, and START starts a new one that is processed and keeps going
+    (the component is reset on the way back, and only then)."""
+    page, sid = open_live(browser, app_url, status_file, output_dir,
+                          set(live_sessions(read_status(status_file))))
+    try:
+        assert wait_fps(page, timeout_s=90) > 0
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        nav.get_by_text("Home", exact=True).click()
+        page.get_by_text("Model status").wait_for(timeout=60_000)
+        assert wait_until(lambda: not live_sessions(read_status(status_file))[sid]["streaming"], 60)
+        processed = live_sessions(read_status(status_file))[sid]["processed"]
+        nav.get_by_text("Live webcam", exact=True).click()
+        start_stream(page, webrtc_frame(page))
+        page.wait_for_timeout(5000)
+        live = live_sessions(read_status(status_file))[sid]
+        shot(page, output_dir, "e2e_live_came_back.png")
+        assert live["streaming"] and live["processed"] > processed, live
     finally:
         page.context.close()
 
