@@ -5,14 +5,16 @@ densehead/tools/mediapipe_worker.py; densehead runs in a second process started 
 (`--serve`), with its defaults (regressor auto, 2 threads, every face). Both get the same
 decoded frames (BGR) and answer rounds of N frames with the milliseconds of each; the rounds
 alternate which goes first, so a busy spell of the machine slows both alike. With `--kernels
-avx2` both compute with XNNPACK's AVX2 kernels (densehead.tools.avx2_numerics for ours, the
-hardware config of MediaPipe's own XNNPACK for it): the side by side of an AVX2-only CPU, with
-this CPU's clocks and caches. The product never imports this module.
+avx2` both compute with an AVX2-only CPU's kernels: ours through densehead.tools.avx2_numerics,
+MediaPipe's through the same CPUID mask where it can be built (any MediaPipe version), else
+through the hardware config of MediaPipe's own XNNPACK (0.10.21 only). That is the side by side
+of an AVX2-only CPU, with this CPU's clocks and caches. The product never imports this module.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,7 +82,7 @@ def run(python: Path, frames: list[np.ndarray], rounds: int, per_round: int,
         path = Path(work) / "frames.npy"
         np.save(path, np.stack(frames))
         starts = [("densehead", _ours(path, kernels, Path(work))),
-                  ("MediaPipe", ([str(python), str(WORKER), str(path), "--kernels", kernels], None))]
+                  ("MediaPipe", _theirs(python, path, kernels, Path(work)))]
         sides: list[Side] = []
         try:
             for name, (command, env) in starts:
@@ -100,6 +102,19 @@ def _ours(frames: Path, kernels: str, work: Path) -> tuple[list[str], dict[str, 
     site = work / "site"
     site.mkdir()
     return command, environment(kernels, site)
+
+
+def _theirs(python: Path, frames: Path, kernels: str,
+            work: Path) -> tuple[list[str], dict[str, str] | None]:
+    command = [str(python), str(WORKER), str(frames)]
+    if kernels == "native":
+        return command, None
+    from .avx2_numerics import build_cpuid_mask
+
+    mask, _ = build_cpuid_mask(work)
+    if mask is None:   # MediaPipe's XNNPACK config rewritten instead: one version known
+        return command + ["--kernels", "avx2"], None
+    return command + ["--kernels", "cpuid"], dict(os.environ, LD_PRELOAD=str(mask))
 
 
 def _start(name: str, command: list[str], env: dict[str, str] | None, log: Path) -> Side:

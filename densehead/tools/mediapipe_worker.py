@@ -2,7 +2,11 @@
 virtualenv that has mediapipe (it needs numpy < 2, so it cannot share densehead's): a script
 importing nothing of the densehead package (which imports its `answer_rounds`, the protocol).
 
-    python mediapipe_worker.py FRAMES.npy [--kernels native|avx2]
+    python mediapipe_worker.py FRAMES.npy [--kernels native|avx2|cpuid]
+
+`avx2` rewrites the hardware config of MediaPipe's XNNPACK (0.10.21 only); `cpuid` says that the
+process runs under the CPUID mask of densehead.tools.avx2_numerics (preloaded), which every
+XNNPACK follows: the ready line names the way.
 
 Answers lines "static N" and "tracked N" on stdin with one JSON line: the milliseconds of each
 of the next N frames (BGR to RGB conversion and `process`) and on how many a face was found.
@@ -55,7 +59,7 @@ def _avx2_numerics():
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("frames", type=Path)
-    parser.add_argument("--kernels", choices=("native", "avx2"), default="native")
+    parser.add_argument("--kernels", choices=("native", "avx2", "cpuid"), default="native")
     args = parser.parse_args()
     try:
         import cv2
@@ -74,8 +78,12 @@ def main() -> int:
         return lambda frame: face_mesh.process(
             cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).multi_face_landmarks is not None
 
+    restricted = {"native": "", "avx2": " (its XNNPACK config rewritten)",
+                  "cpuid": " (CPUID masked)"}[args.kernels]
+    if args.kernels == "cpuid" and not _avx2_numerics().cpuid_masked():
+        sys.exit("--kernels cpuid: the CPUID mask is not active in this process")
     answer_rounds(np.load(args.frames), {kind: finder(m) for kind, m in meshes.items()},
-                  f"mediapipe {mediapipe.__version__}", sys.stdin, sys.stdout)
+                  f"mediapipe {mediapipe.__version__}{restricted}", sys.stdin, sys.stdout)
     return 0
 
 
