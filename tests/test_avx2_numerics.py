@@ -79,3 +79,16 @@ def test_a_command_runs_with_the_kernels_of_a_zen_1(samples, tmp_path):
     # of magnitude and the order of summation moves the largest by parts in 1e4
     distance = np.abs(np.array(zen1["landmarks"]) - native["landmarks"]).max()
     assert distance < 0.1, distance
+
+
+def test_a_real_crash_under_the_cpuid_mask_still_crashes_with_its_traceback(tmp_path):
+    """The mask takes SIGSEGV for CPUID; a real segfault must still reach Python's faulthandler
+    (a traceback) and end the process by the signal, as it would without the tool."""
+    if build_cpuid_mask(tmp_path)[0] is None:
+        pytest.skip("no CPUID faulting or no C compiler here: the mask is not used")
+    crash = "import ctypes; ctypes.string_at(0)"
+    out = subprocess.run([sys.executable, "-m", "densehead.tools.avx2_numerics", sys.executable,
+                          "-X", "faulthandler", "-c", crash], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 128 + 11, out.returncode   # SIGSEGV, as a shell reports it
+    assert "Segmentation fault" in out.stderr and "<string>" in out.stderr, out.stderr[-500:]

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the command to run")
     with tempfile.TemporaryDirectory(prefix="avx2-numerics-") as site_dir:
         env = environment(args.kernels, Path(site_dir))
-        return subprocess.call(args.command, env=env)
+        code = subprocess.call(args.command, env=env)
+    return 128 - code if code < 0 else code   # killed by a signal: as a shell says it
 
 
 if __name__ == "__main__":
