@@ -57,6 +57,11 @@ def this_machine() -> Machine:
                    restricted=restricted)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's flags as Linux lists them in /proc/cpuinfo (empty where there is none)."""
+    return _from_cpuinfo()[1] if CPUINFO.is_file() else set()
+
+
 def _from_cpuinfo() -> tuple[str | None, set[str]]:
     model, flags = None, set()
     for line in CPUINFO.read_text(errors="replace").splitlines():

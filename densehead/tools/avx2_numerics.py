@@ -119,10 +119,11 @@ def _hardware_config() -> int:
 
 def build_cpuid_mask(into: Path) -> tuple[Path | None, str]:
     """cpuid_mask.c compiled into `into`, or None and why it cannot work here."""
+    from ..core.machine import cpu_flags  # here: see environment()
+
     if platform.machine() != "x86_64" or not sys.platform.startswith("linux"):
         return None, "CPUID masking needs Linux on x86-64"
-    flags = Path("/proc/cpuinfo").read_text().split()
-    if "cpuid_fault" not in flags:
+    if "cpuid_fault" not in cpu_flags():
         return None, "this CPU (or its hypervisor) offers no CPUID faulting"
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
