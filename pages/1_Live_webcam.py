@@ -226,8 +226,8 @@ def charts(state: LiveSession) -> None:
 @st.fragment(run_every=1.0)
 def live_panel() -> None:
     """The readouts and the charts, redrawn once a second on their own, without rerunning the
-    page (the video keeps going). Every run of a fragment costs the server about 15 ms of CPU
-    (a script thread, the session's messages) whatever it draws, hence one panel at 1 Hz."""
+    page (the video keeps going). Every run of a fragment costs the server a noticeable amount
+    of CPU (a script thread, the session's messages) whatever it draws, hence one panel at 1 Hz."""
     state = live()
     recording_progress(state)
     readouts(state)

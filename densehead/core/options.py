@@ -32,7 +32,6 @@ ROI_SCALE = 1.40
 TURN_AFTER_TILT = 55.0
 
 
-
 @dataclass(frozen=True)
 class PipelineOptions:
     regressor: str = AUTO            # "auto", "mb05", "mb05-int8" or "mb1" (which network)

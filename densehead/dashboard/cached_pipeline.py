@@ -14,8 +14,8 @@ from ..weights.assets import ASSETS_ENV, MissingAssetsError
 log = logging.getLogger(__name__)
 # TFLite threads per model, and OpenCV's threads. One: a second thread saves little wall time on
 # these small models and 640x480 conversions but spins on the other core, which a server with
-# live streams needs (TFLite: LiveSession CPU per 640x480 frame 6.0 -> 4.6 ms, `densehead
-# benchmark-live` 18.7 -> 17.2 ms per frame; OpenCV: see the README); set 2 for one user.
+# live streams needs (one thread costs less CPU per frame for both: docs/measurements.md, The
+# live page as a server); set 2 for one user.
 THREADS_ENV = "DENSEHEAD_THREADS"
 THREADS = int(os.environ.get(THREADS_ENV, "1"))
 

@@ -105,7 +105,7 @@ class SpecFigure(go.Figure):
     """A spec built by this module, handed to st.plotly_chart as the dict Plotly would make of
     it. st.plotly_chart turns a Figure into that dict with `to_dict()` and uses nothing else of
     the object; a real go.Figure first deep-copies Plotly's default template into itself and
-    `to_dict` deep-copies everything again: about 60% of the live panel's server CPU. So this
+    `to_dict` deep-copies everything again: most of the live panel's server CPU. So this
     Figure is one in name only: its own `__init__` keeps the finished dict (the default
     template as Plotly would add it, the numpy arrays as Plotly's typed arrays), `to_dict`
     returns it, and nothing else of go.Figure may be used on it. The tests check that the JSON

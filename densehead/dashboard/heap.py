@@ -10,9 +10,9 @@ What keeps a server's memory flat is fewer arenas: start it with MALLOC_ARENA_MA
 environment (README, Soak). That cannot be set from here: glibc's `M_ARENA_MAX` binds only
 before the arenas exist, and the Streamlit server has 15 by the time the first page script runs
 (malloc_info, seen on Streamlit 1.67). Pinning the mmap threshold instead (`M_MMAP_THRESHOLD`,
-so every frame is mapped on its own) flattened memory less and cost about 1 ms of CPU per
-640x480 frame in page faults. Other C libraries (musl, macOS) have neither call: there both
-functions do nothing. `rss_mb` is what a process holds resident.
+so every frame is mapped on its own) flattened memory less and cost CPU on every frame in
+page faults (docs/measurements.md, Soak). Other C libraries (musl, macOS) have neither call:
+there both functions do nothing. `rss_mb` is what a process holds resident.
 """
 from __future__ import annotations
 

@@ -2,11 +2,11 @@
 the frames in it.
 
 The webcam callback hands each processed frame to `Recording.add`, which only queues it; a
-writer thread of its own encodes H.264 (libx264 through PyAV, `ultrafast`, about 2 ms of CPU per
-640x480 frame) into an MP4. A frame that does not fit in the queue (the server is too busy) is
-left out of the MP4 *and* of the table, so the two always match: the table's `frame` column is
-the frame's index in the MP4 and `time_s` its timestamp there (the stream's own media clock, so
-the MP4 plays at the speed it was seen even though a busy server processes fewer frames).
+writer thread of its own encodes H.264 (libx264 through PyAV, `ultrafast`, its cheapest preset)
+into an MP4. A frame that does not fit in the queue (the server is too busy) is left out of the
+MP4 *and* of the table, so the two always match: the table's `frame` column is the frame's index
+in the MP4 and `time_s` its timestamp there (the stream's own media clock, so the MP4 plays at
+the speed it was seen even though a busy server processes fewer frames).
 
 A recording ends at `max_seconds`, on `stop()`, when the stream ends or changes frame size.
 """

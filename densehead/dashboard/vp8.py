@@ -1,23 +1,19 @@
 """The VP8 encoder of the video sent back to the browser: aiortc's, with cheaper settings.
 
 aiortc hard-codes its VP8 settings (speed `cpu-used -6`, the denoiser on, up to 1.5 Mbps) and
-has no option for them. On 640x480 talking-head frames (obama.mp4, one thread, this machine),
-measured with PyAV and libvpx as aiortc sets them up:
+has no option for them. Ours (speed -14, no denoiser, at most 1 Mbps, static threshold 1000)
+encode talking-head frames much faster at about the same PSNR (the figures behind each setting:
+docs/measurements.md, The live page as a server).
 
-    aiortc's settings, 1.5 Mbps           3.5 ms per frame, luma PSNR 43.5 dB
-    cpu-used -12, no denoiser, 1.0 Mbps   2.0 ms per frame, luma PSNR 43.5 dB
-
-The denoiser smooths the picture away from its source; without it the same PSNR needs a third
-fewer bits, which also means fewer packets for the event loop to protect and send. Faster
-speeds, measured the same way on another day (1.0 Mbps, no denoiser): cpu-used -12 1.72 ms at
-43.1 dB, -14 1.51 ms at 42.6 dB, -15 1.45 ms at 41.7 dB, -16 1.40 ms at 40.5 dB. -14 takes
-12% off for half a dB; beyond it the picture loses more than the CPU gains.
+The denoiser smooths the picture away from its source; without it the same PSNR needs fewer
+bits, which also means fewer packets for the event loop to protect and send. -14 is the
+fastest speed worth having: it encodes noticeably faster than -12 for a small loss of PSNR, and
+beyond it the picture loses more than the CPU gains.
 
 `static-thresh` (libvpx's encode breakout) skips a macroblock whose prediction already has a
 squared error below it: 1000 over a 16x16 block is a mean squared error under 4 (above 42 dB
-there), a background that did not change. Measured the same way (200 frames, four alternated
-runs): 1.51-1.61 ms at static-thresh 1 against 1.32-1.58 ms at 1000, 41.15 against 41.10 dB;
-2000 costs 0.5 dB more.
+there), a background that did not change. It saves encode time for a PSNR loss within the
+noise; 2000 loses clearly more of the picture.
 
 `install()` makes aiortc's senders in this process use `Vp8SpeedEncoder`; `DENSEHEAD_VP8=aiortc`
 keeps aiortc's own encoder.

@@ -6,15 +6,15 @@ the real samples (AFLW2000-3D crops with ground-truth boxes, the photos and the 
 - input float32 (1, 240, 320, 3), RGB, (x - 127) / 128. The graph has no normalisation op (its
   first op is a PAD on `input_1`); [0, 1] or raw pixels lose many small faces. The network is
   nearly colour-order blind, but RGB scores small faces higher than BGR in a paired comparison
-  (39 of 61 AFLW faces at 12% scale), as in the original UltraFace training code. The pipeline
-  runs the graph densehead rewrites from it (densehead.weights.detector_graph), which takes the
-  uint8 BGR letterbox as it is and normalises it itself; this class runs either.
+  on AFLW faces (docs/measurements.md, Accuracy), as in the original UltraFace training code.
+  The pipeline runs the graph densehead rewrites from it (densehead.weights.detector_graph),
+  which takes the uint8 BGR letterbox as it is and normalises it itself; this class runs either.
 - outputs: 'Identity' (1, 4420, 4) raw SSD regressions against the UltraFace priors (the graph
   ends in RESHAPE + CONCATENATION of the conv heads, no decoding), 'Identity_1' (1, 4420, 2)
   softmax of [background, face].
 - the frame is letterboxed (aspect kept, padded with the value that normalises to ~0): on the
   square AFLW images this gives the same mean IoU as a plain stretch but a steadier box scale
-  (sd of box/ground-truth height 0.16 vs 0.19), which the roi mapping downstream relies on.
+  (docs/measurements.md, Accuracy), which the roi mapping downstream relies on.
 """
 from __future__ import annotations
 
@@ -101,9 +101,9 @@ def _shrink(frame_bgr: np.ndarray, nw: int, nh: int) -> tuple[np.ndarray, tuple[
     height of the part of it that was used.
 
     OpenCV's area resize is fast only for a whole-number factor, several times slower otherwise
-    (a 12-megapixel photo: 26 ms). A large frame is therefore first averaged down by the largest
-    whole factor k (its last w % k columns and h % k rows, fewer than k pixels, are left out),
-    and the area resize does the rest, less than 2x, on the small picture. Frames halved
+    (docs/measurements.md, Detection). A large frame is therefore first averaged down by the
+    largest whole factor k (its last w % k columns and h % k rows, fewer than k pixels, are left
+    out), and the area resize does the rest, less than 2x, on the small picture. Frames halved
     (640x480) and under twice the input come out as before."""
     h, w = frame_bgr.shape[:2]
     k = min(w // nw, h // nh)

@@ -18,11 +18,11 @@ _blas_limited = False
 def limit_blas_to_one_thread() -> None:
     """Once per process, when a model is loaded (before any dense product): BLAS on one thread.
 
-    The dense product is memory-bound (0.2 ms on two threads, 0.4 ms on one), but OpenBLAS's
-    idle threads keep spinning afterwards and take the second core from TFLite's XNNPACK worker,
-    which cost about 1 ms per frame in the benchmark. Set once, process-wide, rather than entered
-    and restored around each call: from several session threads those nested enter/restore
-    pairs could leave the process with the wrong setting."""
+    The dense product is small and memory-bound, so a second thread saves less than it costs:
+    OpenBLAS's idle threads keep spinning afterwards and take the second core from TFLite's
+    XNNPACK worker (docs/measurements.md, Speed of the engine). Set once, process-wide, rather
+    than entered and restored around each call: from several session threads those nested
+    enter/restore pairs could leave the process with the wrong setting."""
     global _blas_limited
     with _blas_lock:
         if not _blas_limited:

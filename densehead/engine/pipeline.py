@@ -244,8 +244,8 @@ class Pipeline:
     def _mirrored_face(self, fit: MirrorFit, dense: bool, times: StageTimes,
                        frame_shape: tuple[int, ...]) -> Face:
         """A face only the mirrored (or turned) frame showed, built from the fits that confirmed
-        it and averaged with its mirrored fit, which the networks see better (on the AFLW
-        samples, wild protocol: pose MAE 4.16 -> 3.99 degrees, mean NME 3.45 -> 3.42 %)."""
+        it and averaged with its mirrored fit, which the networks see better (lower pose error
+        and NME on the AFLW samples: docs/measurements.md, Accuracy)."""
         start = time.perf_counter()
         face = self.build_face(fit.params, fit.roi, fit.box, fit.score, dense)
         self._average_with_mirror(face, fit.mirrored_params)

@@ -51,8 +51,8 @@ class FaceTracker:
     settings): each call reads both once, so one frame is processed with one consistent set.
 
     Smoothing defaults (One Euro 2.0 Hz, beta 2.0) come from `densehead evaluate-video` on the
-    sample videos: landmark acceleration variance down to about a quarter for about 30 ms of lag
-    (1.0/0.5 smooths more but lags about 80 ms)."""
+    sample videos: most of the landmark jitter gone for under a frame of lag (1.0/0.5 smooths
+    more but lags much longer; docs/measurements.md, Accuracy)."""
 
     def __init__(self, pipeline: Pipeline, options: TrackerOptions | None = None,
                  fps: float = 30.0, **changes: object) -> None:

@@ -93,7 +93,7 @@ def textured_obj_bytes(mesh: Mesh, mtl_name: str, material: str = "face") -> byt
 
 
 def _rows(fmt: str, table: np.ndarray) -> str:
-    """`fmt` applied to every row: one % over the whole table, 2.5x faster than np.savetxt."""
+    """`fmt` applied to every row: one % over the whole table, much faster than np.savetxt."""
     return (fmt * len(table)) % tuple(table.ravel().tolist())
 
 
