@@ -24,10 +24,10 @@ from . import metrics as M
 from .datasets import Sample
 
 PROTOCOLS: tuple[str, ...] = ("3ddfa", "gt-box", "wild")
-# The .mat / 3DDFA landmarks come from MATLAB and are 1-based: on fixed 3DDFA crops our 0-based
-# predictions sit at (-0.4, -1.1) px mean, (-0.7, -1.3) px median from the stored points, and the
-# plain-mean NME over offsets 0 / 0.5 / 1 / 1.5 is 3.56 / 3.50 / 3.49 / 3.51 %. So 1 is subtracted,
-# except in the 3ddfa protocol, which compares the stored points as the upstream benchmark does.
+# The .mat / 3DDFA landmarks come from MATLAB and are 1-based: our 0-based predictions sit about
+# a pixel up and left of them, and an offset of 1 fits best (docs/measurements.md, Accuracy). So 1
+# is subtracted, except in the 3ddfa protocol, which compares the stored points as the upstream
+# benchmark does.
 DEFAULT_GT_OFFSET = 1.0
 MIN_MATCH_IOU = 0.3   # a detected face must overlap the GT landmark box this much to count
 
