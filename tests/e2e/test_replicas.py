@@ -126,10 +126,10 @@ def test_replicas_four_viewers_spread_over_two_servers_and_one_server_stopped(
         for name, b in (("orlando1", browser), ("orlando2", browser),
                         ("obama1", obama_browser), ("obama2", obama_browser)):
             viewer = Viewer(name, b, url, output_dir)
+            viewers.append(viewer)   # before it starts: a failure shows what this person saw too
             if name.startswith("obama"):
                 viewer.allow_one_face()
             viewer.start()
-            viewers.append(viewer)
         where = {v.name: v.replica for v in viewers}
         assert set(where.values()) == {"r1", "r2"}, where   # a new browser goes to the next one
         time.sleep(10)   # let each series fill
