@@ -15,6 +15,7 @@ from paths import ASSETS, SAMPLES
 
 from densehead.dashboard.status import STATUS_ENV
 from densehead.tools.browser import (
+    NO_BACKGROUND_THROTTLING,
     AppServer,
     chromium_path,
     launch_chromium,
@@ -67,7 +68,7 @@ def playwright():
 
 @pytest.fixture(scope="session")
 def browser(playwright, chromium, camera):
-    b = launch_chromium(playwright, camera[0], chromium)
+    b = launch_chromium(playwright, camera[0], chromium, NO_BACKGROUND_THROTTLING)
     try:
         yield b
     finally:
@@ -79,7 +80,7 @@ def obama_browser(playwright, chromium, tmp_path_factory):
     """A second Chromium whose webcam shows another person (obama.mp4, one face at 320x240)."""
     y4m = tmp_path_factory.mktemp("obama") / "obama.y4m"
     to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=5, size=(320, 240))
-    b = launch_chromium(playwright, y4m, chromium)
+    b = launch_chromium(playwright, y4m, chromium, NO_BACKGROUND_THROTTLING)
     try:
         yield b
     finally:
