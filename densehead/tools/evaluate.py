@@ -25,9 +25,9 @@ from .datasets import Sample
 
 PROTOCOLS: tuple[str, ...] = ("3ddfa", "gt-box", "wild")
 # The .mat / 3DDFA landmarks come from MATLAB and are 1-based: our 0-based predictions sit about
-# a pixel up and left of them, and an offset of 1 fits best (docs/measurements.md, Accuracy). So 1
-# is subtracted, except in the 3ddfa protocol, which compares the stored points as the upstream
-# benchmark does.
+# a pixel above them and a little to their left, and an offset of 1 fits best (docs/measurements.md,
+# Accuracy). So 1 is subtracted, except in the 3ddfa protocol, which compares the stored points as
+# the upstream benchmark does.
 DEFAULT_GT_OFFSET = 1.0
 MIN_MATCH_IOU = 0.3   # a detected face must overlap the GT landmark box this much to count
 
