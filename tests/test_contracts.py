@@ -55,7 +55,6 @@ def test_streamlit_keeps_its_pages_folder_fallback_switch():
     assert "PagesManager.uses_pages_directory = False" in inspect_module.getsource(navigation)
 
 
-
 def test_streamlit_webrtc_resets_a_streamer_by_its_last_drawn_run_count():
     """dashboard.page_runs sets a streamer context's `_last_rendered_run_count` before each draw:
     None to skip streamlit-webrtc's reset (its count lags on a busy server), a stale number to
