@@ -273,9 +273,17 @@ def _shows(frame: Any, button: str) -> bool:
         return False
 
 
+def click(target: Any, timeout_ms: float = 30_000) -> None:
+    """Click as a person does, then go on; the caller waits for what the click should show.
+    Playwright's default wait after a click (for navigations the click might have scheduled, and
+    a round trip to the page's renderer) is what ran out on a slower machine, after the click had
+    been done; a Streamlit button starts a rerun, never a navigation."""
+    target.click(timeout=timeout_ms, no_wait_after=True)
+
+
 def choose(page: Any, label: str, option: str) -> None:
-    page.locator('[data-testid="stSelectbox"]', has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    click(page.locator('[data-testid="stSelectbox"]', has_text=label))
+    click(page.get_by_role("option", name=option, exact=True))
 
 
 def new_page(browser: Any, context: Any = None) -> Any:
@@ -310,15 +318,17 @@ def metric(page: Any, label: str) -> str:
 def wait_fps(page: Any, timeout_s: float = 60.0) -> float:
     """The live page's Server FPS, once it shows a positive number: frames are processed."""
     deadline = time.monotonic() + timeout_s
+    last = "nothing read"
     while time.monotonic() < deadline:
         try:
             fps = float(metric(page, "Server FPS"))
             if fps > 0:
                 return fps
-        except Exception:
-            pass
+            last = f"it showed {fps}"
+        except Exception as exc:   # no readout yet, or the panel redrawn under the reading
+            last = f"reading it failed: {str(exc).splitlines()[0]}"
         page.wait_for_timeout(500)
-    raise AssertionError("the server FPS readout never showed a positive number")
+    raise AssertionError(f"the server FPS readout never showed a positive number ({last})")
 
 
 def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_s: float = 45.0) -> None:
@@ -328,13 +338,13 @@ def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_s: float = 45
     proxy had just moved was also seen to end within 50 ms; those moves came from the proxy
     reusing connections the replica was closing (dashboard/proxy.py, UPSTREAM_IDLE_S)."""
     for _ in range(attempts):
-        frame.locator("button", has_text="START").click()
+        click(frame.locator("button", has_text="START"))
         try:
             wait_fps(page, timeout_s=timeout_s)
             return
         except AssertionError:
             if frame.locator("button", has_text="STOP").count():
-                frame.locator("button", has_text="STOP").click()
+                click(frame.locator("button", has_text="STOP"))
             page.wait_for_timeout(2000)
     console = getattr(page, "console_log", [])[-15:]
     raise AssertionError(f"the stream never started; the page's console ends: {console}")

@@ -215,11 +215,11 @@ def overlay_change_s(page: Any, timeout_s: float = 30.0) -> float | None:
 
 def _overlay_change_s(page: Any, timeout_s: float) -> float | None:
     frame = harness.webrtc_frame(page, button="STOP")
-    page.locator('[data-testid="stSelectbox"]', has_text="Overlay").click()
+    harness.click(page.locator('[data-testid="stSelectbox"]', has_text="Overlay"))
     option = page.get_by_role("option", name="dense", exact=True)
     option.wait_for()
     clicked = time.monotonic()
-    option.click()
+    harness.click(option)
     while time.monotonic() - clicked < timeout_s:
         shot = frame.evaluate(harness.OVERLAY_PIXELS_JS)
         if shot and shot["cyan"] > DENSE_POINTS_PIXELS and shot["green"] < DENSE_POINTS_PIXELS / 4:
@@ -324,14 +324,14 @@ def _soak_round(server: harness.AppServer, browser: Any, status_path: Path, mode
         page = harness.open_live(browser, server.url, mode)
         pages.append(page)
         ids.append(harness.page_session_id(page, status_path, known | set(ids)))
-    pages[0].get_by_role("button", name="⏺ Record").click()
+    harness.click(pages[0].get_by_role("button", name="⏺ Record"))
     time.sleep(stream_s)
     live = harness.live_sessions(harness.read_status(status_path))
     stopped = [i for i, sid in enumerate(ids) if not live.get(sid, {}).get("streaming")]
     if stopped:
         return f"the stream of person {stopped[0] + 1} ended by itself"
     stop = harness.webrtc_frame(pages[0], button="STOP").locator("button", has_text="STOP")
-    stop.click()
+    harness.click(stop)
     time.sleep(2)
     return ""
 

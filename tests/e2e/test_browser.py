@@ -18,6 +18,7 @@ from densehead.tools.browser import (
     VIDEO_CANVAS_JS,
     AppServer,
     choose,
+    click,
     launch_chromium,
     metric,
     new_page,
@@ -146,7 +147,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     measured = {"camera": f"{CAMERA_VIDEO.name} {frames[0].shape[1]}x{frames[0].shape[0]}"}
     for mode in ("sparse", "dense", "pose", "mesh", "depth", "pncc"):
         choose(page, "Overlay", mode)
-        page.get_by_role("button", name="Clear series").click()
+        click(page.get_by_role("button", name="Clear series"))
         page.wait_for_timeout(7000)
         try:
             measured[mode] = live_readouts(page)
@@ -161,7 +162,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     assert frame.locator("button", has_text="STOP").count() == 1
 
     # STOP: the readout drops to 0 and says why, the series stays for download
-    frame.locator("button", has_text="STOP").click()
+    click(frame.locator("button", has_text="STOP"))
     page.locator("text=the stream is stopped or paused").wait_for(timeout=30_000)
     assert float(metric(page, "Server FPS")) == 0.0
     assert pose_traces(page), "the series went away with the stream"
@@ -227,7 +228,7 @@ def test_live_mesh_at_640x480_30fps(playwright, chromium, app_url, tmp_path, out
         started = time.monotonic()
         while returned_size(frame) != [640, 480] and time.monotonic() - started < 60:
             page.wait_for_timeout(1000)
-        page.get_by_role("button", name="Clear series").click()
+        click(page.get_by_role("button", name="Clear series"))
         page.wait_for_timeout(10_000)
         readouts = live_readouts(page)
         measured = {"camera": f"obama.mp4 as {frames[0].shape[1]}x{frames[0].shape[0]} at 30 fps",
@@ -250,7 +251,7 @@ def test_live_webcam_with_the_camera_denied(playwright, chromium, app_url, outpu
         page = new_page(b)
         page.goto(app_url + "/Live_webcam", timeout=120_000)
         frame = webrtc_frame(page)
-        frame.locator("button", has_text="START").click()
+        click(frame.locator("button", has_text="START"))
         frame.locator("text=/Permission denied|NotAllowedError/").first.wait_for(timeout=30_000)
         page.screenshot(path=str(output_dir / "e2e_live_camera_denied.png"), full_page=True)
         assert page.locator("text=check the browser's site permissions").count() == 1
@@ -279,7 +280,7 @@ def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
     page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
         .some(el => (el._fullData || []).some(t => t.type === 'mesh3d' && t.x.length === 38365))""",
                            timeout=60_000)
-    page.locator('[data-testid="stCheckbox"]', has_text="Wireframe").click()
+    click(page.locator('[data-testid="stCheckbox"]', has_text="Wireframe"))
     page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
         .some(el => (el._fullData || []).some(t => t.name === 'wireframe'))""", timeout=60_000)
     page.wait_for_timeout(1500)
@@ -298,7 +299,7 @@ CAMERA_EYE_JS = """() => { const el = Array.from(document.querySelectorAll('.js-
 def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
     """Take a snapshot with the (fake) camera, get its face in 3D, turn it, then reset the view."""
     page.goto(app_url + "/3D_viewer", timeout=120_000)
-    page.get_by_text("Take a snapshot with the camera").click()
+    click(page.get_by_text("Take a snapshot with the camera"))
     # the fake camera loops a video that starts on a black frame and has the head turned away
     # at times: like a person would, take the picture again until a face is found
     try:
@@ -307,13 +308,13 @@ def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
             page.wait_for_function("""() => { const v = document.querySelector(
                 '[data-testid="stCameraInput"] video'); return v && v.videoWidth > 0 && v.currentTime > 0.5; }""",
                                    timeout=60_000)
-            page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+            click(page.get_by_role("button", name="Take Photo"), 60_000)
             page.wait_for_function("""() => document.body.innerText.includes('No face was found') ||
                 Array.from(document.querySelectorAll('.js-plotly-plot'))
                   .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
             if page.locator("text=No face was found").count() == 0:
                 break
-            page.get_by_role("button", name="Clear photo").click()
+            click(page.get_by_role("button", name="Clear photo"))
     except Exception:  # keep what the page showed
         page.screenshot(path=str(output_dir / "e2e_3d_viewer_snapshot_failed.png"), full_page=True)
         raise
@@ -333,7 +334,7 @@ def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
     page.screenshot(path=str(output_dir / "e2e_3d_viewer_snapshot_turned.png"), full_page=True)
     assert np.linalg.norm(np.subtract(turned, start)) > 0.2, (start, turned)
 
-    page.get_by_role("button", name="Reset view").click()
+    click(page.get_by_role("button", name="Reset view"))
     page.wait_for_function(f"""() => {{ const f = {CAMERA_EYE_JS}; const e = f();
         return e && Math.hypot(e[0] - {start[0]}, e[1] - {start[1]}, e[2] - {start[2]}) < 1e-3; }}""",
                            timeout=60_000)

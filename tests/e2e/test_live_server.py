@@ -18,6 +18,7 @@ from test_browser import stage_text
 
 from densehead.io.table import COL
 from densehead.tools.browser import (
+    click,
     live_sessions,
     metric,
     new_page,
@@ -57,7 +58,7 @@ def download(page, button: str, tries: int = 3) -> bytes:
         for attempt in range(tries):
             try:
                 with page.expect_download(timeout=60_000) as info:
-                    page.get_by_role("button", name=button).click(timeout=30_000)
+                    click(page.get_by_role("button", name=button), 30_000)
                 return Path(info.value.path()).read_bytes()
             except Exception as exc:
                 print(f"download {button!r} attempt {attempt}: {exc}; media responses {seen}")
@@ -79,7 +80,7 @@ def series_csv(page) -> bytes:
     wanted = page.get_by_role("button", name="Download series (CSV)")
     assert wanted.count() == 0
     for attempt in range(2):
-        page.get_by_role("button", name="Export series (CSV)").click()
+        click(page.get_by_role("button", name="Export series (CSV)"))
         try:
             wanted.wait_for(timeout=30_000)
             break
@@ -176,7 +177,7 @@ def test_three_people_at_once_each_see_only_their_own(browser, obama_browser, ap
 
         # one person records, then closes the tab while streaming
         leaving_page, leaving = people.pop("up_to_four")
-        leaving_page.get_by_role("button", name="⏺ Record").click()
+        click(leaving_page.get_by_role("button", name="⏺ Record"))
         folder = wait_until(lambda: live_sessions(read_status(status_file))[leaving]["temp_dir"], 30)
         assert folder and Path(folder).is_dir()
         before = {sid: live[sid]["processed"] for _, sid in people.values()}
@@ -205,10 +206,10 @@ def test_recording_gives_an_mp4_and_the_csv_of_exactly_its_frames(browser, app_u
     try:
         assert wait_fps(page, timeout_s=90) > 0
         page.wait_for_timeout(3000)
-        page.get_by_role("button", name="⏺ Record").click()
+        click(page.get_by_role("button", name="⏺ Record"))
         page.locator("text=/Recording: [0-9.]+ s of 60 s/").first.wait_for(timeout=30_000)
         page.wait_for_timeout(5000)
-        page.get_by_role("button", name="⏹ Stop recording").click()
+        click(page.get_by_role("button", name="⏹ Stop recording"))
         page.get_by_role("button", name="Download recording (.mp4)").wait_for(timeout=60_000)
         caption = text_retrying(page, page.locator("text=/Recorded [0-9]+ frames/").first)
         shot(page, output_dir, "e2e_live_recording.png")
@@ -253,7 +254,7 @@ def test_stop_then_start_is_a_new_stream_with_its_own_lag(browser, app_url, stat
         assert wait_fps(page, timeout_s=90) > 0
         page.wait_for_timeout(4000)
         stop = next(f for f in page.frames if f.locator("button", has_text="STOP").count())
-        stop.locator("button", has_text="STOP").click()
+        click(stop.locator("button", has_text="STOP"))
         page.locator("text=the stream is stopped or paused").wait_for(timeout=30_000)
         assert wait_until(lambda: not live_sessions(read_status(status_file))[sid]["streaming"], 15)
         frames_before = live_sessions(read_status(status_file))[sid]["processed"]
@@ -284,11 +285,11 @@ def test_leaving_the_page_while_streaming_and_coming_back(browser, app_url, stat
     try:
         assert wait_fps(page, timeout_s=90) > 0
         nav = page.locator('[data-testid="stSidebarNav"]')
-        nav.get_by_text("Home", exact=True).click()
+        click(nav.get_by_text("Home", exact=True))
         page.get_by_text("Model status").wait_for(timeout=60_000)
         assert wait_until(lambda: not live_sessions(read_status(status_file))[sid]["streaming"], 60)
         processed = live_sessions(read_status(status_file))[sid]["processed"]
-        nav.get_by_text("Live webcam", exact=True).click()
+        click(nav.get_by_text("Live webcam", exact=True))
         start_stream(page, webrtc_frame(page))
         page.wait_for_timeout(5000)
         live = live_sessions(read_status(status_file))[sid]
@@ -306,7 +307,7 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
         page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator("input").fill("25")
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
             str(SAMPLES / "videos" / "orlando_bloom.avi"))
-        page.get_by_role("button", name="Analyse").click(timeout=60_000)
+        click(page.get_by_role("button", name="Analyse"), 60_000)
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
         status = status_since(status_file, time.time())   # one before "Done" shows the upload
         shot(page, output_dir, "e2e_video_done.png")
