@@ -19,12 +19,14 @@ import pytest
 from helpers import ctrl_c_as_from_a_terminal
 
 from densehead.batch import (
+    BatchInterrupted,
     BatchSettings,
     image_table,
     plan_inputs,
     run_batch,
     video_table,
 )
+from densehead.batch.progress import BatchProgress
 from densehead.io import table
 
 pytestmark = pytest.mark.slow  # worker processes, Ray, the CLI as a subprocess
@@ -538,6 +540,28 @@ def test_ctrl_c_or_kill_stops_the_batch_and_keeps_what_finished(long_study, tmp_
     assert [f["status"] for f in data["files"]][:1] == ["ok"]
     assert not (out / "2.avi.parquet").exists() and not part_files(out)
     assert wait_until_gone(worker, seconds=5)  # the worker is gone too
+
+
+def test_ctrl_c_while_the_next_file_is_shown_starting_keeps_the_finished_one(
+        long_study, tmp_path, monkeypatch):
+    """Ctrl-C lands wherever the main thread is. On a throttled CI machine it came while the
+    batch showed 2.avi starting, and 1.avi, finished, was reported pending and never written.
+    Here the Ctrl-C is sent at exactly that point, with real workers."""
+    shown = BatchProgress.frames
+
+    def frames(self, index: int, done: int) -> None:
+        if index == 1 and done == 0:   # the worker has just started 2.avi: 1.avi is done
+            os.kill(os.getpid(), signal.SIGINT)
+        shown(self, index, done)
+
+    monkeypatch.setattr(BatchProgress, "frames", frames)
+    out = tmp_path / "out"
+    with pytest.raises(BatchInterrupted):
+        run_batch([long_study], out, workers=1, progress=False)
+    data = report(out)
+    assert data["interrupted"] is True and data["pending"] == 2, data
+    assert [(Path(f["input"]).name, f["status"]) for f in data["files"]] == [("1.avi", "ok")]
+    assert (out / "1.avi.parquet").exists() and not (out / "2.avi.parquet").exists()
 
 
 def test_benchmark_prints_speeds_and_speedups(long_study):

@@ -66,9 +66,9 @@ class LocalEngine:
                 if any(_broken(future) for future in done):
                     yield from _drain(messages, started)
                     return (yield from _after_crash(pending, started))
-                for future in done:
-                    pending.pop(future)
+                for future in done:   # pending until handed over: Ctrl-C hands it over then
                     yield future.result()
+                    pending.pop(future)
             return []
         except KeyboardInterrupt:
             # stop the workers at their next frame, then hand over what had already finished

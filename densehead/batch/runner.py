@@ -3,14 +3,13 @@ others on an engine, commit each file's outputs as its result arrives (in this p
 one place ever writes under the output folder), and record every file in `batch.json`."""
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..core.files import atomic_write
 from .local import LocalEngine
@@ -120,21 +119,26 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     bar = BatchProgress({t.index: t.job for t in tasks}, len(plan.jobs) - len(tasks),
                         len(plan.jobs), settings.max_frames, enabled=progress)
     interrupted, first_start, last_result = False, 0.0, 0.0
+    events = chosen.run(tasks, settings) if tasks else iter(())
+    event: object = None   # the engine's last event, an Outcome or a frame count
     try:
-        if tasks:
-            with contextlib.closing(chosen.run(tasks, settings)) as events:
-                for event in events:
-                    if isinstance(event, Outcome):
-                        last_result = time.perf_counter()
-                        with _signals_held():  # a finished file is committed and recorded whole
-                            entry = runner.finish(event)
-                            bar.file_done(event.index, entry.frames, entry.status == "failed")
-                    else:
-                        first_start = first_start or time.perf_counter()
-                        bar.frames(*event)
+        for event in events:
+            if isinstance(event, Outcome):
+                last_result = time.perf_counter()
+                _record(runner, bar, event)
+            else:
+                first_start = first_start or time.perf_counter()
+                bar.frames(*event)
     except KeyboardInterrupt:
         interrupted = True
+        if isinstance(event, Outcome):   # Ctrl-C came between its arrival and its recording
+            _record(runner, bar, event)
+        for finished in _handed_over(events):
+            _record(runner, bar, finished)
     finally:
+        close = getattr(events, "close", None)   # a generator's: its workers are stopped
+        if close is not None:
+            close()
         bar.close()
         runner.clean_unfinished()
     entries = runner.entries(plan.missing)
@@ -149,6 +153,32 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     if interrupted:
         raise BatchInterrupted(report)
     return report
+
+
+def _handed_over(events: Iterator[object]) -> Iterator[Outcome]:
+    """The files an engine had finished when Ctrl-C came. Ctrl-C lands wherever the main thread
+    is, often here while a frame count is shown, with the engine paused at a yield: it is sent
+    on to the engine, which stops its workers and hands over what had finished."""
+    throw = getattr(events, "throw", None)
+    if throw is None:   # not a generator: nothing to stop
+        return
+    try:
+        event = throw(KeyboardInterrupt())
+        while True:
+            if isinstance(event, Outcome):
+                yield event
+            event = next(events)
+    except (KeyboardInterrupt, StopIteration):   # the engine has stopped
+        return
+
+
+def _record(runner: "_Runner", bar: BatchProgress, outcome: Outcome) -> None:
+    """Commit a finished file and record it, once and whole: Ctrl-C waits until it is done. An
+    engine stopped by Ctrl-C may hand over again a file it had handed over just before."""
+    with _signals_held():
+        if outcome.index not in runner.done:
+            entry = runner.finish(outcome)
+            bar.file_done(outcome.index, entry.frames, entry.status == "failed")
 
 
 class _Runner:
