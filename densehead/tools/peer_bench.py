@@ -139,10 +139,24 @@ def onnx_session(model: bytes, threads: int) -> Callable[[np.ndarray], np.ndarra
 
 # --------------------------------------------------------------------------- timing
 
+def settle(window_s: float = 0.01, busy_share: float = 0.1, limit_s: float = 1.0) -> None:
+    """Wait until this process's other threads have gone idle: a runtime's workers spin for a
+    while after its last call (onnxruntime's for tens of milliseconds), and the next runtime
+    timed would share the cores with them. Idle is a `window_s` in which the process (this
+    thread asleep) used under `busy_share` of one core; at most `limit_s`."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        used = time.process_time()
+        time.sleep(window_s)
+        if time.process_time() - used < busy_share * window_s:
+            return
+
+
 def alternate(calls: dict[str, Callable[[], object]], rounds: int, per_round: int
               ) -> dict[str, list[float]]:
     """Milliseconds per call of each, in `rounds` rounds of `per_round` calls each, the order of
-    the callables reversed every other round; three warm-up calls each first."""
+    the callables reversed every other round; three warm-up calls each first. Each round of
+    calls starts once the previous one's worker threads are idle (`settle`)."""
     for call in calls.values():
         for _ in range(3):
             call()
@@ -151,6 +165,7 @@ def alternate(calls: dict[str, Callable[[], object]], rounds: int, per_round: in
     for r in range(rounds):
         for name in order if r % 2 == 0 else order[::-1]:
             call = calls[name]
+            settle()
             for _ in range(per_round):
                 start = time.perf_counter()
                 call()
