@@ -139,17 +139,19 @@ def onnx_session(model: bytes, threads: int) -> Callable[[np.ndarray], np.ndarra
 
 # --------------------------------------------------------------------------- timing
 
-def settle(window_s: float = 0.01, busy_share: float = 0.1, limit_s: float = 1.0) -> None:
+def settle(window_s: float = 0.01, quiet_windows: int = 3, busy_share: float = 0.1,
+           limit_s: float = 1.0) -> None:
     """Wait until this process's other threads have gone idle: a runtime's workers spin for a
     while after its last call (onnxruntime's for tens of milliseconds), and the next runtime
-    timed would share the cores with them. Idle is a `window_s` in which the process (this
-    thread asleep) used under `busy_share` of one core; at most `limit_s`."""
+    timed would share the cores with them. Idle is `quiet_windows` windows in a row in which
+    the process (this thread asleep) used under `busy_share` of one core: on a busy machine a
+    spinning worker can wait out one window for a core. At most `limit_s`."""
     deadline = time.perf_counter() + limit_s
-    while time.perf_counter() < deadline:
+    quiet = 0
+    while quiet < quiet_windows and time.perf_counter() < deadline:
         used = time.process_time()
         time.sleep(window_s)
-        if time.process_time() - used < busy_share * window_s:
-            return
+        quiet = quiet + 1 if time.process_time() - used < busy_share * window_s else 0
 
 
 def alternate(calls: dict[str, Callable[[], object]], rounds: int, per_round: int
