@@ -21,9 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 from ..core.options import PipelineOptions
-from .work import BatchSettings, Cancelled, Outcome, Task, run_task
+from .work import BatchSettings, Cancelled, FrameCount, Outcome, Task, run_task
 
-FrameCount = tuple[int, int]     # (task index, frames done): a progress event
 REPORT_EVERY_S = 0.25            # how often a worker sends its frame count
 CRASHED = ("the worker process died while on this file (a crash in the decoder, or out of "
            "memory?)")

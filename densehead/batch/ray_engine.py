@@ -28,9 +28,8 @@ from typing import Any, Iterator
 
 from ..core.options import PipelineOptions
 from ..weights.assets import ASSETS_ENV, HOME_ENV, MIRROR_ENV
-from .work import BatchSettings, Outcome, Task, run_task
+from .work import BatchSettings, FrameCount, Outcome, Task, run_task
 
-FrameCount = tuple[int, int]
 POLL_S = 0.25
 # passed to the workers: where the model files are, and no FFmpeg messages (errors are
 # reported per file)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..engine.pipeline import Pipeline
 
 Progress = Callable[[int], None]          # frames done in the current file
+FrameCount = tuple[int, int]              # (task index, frames done): an engine's progress event
 
 
 @dataclass(frozen=True)
