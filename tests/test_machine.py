@@ -27,3 +27,8 @@ def test_the_machine_is_what_linux_says():
                                                       "asimddp"})
     line = machine.describe()
     assert machine.model in line and f"{machine.cores} cores" in line
+    numbers = {key.strip(): value.strip() for key, _, value in
+               (row.partition(":") for row in info.splitlines()) if key.strip() in
+               ("cpu family", "model")}
+    if len(numbers) == 2:   # x86: which generation, where the model name does not say
+        assert f"(family {numbers['cpu family']} model {numbers['model']})" in line

@@ -28,6 +28,8 @@ class Machine:
     cores: int                     # logical CPUs this process may use
     extensions: tuple[str, ...]    # those of EXTENSIONS the CPU has (or the libraries may use)
     restricted: str = ""           # the avx2_numerics kernels this process computes with, if any
+    generation: str = ""           # x86 "family 25 model 1": a virtual machine's model name is
+                                   # often only "AMD EPYC", which says nothing of Zen 1 or Zen 4
 
     @property
     def int8_dot_product(self) -> bool:
@@ -40,13 +42,14 @@ class Machine:
         extensions = " ".join(self.extensions) or "no vector extensions known"
         note = (f" (computing as an AVX2-only CPU, {self.restricted} kernels: "
                 "densehead.tools.avx2_numerics)" if self.restricted else "")
-        return f"{self.model}, {self.cores} cores, {extensions}{note}"
+        generation = f" ({self.generation})" if self.generation else ""
+        return f"{self.model}{generation}, {self.cores} cores, {extensions}{note}"
 
 
 @functools.cache
 def this_machine() -> Machine:
     """The CPU this process runs on (read once)."""
-    model, flags = _from_cpuinfo() if CPUINFO.is_file() else (None, set())
+    model, flags, generation = _from_cpuinfo() if CPUINFO.is_file() else (None, set(), "")
     if not flags and platform.machine().lower() in ("arm64", "aarch64"):
         flags = {"neon"}   # every 64-bit Arm CPU has it; /proc/cpuinfo calls it asimd
     restricted = os.environ.get(AVX2_NUMERICS_ENV, "")
@@ -54,7 +57,7 @@ def this_machine() -> Machine:
         flags &= set(AVX2_ONLY)
     return Machine(model=model or platform.processor() or platform.machine() or "unknown CPU",
                    cores=_cores(), extensions=tuple(e for e in EXTENSIONS if e in flags),
-                   restricted=restricted)
+                   restricted=restricted, generation=generation)
 
 
 def cpu_flags() -> set[str]:
@@ -62,18 +65,23 @@ def cpu_flags() -> set[str]:
     return _from_cpuinfo()[1] if CPUINFO.is_file() else set()
 
 
-def _from_cpuinfo() -> tuple[str | None, set[str]]:
-    model, flags = None, set()
+def _from_cpuinfo() -> tuple[str | None, set[str], str]:
+    """The first CPU's model name, flags and x86 family and model numbers."""
+    model, flags, numbers = None, set(), {}
     for line in CPUINFO.read_text(errors="replace").splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
         if key == "model name" and model is None:
             model = " ".join(value.split())
+        elif key in ("cpu family", "model") and key not in numbers:
+            numbers[key] = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
             if "asimd" in flags:
                 flags.add("neon")
-    return model, flags
+    generation = (f"family {numbers['cpu family']} model {numbers['model']}"
+                  if len(numbers) == 2 else "")
+    return model, flags, generation
 
 
 def _cores() -> int:
