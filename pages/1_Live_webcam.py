@@ -25,8 +25,7 @@ from densehead.dashboard.live import (
     LiveSettings,
     echo_from_environment,
 )
-from densehead.dashboard.moved import show_moved_notice
-from densehead.dashboard.navigation import stay_in_app_navigation
+from densehead.dashboard.navigation import open_page
 from densehead.dashboard.page_runs import reset_streamer_only_on_return
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.sessions import server_resources, session_id
@@ -35,10 +34,7 @@ from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
 from densehead.render import draw
 
-stay_in_app_navigation()   # opened by its own URL before app.py ever ran: through app.py
-st.set_page_config(page_title="densehead · live", page_icon="🎥", layout="wide")
-st.title("Live webcam")
-show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
+open_page("pages/1_Live_webcam.py")
 
 LIVE = "live"            # the session's LiveSession in the server's session resources
 CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd frame

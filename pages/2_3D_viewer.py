@@ -15,17 +15,13 @@ from densehead.dashboard.figures import (
     mesh_figure,
     pose_axes,
 )
-from densehead.dashboard.moved import show_moved_notice
-from densehead.dashboard.navigation import stay_in_app_navigation
+from densehead.dashboard.navigation import open_page
 from densehead.dashboard.uploads import upload_types
 from densehead.io import export
 from densehead.io.image import FORMATS, decode_image
 from densehead.io.video import IMAGE_SUFFIXES
 
-stay_in_app_navigation()   # opened by its own URL before app.py ever ran: through app.py
-st.set_page_config(page_title="densehead · 3D viewer", page_icon="🧊", layout="wide")
-st.title("3D viewer")
-show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
+open_page("pages/2_3D_viewer.py")
 
 MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
 DETAIL = {"balanced (~12,000 vertices)": 12_000, "full (38,365 vertices)": FULL_VERTICES,

@@ -12,8 +12,7 @@ from densehead.core.options import TrackerOptions
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
-from densehead.dashboard.moved import show_moved_notice
-from densehead.dashboard.navigation import stay_in_app_navigation
+from densehead.dashboard.navigation import open_page
 from densehead.dashboard.playable import browser_mp4
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.uploads import TempFolder, save_upload, upload_types
@@ -23,10 +22,7 @@ from densehead.io.video import VIDEO_SUFFIXES
 from densehead.render import draw
 
 log = logging.getLogger("densehead.pages.video")
-stay_in_app_navigation()   # opened by its own URL before app.py ever ran: through app.py
-st.set_page_config(page_title="densehead · video", page_icon="🎞️", layout="wide")
-st.title("Video analysis")
-show_moved_notice()   # behind the replicas' proxy, after this browser's server stopped
+open_page("pages/3_Video_analysis.py")
 
 
 pipe = load_pipeline()

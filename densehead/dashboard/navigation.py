@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from .moved import show_moved_notice
+
 
 @dataclass(frozen=True)
 class PageEntry:
@@ -45,3 +47,15 @@ def stay_in_app_navigation() -> None:
         PagesManager.uses_pages_directory = False   # what st.navigation itself sets
         if first_run:
             st.rerun()
+
+
+def open_page(script: str) -> None:
+    """What every page does first, with its title and icon from PAGES (one home for both):
+    through app.py if it was opened by its own URL, the browser tab's title, the heading, and
+    the notice of a moved session behind the replicas' proxy."""
+    entry = next(e for e in PAGES if e.script == script)
+    stay_in_app_navigation()
+    st.set_page_config(page_title=f"densehead · {entry.title}", page_icon=entry.icon,
+                       layout="wide")
+    st.title(entry.title)
+    show_moved_notice()
