@@ -564,6 +564,51 @@ def test_ctrl_c_while_the_next_file_is_shown_starting_keeps_the_finished_one(
     assert (out / "1.avi.parquet").exists() and not (out / "2.avi.parquet").exists()
 
 
+@pytest.mark.ray
+def test_ray_ctrl_c_while_one_file_is_recorded_keeps_the_other_finished_one(
+        long_study, local_ray, tmp_path, monkeypatch):
+    """Ctrl-C lands wherever the driver is. Here a long clip and a photo have both finished on
+    their actors, and the first of them is being recorded when it comes: the other, finished
+    too, is kept as well (it was lost unless Ctrl-C came inside ray.wait)."""
+    root = tmp_path / "study"
+    root.mkdir()
+    shutil.copy(long_study / "2.avi", root / "a.avi")
+    shutil.copy(long_study / "3.jpg", root / "b.jpg")
+    real_wait, waited = local_ray.wait, []
+
+    def wait(refs, *args, **kwargs):   # the engine's own ray.wait, its refs remembered
+        waited[:] = list(refs)
+        return real_wait(refs, *args, **kwargs)
+
+    shown, started, armed = BatchProgress.frames, set(), []
+
+    def frames(self, index: int, done: int) -> None:
+        started.add(index)
+        if started == {0, 1} and not armed:   # both files given out: wait until both are done
+            real_wait(waited, num_returns=len(waited), timeout=120)
+            armed.append(True)
+        shown(self, index, done)
+
+    recorded = BatchProgress.file_done
+
+    def file_done(self, *args) -> None:
+        recorded(self, *args)
+        if armed and armed.pop():   # once
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(local_ray, "wait", wait)
+    monkeypatch.setattr(BatchProgress, "frames", frames)
+    monkeypatch.setattr(BatchProgress, "file_done", file_done)
+    out = tmp_path / "out"
+    with pytest.raises(BatchInterrupted):
+        run_batch([root], out, engine="ray", workers=2, progress=False)
+    data = report(out)
+    assert data["interrupted"] is True and data["pending"] == 0, data
+    assert [(Path(f["input"]).name, f["status"]) for f in data["files"]] == \
+        [("a.avi", "ok"), ("b.jpg", "ok")], data
+    assert (out / "a.avi.parquet").exists() and (out / "b.jpg.parquet").exists()
+
+
 def test_benchmark_prints_speeds_and_speedups(long_study):
     result = run("batch-benchmark", str(long_study), "--workers", "2", "--no-ray",
                  "--max-frames", "20")

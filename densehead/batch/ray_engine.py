@@ -173,10 +173,26 @@ class _Pool:
 
 def _schedule(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
               queue: Any) -> Iterator[Outcome | FrameCount]:
+    """The tasks run on the pool's actors (_dispatch). Ctrl-C lands wherever the driver is: in
+    ray.wait, or at a yield while the caller shows progress or records a file. Wherever it
+    lands, the files that had finished are handed over before the batch stops."""
+    running: dict[Any, tuple[_Actor, Task]] = {}   # a file stays here until handed over
+    try:
+        yield from _dispatch(ray, tasks, settings, pool, queue, running)
+    except KeyboardInterrupt:
+        if running:
+            done, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
+            for ref in done:
+                with contextlib.suppress(ray.exceptions.RayError):
+                    yield ray.get(ref)
+        raise
+
+
+def _dispatch(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool, queue: Any,
+              running: dict[Any, tuple[_Actor, Task]]) -> Iterator[Outcome | FrameCount]:
     """One task per idle actor. An actor that dies is replaced; its file runs once more on
     another actor, then fails. Without any actor up for NO_WORKER_WAIT_S the rest fail."""
     todo = list(reversed(tasks))
-    running: dict[Any, tuple[_Actor, Task]] = {}
     tries: dict[int, int] = {}
     waiting_since = 0.0   # since when no actor was up to give a file to
     while todo or running:
@@ -199,23 +215,17 @@ def _schedule(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
                 return
         else:
             waiting_since = 0.0
-        try:
-            ready, _ = ray.wait([*running, *pool.starting], num_returns=1, timeout=POLL_S)
-        except KeyboardInterrupt:  # hand over what had already finished, then stop
-            done, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
-            for ref in done:
-                with contextlib.suppress(ray.exceptions.RayError):
-                    yield ray.get(ref)
-            raise
+        ready, _ = ray.wait([*running, *pool.starting], num_returns=1, timeout=POLL_S)
         yield from _drain(ray, queue)
         for ref in ready:
             if ref in pool.starting:
                 pool.started(ref)
                 continue
-            actor, task = running.pop(ref)
+            actor, task = running[ref]
             try:
                 outcome = ray.get(ref)
             except ray.exceptions.RayActorError as error:
+                running.pop(ref)
                 pool.kill(actor)
                 pool.add()
                 if tries[task.index] < 2:   # its node stopped, most likely: once more
@@ -228,8 +238,9 @@ def _schedule(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
                 outcome = Outcome(task.index, error=f"Ray: {_first_line(error)}")
             if tries[task.index] > 1:
                 outcome.notes.append("run again after the Ray worker it was on died")
-            pool.idle.append(actor)
             yield outcome
+            running.pop(ref)
+            pool.idle.append(actor)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
