@@ -97,9 +97,10 @@ def run_coroutine(coroutine):
 
 @contextlib.contextmanager
 def ctrl_c_as_from_a_terminal() -> Iterator[None]:
-    """Processes started inside get Ctrl-C (SIGINT) at its default, as from a terminal, also when
-    the suite itself runs in the background (`pytest &` ignores SIGINT, an ignored signal is
-    inherited through exec, and Python then installs no KeyboardInterrupt handler)."""
+    """This process, and processes started inside, get Ctrl-C (SIGINT) at its default, as from a
+    terminal, also when the suite itself runs in the background (`pytest &` ignores SIGINT, an
+    ignored signal is inherited through exec, and Python then installs no KeyboardInterrupt
+    handler): a Ctrl-C sent to this process then raises KeyboardInterrupt."""
     ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     if ignored:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler is reset on exec

@@ -556,7 +556,7 @@ def test_ctrl_c_while_the_next_file_is_shown_starting_keeps_the_finished_one(
 
     monkeypatch.setattr(BatchProgress, "frames", frames)
     out = tmp_path / "out"
-    with pytest.raises(BatchInterrupted):
+    with ctrl_c_as_from_a_terminal(), pytest.raises(BatchInterrupted):
         run_batch([long_study], out, workers=1, progress=False)
     data = report(out)
     assert data["interrupted"] is True and data["pending"] == 2, data
@@ -600,7 +600,7 @@ def test_ray_ctrl_c_while_one_file_is_recorded_keeps_the_other_finished_one(
     monkeypatch.setattr(BatchProgress, "frames", frames)
     monkeypatch.setattr(BatchProgress, "file_done", file_done)
     out = tmp_path / "out"
-    with pytest.raises(BatchInterrupted):
+    with ctrl_c_as_from_a_terminal(), pytest.raises(BatchInterrupted):
         run_batch([root], out, engine="ray", workers=2, progress=False)
     data = report(out)
     assert data["interrupted"] is True and data["pending"] == 0, data
