@@ -580,20 +580,21 @@ def test_ray_ctrl_c_while_one_file_is_recorded_keeps_the_other_finished_one(
         waited[:] = list(refs)
         return real_wait(refs, *args, **kwargs)
 
-    shown, started, armed = BatchProgress.frames, set(), []
+    shown, recorded = BatchProgress.frames, BatchProgress.file_done
+    started: set[int] = set()
+    state = {"both_done": False, "sent": False}
 
     def frames(self, index: int, done: int) -> None:
         started.add(index)
-        if started == {0, 1} and not armed:   # both files given out: wait until both are done
+        if started == {0, 1} and not state["both_done"]:   # both given out: wait for both
             real_wait(waited, num_returns=len(waited), timeout=120)
-            armed.append(True)
+            state["both_done"] = True
         shown(self, index, done)
-
-    recorded = BatchProgress.file_done
 
     def file_done(self, *args) -> None:
         recorded(self, *args)
-        if armed and armed.pop():   # once
+        if state["both_done"] and not state["sent"]:   # the first file recorded after that
+            state["sent"] = True
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(local_ray, "wait", wait)
