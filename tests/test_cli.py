@@ -61,6 +61,12 @@ def test_unreadable_input_is_a_clear_error(tmp_path):
     assert "not an image" in result.stderr and "Traceback" not in result.stderr
     missing = run("pose", "-f", str(tmp_path / "nothing.mp4"))
     assert missing.returncode == 1 and "no such file" in missing.stderr
+    # a folder given where one file is asked for: said so, and where folders go
+    folder = run("pose", "-f", str(tmp_path))
+    assert folder.returncode == 1 and "is a folder" in folder.stderr
+    assert "densehead batch" in folder.stderr and "Traceback" not in folder.stderr
+    export = run("export", "-f", str(tmp_path))
+    assert export.returncode == 1 and "is a folder, not a file" in export.stderr
 
 
 def test_benchmark_prints_the_stage_table(samples):

@@ -32,6 +32,9 @@ def run_mode(args: argparse.Namespace) -> int:
     from ..io.video import is_image
 
     source = Path(args.file)
+    if source.is_dir():
+        raise ValueError(f"{source} is a folder: -f takes one image or video; `densehead batch "
+                         f"{source} -o TABLES` turns a folder into per-frame tables")
     image = is_image(source)
     output = Path(args.output) if args.output else default_output(source, args.mode, image)
     check_outputs(source, output, Path(args.json) if args.json else None, image)

@@ -1,4 +1,5 @@
-"""Writing a file so that readers and a later run never see half of it."""
+"""Files as the user names them: a clear word when one is not there, and writing one so that
+readers and a later run never see half of it."""
 from __future__ import annotations
 
 import os
@@ -37,3 +38,10 @@ def atomic_write(path: str | os.PathLike, content: Content, sync: bool = True,
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def missing_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a file (one line for the user), or None if it can."""
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    return None if path.is_file() else f"no such file: {path}"

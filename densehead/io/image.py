@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import ImageError
+from ..core.files import missing_file
 from ..core.frames import MAX_PIXELS, as_bgr
 
 FORMATS = "JPEG, PNG, BMP, WebP, TIFF"
@@ -174,8 +175,9 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as BGR uint8, or raise ImageError with a message for the user."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"no such file: {path}")
+    problem = missing_file(path)
+    if problem:
+        raise ImageError(problem)
     with path.open("rb") as f:
         if path.stat().st_size:  # an oversized image is refused before its bytes are read
             check_header(file_reader(f), path.name)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import VideoError
+from ..core.files import missing_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # what a folder walk or an upload takes as a video (a file named explicitly is tried whatever
@@ -34,8 +35,9 @@ def is_image(path: str | Path) -> bool:
 
 def _open(path: str | Path) -> cv2.VideoCapture:
     path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"no such file: {path}")
+    problem = missing_file(path)
+    if problem:
+        raise VideoError(problem)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VideoError(f"{path.name} is not a video OpenCV can read (try MP4/H.264, AVI, MOV)")
