@@ -209,6 +209,9 @@ def test_a_rerun_skips_only_files_finished_with_this_input_and_settings(study, t
     again = run_batch(inputs, out, settings, workers=1)
     assert [f.status for f in again.files] == ["skipped"] * 3
     assert [f.frames for f in again.files] == [30, 40, 1]   # from the tables' records
+    # threads change speed, not tables: nothing runs again
+    faster = BatchSettings(pipeline=settings.pipeline.replace(num_threads=2, adapt_threads=False))
+    assert [f.status for f in run_batch(inputs, out, faster, workers=1).files] == ["skipped"] * 3
     # the photo was replaced (a new modification time): it alone runs again
     photo = study / PHOTO
     stat = photo.stat()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,14 @@ def test_benchmark_prints_the_stage_table(samples):
     for stage in ("detect", "preprocess", "inference", "postprocess", "render", "total"):
         assert any(line.startswith(stage) for line in result.stdout.splitlines()), stage
     assert "frames per second" in result.stdout
+    # how the calls were run: 2 threads, or 1 where that has been faster lately
+    assert re.search(r"^TFLite threads per call: detector 2 threads \d+%.*; regressor 2 threads",
+                     result.stdout, re.M), result.stdout
+    fixed = run("benchmark", "-f", str(samples / "videos" / "orlando_bloom.avi"),
+                "--frames", "5", "--warmup", "0", "--threads", "2", "--fixed-threads")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "TFLite threads per call: detector 2 threads 100%; regressor 2 threads 100%" \
+        in fixed.stdout
 
 
 def test_export_writes_textured_obj_per_face(samples, tmp_path):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..core.errors import OptionsError
-from ..core.options import PipelineOptions, TrackerOptions
+from ..core.options import SPEED_ONLY, PipelineOptions, TrackerOptions
 from ..io import table as tables
 from .plan import Job
 
@@ -59,8 +59,8 @@ class BatchSettings:
 
     def table_key(self) -> dict[str, Any]:
         """What a table depends on (stored with it; a table made otherwise is made again).
-        The thread count is left out: it changes speed, not results."""
-        pipeline = {k: v for k, v in asdict(self.pipeline).items() if k != "num_threads"}
+        The threads are left out: they change speed, not results."""
+        pipeline = {k: v for k, v in asdict(self.pipeline).items() if k not in SPEED_ONLY}
         return {"pipeline": pipeline, "tracker": asdict(self.tracker),
                 "max_frames": self.max_frames}
 

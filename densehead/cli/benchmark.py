@@ -10,6 +10,7 @@ import numpy as np
 
 from ..core.face import STAGES
 from ..core.machine import this_machine
+from ..engine.thread_choice import thread_use
 from ..render import draw
 from .options import (
     add_pipeline_options,
@@ -88,6 +89,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         rows["total"].append((end - start) * 1e3)
         faces_seen.append(len(result.faces))
     print_benchmark(args, frames[0].shape, rows, faces_seen)
+    print(f"TFLite threads per call: detector {thread_use(pipe.detector.network)}; "
+          f"regressor {thread_use(pipe.loaded.regressor)}")
     return 0
 
 

@@ -32,7 +32,10 @@ def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threa
                    help=f"regressor network (default {_P.regressor}: the faster mb05 graph on "
                         "this CPU, int8 only where it is faster)")
     g.add_argument("--threads", type=int, default=threads,
-                   help=f"TFLite threads (default {threads})")
+                   help=f"TFLite threads (default {threads}; with 2 or more, each call runs on "
+                        "1 thread or on these, whichever has been faster lately)")
+    g.add_argument("--fixed-threads", action="store_true",
+                   help="run every call on --threads threads")
     g.add_argument("--threshold", type=float, default=_P.score_threshold,
                    help=f"face detection score threshold, (0, 1] (default {_P.score_threshold})")
     g.add_argument("--max-faces", type=int, default=_P.max_faces,
@@ -73,6 +76,7 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
     """Raises a ValueError naming the flag (one line on stderr) for values out of range."""
     try:
         return PipelineOptions(regressor=args.regressor, num_threads=args.threads,
+                               adapt_threads=not args.fixed_threads,
                                score_threshold=args.threshold, max_faces=args.max_faces,
                                roi_shift=args.roi_shift, roi_scale=args.roi_scale,
                                refine=args.refine, flip_average=args.flip,

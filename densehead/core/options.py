@@ -32,10 +32,17 @@ ROI_SCALE = 1.40
 TURN_AFTER_TILT = 55.0
 
 
+# PipelineOptions' fields that change how fast the answers come, never the answers
+SPEED_ONLY = ("num_threads", "adapt_threads")
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
     regressor: str = AUTO            # "auto", "mb05", "mb05-int8" or "mb1" (which network)
-    num_threads: int = 2             # TFLite threads per model
+    num_threads: int = 2             # TFLite threads per model (at most, with adapt_threads)
+    # with num_threads > 1, each call on 1 thread or num_threads, whichever has been faster
+    # lately (engine.thread_choice): a busy machine makes the threads wait for each other
+    adapt_threads: bool = True
     score_threshold: float = 0.7     # detector confidence a face needs
     iou_threshold: float = 0.3       # non-maximum suppression overlap
     max_faces: int = 8               # at most this many faces per frame, best scores first
@@ -62,9 +69,9 @@ class PipelineOptions:
         _check_finite(self, "min_face_size")
 
     @property
-    def model_key(self) -> tuple[str, int]:
+    def model_key(self) -> tuple[str, int, bool]:
         """What the loaded models depend on; every other option applies per call."""
-        return self.regressor, self.num_threads
+        return self.regressor, self.num_threads, self.adapt_threads
 
     def replace(self, **changes: Any) -> "PipelineOptions":
         return replace(self, **changes)

@@ -29,7 +29,7 @@ from ..core.frames import as_bgr
 from ..core.options import PipelineOptions
 from ..weights.assets import ModelFileError
 from ..weights.detector_graph import PIXEL_MEAN, PIXEL_SCALE
-from .runtime import TFLiteRunner
+from .thread_choice import make_runner
 
 INPUT_W, INPUT_H = 320, 240
 STRIDES = (8, 16, 32, 64)
@@ -141,14 +141,15 @@ def normalise(canvas_bgr: np.ndarray) -> np.ndarray:
 
 class FaceDetector:
     """UltraFace RFB-320. `det(frame_bgr)` returns Detections(boxes, scores), best first.
-    Thread-safe: the only shared state is the interpreter, which TFLiteRunner serialises."""
+    Thread-safe: the only shared state is the network, whose runner serialises its calls."""
 
     def __init__(self, model_path: str | Path, num_threads: int = _DEFAULTS.num_threads,
                  score_threshold: float = _DEFAULTS.score_threshold,
                  iou_threshold: float = _DEFAULTS.iou_threshold,
                  min_size: float = _DEFAULTS.min_face_size,
-                 max_faces: int = _DEFAULTS.max_faces) -> None:
-        self.network = TFLiteRunner(model_path, num_threads=num_threads)
+                 max_faces: int = _DEFAULTS.max_faces,
+                 adapt_threads: bool = _DEFAULTS.adapt_threads) -> None:
+        self.network = make_runner(model_path, num_threads, adapt_threads)
         # the rewritten graph takes the uint8 letterbox; the source graph normalised floats
         self.takes_pixels = self.network.input_dtype == np.uint8
         if self.network.input_shape[1:] != (INPUT_H, INPUT_W, 3):

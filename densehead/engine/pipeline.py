@@ -24,7 +24,7 @@ from .face_model import MorphableModel, project
 from .mirror_fallback import MirrorFit, find_faces, unmirror
 from .pose import decompose
 from .regressor_choice import resolve_regressor
-from .runtime import TFLiteRunner
+from .thread_choice import Runner, make_runner
 from .turns import (
     SAME_FACE_IOU,
     TurnedViews,
@@ -40,10 +40,10 @@ log = logging.getLogger(__name__)
 class LoadedModels:
     """The loaded networks and face model: read-only after loading, shared by every view."""
     detector: FaceDetector
-    regressor: TFLiteRunner
+    regressor: Runner
     face_model: MorphableModel
     compiled_path: Path
-    key: tuple[str, int]          # (regressor name, threads) they were loaded with
+    key: tuple[str, int, bool]    # (regressor name, threads, adapt_threads) they were loaded with
 
 
 def load_models(options: PipelineOptions) -> LoadedModels:
@@ -53,12 +53,13 @@ def load_models(options: PipelineOptions) -> LoadedModels:
     start = time.perf_counter()
     paths = assets.resolve_many(assets.default_names(options.regressor))
     detector = FaceDetector(detector_tflite(paths[assets.DETECTOR_FILE], assets.compiled_dir()),
-                            num_threads=options.num_threads)
+                            num_threads=options.num_threads, adapt_threads=options.adapt_threads)
     compiled = regressor_tflite(paths[assets.REGRESSORS[options.regressor]],
                                 paths[assets.STATS_FILE], assets.compiled_dir(),
                                 int8=options.regressor.endswith(INT8))
     models = LoadedModels(
-        detector=detector, regressor=TFLiteRunner(compiled, num_threads=options.num_threads),
+        detector=detector,
+        regressor=make_runner(compiled, options.num_threads, options.adapt_threads),
         face_model=MorphableModel(paths[assets.BFM_FILE], paths[assets.TRI_FILE]),
         compiled_path=Path(compiled), key=options.model_key)
     log.info("models loaded in %.1f s: %s, %d TFLite thread(s), regressor %s",

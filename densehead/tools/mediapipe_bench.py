@@ -186,8 +186,11 @@ def serve(frames_path: Path, stdin: IO[str], stdout: IO[str]) -> int:
     tracker = FaceTracker(pipeline)
     calls = {"static": lambda frame: bool(pipeline(frame).faces),
              "tracked": lambda frame: bool(tracker(frame).faces)}
+    o = pipeline.options
+    threads = f"{o.num_threads} TFLite threads" + (" or 1, whichever is faster lately"
+                                                   if o.adapt_threads else "")
     answer_rounds(np.load(frames_path), calls,
-                  f"densehead, regressor {pipeline.options.regressor}, {runtime_version()}",
+                  f"densehead, regressor {o.regressor}, {threads}, {runtime_version()}",
                   stdin, stdout)
     return 0
 
