@@ -1,12 +1,12 @@
 """Each call of a model on one TFLite thread or on several, whichever has been faster lately.
 
 XNNPACK's threads wait for each other after every operator. On a quiet machine a second thread
-makes a call a third faster; while any other program runs, the waiting costs more than the
-second thread gives (docs/measurements.md, issue 21). Which case holds changes while a process
-runs, so a model with several threads keeps a one-thread interpreter beside it and now and then
-runs a few calls on the one it is not using; it moves when that one is clearly faster. Both
-interpreters run the same graph, and XNNPACK splits a call's work by output tiles, so the
-answers are the same whichever runs.
+makes a call faster; while another program runs, the waiting can cost more than the second
+thread gives (docs/measurements.md, "One thread or two, per call"). Which holds changes while a
+process runs, so a model with several threads keeps a one-thread interpreter beside it, now and
+then runs a few calls on the one it is not using, and moves when that one is clearly faster.
+Both run the same graph, and XNNPACK splits a call's work by output tiles, so the answers are
+the same whichever runs.
 """
 from __future__ import annotations
 
