@@ -3,6 +3,8 @@
 same answers whichever thread count runs them."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pytest
 from helpers import shared_pipeline
@@ -13,7 +15,7 @@ from densehead.engine.runtime import TFLiteRunner
 from densehead.engine.thread_choice import (
     FIRST_LOOK,
     LAST_LOOK,
-    PROBE_CALLS,
+    LOOK_CALLS,
     AdaptiveRunner,
     ThreadPolicy,
     make_runner,
@@ -23,50 +25,72 @@ from densehead.io.image import read_image
 
 
 def run_policy(policy: ThreadPolicy, ms_by_threads: dict[int, float], calls: int,
-               first_probe_ms: float | None = None) -> list[int]:
-    """Feed the policy `calls` calls whose time depends only on the thread count (the first
-    call of each look at the other count taking `first_probe_ms`, if given); the thread count
-    each call ran on."""
+               first_look_ms: float | None = None,
+               machine: Callable[[int], float] = lambda call: 1.0) -> list[int]:
+    """Feed the policy `calls` calls taking ms_by_threads[threads] times machine(call) (how
+    slow the machine is then), the first call of each look `first_look_ms` if given; the thread
+    count each call ran on."""
     ran = []
-    for _ in range(calls):
+    for call in range(calls):
         index = policy.next()
         threads = policy.threads[index]
-        warming = policy.probing == PROBE_CALLS and index != policy.use
-        ms = first_probe_ms if warming and first_probe_ms is not None else ms_by_threads[threads]
-        policy.record(index, ms)
+        first = policy.looking and not policy.look
+        ms = ms_by_threads[threads] * machine(call)
+        policy.record(index, first_look_ms if first and first_look_ms is not None else ms)
         ran.append(threads)
     return ran
+
+
+def longest_run(ran: list[int], threads: int) -> int:
+    """The most calls in a row run on `threads`."""
+    longest = current = 0
+    for t in ran:
+        current = current + 1 if t == threads else 0
+        longest = max(longest, current)
+    return longest
 
 
 def test_a_busy_machine_moves_the_calls_to_one_thread_and_a_quiet_one_back():
     policy = ThreadPolicy((1, 2))
     # busy: the two threads wait for each other, one thread is faster
-    ran = run_policy(policy, {1: 1.2, 2: 1.6}, FIRST_LOOK + PROBE_CALLS + 50)
+    ran = run_policy(policy, {1: 1.2, 2: 1.6}, FIRST_LOOK + 4 * LOOK_CALLS + 50)
     assert ran[:FIRST_LOOK] == [2] * FIRST_LOOK          # it starts on the count asked for
-    # moved at the first look; later looks at two threads are a few calls each
-    assert policy.threads[policy.use] == 1 and ran[-50:].count(1) >= 50 - PROBE_CALLS
+    # moved at the first look; the looks at two threads are a few calls each
+    assert policy.threads[policy.use] == 1 and ran[-50:].count(1) >= 50 - 4 * LOOK_CALLS
     # quiet again: the second thread pays; the next look moves back
-    ran = run_policy(policy, {1: 1.2, 2: 0.8}, FIRST_LOOK + PROBE_CALLS + 50)
-    assert policy.threads[policy.use] == 2 and ran[-50:].count(2) >= 50 - PROBE_CALLS
+    ran = run_policy(policy, {1: 1.2, 2: 0.8}, FIRST_LOOK + 4 * LOOK_CALLS + 50)
+    assert policy.threads[policy.use] == 2 and ran[-50:].count(2) >= 50 - 4 * LOOK_CALLS
 
 
 def test_a_slower_other_count_is_looked_at_less_and_less_and_never_taken():
     policy = ThreadPolicy((1, 2))
     ran = run_policy(policy, {1: 1.2, 2: 0.9}, 3000)
-    assert ran.count(2) > 0.98 * len(ran)
+    assert longest_run(ran, 1) == LOOK_CALLS           # one thread only ever for a look
     assert policy.look_every == LAST_LOOK and policy.threads[policy.use] == 2
+    assert ran.count(1) < 0.03 * len(ran)
     # within the margin (noise) nothing moves either
     policy = ThreadPolicy((1, 2))
     ran = run_policy(policy, {1: 0.95, 2: 1.0}, 1000)
-    assert policy.threads[policy.use] == 2 and ran.count(2) > 0.98 * len(ran)
+    assert policy.threads[policy.use] == 2 and longest_run(ran, 1) == LOOK_CALLS
 
 
 def test_one_slow_call_of_a_look_does_not_decide():
     """The first call on the interpreter not in use finds its weights out of the cache and its
-    threads asleep: however slow, the look's median decides."""
+    threads asleep: however slow, the look's other calls decide."""
     policy = ThreadPolicy((1, 2))
-    ran = run_policy(policy, {1: 1.0, 2: 1.6}, FIRST_LOOK + PROBE_CALLS + 10, first_probe_ms=50.0)
+    ran = run_policy(policy, {1: 1.0, 2: 1.6}, FIRST_LOOK + 4 * LOOK_CALLS + 10,
+                     first_look_ms=50.0)
     assert policy.threads[policy.use] == 1 and ran[-10:] == [1] * 10
+
+
+def test_a_machine_that_slows_down_and_speeds_up_does_not_move_the_calls():
+    """Rounds of calls with pauses between them, or a neighbour that comes and goes: the
+    machine is three times slower in every other spell of 20 calls, for both thread counts
+    alike. Two threads stay the faster, whichever spell a look falls in."""
+    policy = ThreadPolicy((1, 2))
+    ran = run_policy(policy, {1: 1.0, 2: 0.7}, 5000,
+                     machine=lambda call: 3.0 if call // 20 % 2 else 1.0)
+    assert policy.threads[policy.use] == 2 and longest_run(ran, 1) == LOOK_CALLS
 
 
 def test_a_regressor_and_a_detector_answer_the_same_on_either_thread_count(mb05_graph, samples,

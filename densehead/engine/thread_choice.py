@@ -4,9 +4,9 @@ XNNPACK's threads wait for each other after every operator. On a quiet machine a
 makes a call faster; while another program runs, the waiting can cost more than the second
 thread gives (docs/measurements.md, "One thread or two, per call"). Which holds changes while a
 process runs, so a model with several threads keeps a one-thread interpreter beside it, now and
-then runs a few calls on the one it is not using, and moves when that one is clearly faster.
-Both run the same graph, and XNNPACK splits a call's work by output tiles, so the answers are
-the same whichever runs.
+then runs a few calls on the one it is not using and as many on the one in use, and moves when
+that one is clearly faster. Both run the same graph, and XNNPACK splits a call's work
+by output tiles, so the answers are the same whichever runs.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import logging
 import statistics
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +23,13 @@ from .runtime import TFLiteRunner
 
 log = logging.getLogger(__name__)
 
-WINDOW = 16            # recent calls of the choice in use whose median stands for it
-PROBE_CALLS = 3        # calls on the other choice per look; their median stands for it, so the
-                       # first (its weights out of the cache, its threads asleep) is outvoted
-FIRST_LOOK = 25        # calls between looks at the other choice, after a start or a move ...
+LOOK_CALLS = 6         # a look: this many calls on the other choice, then as many on the one in
+WARM_CALLS = 2         # use, each run's first WARM_CALLS left out (the weights out of the cache,
+                       # the threads asleep), compared by their medians: calls close in time, so
+                       # a busy spell slows both alike. Not alternating call by call: a thread
+                       # pool that has just slept makes its next few calls slow.
+FIRST_LOOK = 25        # calls between looks at the other choice (two looks in a row must find it
+                       # faster to move), after a start or a move ...
 LAST_LOOK = 400        # ... doubling after each look that does not move, up to this
 MOVE_MARGIN = 0.9      # the other must take under 90% of the time: noise does not move it
 
@@ -39,44 +41,47 @@ class ThreadPolicy:
 
     threads: tuple[int, int]
     use: int = 1
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     look_every: int = FIRST_LOOK
     since_look: int = 0
-    probing: int = 0                              # probe calls still to run
-    probe_times: list[float] = field(default_factory=list)
+    look: list[float] = field(default_factory=list)   # ms of a look's calls so far, in order
+    looking: bool = False
+    confirming: bool = False       # the last look found the other faster; this one must too
 
     def next(self) -> int:
         """The index of the thread count to run the next call on."""
-        due = self.since_look >= self.look_every and len(self.recent) >= WINDOW // 2
-        if due and not self.probing:
-            self.probing, self.probe_times = PROBE_CALLS, []
-        return 1 - self.use if self.probing else self.use
+        if not self.looking and self.since_look >= self.look_every:
+            self.looking, self.look = True, []
+        if self.looking and len(self.look) < LOOK_CALLS:
+            return 1 - self.use        # a look runs the other choice first, then this one
+        return self.use
 
     def record(self, index: int, ms: float) -> Move | None:
         """Take the time of a call run on `index`; the move it led to, if any."""
-        if index == self.use:
-            self.recent.append(ms)
+        if not self.looking:
             self.since_look += 1
             return None
-        self.probing -= 1
-        self.probe_times.append(ms)
-        if self.probing:
+        self.look.append(ms)
+        if len(self.look) < 2 * LOOK_CALLS:
             return None
-        self.since_look = 0
-        other, now = statistics.median(self.probe_times), statistics.median(self.recent)
-        if other < MOVE_MARGIN * now:
-            move = Move(self.threads[self.use], self.threads[index], now, other)
-            self.use = index
-            self.recent = deque(self.probe_times, maxlen=WINDOW)
-            self.look_every = FIRST_LOOK
-            return move
-        self.look_every = min(2 * self.look_every, LAST_LOOK)
-        return None
+        self.looking, self.since_look = False, 0
+        other = statistics.median(self.look[WARM_CALLS:LOOK_CALLS])
+        now = statistics.median(self.look[LOOK_CALLS + WARM_CALLS:])
+        if other >= MOVE_MARGIN * now:
+            self.confirming = False
+            self.look_every = min(2 * self.look_every, LAST_LOOK)
+            return None
+        if not self.confirming:      # a spell that ended mid-look can mislead one look: ask again
+            self.confirming, self.since_look = True, self.look_every
+            return None
+        self.confirming = False
+        self.use, self.look_every = 1 - self.use, FIRST_LOOK
+        return Move(self.threads[1 - self.use], self.threads[self.use], now, other)
 
 
 @dataclass(frozen=True)
 class Move:
-    """The policy moved from one thread count to the other: median ms per call on each."""
+    """The policy moved from one thread count to the other: the look's median ms per call on
+    each."""
     before: int
     after: int
     before_ms: float
