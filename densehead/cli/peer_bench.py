@@ -9,9 +9,7 @@ from ..core.machine import this_machine
 
 DESCRIPTION = """Our regressor (float and int8, 1 and 2 threads) against onnxruntime running the
 same checkpoint: an ONNX graph built from the same numpy weights (densehead.tools.peer_bench),
-timed in alternating rounds; medians, ratios ours / onnxruntime and the machine line. At 2 or
-more threads the row "<graph>, adapting" is the graph "auto" runs as a pipeline runs it, each
-call on 1 thread or these, whichever has been faster lately; "<- auto" marks what a pipeline runs.
+timed in alternating rounds; medians, ratios ours / onnxruntime and the machine line.
 onnxruntime's kernels are chosen by its own CPU detection (MLAS), XNNPACK's by its own: each runs
 what it picks on this CPU. Needs the bench extra: pip install ".[bench]".
 
@@ -47,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     for threads in args.threads:
         timings, difference = peer_bench.regressor_timings(threads, args.rounds, args.calls)
         rows += timings
-        picks[threads] = peer_bench.pipeline_row(threads)
+        picks[threads] = peer_bench.auto_pick(threads)
         print(f"{threads} thread(s): our float output and {peer_bench.PEER}'s differ by at most "
               f"{difference:.1e} of the largest parameter (the same function)")
     print(f"\nregressor: median of {args.rounds} alternating rounds of {args.calls} calls")

@@ -37,7 +37,6 @@ from ..core.machine import AVX2_NUMERICS_ENV
 from ..core.options import AUTO, INT8
 from ..engine.regressor_choice import FLOAT, QUANTIZED, resolve_regressor
 from ..engine.runtime import TFLiteRunner
-from ..engine.thread_choice import make_runner
 from ..weights import assets
 from ..weights.checkpoint import load_checkpoint
 from ..weights.compile import (
@@ -54,7 +53,6 @@ from .avx2_numerics import cpuid_masked
 BENCH_EXTRA = 'pip install ".[bench]"'
 PEER = "onnxruntime"
 FRESH_CROPS = 4   # crops the regressor calls take in turn
-ADAPTING = ", adapting"   # the row of the graph "auto" runs as the pipeline runs it
 DETECTOR_PEERS = ("face_detection_short_range.tflite", "face_detection_full_range.tflite",
                   "face_landmark.tflite")
 
@@ -190,11 +188,9 @@ def regressor_timings(threads: int, rounds: int, per_round: int
     caches, which favoured onnxruntime (it reads the caller's array; ours copies it in)."""
     paths = assets.resolve_many([assets.REGRESSORS[FLOAT], assets.STATS_FILE])
     checkpoint, stats = paths[assets.REGRESSORS[FLOAT]], paths[assets.STATS_FILE]
-    graphs = {name: regressor_tflite(checkpoint, stats, assets.compiled_dir(),
-                                     int8=name.endswith(INT8)) for name in (FLOAT, QUANTIZED)}
-    ours = {name: TFLiteRunner(graph, threads) for name, graph in graphs.items()}
-    if threads > 1:   # the pipeline's: each call on 1 thread or these (engine.thread_choice)
-        ours[pipeline_row(threads)] = make_runner(graphs[auto_pick(threads)], threads, adapt=True)
+    ours = {name: TFLiteRunner(regressor_tflite(checkpoint, stats, assets.compiled_dir(),
+                                                int8=name.endswith(INT8)), threads)
+            for name in (FLOAT, QUANTIZED)}
     peer = onnx_session(onnx_regressor(checkpoint, stats), threads)
     rng = np.random.default_rng(0)
     crops = [rng.uniform(-1, 1, (1, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
@@ -237,11 +233,6 @@ def detector_timings(folder: Path, threads: int, rounds: int, per_round: int) ->
 def auto_pick(threads: int) -> str:
     """The regressor "auto" stands for on this machine at `threads` threads."""
     return resolve_regressor(AUTO, threads).name
-
-
-def pipeline_row(threads: int) -> str:
-    """The row of what a pipeline with default options runs at `threads` threads."""
-    return auto_pick(threads) + (ADAPTING if threads > 1 else "")
 
 
 def versions() -> str:
