@@ -36,7 +36,7 @@ def run_policy(policy: ThreadPolicy, ms_by_threads: dict[int, float], calls: int
         threads = policy.threads[index]
         first = policy.looking and not policy.look
         ms = ms_by_threads[threads] * machine(call)
-        policy.record(index, first_look_ms if first and first_look_ms is not None else ms)
+        policy.record(first_look_ms if first and first_look_ms is not None else ms)
         ran.append(threads)
     return ran
 

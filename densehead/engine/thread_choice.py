@@ -55,8 +55,8 @@ class ThreadPolicy:
             return 1 - self.use        # a look runs the other choice first, then this one
         return self.use
 
-    def record(self, index: int, ms: float) -> Move | None:
-        """Take the time of a call run on `index`; the move it led to, if any."""
+    def record(self, ms: float) -> Move | None:
+        """Take the time of the call `next` chose; the move it led to, if any."""
         if not self.looking:
             self.since_look += 1
             return None
@@ -110,17 +110,13 @@ class AdaptiveRunner:
     def input_dtype(self) -> np.dtype:
         return self._runners[0].input_dtype
 
-    @property
-    def threads_in_use(self) -> int:
-        return self._policy.threads[self._policy.use]
-
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         with self._lock:
             index = self._policy.next()
             start = time.perf_counter()
             outputs = self._runners[index](x)
             ms = (time.perf_counter() - start) * 1e3
-            move = self._policy.record(index, ms)
+            move = self._policy.record(ms)
             if move is not None:
                 log.info("%s: now %d TFLite thread(s) per call, not %d (median %.2f ms per "
                          "call against %.2f)", self.path.name, move.after, move.before,
