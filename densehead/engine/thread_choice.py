@@ -73,9 +73,9 @@ class ThreadPolicy:
         if not self.confirming:      # a spell that ended mid-look can mislead one look: ask again
             self.confirming, self.since_look = True, self.look_every
             return None
-        self.confirming = False
-        self.use, self.look_every = 1 - self.use, FIRST_LOOK
-        return Move(self.threads[1 - self.use], self.threads[self.use], now, other)
+        move = Move(self.threads[self.use], self.threads[1 - self.use], now, other)
+        self.use, self.look_every, self.confirming = 1 - self.use, FIRST_LOOK, False
+        return move
 
 
 @dataclass(frozen=True)
