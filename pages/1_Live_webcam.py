@@ -18,6 +18,7 @@ from densehead.dashboard.figures import (
     longest_tracks,
     pose_spec,
 )
+from densehead.dashboard.ice_consent import install as keep_consent_of_late_answers
 from densehead.dashboard.jitter_buffer import install as decode_at_last_packet
 from densehead.dashboard.live import (
     ECHO_ENV,
@@ -50,6 +51,7 @@ use_faster_vp8()   # the returned video: same quality, about half aiortc's encod
 use_processing_track()   # each result sent as soon as it is ready, once, newest first
 decode_at_last_packet()  # a browser's frame is decoded when it is complete, not one frame later
 keep_a_bitrate_floor()   # a busy event loop does not tell browsers to send next to nothing
+keep_consent_of_late_answers()   # a busy server does not drop a browser that answers late
 ECHO = echo_from_environment()
 sid = session_id()
 st.session_state.live_session_id = sid  # where tests find this page's session

@@ -8,6 +8,11 @@ network: the estimate falls to tens of kbps and the browser, keeping its resolut
 two frames a second. `FlooredBitrateEstimator` never asks for less than MIN_BITRATE; on a real
 congested link the browser still backs off on its own when packets are lost.
 
+While the estimator sees overuse, aiortc sends a REMB for every packet that arrives; on an
+overloaded server those RTCP packets took a tenth of the event loop's time, all asking for the
+floor. Like libwebrtc's REMB throttle, a REMB goes out at most every 200 ms unless the estimate
+fell by 3% or more since the last one.
+
 `install()` makes aiortc's receivers use it; `DENSEHEAD_BITRATE_FLOOR=aiortc` keeps aiortc's.
 """
 from __future__ import annotations
@@ -19,17 +24,29 @@ from .library_parts import library_kept, replace
 
 ENV = "DENSEHEAD_BITRATE_FLOOR"
 MIN_BITRATE = 300_000   # bps: a 640x480 talking head at 25 fps in VP8, a little soft
+REMB_INTERVAL_MS = 200  # libwebrtc's REMB throttle: at most one per 200 ms ...
+REMB_FALL_NOW = 0.97    # ... unless the estimate fell below 97% of the last one sent
 
 
 class FlooredBitrateEstimator(RemoteBitrateEstimator):
+    def __init__(self) -> None:
+        super().__init__()
+        self._sent: tuple[int, int] | None = None   # (arrival ms, bitrate) of the last REMB
+
     def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int,
             ssrc: int) -> tuple[int, list[int]] | None:
         estimate = super().add(arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time,
                                payload_size=payload_size, ssrc=ssrc)
         if estimate is None:
             return None
-        bitrate, ssrcs = estimate
-        return max(bitrate, MIN_BITRATE), ssrcs
+        bitrate = max(estimate[0], MIN_BITRATE)
+        if self._sent is not None:
+            sent_ms, sent_bitrate = self._sent
+            if (arrival_time_ms - sent_ms < REMB_INTERVAL_MS
+                    and bitrate >= REMB_FALL_NOW * sent_bitrate):
+                return None
+        self._sent = (arrival_time_ms, bitrate)
+        return bitrate, estimate[1]
 
 
 def install() -> bool:

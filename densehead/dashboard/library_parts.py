@@ -1,9 +1,11 @@
-"""Our replacements for parts of aiortc and streamlit-webrtc, each put in place by one call.
+"""Our replacements for parts of aiortc, aioice and streamlit-webrtc, each put in place by one
+call.
 
-Four modules replace a part the libraries give no option for (vp8: the VP8 encoder,
+Five modules replace a part the libraries give no option for (vp8: the VP8 encoder,
 processing_track: streamlit-webrtc's processing track, jitter_buffer: the video jitter buffer,
-bitrate_floor: the bandwidth estimate); each has a contract test and an environment variable
-that keeps the library's own part, to measure against it or to get round a problem.
+bitrate_floor: the bandwidth estimate, ice_consent: aioice's consent checks); each has a
+contract test and an environment variable that keeps the library's own part, to measure against
+it or to get round a problem.
 """
 from __future__ import annotations
 

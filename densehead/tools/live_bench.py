@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
-from ..dashboard import bitrate_floor, jitter_buffer, processing_track
+from ..dashboard import bitrate_floor, ice_consent, jitter_buffer, processing_track
 from ..dashboard import cpu as server_cpu
 from ..dashboard.cached_pipeline import THREADS_ENV
 from ..dashboard.live import ECHO_ENV
@@ -366,7 +366,8 @@ def _run(args: argparse.Namespace, work: Path, camera: Path) -> int:
     frames = glass.stamped_camera(Path(args.video), camera, args.camera_seconds, (width, height),
                                   args.rate)
     kept = [f"{env}={os.environ[env]}" for env in (processing_track.ENV, jitter_buffer.ENV,
-                                                   bitrate_floor.ENV) if os.environ.get(env)]
+                                                   bitrate_floor.ENV, ice_consent.ENV)
+            if os.environ.get(env)]
     print(f"densehead benchmark-live: {Path(args.video).name} as {width}x{height} at {args.rate} fps"
           f" ({len(frames)} frames, looped, numbered for the latency), mode {args.mode}, regressor"
           f" {args.regressor}, server TFLite threads {args.threads}, libraries' own parts kept:"
