@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 from aioice import ice, stun
+from helpers import run_coroutine
 
 from densehead.dashboard import ice_consent
 
@@ -101,9 +102,9 @@ def test_a_browser_that_answers_late_keeps_its_stream(monkeypatch, short_consent
         finally:
             await asyncio.gather(server.close(), browser.close())
 
-    closed, _ = asyncio.run(run(AIOICE_OWN))
+    closed, _ = run_coroutine(run(AIOICE_OWN))
     assert closed, "aioice's own consent kept a connection whose answers all came late: no test"
-    closed, flows = asyncio.run(run(ice_consent.query_consent))
+    closed, flows = run_coroutine(run(ice_consent.query_consent))
     assert not closed, "the server stopped the stream of a browser that answered every request"
     assert flows
 
@@ -120,7 +121,7 @@ def test_a_browser_that_stops_answering_is_let_go(monkeypatch, short_consent):
         finally:
             await asyncio.gather(server.close(), browser.close())
 
-    assert asyncio.run(run())
+    assert run_coroutine(run())
 
 
 def test_aioice_starts_the_consent_task_by_its_method_name():
