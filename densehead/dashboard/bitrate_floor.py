@@ -8,7 +8,7 @@ network: the estimate falls to tens of kbps and the browser, keeping its resolut
 two frames a second. `FlooredBitrateEstimator` never asks for less than MIN_BITRATE; on a real
 congested link the browser still backs off on its own when packets are lost.
 
-While the estimator sees overuse, aiortc sends a REMB for every packet that arrives; on an
+While the estimator sees overuse, aiortc sends a REMB with nearly every packet that arrives; on an
 overloaded server those RTCP packets took a tenth of the event loop's time, all asking for the
 floor. Like libwebrtc's REMB throttle, a REMB goes out at most every 200 ms unless the estimate
 fell by 3% or more since the last one.

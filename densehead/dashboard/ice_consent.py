@@ -9,8 +9,9 @@ later (aioice issue #58 reports the same under load). RFC 7675 asks only that a 
 come in the last 30 s.
 
 `query_consent` sends the same requests, lets STUN retransmit each one (0.5, 1.5 and 3.5 s after
-the first; an answer up to 7.5 s after the request still counts) and closes the connection when no answer has come for
-30 s. `install()` puts it in place of aioice's; `DENSEHEAD_ICE_CONSENT=aioice` keeps aioice's own.
+the first; an answer up to 7.5 s after the request still counts) and closes the connection when
+no answer has come for 30 s. `install()` puts it in place of aioice's;
+`DENSEHEAD_ICE_CONSENT=aioice` keeps aioice's own.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 ENV = "DENSEHEAD_ICE_CONSENT"
 INTERVAL_S = 5.0          # RFC 7675 section 5.1: every 4-6 s (randomised by +-20%)
 EXPIRY_S = 30.0           # RFC 7675 section 5.1: no valid answer for 30 s ends consent
-RETRANSMISSIONS = 3       # STUN's timer doubles from 0.5 s: tries at 0, 0.5, 1.5, 3.5 s; none after 7.5
+RETRANSMISSIONS = 3       # STUN's timer doubles from 0.5 s: sent at 0, 0.5, 1.5, 3.5 s; gone at 7.5
 AIOICE_QUERY_CONSENT = ice.Connection.query_consent   # aioice's own, as imported
 
 
