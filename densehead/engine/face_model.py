@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from ..core.layout import N_EXPRESSION, N_SHAPE
 from ..weights.assets import ModelFileError
+from .dense_shape import dense_basis
 
 _blas_lock = threading.Lock()
 _blas_limited = False
@@ -40,9 +41,8 @@ class MorphableModel:
         data = load_pickle(bfm_path)
         mean, w_shp, w_exp, keys = _checked_bfm(data, Path(bfm_path))
         basis = np.concatenate([w_shp, w_exp], axis=1).astype(np.float32)
-        # Coefficients-major layout makes `coeffs @ basis` one contiguous sweep over memory.
         self.mean = mean                                    # (3N,) x, y, z per vertex
-        self.basis_t = np.ascontiguousarray(basis.T)        # (50, 3N)
+        self._dense = dense_basis(mean, basis)              # mean + coeffs @ basis, (3N,)
         self.keypoint_mean = mean[keys].copy()              # (204,)
         self.keypoint_vertex_indices = keys[::3] // 3       # (68,) vertex of each landmark
         self.keypoint_basis_t = np.ascontiguousarray(basis[keys].T)  # (50, 204)
@@ -73,7 +73,7 @@ class MorphableModel:
 
     def dense(self, coeffs: np.ndarray) -> np.ndarray:
         """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
-        return (self.mean + coeffs.astype(np.float32) @ self.basis_t).reshape(-1, 3)
+        return self._dense(coeffs).reshape(-1, 3)
 
 
 def _checked_bfm(data: object, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,

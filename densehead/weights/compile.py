@@ -306,4 +306,4 @@ def regressor_tflite(checkpoint: Path, param_stats: Path, cache_dir: Path, int8:
     cached copy is damaged (densehead.weights.tflite_writer.cached_graph)."""
     return cached_graph(cache_dir, cache_key(checkpoint, param_stats, int8),
                         lambda: regressor_tflite_bytes(checkpoint, param_stats, int8),
-                        f"regressor {Path(checkpoint).name}")
+                        f"regressor {Path(checkpoint).name} ({'int8' if int8 else 'float'})")
