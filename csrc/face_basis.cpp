@@ -108,7 +108,7 @@ __attribute__((target("avx2,fma,f16c"))) void shape_avx2(const float* mean,
 }
 #endif
 
-// Whether this CPU runs the vector loop. The plain loop converts halves bit by bit, several
+// Whether this CPU runs the vector loop. The plain loop converts halves bit by bit, over ten
 // times slower than numpy's float32 product: the library uses this kernel only where this holds.
 bool has_fast_path() {
 #if DENSEHEAD_X86

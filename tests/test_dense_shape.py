@@ -51,8 +51,9 @@ def test_half_basis_gives_the_float_shape_within_its_rounding(bfm, photo_coeffs)
 
 
 def test_the_vector_and_the_plain_loop_agree(bfm, photo_coeffs):
-    """The same products summed in the same order; FMA rounds once where the plain loop rounds
-    twice, which moves a float32 sum of 50 terms by a few units in its last place."""
+    """The same products: the vector loop sums even and odd coefficients apart and rounds each
+    FMA once, where the plain loop rounds twice, which moves a float32 sum of 50 terms by a few
+    units in its last place."""
     mean, basis = bfm
     half = HalfBasis(mean, basis)
     extent = np.ptp(mean.reshape(-1, 3), axis=0).max()
