@@ -14,6 +14,7 @@ from densehead.engine.dense_shape import (
     dense_shape,
     has_fast_path,
 )
+from densehead.engine.face_model import checked_bfm
 from densehead.io.image import read_image
 from densehead.weights.assets import resolve
 from densehead.weights.checkpoint import load_pickle
@@ -21,9 +22,9 @@ from densehead.weights.checkpoint import load_pickle
 
 @pytest.fixture(scope="module")
 def bfm() -> tuple[np.ndarray, np.ndarray]:
-    data = load_pickle(resolve("bfm_noneck_v3.pkl", download=False))
-    basis = np.concatenate([data["w_shp"], data["w_exp"]], axis=1).astype(np.float32)
-    return data["u"].reshape(-1).astype(np.float32), basis
+    path = resolve("bfm_noneck_v3.pkl", download=False)
+    mean, basis, _ = checked_bfm(load_pickle(path), path)
+    return mean, basis
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,7 @@ class MorphableModel:
 
         limit_blas_to_one_thread()
         data = load_pickle(bfm_path)
-        mean, w_shp, w_exp, keys = _checked_bfm(data, Path(bfm_path))
-        basis = np.concatenate([w_shp, w_exp], axis=1).astype(np.float32)
+        mean, basis, keys = checked_bfm(data, Path(bfm_path))
         self.mean = mean                                    # (3N,) x, y, z per vertex
         self._dense = dense_basis(mean, basis)              # mean + coeffs @ basis, (3N,)
         self.keypoint_mean = mean[keys].copy()              # (204,)
@@ -76,10 +75,10 @@ class MorphableModel:
         return self._dense(coeffs).reshape(-1, 3)
 
 
-def _checked_bfm(data: object, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                   np.ndarray]:
-    """Mean (3N,) float32, shape and expression bases (3N, 40) / (3N, 10) and the 204 keypoint
-    rows, after checking that the file holds them; ModelFileError naming the file if not."""
+def checked_bfm(data: object, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean (3N,) float32, the basis (3N, 50) float32 (40 shape directions, then 10 of
+    expression: the order of the regressor's coefficients) and the 204 keypoint rows, after
+    checking that the file holds them; ModelFileError naming the file if not."""
     needed = ("u", "w_shp", "w_exp", "keypoints")
     if not isinstance(data, dict) or not all(k in data for k in needed):
         got = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
@@ -100,7 +99,8 @@ def _checked_bfm(data: object, path: Path) -> tuple[np.ndarray, np.ndarray, np.n
     if (keys.size != 204 or not np.issubdtype(keys.dtype, np.integer)
             or keys.min() < 0 or keys.max() >= rows):
         raise ModelFileError(path, f"keypoints must be 204 integer row indices below {rows}")
-    return np.asarray(u, dtype=np.float32).reshape(-1), w_shp, w_exp, keys.astype(np.int64)
+    basis = np.concatenate([w_shp, w_exp], axis=1).astype(np.float32)
+    return np.asarray(u, dtype=np.float32).reshape(-1), basis, keys.astype(np.int64)
 
 
 def _checked_triangles(tri: object, n_vertices: int, path: Path) -> np.ndarray:
