@@ -10,7 +10,7 @@ import numpy as np
 import numpy_mobilenet as judge
 import pytest
 
-from densehead.engine.runtime import TFLiteRunner
+from densehead.engine.runtime import Interpreter, TFLiteRunner
 from densehead.weights.checkpoint import load_checkpoint, load_pickle
 from densehead.weights.compile import (
     COMPILER_VERSION,
@@ -43,15 +43,15 @@ def mb05_model(assets_dir: Path, tmp_path_factory) -> TFLiteRunner:
 
 
 def crop_3ddfa(image: np.ndarray, roi: list[float]) -> np.ndarray:
-    """The square roi, zero-padded where it leaves the image, resized to 120x120 and
-    normalised as the network expects; returns [120, 120, 3] float32 (BGR)."""
+    """The square roi, zero-padded where it leaves the image, resized to 120x120: the
+    compiled network's input, [120, 120, 3] uint8 (BGR), which it normalises itself."""
     x1, y1, x2, y2 = (int(round(v)) for v in roi)
     h, w = image.shape[:2]
     out = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
     sx, sy, ex, ey = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     out[sy - y1:ey - y1, sx - x1:ex - x1] = image[sy:ey, sx:ex]
     out = cv2.resize(out, (120, 120), interpolation=cv2.INTER_LINEAR)
-    return ((out.astype(np.float32) - 127.5) / 128.0).astype(np.float32)
+    return out
 
 
 def landmarks_68(params: np.ndarray, bfm: dict, roi: list[float]) -> np.ndarray:
@@ -80,9 +80,29 @@ def test_mb05_matches_numpy_judge_on_real_crops(mb05_model, assets_dir, samples,
         out = mb05_model(crop[None])[0]
         assert out.shape == (1, 62) and out.dtype == np.float32
         normalised = (out[0].astype(np.float64) - mean) / std
-        expected = judge.forward(state, crop)
+        # the judge is the network alone: it gets (x - 127.5) / 128, computed by hand
+        expected = judge.forward(state, (crop.astype(np.float32) - 127.5) / 128)
         worst = max(worst, float(np.abs(normalised - expected).max()))
     assert worst < 1e-4, worst
+
+
+def test_the_graph_takes_the_uint8_crop_and_normalises_it_as_the_network_was_trained(
+        assets_dir: Path, tmp_path: Path):
+    """Every grey level, through the compiled graph's own normalisation, gives exactly
+    (x - 127.5) / 128, what 3DDFA_V2 fed the network: x / 128 and 127.5 / 128 are multiples
+    of 2^-8 below 2, so float32 holds each step exactly and any CPU gives the same bits."""
+    path = regressor_tflite(assets_dir / "mb05_120x120.pth",
+                            assets_dir / "param_mean_std_62d_120x120.pkl", tmp_path)
+    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    given = interpreter.get_input_details()[0]
+    assert given["dtype"] == np.uint8 and tuple(given["shape"]) == (1, 120, 120, 3)
+    crop = np.resize(np.arange(256, dtype=np.uint8), (1, 120, 120, 3))
+    interpreter.set_tensor(given["index"], crop)
+    interpreter.invoke()
+    seen = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    network_input = interpreter.get_tensor(seen["input"])
+    assert np.array_equal(network_input, (crop.astype(np.float32) - 127.5) / 128)
 
 
 def test_random_mb1_matches_numpy_judge(stats, tmp_path):
@@ -92,9 +112,9 @@ def test_random_mb1_matches_numpy_judge(stats, tmp_path):
     path = tmp_path / "mb1_random.tflite"
     path.write_bytes(build_regressor(state, mean, std))
     model = TFLiteRunner(path, num_threads=2)
-    x = np.random.default_rng(2).uniform(-1, 1, (120, 120, 3)).astype(np.float32)
+    x = np.random.default_rng(2).integers(0, 256, (120, 120, 3), np.uint8)
     normalised = (model(x[None])[0][0].astype(np.float64) - mean) / std
-    expected = judge.forward(state, x)
+    expected = judge.forward(state, (x.astype(np.float32) - 127.5) / 128)
     assert np.abs(expected).max() > 0.1  # the random net does not collapse to zeros
     assert np.abs(normalised - expected).max() < 1e-4
 

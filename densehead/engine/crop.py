@@ -43,13 +43,11 @@ def crop_matrix(roi: np.ndarray) -> np.ndarray:
 
 
 def crop(frame: np.ndarray, roi: np.ndarray) -> np.ndarray:
-    """The network input for one roi: float32 (1, 120, 120, 3), BGR, (x - 127.5) / 128."""
+    """The network input for one roi: uint8 (1, 120, 120, 3), BGR, as the warp samples it (the
+    compiled regressor normalises it itself: densehead.weights.compile)."""
     patch = cv2.warpAffine(frame, crop_matrix(roi), (SIZE, SIZE), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    # x / 128 - 127.5 / 128: both exact in float32, so bit for bit (x - 127.5) / 128, in place
-    x = np.multiply(patch[None], np.float32(1 / 128), dtype=np.float32)
-    x -= np.float32(127.5 / 128)
-    return x
+    return patch[None]
 
 
 def image_camera(camera: np.ndarray, roi: np.ndarray) -> np.ndarray:

@@ -88,8 +88,7 @@ def time_graphs(float_graph: Path, int8_graph: Path, threads: int) -> tuple[floa
     """Median ms per call of each graph on the same crop, calls alternating between them so a
     busy spell of the machine slows both alike."""
     runners = [TFLiteRunner(float_graph, threads), TFLiteRunner(int8_graph, threads)]
-    crop = np.random.default_rng(0).uniform(-1, 1, (1, INPUT_SIZE, INPUT_SIZE, 3))
-    crop = crop.astype(np.float32)
+    crop = np.random.default_rng(0).integers(0, 256, (1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     for runner in runners:   # warm up: first calls allocate and pack weights
         for _ in range(3):
             runner(crop)

@@ -22,7 +22,7 @@ from ..weights.int8_ranges import RANGES_FILE, load_table
 
 def activation_ranges(float_tflite: Path, crops: Iterable[np.ndarray]) -> dict[str, tuple[float, float]]:
     """(lowest, highest) value of the input, every ReLU output and the pooled features of the
-    float graph over ``crops`` (regressor inputs, [1, 120, 120, 3] float32)."""
+    float graph over ``crops`` (regressor inputs, [1, 120, 120, 3] uint8)."""
     from ..engine.runtime import Interpreter
 
     with warnings.catch_warnings():  # "for debugging only": reading every tensor is the point here

@@ -45,6 +45,7 @@ from ..weights.compile import (
     final_layer,
     fold_batch_norm,
     load_param_stats,
+    normalise_crop,
     regressor_tflite,
 )
 from ..weights.detector_graph import detector_tflite
@@ -81,8 +82,9 @@ def require_bench_extra() -> None:
 # --------------------------------------------------------------------------- the peer's graph
 
 def onnx_regressor(checkpoint: Path, param_stats: Path) -> bytes:
-    """The mb05 regressor as an ONNX graph (input NCHW float32 [1, 3, 120, 120], output the 62
-    de-normalised parameters), from the same folded weights as our compiler's."""
+    """The mb05 regressor as an ONNX graph (input NCHW float32 [1, 3, 120, 120], the crop as
+    `normalise_crop` gives it; output the 62 de-normalised parameters), from the same folded
+    weights as our compiler's."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -185,7 +187,9 @@ def regressor_timings(threads: int, rounds: int, per_round: int
     between our float output and the peer's, relative to the output's magnitude. Each call is
     given the next of a few crops, written into the array the runtime reads, as a pipeline
     writes a new frame's crop: an input left unchanged between calls stays in both cores'
-    caches, which favoured onnxruntime (it reads the caller's array; ours copies it in)."""
+    caches, which favoured onnxruntime (it reads the caller's array; ours copies it in). Ours
+    takes the uint8 crop and normalises it inside its graph; the peer is given the floats,
+    normalised beforehand and untimed."""
     paths = assets.resolve_many([assets.REGRESSORS[FLOAT], assets.STATS_FILE])
     checkpoint, stats = paths[assets.REGRESSORS[FLOAT]], paths[assets.STATS_FILE]
     ours = {name: TFLiteRunner(regressor_tflite(checkpoint, stats, assets.compiled_dir(),
@@ -193,9 +197,10 @@ def regressor_timings(threads: int, rounds: int, per_round: int
             for name in (FLOAT, QUANTIZED)}
     peer = onnx_session(onnx_regressor(checkpoint, stats), threads)
     rng = np.random.default_rng(0)
-    crops = [rng.uniform(-1, 1, (1, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
+    crops = [rng.integers(0, 256, (1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
              for _ in range(FRESH_CROPS)]
-    crops_nchw = [np.ascontiguousarray(c.transpose(0, 3, 1, 2)) for c in crops]
+    # the peer's graph has no normalisation: it gets the floats ours computes inside
+    crops_nchw = [np.ascontiguousarray(normalise_crop(c).transpose(0, 3, 1, 2)) for c in crops]
     expected = ours[FLOAT](crops[0])[0]
     difference = float(np.abs(peer(crops_nchw[0]) - expected).max() / np.abs(expected).max())
     turn = itertools.cycle(range(FRESH_CROPS))
