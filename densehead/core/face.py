@@ -1,6 +1,7 @@
 """The result record: everything the pipeline knows about one face in one frame."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -84,6 +85,11 @@ class StageTimes:
 STAGES = tuple(f.name for f in fields(StageTimes) if f.name != "faces")
 
 
+def ms_since(start: float) -> float:
+    """Milliseconds since `start`, a time.perf_counter() reading: a stage's time."""
+    return (time.perf_counter() - start) * 1e3
+
+
 @dataclass(frozen=True)
 class FrameResult:
     """What one call on one frame gives: its faces and the time each stage took. A value of its
@@ -92,4 +98,4 @@ class FrameResult:
     times: StageTimes = field(default_factory=StageTimes)
 
 
-__all__ = ["Face", "FrameResult", "STAGES", "StageTimes"]
+__all__ = ["Face", "FrameResult", "STAGES", "StageTimes", "ms_since"]

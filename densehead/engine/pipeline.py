@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..core.boxes import iou
-from ..core.face import Face, FrameResult, StageTimes
+from ..core.face import Face, FrameResult, StageTimes, ms_since
 from ..core.frames import as_bgr
 from ..core.layout import COEFFICIENTS, camera_of
 from ..core.options import INT8, PipelineOptions
@@ -119,7 +119,7 @@ class Pipeline:
             if boxes is None:
                 start = time.perf_counter()
                 (boxes, scores), fits = self._detect(frame)
-                times.detect = _ms(start)
+                times.detect = ms_since(start)
             boxes = _finite_boxes(boxes, "boxes")
             rois = [crop.roi_from_box(b, self.options.roi_shift, self.options.roi_scale)
                     for b in boxes]
@@ -196,7 +196,7 @@ class Pipeline:
         for k in sorted({turn_for(face.rotation) for face in faces} - {0}):
             start = time.perf_counter()
             boxes, scores = self.detect_turned(views, k)
-            times.detect += _ms(start)
+            times.detect += ms_since(start)
             for box, score in zip(boxes, scores):
                 if len(faces) + len(more) >= self.options.max_faces:
                     break
@@ -214,12 +214,12 @@ class Pipeline:
         start = time.perf_counter()
         frame, view = views.frame, views[turns]
         view_box = turn_box(box, turns, frame.shape)
-        times.preprocess += _ms(start)
+        times.preprocess += ms_since(start)
         roi = crop.roi_from_box(view_box, self.options.roi_shift, self.options.roi_scale)
         face = self._fit(view, roi, view_box, score, dense, times, from_box=True)
         start = time.perf_counter()
         face = unturn_face(face, turns, frame.shape)
-        times.postprocess += _ms(start)
+        times.postprocess += ms_since(start)
         return face
 
     def _fit(self, frame: np.ndarray, roi: np.ndarray, box: np.ndarray, score: float,
@@ -229,17 +229,17 @@ class Pipeline:
         if self.options.refine and from_box:  # second pass on the crop the first landmarks give
             start = time.perf_counter()
             landmarks = self.landmarks(params, roi)
-            times.postprocess += _ms(start)
+            times.postprocess += ms_since(start)
             roi = crop.roi_from_landmarks(landmarks)
             params = self.regress(frame, roi, times)
         start = time.perf_counter()
         face = self.build_face(params, roi, box, score, dense)
-        times.postprocess += _ms(start)
+        times.postprocess += ms_since(start)
         if self.options.flip_average and from_box:
             mirrored_params = self.regress(frame, face.roi, times, mirror=True)
             start = time.perf_counter()
             self._average_with_mirror(face, mirrored_params)
-            times.postprocess += _ms(start)
+            times.postprocess += ms_since(start)
         return face
 
     def _mirrored_face(self, fit: MirrorFit, dense: bool, times: StageTimes,
@@ -252,7 +252,7 @@ class Pipeline:
         self._average_with_mirror(face, fit.mirrored_params)
         if fit.quarter_turns:
             face = unturn_face(face, fit.quarter_turns, frame_shape)
-        times.postprocess += _ms(start)
+        times.postprocess += ms_since(start)
         return face
 
     def regress(self, frame: np.ndarray, roi: np.ndarray, times: StageTimes | None = None,
@@ -266,7 +266,7 @@ class Pipeline:
         params = self.loaded.regressor(x)[0][0].astype(np.float64)
         if times is not None:
             times.preprocess += (mid - start) * 1e3
-            times.inference += _ms(mid)
+            times.inference += ms_since(mid)
         return params
 
     def landmarks(self, params: np.ndarray, roi: np.ndarray) -> np.ndarray:
@@ -309,7 +309,3 @@ def _finite_boxes(boxes: Any, name: str) -> np.ndarray:
     if (arr[:, 2] <= arr[:, 0]).any() or (arr[:, 3] <= arr[:, 1]).any():
         raise ValueError(f"each of {name} needs x2 > x1 and y2 > y1, got {arr.tolist()}")
     return arr
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1e3

@@ -18,7 +18,7 @@ from itertools import count
 import numpy as np
 
 from ..core.boxes import iou, landmark_box
-from ..core.face import Face, FrameResult, StageTimes
+from ..core.face import Face, FrameResult, StageTimes, ms_since
 from ..core.frames import as_bgr
 from ..core.layout import COEFFICIENTS, camera_of
 from ..core.options import TrackerOptions
@@ -93,7 +93,7 @@ class FaceTracker:
             lying = {t.turns for t in self._tracks}   # others may lie the same way
             (boxes, scores), turns = pipeline.detect_turns(
                 frame, fallbacks=self._fallbacks_due(options), lying=lying)
-            detect_ms = (time.perf_counter() - start) * 1e3
+            detect_ms = ms_since(start)
             self._match(boxes, scores, turns, frame.shape, pipeline, options)
             self._since_detect = 0
         else:
@@ -171,59 +171,54 @@ class FaceTracker:
                       times: StageTimes) -> tuple[list[_Track], list[_Track]]:
         """Align the tracks that stand upright in np.rot90(frame, turns) there, their faces put
         back on the frame: (the tracks kept, the new ones whose first fit turned them, to align
-        again in their turn)."""
+        again in their turn). Each face is built once, from the smoothed parameters when
+        smoothing is on (the raw fit gives only the landmarks that drive the filter)."""
         view = turn_frame(frame, turns)
-        rois = np.array([t.roi for t in tracks])
-        scores = np.array([t.score for t in tracks])
-        boxes = np.array([t.box for t in tracks]) if turns == 0 else rois
-        # with smoothing the face is rebuilt from the filtered parameters, dense only then
-        result = pipeline(view, boxes=boxes, rois=rois, scores=scores,
-                          dense=dense and not options.smoothing)
-        times.add(result.times)
         height, width = view.shape[:2]
         kept: list[_Track] = []
         again: list[_Track] = []
-        for track, face in zip(tracks, result.faces):
-            box = landmark_box(face.landmarks)
+        for track in tracks:
+            params = pipeline.regress(view, track.roi, times)
+            start = time.perf_counter()
+            raw = pipeline.landmarks(params, track.roi)
+            box = landmark_box(raw)
             if not _plausible(box, width, height):
                 self._lost = True  # look again on the next frame
+                times.postprocess += ms_since(start)
                 continue
-            face.track_id = track.id
-            face.box = box
             if options.smoothing:
-                face = self._smooth(track, face, dense, now, pipeline, options)
+                params = self._smooth(track, params, raw, box, now, options)
             else:
                 track.filter = None  # smoothing later starts afresh
+            face = pipeline.build_face(params, track.roi, box, track.score, dense, track.id)
             track.roi = crop.roi_from_landmarks(face.landmarks)  # tracking by alignment
             first_fit = track.face is None
             track.face = unturn_face(face, turns, frame.shape)
             track.box = track.face.box
+            times.postprocess += ms_since(start)
             turned = _turn_to_fit(track, frame.shape)
             (again if turned and first_fit else kept).append(track)
         return kept, again
 
-    def _smooth(self, track: _Track, face: Face, dense: bool, now: float, pipeline: Pipeline,
-                options: TrackerOptions) -> Face:
+    def _smooth(self, track: _Track, params: np.ndarray, raw: np.ndarray, box: np.ndarray,
+                now: float, options: TrackerOptions) -> np.ndarray:
         """One Euro on the frame-space camera and the 50 coefficients, driven by how fast the
-        raw landmarks move (face sizes per second); the face is rebuilt from the result."""
-        raw = face.landmarks
-        size = float(np.sqrt(np.prod(np.maximum(face.box[2:] - face.box[:2], 1.0))))
+        raw landmarks move (face sizes per second): the smoothed parameters for `track.roi`."""
+        size = float(np.sqrt(np.prod(np.maximum(box[2:] - box[:2], 1.0))))
         speed = 0.0
         if track.previous is not None and now > track.previous_time:
             step = np.linalg.norm(raw[:, :2] - track.previous[:, :2], axis=1).mean()
             speed = float(step / size / (now - track.previous_time))
-        track.previous, track.previous_time = raw.copy(), now
+        track.previous, track.previous_time = raw, now
         settings = OneEuroSettings(options.min_cutoff, options.beta, options.d_cutoff)
         if track.filter is None or track.filter.settings != settings:
             track.filter = OneEuro(settings)
-        state = np.concatenate([crop.image_camera(face.camera, face.roi).ravel(),
-                                face.params[COEFFICIENTS]])
+        camera = camera_of(params)
+        state = np.concatenate([crop.image_camera(camera, track.roi).ravel(),
+                                params[COEFFICIENTS]])
         smooth = track.filter(state, speed, now)
-        camera = crop.crop_camera(camera_of(smooth), face.roi, face.camera[2, 3])
-        params = np.concatenate([camera.ravel(), smooth[COEFFICIENTS]])
-        out = pipeline.build_face(params, face.roi, face.box, face.score, dense, track.id)
-        out.box = face.box
-        return out
+        camera = crop.crop_camera(camera_of(smooth), track.roi, camera[2, 3])
+        return np.concatenate([camera.ravel(), smooth[COEFFICIENTS]])
 
 
 def _turn_to_fit(track: _Track, frame_shape: tuple[int, ...]) -> bool:

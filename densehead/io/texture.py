@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from scipy import sparse
 
+from ..core.face import ms_since
 from ..core.frames import as_bgr
 from ..weights import assets
 
@@ -185,7 +186,7 @@ def unwrap(image: np.ndarray, vertices: np.ndarray, atlas: UVAtlas) -> Texture:
     normals = _outward_normals(verts, atlas)
     facing = normals[:, 2] > 0
     position, cosine = _texel_geometry(verts, normals, atlas)
-    times["geometry"] = _lap(start)
+    times["geometry"] = ms_since(start)
 
     start = time.perf_counter()
     h, w = image.shape[:2]
@@ -202,7 +203,7 @@ def unwrap(image: np.ndarray, vertices: np.ndarray, atlas: UVAtlas) -> Texture:
     seen[seen] = ~hidden
     if not seen.any():
         raise ValueError("no part of this face is visible in the image")
-    times["visibility"] = _lap(start)
+    times["visibility"] = ms_since(start)
 
     start = time.perf_counter()
     size = atlas.size
@@ -211,20 +212,16 @@ def unwrap(image: np.ndarray, vertices: np.ndarray, atlas: UVAtlas) -> Texture:
     map_x[atlas.texels], map_y[atlas.texels] = position[:, 0], position[:, 1]
     photo = cv2.remap(image, map_x.reshape(size, size), map_y.reshape(size, size),
                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    times["sample"] = _lap(start)
+    times["sample"] = ms_since(start)
 
     start = time.perf_counter()
     colour, confidence, own, mirror = _combine_with_mirror(photo, seen, cosine, trust, atlas)
     texture = push_pull(colour, confidence)
-    times["fill"] = _lap(start)
+    times["fill"] = ms_since(start)
     chart = atlas.chart
     image_out = np.clip(np.rint(texture), 0, 255).astype(np.uint8)
     return Texture(image=image_out, seen=own & chart, mirrored=mirror & chart,
                    filled=(confidence < 0.5) & chart, chart=chart, times=times)
-
-
-def _lap(start: float) -> float:
-    return (time.perf_counter() - start) * 1e3
 
 
 def _outward_normals(verts: np.ndarray, atlas: UVAtlas) -> np.ndarray:
@@ -279,7 +276,7 @@ def _visibility(position: np.ndarray, verts: np.ndarray, triangles: np.ndarray,
     shifted = np.ascontiguousarray(verts - np.array([x0, y0, 0], dtype=np.float32))
     start = time.perf_counter()
     zbuf = depth_map(y1 - y0 + 1, x1 - x0 + 1, shifted, triangles)
-    times["zbuffer"] = _lap(start)
+    times["zbuffer"] = ms_since(start)
     col = np.clip(np.floor(position[:, 0]).astype(np.intp) - x0, 0, x1 - x0)
     row = np.clip(np.floor(position[:, 1]).astype(np.intp) - y0, 0, y1 - y0)
     col1, row1 = np.minimum(col + 1, x1 - x0), np.minimum(row + 1, y1 - y0)
