@@ -40,13 +40,17 @@ class TFLiteRunner:
                 from None
         if not self._interpreter.get_input_details():
             raise ModelFileError(self.path, "the TFLite model has no input")
+        self._read_details()
+        self._lock = threading.Lock()
+
+    def _read_details(self) -> None:
         self._input = self._interpreter.get_input_details()[0]
         self._outputs = self._interpreter.get_output_details()
-        self._lock = threading.Lock()
+        self._shape = tuple(int(n) for n in self._input["shape"])   # compared on every call
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self._input["shape"])
+        return self._shape
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -57,11 +61,10 @@ class TFLiteRunner:
         every output, in the graph's output order."""
         x = np.ascontiguousarray(x, dtype=self._input["dtype"])
         with self._lock:
-            if tuple(x.shape) != self.input_shape:
+            if x.shape != self._shape:
                 self._interpreter.resize_tensor_input(self._input["index"], list(x.shape))
                 self._interpreter.allocate_tensors()
-                self._input = self._interpreter.get_input_details()[0]
-                self._outputs = self._interpreter.get_output_details()
+                self._read_details()
             self._interpreter.set_tensor(self._input["index"], x)
             self._interpreter.invoke()
             return [self._interpreter.get_tensor(d["index"]).copy() for d in self._outputs]
