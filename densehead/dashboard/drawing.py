@@ -22,8 +22,7 @@ def draw_with_fallback(frame: np.ndarray, faces: list[Face], mode: str,
         if mode not in draw.RENDERED:
             raise
         note = f"{mode} needs the C++ renderer: showing {FALLBACK_MODE} points"
-        out = draw.overlay(frame, faces, FALLBACK_MODE, model) if all(
-            f.vertices is not None for f in faces) else frame.copy()
+        out = draw.overlay(frame, faces, FALLBACK_MODE, model)
         cv2.putText(out, note, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (0, 0, 255), 1, cv2.LINE_AA)
         return out, f"{note} ({exc})"

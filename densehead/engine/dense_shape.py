@@ -25,6 +25,10 @@ class FloatBasis:
     def __call__(self, coeffs: np.ndarray) -> np.ndarray:
         return self.mean + coeffs.astype(np.float32) @ self.basis_t
 
+    def rows(self, index: np.ndarray) -> FloatBasis:
+        """The product for the outputs `index` only."""
+        return FloatBasis(self.mean[index], self.basis_t[:, index].T)
+
 
 class HalfBasis:
     """The basis in half precision, in blocks of BLOCK outputs: block g holds, coefficient by
@@ -32,7 +36,7 @@ class HalfBasis:
 
     def __init__(self, mean: np.ndarray, basis: np.ndarray) -> None:
         rows, k = basis.shape
-        self.rows = rows
+        self.n_rows = rows
         padded = -(-rows // BLOCK) * BLOCK
         self.mean = np.zeros(padded, np.float32)
         self.mean[:rows] = mean
@@ -43,7 +47,13 @@ class HalfBasis:
 
     def __call__(self, coeffs: np.ndarray, portable: bool = False) -> np.ndarray:
         out = dense_shape(self.mean, self.blocks, coeffs.astype(np.float32), portable)
-        return out[:self.rows]
+        return out[:self.n_rows]
+
+    def rows(self, index: np.ndarray) -> HalfBasis:
+        """The product for the outputs `index` only, from the same half-precision values (so
+        each output comes out bit for bit as in the whole product)."""
+        half = self.blocks.view(np.float16).transpose(0, 2, 1).reshape(-1, self.blocks.shape[1])
+        return HalfBasis(self.mean[index], half[index].astype(np.float32))
 
 
 def dense_basis(mean: np.ndarray, basis: np.ndarray) -> FloatBasis | HalfBasis:

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from ..core.layout import N_EXPRESSION, N_SHAPE
 from ..weights.assets import ModelFileError
-from .dense_shape import dense_basis
+from .dense_shape import FloatBasis, HalfBasis, dense_basis
 
 _blas_lock = threading.Lock()
 _blas_limited = False
@@ -43,6 +43,7 @@ class MorphableModel:
         mean, basis, keys = checked_bfm(data, Path(bfm_path))
         self.mean = mean                                    # (3N,) x, y, z per vertex
         self._dense = dense_basis(mean, basis)              # mean + coeffs @ basis, (3N,)
+        self._every: dict[int, FloatBasis | HalfBasis] = {}  # dense_points' bases, per step
         self.keypoint_mean = mean[keys].copy()              # (204,)
         self.keypoint_vertex_indices = keys[::3] // 3       # (68,) vertex of each landmark
         self.keypoint_basis_t = np.ascontiguousarray(basis[keys].T)  # (50, 204)
@@ -74,6 +75,15 @@ class MorphableModel:
     def dense(self, coeffs: np.ndarray) -> np.ndarray:
         """(N, 3) model-space vertices for the 50 shape+expression coefficients."""
         return self._dense(coeffs).reshape(-1, 3)
+
+    def dense_points(self, coeffs: np.ndarray, step: int) -> np.ndarray:
+        """dense(coeffs)[::step], from the basis rows of those vertices only: a point overlay
+        reads a step-th of the basis."""
+        basis = self._every.get(step)
+        if basis is None:   # built once per step; a race builds it twice, harmlessly
+            rows = np.arange(0, self.n_vertices, step)[:, None] * 3 + np.arange(3)
+            basis = self._every[step] = self._dense.rows(rows.ravel())
+        return basis(coeffs).reshape(-1, 3)
 
 
 def checked_bfm(data: object, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
