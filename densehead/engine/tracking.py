@@ -171,26 +171,18 @@ class FaceTracker:
                       times: StageTimes) -> tuple[list[_Track], list[_Track]]:
         """Align the tracks that stand upright in np.rot90(frame, turns) there, their faces put
         back on the frame: (the tracks kept, the new ones whose first fit turned them, to align
-        again in their turn). Each face is built once, from the smoothed parameters when
-        smoothing is on (the raw fit gives only the landmarks that drive the filter)."""
+        again in their turn)."""
         view = turn_frame(frame, turns)
-        height, width = view.shape[:2]
         kept: list[_Track] = []
         again: list[_Track] = []
         for track in tracks:
             params = pipeline.regress(view, track.roi, times)
             start = time.perf_counter()
-            raw = pipeline.landmarks(params, track.roi)
-            box = landmark_box(raw)
-            if not _plausible(box, width, height):
+            face = self._track_face(track, params, view.shape, dense, now, pipeline, options)
+            if face is None:
                 self._lost = True  # look again on the next frame
                 times.postprocess += ms_since(start)
                 continue
-            if options.smoothing:
-                params = self._smooth(track, params, raw, box, now, options)
-            else:
-                track.filter = None  # smoothing later starts afresh
-            face = pipeline.build_face(params, track.roi, box, track.score, dense, track.id)
             track.roi = crop.roi_from_landmarks(face.landmarks)  # tracking by alignment
             first_fit = track.face is None
             track.face = unturn_face(face, turns, frame.shape)
@@ -199,6 +191,28 @@ class FaceTracker:
             turned = _turn_to_fit(track, frame.shape)
             (again if turned and first_fit else kept).append(track)
         return kept, again
+
+    def _track_face(self, track: _Track, params: np.ndarray, view_shape: tuple[int, ...],
+                    dense: bool, now: float, pipeline: Pipeline,
+                    options: TrackerOptions) -> Face | None:
+        """The track's face from the network's `params`, built once: from the smoothed
+        parameters when smoothing is on (the raw fit gives only the landmarks that drive the
+        filter), else from the raw ones. None when the raw landmarks are not plausible."""
+        if options.smoothing:
+            raw, face = pipeline.landmarks(params, track.roi), None
+        else:
+            face = pipeline.build_face(params, track.roi, track.roi, track.score, dense, track.id)
+            raw = face.landmarks
+        box = landmark_box(raw)
+        if not _plausible(box, view_shape[1], view_shape[0]):
+            return None
+        if face is None:
+            smoothed = self._smooth(track, params, raw, box, now, options)
+            face = pipeline.build_face(smoothed, track.roi, box, track.score, dense, track.id)
+        else:
+            track.filter = None  # smoothing later starts afresh
+        face.box = box
+        return face
 
     def _smooth(self, track: _Track, params: np.ndarray, raw: np.ndarray, box: np.ndarray,
                 now: float, options: TrackerOptions) -> np.ndarray:
