@@ -42,6 +42,21 @@ def test_main_face_keeps_one_id_through_head_turns(pipe, samples):
     assert max(yaws) > 15 and min(yaws) < -15, "the left/right head turns do not show in yaw"
 
 
+def test_fewer_max_faces_mid_stream_keeps_only_the_best_faces(pipe, samples):
+    """The dashboard replaces the pipeline when a person lowers Max faces: from the next frame
+    on, no more faces than that, the best-scoring kept (orlando_bloom.avi: the main face)."""
+    tracker = FaceTracker(pipe, redetect_every=5)
+    frames = iter_frames(samples / "videos" / "orlando_bloom.avi")
+    for _, frame in zip(range(20), frames):
+        faces = tracker(frame).faces
+    assert len(faces) >= 2, "the background faces were not tracked: nothing to drop"
+    tracker.pipeline = pipe.with_options(max_faces=1)
+    for _, frame in zip(range(10), frames):
+        faces = tracker(frame).faces
+        assert len(faces) == 1 and faces[0].box[2] - faces[0].box[0] > 50, \
+            [f.box.round().tolist() for f in faces]
+
+
 def test_two_faces_keep_their_ids_while_moving(pipe, samples):
     photo = read_image(samples / "photos" / "trump_hillary.jpg")
     tracker = FaceTracker(pipe, redetect_every=5)

@@ -85,6 +85,7 @@ class FaceTracker:
             log.info("frame size changed from %dx%d to %dx%d: tracks dropped", *self._size, *size)
             self._drop_tracks()
         self._size = size
+        self._keep_best(pipeline.options.max_faces)
         now = self._frame_index / self.fps if timestamp is None else timestamp
         self._frame_index += 1
         detect_ms = 0.0
@@ -101,6 +102,14 @@ class FaceTracker:
         result = self._align(frame, dense, now, pipeline, options)
         result.times.detect = detect_ms
         return result
+
+    def _keep_best(self, most: int) -> None:
+        """At most `most` tracks, the best-scoring ones: the pipeline (and so its max_faces)
+        may have been replaced since the tracks began, and new tracks are only capped when
+        they start."""
+        if len(self._tracks) > most:
+            best = {t.id for t in sorted(self._tracks, key=lambda t: (-t.score, t.id))[:most]}
+            self._tracks = [t for t in self._tracks if t.id in best]
 
     # -- detection rounds ------------------------------------------------------------------
     def _fallbacks_due(self, options: TrackerOptions) -> bool:
