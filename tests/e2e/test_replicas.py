@@ -101,6 +101,9 @@ class Viewer:
         box.locator("input").fill("1")
         box.locator("input").press("Enter")
         self.page.wait_for_timeout(1500)
+        # the app applies it when its rerun ends: under load that takes longer than the pause
+        self.page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
+                                                                     timeout=60_000)
 
     def start(self) -> None:
         start_stream(self.page, self.frame)
