@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -307,6 +307,45 @@ def text_retrying(page: Any, locator: Any, tries: int = 10) -> str:
                 raise
             page.wait_for_timeout(500)
     raise AssertionError("unreachable")
+
+
+# the live panel's count of processed frames, from its stage line ("... N frames of WxH
+# processed"); 0 while the panel shows none
+FRAMES_SHOWN_JS = r"""() => { const m = document.body.innerText.match(/(\d+) frames of \d+x\d+ processed/);
+  return m ? Number(m[1]) : 0; }"""
+
+
+def frames_shown(page: Any) -> int | None:
+    """How many frames the live panel says it has processed; None if the page could not be
+    read just then (it was navigating)."""
+    try:
+        return int(page.evaluate(FRAMES_SHOWN_JS))
+    except Exception:
+        return None
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float, every_s: float = 0.5) -> Any:
+    """`check()` once it is truthy, tried every `every_s` for up to `timeout_s`; else its last
+    value (falsy), for the caller to assert on with its own message."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    return check()
+
+
+def set_number(page: Any, label: str, value: int, timeout_s: float = 60.0) -> None:
+    """Type `value` into the sidebar's number input `label` and press Enter, then wait until
+    the app's rerun that applies it has ended. The rerun starts a moment after the key press;
+    the status widget shows while it runs."""
+    box = page.locator('[data-testid="stNumberInput"]', has_text=label).locator("input")
+    box.fill(str(value))
+    box.press("Enter")
+    page.wait_for_timeout(1500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
+                                                            timeout=timeout_s * 1000)
 
 
 def metric(page: Any, label: str) -> str:

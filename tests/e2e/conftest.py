@@ -79,7 +79,7 @@ def browser(playwright, chromium, camera):
 def obama_browser(playwright, chromium, tmp_path_factory):
     """A second Chromium whose webcam shows another person (obama.mp4, one face at 320x240)."""
     y4m = tmp_path_factory.mktemp("obama") / "obama.y4m"
-    to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=5, size=(320, 240))
+    to_y4m(SAMPLES / "videos" / "obama.mp4", y4m, seconds=CAMERA_SECONDS, size=(320, 240))
     b = launch_chromium(playwright, y4m, chromium, NO_BACKGROUND_THROTTLING)
     try:
         yield b

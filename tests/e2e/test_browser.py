@@ -19,6 +19,7 @@ from densehead.tools.browser import (
     AppServer,
     choose,
     click,
+    frames_shown,
     launch_chromium,
     metric,
     new_page,
@@ -26,6 +27,7 @@ from densehead.tools.browser import (
     text_retrying,
     to_y4m,
     wait_fps,
+    wait_until,
     webrtc_frame,
 )
 
@@ -80,6 +82,36 @@ def pose_traces(page, tries: int = 20) -> list[dict]:
     return []
 
 
+def wait_pose_chart(page, shows, timeout_s: float = 120.0) -> list[dict]:
+    """The pose chart's traces once `shows(yaw, pitch, roll)` holds for its first track, looked
+    at every second or so as a person watching the chart fill would."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        traces = pose_traces(page, tries=1)
+        if traces:
+            first = {t["yaxis"]: t for t in traces if t["name"] == traces[0]["name"]}
+            angles = [np.array(first[a]["y"], dtype=float) for a in ("y", "y2", "y3")]
+            if shows(*angles):
+                return traces
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the pose chart never showed it in {timeout_s:.0f} s: {traces}")
+        page.wait_for_timeout(1000)
+
+
+def clear_series(page, frames: int, timeout_s: float = 120.0) -> None:
+    """Press Clear series, then wait until the panel has counted `frames` new frames: its count
+    first falls (the clear has taken effect) and then climbs back. The panel redraws every
+    second and the test cameras send 25-30 frames a second, so its first count after a clear
+    is some 40 at most: a count of more than 50 before it is sure to be seen falling."""
+    before = wait_until(lambda: (n := frames_shown(page) or 0) > 50 and n, timeout_s)
+    assert before, f"only {frames_shown(page)} frames before Clear series"
+    click(page.get_by_role("button", name="Clear series"))
+    fell = wait_until(lambda: 0 < (frames_shown(page) or 0) < before, timeout_s, 0.25)
+    assert fell, f"the frame count did not restart after Clear series ({before})"
+    climbed = wait_until(lambda: (frames_shown(page) or 0) >= frames, timeout_s)
+    assert climbed, f"fewer than {frames} frames since Clear series: {frames_shown(page)}"
+
+
 def best_green_shot(frame, wanted: int, tries: int = 20) -> dict | None:
     """The returned-video snapshot with the most overlay green, stopping once it is enough."""
     best = None
@@ -125,7 +157,8 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     frame = webrtc_frame(page)
     start_stream(page, frame)
     assert wait_fps(page) > 0
-    page.wait_for_timeout(8000)  # let the charts fill
+    # the person in the video turns their head: the chart fills and shows it
+    traces = wait_pose_chart(page, lambda yaw, pitch, roll: len(yaw) >= 20 and np.ptp(yaw) > 5)
 
     # the landmarks are drawn in a green that the raw camera frames do not contain; sample the
     # returned video over a few seconds, since any one instant may show the face turned away
@@ -135,8 +168,6 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     assert shot is not None and shot["w"] > 0, f"no processed video: {page.console_log[-10:]}"
     assert shot["green"] > max(50, 5 * raw_green), (shot, raw_green)
 
-    traces = pose_traces(page)
-    assert traces, "no pose chart"
     by_axis = {t["yaxis"]: t for t in traces if t["name"] == traces[0]["name"]}
     yaw, pitch, roll = (np.array(by_axis[a]["y"], dtype=float) for a in ("y", "y2", "y3"))
     assert len(yaw) >= 20, len(yaw)
@@ -147,9 +178,8 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     measured = {"camera": f"{CAMERA_VIDEO.name} {frames[0].shape[1]}x{frames[0].shape[0]}"}
     for mode in ("sparse", "dense", "pose", "mesh", "depth", "pncc"):
         choose(page, "Overlay", mode)
-        click(page.get_by_role("button", name="Clear series"))
-        page.wait_for_timeout(7000)
         try:
+            clear_series(page, frames=60)   # the readouts of this overlay alone
             measured[mode] = live_readouts(page)
         except Exception:  # keep what the page showed, for whoever reads the failure
             page.screenshot(path=str(output_dir / f"e2e_live_failed_{mode}.png"), full_page=True)
@@ -228,8 +258,7 @@ def test_live_mesh_at_640x480_30fps(playwright, chromium, app_url, tmp_path, out
         started = time.monotonic()
         while returned_size(frame) != [640, 480] and time.monotonic() - started < 60:
             page.wait_for_timeout(1000)
-        click(page.get_by_role("button", name="Clear series"))
-        page.wait_for_timeout(10_000)
+        clear_series(page, frames=100)
         readouts = live_readouts(page)
         measured = {"camera": f"obama.mp4 as {frames[0].shape[1]}x{frames[0].shape[0]} at 30 fps",
                     "processed_size": re.search(r"frames of (\d+x\d+)", readouts["stages"]).group(1),
@@ -329,7 +358,9 @@ def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
     page.mouse.down()
     page.mouse.move(cx + 150, cy + 40, steps=10)
     page.mouse.up()
-    page.wait_for_timeout(500)
+    page.wait_for_function(f"""() => {{ const f = {CAMERA_EYE_JS}; const e = f();
+        return e && Math.hypot(e[0] - {start[0]}, e[1] - {start[1]}, e[2] - {start[2]}) > 0.2; }}""",
+                           timeout=30_000)
     turned = page.evaluate(CAMERA_EYE_JS)
     page.screenshot(path=str(output_dir / "e2e_3d_viewer_snapshot_turned.png"), full_page=True)
     assert np.linalg.norm(np.subtract(turned, start)) > 0.2, (start, turned)
