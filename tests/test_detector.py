@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from densehead.engine.detector import (
 )
 from densehead.weights.assets import ModelFileError
 from densehead.weights.detector_graph import detector_tflite, detector_tflite_bytes
+from densehead.weights.tflite_writer import STALE_DAYS
 
 
 @pytest.fixture(scope="module")
@@ -257,8 +259,8 @@ def test_the_cached_detector_is_reused_and_rebuilt_when_damaged(
         assets_dir: Path, tmp_path: Path, samples: Path, damage: str) -> None:
     source = assets_dir / "RFB-320.tflite"
     first = detector_tflite(source, tmp_path)
-    stamp = first.stat().st_mtime_ns
-    assert detector_tflite(source, tmp_path) == first and first.stat().st_mtime_ns == stamp
+    written = first.stat().st_ino   # a graph compiled again is a new file renamed over it
+    assert detector_tflite(source, tmp_path) == first and first.stat().st_ino == written
     good = first.read_bytes()
     assert good == detector_tflite_bytes(source)
     if damage == "truncated":
@@ -269,6 +271,24 @@ def test_the_cached_detector_is_reused_and_rebuilt_when_damaged(
     assert again.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == [again.name]
     assert len(FaceDetector(again)(photo(samples, "JianzhuGuo.jpg")).boxes) == 1
+
+
+def test_compiling_removes_the_graphs_nothing_used_for_a_month(assets_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """The cache does not grow with every compiler change: a graph no version of densehead
+    asked for in STALE_DAYS goes when a new one is compiled; one asked for lately stays."""
+    month_ago = time.time() - (STALE_DAYS + 1) * 86_400
+    forgotten = tmp_path / "mb05_120x120-0123456789abcdef-c1-0123456789abcdef.tflite"
+    lately = tmp_path / "RFB-320-0123456789abcdef-c1-0123456789abcdef.tflite"
+    for path, when in ((forgotten, month_ago), (lately, time.time() - 86_400)):
+        path.write_bytes(b"an older compiler's graph")
+        os.utime(path, (when, when))
+    graph = detector_tflite(assets_dir / "RFB-320.tflite", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([graph.name, lately.name])
+    # a graph in use stays: each time it is asked for counts as a use
+    os.utime(graph, (month_ago, month_ago))
+    assert detector_tflite(assets_dir / "RFB-320.tflite", tmp_path) == graph
+    assert graph.stat().st_mtime > month_ago + STALE_DAYS * 86_400
 
 
 def test_a_source_that_is_not_rfb320_is_named(assets_dir: Path, tmp_path: Path) -> None:

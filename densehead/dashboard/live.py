@@ -23,6 +23,7 @@ from typing import Any, Callable
 import av
 import cv2
 
+from ..core.face import ms_since
 from ..core.options import TrackerOptions
 from ..engine.pipeline import Pipeline
 from ..engine.tracking import FaceTracker
@@ -83,7 +84,7 @@ class LiveSession:
         self.arrived += len(frames)
         caught_up = 0
         for frame in frames[:-1]:
-            spent = (time.perf_counter() - start) * 1e3
+            spent = ms_since(start)
             if spent + self._last_frame_ms > CATCH_UP_MS:
                 break
             self.process(frame, send_back=False)
@@ -114,14 +115,14 @@ class LiveSession:
                 drawn = time.perf_counter()
                 out, self.note = draw_with_fallback(image, result.faces, settings.mode,
                                                     settings.pipeline.face_model, in_place=True)
-                result.times.render = (time.perf_counter() - drawn) * 1e3
+                result.times.render = ms_since(drawn)
         except Exception as exc:  # shown on the page by the stats panel, logged with its traceback
             log.exception("live frame processing failed")
             self.buffer.set_error(f"{type(exc).__name__}: {exc}")
             return frame
         if recording is not None and media_time is not None:
             recording.add(out, result.faces, media_time)
-        self._last_frame_ms = (time.perf_counter() - start) * 1e3
+        self._last_frame_ms = ms_since(start)
         self.buffer.add_frame(result.faces, result.times, self._last_frame_ms, media_time,
                               size=(image.shape[1], image.shape[0]))
         self.processed += 1

@@ -20,6 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TypeVar
 
+from ..core.face import ms_since
 from . import heap, server_log
 from .status import STATUS_ENV, status_writer
 
@@ -110,7 +111,7 @@ class SessionResources:
     def _trim_heap(self) -> None:
         start = time.perf_counter()
         if heap.trim():
-            self._trim_ms = (time.perf_counter() - start) * 1e3
+            self._trim_ms = ms_since(start)
             log.info("heap trimmed in %.1f ms", self._trim_ms)
 
     def start(self, tick_s: float = TICK_S) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import OptionsError
+from ..core.face import ms_since
 from ..core.files import atomic_write
 from ..core.layout import INPUT_SIZE
 from ..core.machine import Machine, this_machine
@@ -98,7 +99,7 @@ def time_graphs(float_graph: Path, int8_graph: Path, threads: int) -> tuple[floa
         for runner, spent in zip(runners, times):
             start = time.perf_counter()
             runner(crop)
-            spent.append((time.perf_counter() - start) * 1e3)
+            spent.append(ms_since(start))
     return statistics.median(times[0]), statistics.median(times[1])
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.face import ms_since
 from .runtime import TFLiteRunner
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class AdaptiveRunner:
             index = self._policy.next()
             start = time.perf_counter()
             outputs = self._runners[index](x)
-            ms = (time.perf_counter() - start) * 1e3
+            ms = ms_since(start)
             move = self._policy.record(ms)
             if move is not None:
                 log.info("%s: now %d TFLite thread(s) per call, not %d (median %.2f ms per "

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..core.face import ms_since
 from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import bitrate_floor, ice_consent, jitter_buffer, processing_track
@@ -88,7 +89,7 @@ def engine_cost(frames_rgb: list[np.ndarray], mode: str, threads: int, regressor
     for frame in frames * repeats:
         start = time.perf_counter()
         draw_with_fallback(frame, tracker(frame, dense=dense).faces, mode, pipe.face_model)
-        walls.append((time.perf_counter() - start) * 1e3)
+        walls.append(ms_since(start))
     cpu_ms = (time.process_time() - cpu0) * 1e3 / len(walls)
     return statistics.median(walls), cpu_ms
 

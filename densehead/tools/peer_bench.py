@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.face import ms_since
 from ..core.layout import INPUT_SIZE
 from ..core.machine import AVX2_NUMERICS_ENV
 from ..core.options import AUTO, INT8
@@ -173,7 +174,7 @@ def alternate(calls: dict[str, Callable[[], object]], rounds: int, per_round: in
             for _ in range(per_round):
                 start = time.perf_counter()
                 call()
-                times[name].append((time.perf_counter() - start) * 1e3)
+                times[name].append(ms_since(start))
     return times
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.face import ms_since
 from ..engine.face_model import MorphableModel, ncc_code
 from ..weights import assets
 from ..weights.assets import BFM_FILE, TRI_FILE
@@ -67,7 +68,7 @@ def _time_calls(call: Callable[[dict], None], repeats: int) -> dict[str, np.ndar
         phases: dict = {}
         start = time.perf_counter()
         call(phases)
-        rows["total"].append((time.perf_counter() - start) * 1e3)
+        rows["total"].append(ms_since(start))
         for name in PHASES:
             rows[name].append(phases.get(name, 0.0))
     return {name: np.asarray(values) for name, values in rows.items()}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.face import ms_since
 from ..core.machine import this_machine
 from ..io import export, texture
 from ..io.image import read_image
@@ -27,7 +28,7 @@ def time_unwrap(image: np.ndarray, vertices: np.ndarray, atlas: texture.UVAtlas,
     for _ in range(repeats):
         start = time.perf_counter()
         tex = texture.unwrap(image, vertices, atlas)
-        total = (time.perf_counter() - start) * 1e3
+        total = ms_since(start)
         for k in STEPS:
             runs[k].append(total if k == "total" else tex.times.get(k, 0.0))
     return runs
@@ -51,7 +52,7 @@ def run(photos: list[Path], sizes: list[int], repeats: int) -> int:
         for size in sizes:
             start = time.perf_counter()
             atlas = texture.atlas_for(pipe.face_model, size)
-            built = (time.perf_counter() - start) * 1e3
+            built = ms_since(start)
             runs = time_unwrap(image, face.vertices, atlas, repeats)
             print(f"  {size}x{size} (atlas built once in {built:.0f} ms)")
             print(f"    {'step':12s} {'median':>8s} {'min':>8s} {'max':>8s}  ms")
@@ -61,7 +62,7 @@ def run(photos: list[Path], sizes: list[int], repeats: int) -> int:
             textured = export.textured_face(face, image, pipe.face_model, size=size)
             start = time.perf_counter()
             files = textured.files()
-            encode = (time.perf_counter() - start) * 1e3
+            encode = ms_since(start)
             kb = {name: len(data) // 1024 for name, data in files.items()}
             print(f"    files (obj + mtl + png) encoded in {encode:.0f} ms: {kb} KiB")
     return 0

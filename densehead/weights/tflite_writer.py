@@ -12,6 +12,8 @@ import glob
 import hashlib
 import importlib
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -301,13 +303,19 @@ def convert(g: Graph, x: int, quant: Quantization | None, name: str) -> int:
 
 # ----------------------------------------------------------------------------- cache
 
+STALE_DAYS = 30   # compiled graphs unused this long are removed when a new one is compiled
+
+
 def cached_graph(cache_dir: Path, key: str, build: Callable[[], bytes], what: str) -> Path:
     """Path of the graph ``key`` in ``cache_dir``, written by ``build`` on first use, and again
     when the cached copy no longer matches its digest (truncated, damaged, edited). Written to
-    a temp file and renamed, so a concurrent reader never sees half a file."""
+    a temp file and renamed, so a concurrent reader never sees half a file. A graph is marked
+    used (its mtime) whenever it is returned; compiling a new one removes those unused for
+    STALE_DAYS, which no version of densehead sharing the cache asked for that long."""
     cache_dir = Path(cache_dir)
     for cached in sorted(cache_dir.glob(f"{glob.escape(key)}-*.tflite")):
         if _intact(cached):
+            _mark_used(cached)
             return cached
         log.warning("compiled %s %s is damaged: compiling it again", what, cached)
         cached.unlink(missing_ok=True)
@@ -315,7 +323,31 @@ def cached_graph(cache_dir: Path, key: str, build: Callable[[], bytes], what: st
     cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("compiling the %s to TFLite (once; cached in %s)", what, cache_dir)
     data = build()
-    return atomic_write(cache_dir / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.tflite", data)
+    path = atomic_write(cache_dir / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.tflite", data)
+    _remove_unused(cache_dir, keep=path)
+    return path
+
+
+def _mark_used(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:   # a cache this user may read but not write: used as it is
+        pass
+
+
+def _remove_unused(cache_dir: Path, keep: Path) -> None:
+    cutoff = time.time() - STALE_DAYS * 86_400
+    removed = []
+    for path in cache_dir.glob("*.tflite"):
+        try:
+            if path != keep and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path.name)
+        except OSError:   # gone already (another process), or not ours to remove
+            continue
+    if removed:
+        log.info("removed %d compiled graph(s) unused for %d days from %s: %s", len(removed),
+                 STALE_DAYS, cache_dir, ", ".join(sorted(removed)))
 
 
 def _intact(path: Path) -> bool:
