@@ -15,13 +15,14 @@ def _spin(seconds: float) -> None:
 
 def test_a_busy_thread_is_counted_under_its_role_and_an_ended_one_as_ended():
     before, total0 = cpu.thread_cpu(), cpu.process_cpu()
-    stop = threading.Event()
-    worker = threading.Thread(target=lambda: (_spin(0.3), stop.wait()), name="async_media_processor_9")
+    spun, stop = threading.Event(), threading.Event()
+    worker = threading.Thread(target=lambda: (_spin(0.3), spun.set(), stop.wait()),
+                              name="async_media_processor_9")
     worker.start()
     short = threading.Thread(target=_spin, args=(0.3,), name="ScriptRunner.scriptThread")
     short.start()
     short.join()
-    time.sleep(0.35)   # the worker has spun by now and waits
+    assert spun.wait(60)   # the worker has spun and waits, alive: however busy the machine
     after, total1 = cpu.thread_cpu(), cpu.process_cpu()
     stop.set()
     worker.join()
