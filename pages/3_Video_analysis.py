@@ -13,7 +13,6 @@ from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
 from densehead.dashboard.navigation import open_page
-from densehead.dashboard.playable import browser_mp4
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.uploads import TempFolder, save_upload, upload_types
 from densehead.dashboard.widgets import processing_settings
@@ -60,8 +59,7 @@ if st.session_state.get("video_job") != job:
     files.clear()   # the previous analysis' video goes
     st.session_state.pop("video_job", None)
     source = save_upload(data, upload.name, files.path)
-    raw = files.path / "overlay_mp4v.mp4"
-    playable_path = files.path / "overlay.mp4"
+    playable = files.path / "overlay.mp4"   # H.264: the browser plays it
     bar = st.progress(0.0, text="Starting…")
 
     def report(done: int, total: int | None, elapsed: float) -> None:
@@ -75,20 +73,18 @@ if st.session_state.get("video_job") != job:
 
     view = pipe.with_options(score_threshold=threshold, max_faces=max_faces)
     try:
-        result = analyze_video(source, raw, view, mode=mode,
+        result = analyze_video(source, playable, view, mode=mode,
                                options=TrackerOptions(smoothing=smoothing),
                                max_frames=int(limit) or None, progress=report,
                                overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model))
-        playable = browser_mp4(raw, playable_path)
     except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)
-        playable_path.unlink(missing_ok=True)
+        playable.unlink(missing_ok=True)
         bar.empty()
         st.error(f"“{upload.name}” could not be analysed: {exc}")
         st.stop()
-    finally:  # the upload is in memory anyway, and the mp4v file was only a step
+    finally:  # the upload is in memory anyway
         source.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)
     bar.progress(1.0, text=f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
     st.session_state.video_job = job
     st.session_state.video_result = result

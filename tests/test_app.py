@@ -121,8 +121,8 @@ def test_video_page_analyses_a_real_video(samples):
     summary = at.dataframe[0].value
     assert summary["frames"].iloc[0] >= 20 and abs(summary["yaw_mean"].iloc[0]) < 90
     assert len(at.get("download_button")) == 3
-    # on disk: only the playable overlay video, in the session's folder (not the upload, not
-    # the intermediate mp4v); the server deletes the folder when the session ends
+    # on disk: only the playable overlay video, in the session's folder (not the upload);
+    # the server deletes the folder when the session ends
     from densehead.dashboard.sessions import server_resources
 
     sid, folder = video_folder()

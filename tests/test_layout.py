@@ -13,7 +13,7 @@ from paths import ROOT
 
 PACKAGE = ROOT / "densehead"
 # third-party packages that only the dashboard (and tools, cli) may import
-DASHBOARD_ONLY = {"streamlit", "streamlit_webrtc", "plotly", "_plotly_utils", "aiortc", "av"}
+DASHBOARD_ONLY = {"streamlit", "streamlit_webrtc", "plotly", "_plotly_utils", "aiortc"}
 TEST_ONLY = {"playwright", "pytest"}
 BENCH_ONLY = {"onnx", "onnxruntime"}   # the bench extra: densehead benchmark-peers only
 LIBRARY = ("core", "weights", "engine", "render", "io", "batch")
