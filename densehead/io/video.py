@@ -24,9 +24,10 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".w
                             ".y4m", ".mjpeg", ".dv"})
 # what VideoWriter can write: Motion JPEG in .avi, H.264 in the others
 WRITABLE_VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
-# x264's speed against file size: at 1280x720 "superfast" takes about what OpenCV's mp4v did
-# and writes half its bytes (docs/measurements.md)
-H264_PRESET = "superfast"
+# x264's speed against file size: "ultrafast" costs about what OpenCV's mp4v did and writes
+# files of its size; slower presets write smaller files but slow batch runs with overlays
+# (docs/measurements.md)
+H264_PRESET = "ultrafast"
 H264_CRF = 23              # x264's default quality
 QUEUED_FRAMES = 2          # frames waiting for the encoder: enough to overlap, little memory
 
