@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -120,3 +121,18 @@ def test_a_video_that_cannot_be_written_says_so_at_its_first_frame(samples, tmp_
         writer.write(frame)
     writer.close()
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_video_whose_disk_fills_up_says_so_and_leaves_no_broken_file(samples, tmp_path):
+    from densehead.io.video import VideoWriter, iter_frames
+
+    frames = list(iter_frames(samples / "videos" / "orlando_bloom.avi"))
+    out = tmp_path / "o.mp4"
+    out.symlink_to("/dev/full")   # every write to it fails with "No space left on device"
+    with pytest.raises(VideoError, match="No space left"):
+        with VideoWriter(out, 25.0) as writer:
+            for frame in frames:
+                writer.write(frame)
+    assert not out.is_symlink() and not out.exists()
+

@@ -189,6 +189,9 @@ class VideoWriter:
                 container.close()
             except Exception as exc:
                 self._failure = self._failure or exc
+            if self._failure is not None:   # a video cut short where it failed plays nowhere
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
