@@ -280,11 +280,14 @@ def test_compiling_removes_the_graphs_nothing_used_for_a_month(assets_dir: Path,
     month_ago = time.time() - (STALE_DAYS + 1) * 86_400
     forgotten = tmp_path / "mb05_120x120-0123456789abcdef-c1-0123456789abcdef.tflite"
     lately = tmp_path / "RFB-320-0123456789abcdef-c1-0123456789abcdef.tflite"
-    for path, when in ((forgotten, month_ago), (lately, time.time() - 86_400)):
+    someone_elses = tmp_path / "RFB-320.tflite"   # not a name densehead gives: never removed
+    for path, when in ((forgotten, month_ago), (lately, time.time() - 86_400),
+                       (someone_elses, month_ago)):
         path.write_bytes(b"an older compiler's graph")
         os.utime(path, (when, when))
     graph = detector_tflite(assets_dir / "RFB-320.tflite", tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([graph.name, lately.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([graph.name, lately.name,
+                                                                 someone_elses.name])
     # a graph in use stays: each time it is asked for counts as a use
     os.utime(graph, (month_ago, month_ago))
     assert detector_tflite(assets_dir / "RFB-320.tflite", tmp_path) == graph

@@ -194,8 +194,8 @@ class VideoWriter:
                     self.path.unlink()
 
     def _raise_failure(self) -> None:
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
+        failure = self._failure   # set once by the encoder thread, never cleared
+        if failure is not None:
             raise VideoError(f"writing video {self.path} failed: {failure}") from failure
 
 

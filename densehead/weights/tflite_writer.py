@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,6 +305,9 @@ def convert(g: Graph, x: int, quant: Quantization | None, name: str) -> int:
 # ----------------------------------------------------------------------------- cache
 
 STALE_DAYS = 30   # compiled graphs unused this long are removed when a new one is compiled
+# the names `cached_graph` gives (key ending in the compiler version, then the digest): only
+# these are ever removed, whatever else a cache folder holds
+_COMPILED_NAME = re.compile(r".+-c\d+-[0-9a-f]{16}\.tflite")
 
 
 def cached_graph(cache_dir: Path, key: str, build: Callable[[], bytes], what: str) -> Path:
@@ -339,8 +343,10 @@ def _remove_unused(cache_dir: Path, keep: Path) -> None:
     cutoff = time.time() - STALE_DAYS * 86_400
     removed = []
     for path in cache_dir.glob("*.tflite"):
+        if path == keep or not _COMPILED_NAME.fullmatch(path.name):
+            continue
         try:
-            if path != keep and path.stat().st_mtime < cutoff:
+            if path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed.append(path.name)
         except OSError:   # gone already (another process), or not ours to remove
