@@ -23,6 +23,12 @@ def test_a_busy_thread_is_counted_under_its_role_and_an_ended_one_as_ended():
     short.start()
     short.join()
     assert spun.wait(60)   # the worker has spun and waits, alive: however busy the machine
+    # the ended thread's CPU joins the process's total when Linux reaps it, which is when its
+    # task leaves /proc, a moment after join() returns
+    gone = cpu.TASKS / str(short.native_id)
+    deadline = time.monotonic() + 60
+    while gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     after, total1 = cpu.thread_cpu(), cpu.process_cpu()
     stop.set()
     worker.join()
