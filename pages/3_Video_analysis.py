@@ -17,7 +17,7 @@ from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.uploads import TempFolder, save_upload, upload_types
 from densehead.dashboard.widgets import processing_settings
 from densehead.io import export, table
-from densehead.io.video import VIDEO_SUFFIXES
+from densehead.io.video import SMALL_H264_PRESET, VIDEO_SUFFIXES
 from densehead.render import draw
 
 log = logging.getLogger("densehead.pages.video")
@@ -76,7 +76,9 @@ if st.session_state.get("video_job") != job:
         result = analyze_video(source, playable, view, mode=mode,
                                options=TrackerOptions(smoothing=smoothing),
                                max_frames=int(limit) or None, progress=report,
-                               overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model))
+                               overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model),
+                               # the page holds the video in memory (player and download)
+                               h264_preset=SMALL_H264_PRESET)
     except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)
         playable.unlink(missing_ok=True)

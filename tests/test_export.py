@@ -88,7 +88,7 @@ def test_table_csv_reads_back(photo_face):
 def test_video_writer_writes_h264_a_browser_plays_and_pads_odd_sizes(samples, tmp_path):
     import av
 
-    from densehead.io.video import VideoWriter, iter_frames
+    from densehead.io.video import SMALL_H264_PRESET, VideoWriter, iter_frames
 
     frames = [f[:239, :319] for f in iter_frames(samples / "videos" / "orlando_bloom.avi")]
     # H.264 in yuv420p is what every browser plays
@@ -110,6 +110,12 @@ def test_video_writer_writes_h264_a_browser_plays_and_pads_odd_sizes(samples, tm
         # the padding row and column are black, but for the colour 4:2:0 shares with their
         # neighbours (a mean of 3-13 here, where a copied edge would average 44-66)
         assert max(max(b[239].mean(), b[:, 319].mean()) for b in back) < 20, name
+    # the preset for videos kept in memory (the video page) makes a much smaller file
+    with VideoWriter(tmp_path / "small.mp4", 25.0, SMALL_H264_PRESET) as writer:
+        for frame in frames:
+            writer.write(frame)
+    small, default = ((tmp_path / n).stat().st_size for n in ("small.mp4", "o.mp4"))
+    assert small < 0.75 * default, (small, default)   # 0.52 here
 
 
 def test_a_video_that_cannot_be_written_says_so_at_its_first_frame(samples, tmp_path):

@@ -37,15 +37,16 @@ Overlay = Callable[[np.ndarray, list, str], "tuple[np.ndarray, str]"]
 def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeline",
                   mode: str = "sparse", options: "TrackerOptions | None" = None,
                   max_frames: int | None = None, progress: Progress | None = None,
-                  overlay: Overlay | None = None) -> VideoAnalysis:
+                  overlay: Overlay | None = None, h264_preset: str | None = None) -> VideoAnalysis:
     """Track every frame of a video, write the overlay video to `output`, and collect the series.
     `output=None` draws and writes nothing (the table alone, as `densehead batch` needs it).
 
     `overlay(frame, faces, mode) -> (frame, note)` draws; the default is densehead.render.draw.overlay.
+    `h264_preset`: x264's preset for the overlay video (default densehead.io.video.H264_PRESET).
     Raises densehead.core.errors.VideoError for unreadable input.
     """
     from ..engine.tracking import FaceTracker
-    from ..io.video import VideoWriter, iter_frames, probe
+    from ..io.video import H264_PRESET, VideoWriter, iter_frames, probe
     from ..render import draw
 
     info = probe(path)
@@ -57,7 +58,7 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
     notes: set[str] = set()
     start = time.perf_counter()
     n = 0
-    writer_cm = (VideoWriter(output, info.fps) if output is not None
+    writer_cm = (VideoWriter(output, info.fps, h264_preset or H264_PRESET) if output is not None
                  else contextlib.nullcontext())
     dense = output is not None and draw.needs_dense(mode)  # the table itself needs no mesh
     with writer_cm as writer:

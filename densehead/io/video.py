@@ -26,8 +26,9 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".w
 WRITABLE_VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 # x264's speed against file size: "ultrafast" costs about what OpenCV's mp4v did and writes
 # files of its size; slower presets write smaller files but slow batch runs with overlays
-# (docs/measurements.md)
+# (docs/measurements.md). SMALL_H264_PRESET: a third of the bytes, for videos kept in memory
 H264_PRESET = "ultrafast"
+SMALL_H264_PRESET = "veryfast"
 H264_CRF = 23              # x264's default quality
 QUEUED_FRAMES = 2          # frames waiting for the encoder: enough to overlap, little memory
 
@@ -89,7 +90,7 @@ def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
 class VideoWriter:
     """H.264 in .mp4/.m4v/.mov/.mkv (what browsers and players play), Motion JPEG in .avi, through
     PyAV; opened on the first frame, so the size is known, and a path that cannot be written is
-    reported there.
+    reported there. `preset` is x264's (speed against file size).
 
     Frames are encoded on a thread of the writer's own, while the caller works on the next one
     (the encoder runs without the GIL): a frame handed to `write` must not be changed after. An
@@ -99,12 +100,12 @@ class VideoWriter:
     bottom: pixel coordinates in the video stay those of the input, which is what per-frame
     results refer to."""
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    def __init__(self, path: str | Path, fps: float, preset: str = H264_PRESET) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
             raise VideoError(f"cannot write a video named {self.path.name}: use one of "
                              f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
-        self.fps = fps
+        self.fps, self.preset = fps, preset
         self.frames = 0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUED_FRAMES)
         self._thread: threading.Thread | None = None
@@ -152,7 +153,7 @@ class VideoWriter:
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuvj420p" if avi else "yuv420p"
             if not avi:
-                stream.options = {"preset": H264_PRESET, "crf": str(H264_CRF)}
+                stream.options = {"preset": self.preset, "crf": str(H264_CRF)}
             container.start_encoding()
         except (OSError, av.FFmpegError) as exc:
             if container is not None:   # it made the file: nothing usable is in it
