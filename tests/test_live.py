@@ -334,6 +334,10 @@ def test_live_session_status_counts_frames(obama):
     assert status["processed"] == 4 and status["streaming"] and status["size"] == [
         obama[0].shape[1], obama[0].shape[0]] and status["mode"] == "sparse"
     assert draw.needs_dense(session.settings.mode) is False
+    # what the page's controls set shows there as soon as it is set (the browser tests wait on it)
+    session.settings = session.settings.replace(pipeline=session.settings.pipeline.with_options(
+        max_faces=2))
+    assert session.status()["max_faces"] == 2
 
 
 # --- the benchmark command's input checks (the benchmark itself needs minutes: not a test) ------

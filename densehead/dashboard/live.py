@@ -222,6 +222,7 @@ class LiveSession:
         return {"streams": self.streams, "processed": self.processed, "arrived": self.arrived,
                 "streaming": self._tracker is not None, "size": list(stats.size),
                 "mode": self.settings.mode, "rows": self.buffer.rows,
+                "max_faces": self.settings.pipeline.options.max_faces,
                 "frame_ms": round(stats.frame_ms, 2), "lag_ms": round(stats.lag_ms, 1),
                 "recording": rec.state if rec else "", "temp_dir": str(self._folder or "")}
 

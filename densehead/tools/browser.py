@@ -336,16 +336,16 @@ def wait_until(check: Callable[[], Any], timeout_s: float, every_s: float = 0.5)
     return check()
 
 
-def set_number(page: Any, label: str, value: int, timeout_s: float = 60.0) -> None:
-    """Type `value` into the sidebar's number input `label` and press Enter, then wait until
-    the app's rerun that applies it has ended. The rerun starts a moment after the key press;
-    the status widget shows while it runs."""
+def set_number(page: Any, label: str, value: int, taken: Callable[[], Any],
+               timeout_s: float = 60.0) -> None:
+    """Type `value` into the sidebar's number input `label`, press Enter, and wait until
+    `taken()` says the app has applied it. Streamlit's page shows nothing that says a given
+    rerun has begun or ended in time to be waited on (its running indicator appears only after
+    a delay), so the caller names what the server shows once it has the value."""
     box = page.locator('[data-testid="stNumberInput"]', has_text=label).locator("input")
     box.fill(str(value))
     box.press("Enter")
-    page.wait_for_timeout(1500)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
-                                                            timeout=timeout_s * 1000)
+    assert wait_until(taken, timeout_s), f"{label} = {value} was not applied in {timeout_s:.0f} s"
 
 
 def metric(page: Any, label: str) -> str:

@@ -45,7 +45,8 @@ def open_live(browser, app_url: str, status_file: Path, output_dir: Path, known:
     frame = webrtc_frame(page)
     sid = page_session_id(page, status_file, known)
     if max_faces is not None:
-        set_number(page, "Max faces", max_faces)
+        set_number(page, "Max faces", max_faces,
+                   lambda: live_sessions(read_status(status_file))[sid]["max_faces"] == max_faces)
     start_stream(page, frame)
     return page, sid
 
