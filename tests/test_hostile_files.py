@@ -269,3 +269,23 @@ def test_read_csv_reads_a_file_named_by_a_string(tmp_path: Path):
         read_csv("missing.csv")
     with pytest.raises(ValueError, match="row 3 has 1 values"):
         read_csv("a,b\n1,2\n3\n")
+
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_a_photo_is_read_the_way_viewers_show_it(orientation: int, samples: Path, tmp_path: Path):
+    """A phone stores a portrait photo sideways and says in its EXIF orientation how to turn it:
+    the faces must be fitted, and drawn, where the person sees them. Pillow's exif_transpose is
+    how a viewer shows the file."""
+    from PIL import Image, ImageOps
+
+    picture = Image.open(samples / "photos" / "JianzhuGuo.jpg")
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"orientation{orientation}.jpg"
+    picture.save(path, quality=95, exif=exif.tobytes())
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(path)))[:, :, ::-1]
+    read = read_image(path)
+    assert read.shape == shown.shape
+    # the two decoders may round a pixel differently; a wrong turn differs by tens of levels
+    assert np.abs(read.astype(int) - shown).mean() < 1

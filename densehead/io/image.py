@@ -164,7 +164,10 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
     if not data:
         raise ImageError(f"{name} is empty")
     check_header(bytes_reader(data), name)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    # COLOR turns the picture the way its EXIF orientation says, as viewers show it (a phone's
+    # portrait photo is stored sideways); UNCHANGED would not. Alpha is dropped either way.
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
+                         cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         raise ImageError(f"{name} is not an image that can be read ({FORMATS})")
     if image.dtype == np.uint16:  # 16-bit PNG/TIFF
