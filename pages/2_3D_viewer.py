@@ -79,7 +79,7 @@ if upload is None:
 data, name = upload.getvalue(), f"“{upload.name}”"
 image, faces, note = analyse(data, name)
 if image is None:
-    st.error(f"{note}. Please upload a JPEG, PNG, BMP or WebP photo.")
+    st.error(f"{note}. Please upload a photo ({FORMATS}).")
     st.stop()
 if note:
     st.info(note)
