@@ -54,6 +54,19 @@ def test_output_over_the_input_is_refused_and_the_input_kept(work: Path, args: t
     assert {p.name: digest(p) for p in work.glob("*.*")} == before
 
 
+@pytest.mark.parametrize("photo, name, output", [
+    ("JianzhuGuo.jpg", "face_texture.png", "face.obj"),     # the texture written beside face.obj
+    ("trump_hillary.jpg", "pair_1_texture.png", "pair.obj"),  # the second face's texture
+])
+def test_export_refuses_to_write_over_its_input(work: Path, samples: Path, photo: str, name: str,
+                                                output: str) -> None:
+    image = cv2.imread(str(samples / "photos" / photo))
+    cv2.imwrite(str(work / name), image)
+    before = {p.name: digest(p) for p in work.glob("*.*")}
+    one_line_error(run("export", "-f", name, "-o", output, cwd=work), "input file itself", name)
+    assert {p.name: digest(p) for p in work.glob("*.*")} == before
+
+
 def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
     (work / "link.avi").symlink_to(work / "clip.avi")
     before = digest(work / "clip.avi")

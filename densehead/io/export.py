@@ -120,6 +120,11 @@ def obj_texture_path(obj_path: str | Path) -> Path | None:
     return None
 
 
+def textured_names(stem: str) -> tuple[str, str, str]:
+    """The file names of a textured mesh: <stem>.obj, <stem>.mtl, <stem>_texture.png."""
+    return f"{stem}.obj", f"{stem}.mtl", f"{stem}_texture.png"
+
+
 @dataclass
 class TexturedFace:
     """One face as a textured mesh: the .obj, .mtl and .png a viewer or Blender imports."""
@@ -130,7 +135,7 @@ class TexturedFace:
 
     @property
     def names(self) -> tuple[str, str, str]:
-        return f"{self.stem}.obj", f"{self.stem}.mtl", f"{self.stem}_texture.png"
+        return textured_names(self.stem)
 
     def files(self) -> dict[str, bytes]:
         """{file name: bytes} for the three files."""
