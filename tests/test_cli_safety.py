@@ -6,12 +6,15 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import pytest
+
+from densehead.tools.browser import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,3 +149,43 @@ def test_evaluate_manifest_with_missing_keys_is_one_line(work: Path) -> None:
     one_line_error(run("evaluate", "gt.json", cwd=work), "gt.json", "entry 0")
     (work / "list.json").write_text("[1, 2, 3]")
     one_line_error(run("evaluate", "list.json", cwd=work), "list.json")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_json_that_cannot_be_written_names_its_flag(work: Path) -> None:
+    one_line_error(run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "/dev/full",
+                       cwd=work), "--json /dev/full", "No space left")
+
+
+def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path) -> None:
+    """A second run over the same outputs, stopped with Ctrl-C once it has begun writing: the
+    first run's video and JSON are kept as they were, and the command says it was interrupted."""
+    from densehead.io.video import VideoWriter, iter_frames
+
+    frames = list(iter_frames(work / "clip.avi"))
+    with VideoWriter(work / "long.mp4", 25.0) as writer:   # several seconds of tracking
+        for frame in frames * 4:
+            writer.write(frame)
+    args = ("-f", "long.mp4", "-o", "out.mp4", "--json", "out.json")
+    assert run("sparse", *args, cwd=work).returncode == 0
+    before = {name: digest(work / name) for name in ("out.mp4", "out.json")}
+    second = subprocess.Popen([sys.executable, "-m", "densehead", "pose", *args], cwd=work,
+                              stderr=subprocess.PIPE, text=True)
+    partial = VideoWriter(work / "out.mp4", 25.0).partial
+    assert wait_until(partial.exists, 120, every_s=0.01), "the second run never began writing"
+    second.send_signal(signal.SIGINT)
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 130 and stderr.strip().endswith("densehead: interrupted"), stderr
+    assert "Traceback" not in stderr, stderr
+    assert {name: digest(work / name) for name in before} == before
+    assert not partial.exists()
+
+
+def test_outputs_get_the_permissions_of_any_new_file(work: Path) -> None:
+    """The JSON is renamed into place from a temporary file: it must not keep a temporary
+    file's owner-only permissions, or the people sharing a study folder cannot read it."""
+    assert run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "out.json",
+               cwd=work).returncode == 0
+    (work / "plain.txt").write_text("")
+    mode = lambda name: (work / name).stat().st_mode & 0o777   # noqa: E731
+    assert mode("out.json") == mode("plain.txt") == mode("out.jpg")

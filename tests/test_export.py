@@ -135,10 +135,33 @@ def test_a_video_whose_disk_fills_up_says_so_and_leaves_no_broken_file(samples, 
 
     frames = list(iter_frames(samples / "videos" / "orlando_bloom.avi"))
     out = tmp_path / "o.mp4"
-    out.symlink_to("/dev/full")   # every write to it fails with "No space left on device"
+    writer = VideoWriter(out, 25.0)
+    # the file it writes before renaming: every write to it fails with "No space left on device"
+    writer.partial.symlink_to("/dev/full")
     with pytest.raises(VideoError, match="No space left"):
-        with VideoWriter(out, 25.0) as writer:
+        with writer:
             for frame in frames:
                 writer.write(frame)
-    assert not out.is_symlink() and not out.exists()
+    assert not writer.partial.is_symlink() and not out.exists()
+
+
+def test_an_interrupted_video_leaves_the_earlier_file_whole(samples, tmp_path):
+    """Ctrl-C (or any error of the caller's) while a video is written: the file of that name
+    from an earlier run is still there as it was, and nothing half-written is left beside it."""
+    from densehead.io.video import VideoWriter, iter_frames
+
+    frames = list(iter_frames(samples / "videos" / "orlando_bloom.avi"))
+    out = tmp_path / "o.mp4"
+    with VideoWriter(out, 25.0) as writer:
+        for frame in frames:
+            writer.write(frame)
+    earlier = out.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(out, 25.0) as writer:
+            for i, frame in enumerate(frames):
+                if i == 40:
+                    raise KeyboardInterrupt
+                writer.write(frame[:, ::-1])
+                assert out.read_bytes() == earlier   # the old file stays whole while writing
+    assert out.read_bytes() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
 

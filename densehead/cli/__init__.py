@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("command failed", exc_info=True)
         print(f"densehead: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # outputs are renamed into place when complete: none is torn
+        print("densehead: interrupted", file=sys.stderr)
         return 130
 
 

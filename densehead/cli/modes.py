@@ -45,11 +45,25 @@ def run_mode(args: argparse.Namespace) -> int:
     else:
         frames = _video_frames(pipe, source, args.mode, options, output)
     if args.json:  # the same layout as the video page's JSON download
-        Path(args.json).write_text(frames_json(frames, source=str(source), mode=args.mode))
+        _write_json(Path(args.json), frames_json(frames, source=str(source), mode=args.mode))
     faces = sum(len(f) for _, _, f in frames)
     print(f"wrote {output} ({len(frames)} frame(s), {faces} face(s))"
           + (f" and {args.json}" if args.json else ""))
     return 0
+
+
+def _write_json(path: Path, text: str) -> None:
+    """Renamed into place, so an earlier file stays whole until the new one is; a device or a
+    pipe (/dev/stdout) is written as it is."""
+    from ..core.files import atomic_write
+
+    try:
+        if path.exists() and not path.is_file():
+            path.write_text(text)
+        else:
+            atomic_write(path, text)
+    except OSError as error:
+        raise OSError(f"--json {path}: {error.strerror or error}") from None
 
 
 def default_output(source: Path, mode: str, image: bool) -> Path:

@@ -3,7 +3,7 @@ readers and a later run never see half of it."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Any, Callable, Union
 
@@ -20,8 +20,8 @@ def atomic_write(path: str | os.PathLike, content: Content, sync: bool = True,
     know it); by default it is a new unique name, so concurrent writers never share one."""
     path = Path(path)
     if temp is None:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        temp, out = Path(name), os.fdopen(fd, "wb")
+        temp, fd = _new_temp(path)
+        out = os.fdopen(fd, "wb")
     else:
         out = open(temp, "wb")
     try:
@@ -38,6 +38,17 @@ def atomic_write(path: str | os.PathLike, content: Content, sync: bool = True,
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_temp(path: Path) -> tuple[Path, int]:
+    """A new file beside `path` and its descriptor, with the permissions a plain open gives
+    (the umask's; tempfile.mkstemp's 0600 would pass to the renamed file)."""
+    while True:
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
 
 
 def missing_file(path: Path) -> str | None:

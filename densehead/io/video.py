@@ -2,7 +2,7 @@
 with PyAV."""
 from __future__ import annotations
 
-import contextlib
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -98,7 +98,11 @@ class VideoWriter:
 
     The encoders need even sizes, so odd frames get one black column or row on the right or
     bottom: pixel coordinates in the video stay those of the input, which is what per-frame
-    results refer to."""
+    results refer to.
+
+    The video is written under a hidden name beside `path` and renamed to it by `close`: an
+    earlier file of that name stays whole until the new one is, and a run interrupted inside
+    the writer's `with` block (Ctrl-C) or failing leaves it as it was."""
 
     def __init__(self, path: str | Path, fps: float, preset: str = H264_PRESET) -> None:
         self.path = Path(path)
@@ -106,6 +110,7 @@ class VideoWriter:
             raise VideoError(f"cannot write a video named {self.path.name}: use one of "
                              f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
         self.fps, self.preset = fps, preset
+        self.partial = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
         self.frames = 0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUED_FRAMES)
         self._thread: threading.Thread | None = None
@@ -122,22 +127,35 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Encode what is queued, finish the file; raises VideoError if encoding failed."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        """Encode what is queued, finish the file and give it its name; raises VideoError if
+        encoding failed."""
+        started = self._stop()
         self._raise_failure()
+        if started:
+            os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        """Stop without giving the file its name: what was written goes."""
+        if self._stop():
+            self.partial.unlink(missing_ok=True)
+
+    def _stop(self) -> bool:
+        """Let the encoder finish; whether it had started (a file was made)."""
+        if self._thread is None:
+            return False
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        return True
 
     def __enter__(self) -> "VideoWriter":
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        try:
+        if exc_type is None:
             self.close()
-        except VideoError:
-            if exc_type is None:   # else the caller's own error is the one to see
-                raise
+        else:   # the caller's own error (or Ctrl-C) is the one to see
+            self.abort()
 
     def _start(self, width: int, height: int) -> None:
         import av
@@ -146,7 +164,7 @@ class VideoWriter:
         avi = suffix == ".avi"
         container = None
         try:   # the file is opened and its header written here, so a bad path fails at once
-            container = av.open(str(self.path), "w", options=(
+            container = av.open(str(self.partial), "w", options=(
                 {"movflags": "+faststart"} if suffix in {".mp4", ".m4v", ".mov"} else {}))
             stream = container.add_stream("mjpeg" if avi else "libx264",
                                           rate=Fraction(self.fps).limit_denominator(1001))
@@ -158,8 +176,7 @@ class VideoWriter:
         except (OSError, av.FFmpegError) as exc:
             if container is not None:   # it made the file: nothing usable is in it
                 _close_quietly(container)
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
+                self.partial.unlink(missing_ok=True)
             raise VideoError(f"cannot write video {self.path}: {exc}") from None
         self._thread = threading.Thread(target=self._encode, args=(av, container, stream),
                                         name=f"densehead-video-writer {self.path.name}",
@@ -191,8 +208,7 @@ class VideoWriter:
             except Exception as exc:
                 self._failure = self._failure or exc
             if self._failure is not None:   # a video cut short where it failed plays nowhere
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
+                self.partial.unlink(missing_ok=True)
 
     def _raise_failure(self) -> None:
         failure = self._failure   # set once by the encoder thread, never cleared
