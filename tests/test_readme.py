@@ -25,8 +25,12 @@ def test_readme_python_block_runs_as_written(tmp_path, samples):
     shutil.copy(samples / "videos" / "obama.mp4", tmp_path / "video.mp4")
     (tmp_path / "notes.txt").write_text("not a picture")
     printed = ""
-    for code in blocks:
-        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+    for i, code in enumerate(blocks):
+        # saved and run as a script, as a reader would (`-c` hides what a script's spawned
+        # worker processes do: they import it)
+        script = tmp_path / f"example_{i}.py"
+        script.write_text(code)
+        result = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=300, env=os.environ.copy())
         assert result.returncode == 0, result.stderr
         printed += result.stdout

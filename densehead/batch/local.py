@@ -94,8 +94,9 @@ def _after_crash(pending: dict[Future, Task], started: set[int]):
     """A worker died: files that finished before keep their results, the files it was on
     fail, the files no worker had started are handed back to run on a new pool."""
     if not started:  # no file even started: the workers themselves cannot start
-        raise ChildProcessError("the batch worker processes stopped before they could start "
-                                "(out of memory?)")
+        raise ChildProcessError("the batch worker processes stopped before they could start: "
+                                "out of memory, or run_batch called from a script outside "
+                                "`if __name__ == \"__main__\":` (each worker imports the script)")
     again: list[Task] = []
     for future, task in sorted(pending.items(), key=lambda item: item[1].index):
         if not _broken(future):
