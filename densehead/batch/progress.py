@@ -58,10 +58,10 @@ def _estimate(job: Job, max_frames: int | None) -> int:
 
 def _header_frames(job: Job) -> int:
     """The frame count a video's header claims (0 when it cannot be opened here)."""
-    import cv2
+    from ..core.errors import VideoError
+    from ..io.video import header_frames
 
-    cap = cv2.VideoCapture(str(job.source))
     try:
-        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
-    finally:
-        cap.release()
+        return header_frames(job.source)[1] or 0
+    except VideoError:
+        return 0

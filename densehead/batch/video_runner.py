@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @dataclass
 class VideoAnalysis:
     """What `analyze_video` returns: the series, the per-frame faces (for JSON) and the output."""
-    table: np.ndarray                              # densehead.io.table rows, time = frame / fps
+    table: np.ndarray                              # densehead.io.table rows (time: the timestamps)
     frames: list[tuple[int, float, list[Face]]]    # (frame index, t, faces)
     fps: float
     n_frames: int
@@ -46,7 +46,7 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
     Raises densehead.core.errors.VideoError for unreadable input.
     """
     from ..engine.tracking import FaceTracker
-    from ..io.video import H264_PRESET, VideoWriter, iter_frames, probe
+    from ..io.video import H264_PRESET, VideoWriter, iter_timed_frames, probe
     from ..render import draw
 
     info = probe(path)
@@ -62,8 +62,7 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
                  else contextlib.nullcontext())
     dense = output is not None and draw.needs_dense(mode)  # the table itself needs no mesh
     with writer_cm as writer:
-        for n, frame in enumerate(iter_frames(path, max_frames=max_frames), start=1):
-            t = (n - 1) / info.fps
+        for n, (t, frame) in enumerate(iter_timed_frames(path, max_frames=max_frames), start=1):
             faces = tracker(frame, dense=dense, timestamp=t).faces
             if writer is not None:
                 out, note = draw_fn(frame, faces, mode)

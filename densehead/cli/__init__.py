@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if passed_on is not None:
         args.passed_on = passed_on
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        logging.addLevelName(level, logging.getLevelName(level).lower())   # as `warning:` lines
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="densehead: %(levelname)s: %(message)s")
     warnings.showwarning = _one_line_warning

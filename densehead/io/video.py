@@ -2,19 +2,22 @@
 with PyAV."""
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import cv2
 import numpy as np
 
 from ..core.errors import VideoError
 from ..core.files import missing_file
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # what a folder walk or an upload takes as a video (a file named explicitly is tried whatever
@@ -45,46 +48,120 @@ def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _open(path: str | Path) -> cv2.VideoCapture:
+class TimedFrame(NamedTuple):
+    """A decoded picture, upright, and its time in seconds from the video's first frame."""
+
+    time: float
+    image: np.ndarray
+
+
+def _open(path: str | Path) -> tuple[Any, Any]:
+    """The opened container and its first video stream, or VideoError saying why not."""
+    import av
+
     path = Path(path)
     problem = missing_file(path)
     if problem:
         raise VideoError(problem)
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise VideoError(f"{path.name} is not a video OpenCV can read (try MP4/H.264, AVI, MOV)")
-    return cap
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise VideoError(f"{path.name} is not a video that can be read (try MP4/H.264, AVI, "
+                         f"MOV): {getattr(error, 'strerror', None) or error}") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path.name} has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"   # FFmpeg decodes on several threads, as OpenCV had it do
+    return container, stream
+
+
+def _frame_rate(stream: Any) -> float:
+    """Frames per second from the header; 25 where it says nothing believable."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate is not None and 0 < float(rate) < 1000:
+            return float(rate)
+    return 25.0
+
+
+def _frame_count(stream: Any, fps: float) -> int | None:
+    """The header's frame count, or its duration times the rate (Matroska and WebM state no
+    count); None where it says neither."""
+    if stream.frames > 0:
+        return int(stream.frames)
+    if stream.duration and stream.time_base:
+        return max(1, round(float(stream.duration * stream.time_base) * fps))
+    return None
+
+
+def header_frames(path: str | Path) -> tuple[float, int | None]:
+    """The frame rate and frame count the header states (see VideoInfo), nothing decoded."""
+    container, stream = _open(path)
+    try:
+        fps = _frame_rate(stream)
+        return fps, _frame_count(stream, fps)
+    finally:
+        container.close()
 
 
 def probe(path: str | Path) -> VideoInfo:
-    cap = _open(path)
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            raise VideoError(f"{Path(path).name} has no frame that can be decoded")
-        return VideoInfo(fps=fps if 0 < fps < 1000 else 25.0, frame_count=count if count > 0 else None,
-                         width=frame.shape[1], height=frame.shape[0])
-    finally:
-        cap.release()
+    fps, count = header_frames(path)
+    first = next(iter_frames(path, max_frames=1))
+    return VideoInfo(fps=fps, frame_count=count, width=first.shape[1], height=first.shape[0])
 
 
 def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """BGR frames of a video until the stream ends (the header's count is not trusted)."""
-    cap = _open(path)
+    for frame in iter_timed_frames(path, max_frames):
+        yield frame.image
+
+
+def iter_timed_frames(path: str | Path, max_frames: int | None = None) -> Iterator[TimedFrame]:
+    """The frames of a video, upright (as its display matrix says: a phone's portrait video is
+    stored sideways), with their times from its timestamps, so that a variable frame rate keeps
+    its real times. A frame without a usable timestamp (none, or not after the one before) is
+    put one frame period after the one before. A damaged stretch is skipped, as players do: the
+    frames after it are still read, and a warning says how many packets were lost."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    container, stream = _open(path)
+    # one converter for the whole video: frame.to_ndarray would set up swscale for every frame
+    to_bgr = VideoReformatter()
+    period, first, last = 1.0 / _frame_rate(stream), None, None
+    n = damaged = 0
     try:
-        n = 0
-        while max_frames is None or n < max_frames:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-            n += 1
-            yield frame
-        if n == 0:
-            raise VideoError(f"{Path(path).name} has no frame that can be decoded")
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError:
+                damaged += 1
+                continue
+            for frame in decoded:
+                if max_frames is not None and n >= max_frames:
+                    return
+                stamp = frame.time
+                first = stamp if first is None and stamp is not None else first
+                t = stamp - first if stamp is not None and first is not None else None
+                t = t if t is not None and (last is None or t > last) else (
+                    0.0 if last is None else last + period)
+                last, n = t, n + 1
+                image = to_bgr.reformat(frame, format="bgr24").to_ndarray()
+                yield TimedFrame(t, _upright(image, frame.rotation))
+    except av.FFmpegError as error:   # the container itself is damaged from here on
+        log.warning("%s: reading stopped at a damaged part (%s)", Path(path).name, error)
     finally:
-        cap.release()
+        container.close()
+        if damaged:
+            log.warning("%s: %d damaged packet(s) skipped", Path(path).name, damaged)
+    if n == 0:
+        raise VideoError(f"{Path(path).name} has no frame that can be decoded")
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """The picture turned as its display matrix says (`rotation` degrees counterclockwise)."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 class VideoWriter:
