@@ -189,3 +189,16 @@ def test_outputs_get_the_permissions_of_any_new_file(work: Path) -> None:
     (work / "plain.txt").write_text("")
     mode = lambda name: (work / name).stat().st_mode & 0o777   # noqa: E731
     assert mode("out.json") == mode("plain.txt") == mode("out.jpg")
+
+
+def test_batch_refuses_to_write_over_an_input_kept_in_its_output_folder(work: Path) -> None:
+    """x.jpg's overlay would be tables/x.jpg.pose.jpg, the name of another input there."""
+    (work / "tables").mkdir()
+    (work / "photos").mkdir()
+    shutil.copy(work / "photo.jpg", work / "tables" / "x.jpg.pose.jpg")
+    shutil.copy(work / "photo.jpg", work / "photos" / "x.jpg")
+    before = digest(work / "tables" / "x.jpg.pose.jpg")
+    one_line_error(run("batch", "tables/x.jpg.pose.jpg", "photos/x.jpg", "-o", "tables",
+                       "--overlay", "pose", cwd=work), "x.jpg.pose.jpg", "another folder")
+    assert digest(work / "tables" / "x.jpg.pose.jpg") == before
+    assert sorted(p.name for p in (work / "tables").iterdir()) == ["x.jpg.pose.jpg"]

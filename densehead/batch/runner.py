@@ -111,6 +111,8 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
         raise ValueError(f"the output folder {out} is a file")
     runner = _Runner(out, settings, csv, overwrite)
     plan = plan_inputs(inputs, out)
+    _refuse_outputs_over_inputs(plan.jobs, [Outputs.of(out, job, csv, settings.overlay)
+                                            for job in plan.jobs])
     chosen = _engine(engine, workers, ray_address)
     start = time.perf_counter()
     tasks = runner.prepare(plan.jobs)
@@ -288,6 +290,18 @@ def _stamp(source: Path) -> dict[str, int] | None:
         return input_stamp(source)
     except OSError:
         return None
+
+
+def _refuse_outputs_over_inputs(jobs: list[Job], outputs: list[Outputs]) -> None:
+    """ValueError, before anything is written, when a file the batch writes (or its temporary
+    name) is one of its inputs: an input kept in the output folder under an output's name."""
+    sources = {job.source.resolve() for job in jobs}
+    for job, planned in zip(jobs, outputs):
+        for path in planned.files():
+            for target in (path, temp_path(path)):
+                if target.resolve() in sources:
+                    raise ValueError(f"the output of {job.source.name} would be written over the "
+                                     f"input {target}: write the tables to another folder")
 
 
 def _engine(engine: str | Any, workers: int | None, ray_address: str | None) -> Any:
