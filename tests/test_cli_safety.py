@@ -92,6 +92,12 @@ def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
     (("sparse", "-f", "photo.jpg", "--threads", "0"), ("--threads",)),
     (("benchmark", "-f", "photo.jpg", "--resize", "0x0"), ("--resize",)),
     (("benchmark", "-f", "photo.jpg", "--resize", "wide"), ("--resize",)),
+    (("export", "-f", "photo.jpg", "--frame", "-1"), ("--frame -1",)),
+    (("export", "-f", "photo.jpg", "--size", "0"), ("--size 0",)),
+    (("sparse", "-f", "/dev/zero"), ("/dev/zero", "not a regular file")),
+    (("evaluate", "nowhere"), ("no such file or folder: nowhere",)),
+    (("evaluate", "photo.jpg"), ("photo.jpg", "neither a folder")),
+    (("evaluate-video", "photo.jpg"), ("a face in 1 of 1 frames", "at least")),
 ])
 def test_unwritable_outputs_and_bad_options_are_one_line(work: Path, args: tuple, words: tuple) -> None:
     one_line_error(run(*args, cwd=work), *words)
@@ -202,3 +208,8 @@ def test_batch_refuses_to_write_over_an_input_kept_in_its_output_folder(work: Pa
                        "--overlay", "pose", cwd=work), "x.jpg.pose.jpg", "another folder")
     assert digest(work / "tables" / "x.jpg.pose.jpg") == before
     assert sorted(p.name for p in (work / "tables").iterdir()) == ["x.jpg.pose.jpg"]
+
+
+def test_verbose_after_the_command_too(work: Path) -> None:
+    result = run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "-v", cwd=work)
+    assert result.returncode == 0 and "densehead: info:" in result.stderr, result.stderr

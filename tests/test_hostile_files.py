@@ -289,3 +289,10 @@ def test_a_photo_is_read_the_way_viewers_show_it(orientation: int, samples: Path
     assert read.shape == shown.shape
     # the two decoders may round a pixel differently; a wrong turn differs by tens of levels
     assert np.abs(read.astype(int) - shown).mean() < 1
+
+
+def test_a_float_tiff_is_refused_by_its_name(tmp_path: Path):
+    path = tmp_path / "scan.tiff"
+    assert cv2.imwrite(str(path), np.random.default_rng(0).random((32, 32, 3), np.float32))
+    with pytest.raises(ImageError, match=r"scan.tiff: expected a uint8 image, got dtype float32"):
+        read_image(path)

@@ -7,6 +7,7 @@ May import: core, weights, engine, render, io, batch, dashboard, tools.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="command")
     for group in GROUPS:
         importlib.import_module(f"{__name__}.{group}").add_cli(sub)
+    for command in sub.choices.values():   # `densehead sparse -f x -v` as well as `densehead -v`
+        with contextlib.suppress(argparse.ArgumentError):   # a command with a -v of its own
+            command.add_argument("-v", "--verbose", action="store_true",
+                                 default=argparse.SUPPRESS, help="log what happens (stderr)")
     return parser
 
 

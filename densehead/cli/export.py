@@ -67,8 +67,10 @@ def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
         raise ValueError(f"-o {output} is the input file itself: choose another name")
     if not output.parent.is_dir():
         raise ValueError(f"-o {output}: the folder {output.parent} does not exist")
-    if args.frame < 0 or args.size < 64 or args.size > 8192:
-        raise ValueError("--frame must be >= 0 and --size between 64 and 8192")
+    if args.frame < 0:
+        raise ValueError(f"--frame {args.frame}: must be 0 or more")
+    if not 64 <= args.size <= 8192:
+        raise ValueError(f"--size {args.size}: must be between 64 and 8192")
 
 
 def _refuse_overwriting(source: Path, objs: list[Path]) -> None:

@@ -55,4 +55,7 @@ def missing_file(path: Path) -> str | None:
     """Why `path` cannot be read as a file (one line for the user), or None if it can."""
     if path.is_dir():
         return f"{path} is a folder, not a file"
-    return None if path.is_file() else f"no such file: {path}"
+    if path.is_file():
+        return None
+    # a device or a pipe (/dev/zero, a FIFO) would be read forever or not at all
+    return f"{path} is not a regular file" if path.exists() else f"no such file: {path}"

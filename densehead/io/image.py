@@ -172,7 +172,10 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
         raise ImageError(f"{name} is not an image that can be read ({FORMATS})")
     if image.dtype == np.uint16:  # 16-bit PNG/TIFF
         image = (image >> 8).astype(np.uint8)
-    return as_bgr(image)
+    try:
+        return as_bgr(image)
+    except ImageError as error:   # a float TIFF, say: the file's name says which upload
+        raise ImageError(f"{name}: {error}") from None
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -94,6 +94,11 @@ def load_dataset(path: str | Path, source: str = "auto") -> list[Sample]:
     With source="auto" and both present, exact .mat landmarks are used and the manifest adds
     what the .mat files lack (the 3DDFA crops)."""
     p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file or folder: {p}")
+    if p.is_file() and p.suffix.lower() != ".json":
+        raise ValueError(f"{p} is neither a folder of images with .mat annotations nor a JSON "
+                         "manifest")
     manifest = p if p.is_file() else p / "ground_truth.json"
     mats = sorted(p.glob("*.mat")) if p.is_dir() else []
     if source == "manifest" or (source == "auto" and not mats):

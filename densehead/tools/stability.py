@@ -11,6 +11,9 @@ import numpy as np
 
 from . import metrics as M
 
+# frames with a face the lag estimate needs (it fits the smoothed track against shifts of the raw)
+MIN_FACE_FRAMES = 13
+
 
 @dataclass
 class VideoTrack:
@@ -72,7 +75,7 @@ def compare_tracks(raw: VideoTrack, smooth: VideoTrack) -> tuple[M.Stability, M.
     s_raw = M.stability(raw.landmarks, size, both)
     s_smooth = M.stability(smooth.landmarks, size, both)
     lag = float("nan")
-    if both.sum() > 12:
+    if both.sum() >= MIN_FACE_FRAMES:
         idx = np.flatnonzero(both)
         scale = float(np.median(size[idx]))   # one yardstick: per-frame sizes would add noise
         lag = M.lag_frames(raw.landmarks[idx] / scale, smooth.landmarks[idx] / scale)
@@ -92,7 +95,12 @@ def evaluate_video(path: str | Path, make_tracker: Any, settings: dict[str, Any]
             frames = (f for i, f in zip(range(max_frames), frames))
         return track_video(make_tracker(smoothing), frames, fps)
 
-    raw, smooth = run(False), run(True)
+    raw = run(False)
+    if raw.present.sum() < MIN_FACE_FRAMES:
+        raise ValueError(f"{Path(path).name}: a face in {int(raw.present.sum())} of "
+                         f"{len(raw.present)} frames; the stability measures need one in at "
+                         f"least {MIN_FACE_FRAMES}")
+    smooth = run(True)
     s_raw, s_smooth, lag = compare_tracks(raw, smooth)
     return VideoReport(str(path), len(raw.present), fps, settings, s_raw, s_smooth, lag,
                        lag * 1000 / fps, float(np.median(raw.ms)), float(np.median(smooth.ms)))
