@@ -65,3 +65,24 @@ def test_in_place_draws_the_same_picture_on_the_frame_itself(scene, mode):
     assert out is mine, "in_place returned a new picture: the live page pays for a copy"
     assert (out == copied).all(), "in_place drew something else than the copying overlay"
     assert (out != frame).any()
+
+
+@pytest.mark.parametrize("mode", ["sparse", "mesh"])
+def test_overlay_takes_the_frames_the_pipeline_takes(scene, mode):
+    """Grayscale and BGRA frames are drawn on as BGR, as the pipeline reads them; float pixels
+    (a 0..1 image) are refused, not drawn on in 0..255 colours."""
+    import cv2
+
+    from densehead.core.errors import ImageError
+
+    pipe, frame, faces = scene
+    model = pipe.face_model
+    colour = draw.overlay(frame, faces, mode, model)
+    for other in (cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)):
+        drawn = draw.overlay(other, faces, mode, model)
+        assert drawn.shape == frame.shape and drawn.dtype == np.uint8
+        changed = np.any(drawn != cv2.cvtColor(other, cv2.COLOR_GRAY2BGR) if other.ndim == 2
+                         else drawn != other[:, :, :3], axis=2)
+        assert changed.sum() > 0.5 * np.any(colour != frame, axis=2).sum()
+    with pytest.raises(ImageError, match="uint8"):
+        draw.overlay(frame.astype(np.float32) / 255, faces, mode, model)

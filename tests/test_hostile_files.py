@@ -296,3 +296,13 @@ def test_a_float_tiff_is_refused_by_its_name(tmp_path: Path):
     assert cv2.imwrite(str(path), np.random.default_rng(0).random((32, 32, 3), np.float32))
     with pytest.raises(ImageError, match=r"scan.tiff: expected a uint8 image, got dtype float32"):
         read_image(path)
+
+
+def test_no_path_at_all_is_a_message_not_a_type_error():
+    from densehead.core.errors import VideoError
+    from densehead.io.video import iter_frames
+
+    with pytest.raises(ImageError, match="expected the path of an image, got NoneType"):
+        read_image(None)
+    with pytest.raises(VideoError, match="expected the path of a video, got NoneType"):
+        next(iter_frames(None))

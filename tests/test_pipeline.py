@@ -134,6 +134,10 @@ def test_options_are_checked_and_views_share_the_models(pipe):
                 {"score_threshold": 1.5}, {"num_threads": 0}, {"regressor": "mb9"}):
         with pytest.raises(OptionsError):
             PipelineOptions(**bad)
+    from densehead import TrackerOptions
+    for bad in ({"beta": -1.0}, {"min_cutoff": 0.0}, {"redetect_every": 0}, {"match_iou": 2.0}):
+        with pytest.raises(OptionsError):
+            TrackerOptions(**bad)
     strict = pipe.with_options(score_threshold=0.95, max_faces=1)
     assert strict.loaded is pipe.loaded and strict.options.max_faces == 1
     assert pipe.options.max_faces == PipelineOptions().max_faces  # the original is unchanged

@@ -92,7 +92,8 @@ class TrackerOptions:
         _check_int(self, "max_misses", 0)
         _check_positive(self, "min_cutoff")
         _check_positive(self, "d_cutoff")
-        _check_finite(self, "beta")
+        if _check_finite(self, "beta") < 0:   # the cut-off would fall as the face moves faster
+            raise OptionsError("beta", f"must be >= 0, got {self.beta!r}")
         _check_fraction(self, "match_iou")
 
     def replace(self, **changes: Any) -> "TrackerOptions":

@@ -7,6 +7,7 @@ are simple enough to read here, which spares the library an imaging dependency (
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -180,6 +181,8 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as BGR uint8, or raise ImageError with a message for the user."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageError(f"expected the path of an image, got {type(path).__name__}")
     path = Path(path)
     problem = missing_file(path)
     if problem:

@@ -59,6 +59,8 @@ def _open(path: str | Path) -> tuple[Any, Any]:
     """The opened container and its first video stream, or VideoError saying why not."""
     import av
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise VideoError(f"expected the path of a video, got {type(path).__name__}")
     path = Path(path)
     problem = missing_file(path)
     if problem:

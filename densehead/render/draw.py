@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..core.face import Face
+from ..core.frames import as_bgr
 from ..core.layout import COEFFICIENTS
 from ..engine import crop
 from ..engine.face_model import MorphableModel, project
@@ -32,10 +33,12 @@ def overlay(frame: np.ndarray, faces: Sequence[Face], mode: str,
             model: MorphableModel, in_place: bool = False) -> np.ndarray:
     """A copy of `frame` with `mode` drawn for every face; `in_place=True` draws the point,
     line and pose modes on `frame` itself (a frame the caller no longer needs: a live frame
-    saves a full copy)."""
+    saves a full copy). Grayscale and BGRA frames are drawn on as BGR copies, as the pipeline
+    reads them; anything else (float pixels) raises ImageError."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    out = frame if in_place and mode not in RENDERED else frame.copy()
+    bgr = as_bgr(frame)
+    out = bgr if (in_place or bgr is not frame) and mode not in RENDERED else bgr.copy()
     if mode in RENDERED:
         return _rendered(out, faces, mode, model)
     for face in faces:
