@@ -80,6 +80,7 @@ def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
 @pytest.mark.parametrize("args, words", [
     (("sparse", "-f", "photo.jpg", "-o", "out.txt"), ("out.txt", ".jpg")),
     (("sparse", "-f", "clip.avi", "-o", "out.txt"), ("out.txt", ".mp4")),
+    (("sparse", "-f", "clip.avi", "-o", "out.webm"), ("does not write .webm videos", ".mp4")),
     (("sparse", "-f", "photo.jpg", "-o", "."), ("folder",)),
     (("sparse", "-f", "photo.jpg", "-o", "missing/out.jpg"), ("does not exist",)),
     (("sparse", "-f", "photo.jpg", "--json", "."), ("folder",)),

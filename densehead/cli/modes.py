@@ -77,7 +77,7 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
     that cannot be written at all (ValueError: one line on stderr, exit 1)."""
     import cv2
 
-    from ..io.video import WRITABLE_VIDEO_SUFFIXES
+    from ..io.video import WRITABLE_VIDEO_SUFFIXES, is_image
 
     targets = [("-o", output)] + ([("--json", json_path)] if json_path is not None else [])
     for flag, target in targets:
@@ -93,7 +93,9 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
     if image and not cv2.haveImageWriter(str(output)):
         raise ValueError(f"-o {output}: cannot write an image with that suffix (use .jpg or .png)")
     if not image and output.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
-        raise ValueError(f"-o {output}: the output of a video is a video; use one of "
+        what = ("the output of a video is a video" if is_image(output)
+                else f"densehead does not write {output.suffix or 'suffix-less'} videos")
+        raise ValueError(f"-o {output}: {what}; use one of "
                          f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
 
 
