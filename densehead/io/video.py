@@ -74,7 +74,7 @@ def _open(path: str | Path) -> tuple[Any, Any]:
         container.close()
         raise VideoError(f"{path.name} has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"   # FFmpeg decodes on several threads, as OpenCV had it do
+    stream.thread_type = "AUTO"   # FFmpeg decodes on several threads, as it did under OpenCV
     return container, stream
 
 
