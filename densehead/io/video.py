@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +35,7 @@ H264_PRESET = "ultrafast"
 SMALL_H264_PRESET = "veryfast"
 H264_CRF = 23              # x264's default quality
 QUEUED_FRAMES = 2          # frames waiting for the encoder: enough to overlap, little memory
+START_WAIT_TRIES, START_WAIT_S = 200, 0.005   # an encoder thread whose start Ctrl-C cut short
 
 
 @dataclass
@@ -193,6 +195,7 @@ class VideoWriter:
         self.frames = 0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUED_FRAMES)
         self._thread: threading.Thread | None = None
+        self._container: Any = None
         self._failure: BaseException | None = None
 
     def write(self, frame: np.ndarray) -> None:
@@ -208,23 +211,35 @@ class VideoWriter:
     def close(self) -> None:
         """Encode what is queued, finish the file and give it its name; raises VideoError if
         encoding failed."""
-        started = self._stop()
-        self._raise_failure()
+        try:
+            started = self._stop()
+            self._raise_failure()
+        except BaseException:   # a failure, or Ctrl-C while the last frames were encoded
+            self.partial.unlink(missing_ok=True)
+            raise
         if started:
             os.replace(self.partial, self.path)
 
     def abort(self) -> None:
         """Stop without giving the file its name: what was written goes."""
-        if self._stop():
+        try:
+            self._stop()
+        finally:
             self.partial.unlink(missing_ok=True)
 
     def _stop(self) -> bool:
         """Let the encoder finish; whether it had started (a file was made)."""
-        if self._thread is None:
+        thread, self._thread = self._thread, None
+        if thread is None:
             return False
         self._queue.put(None)
-        self._thread.join()
-        self._thread = None
+        for _ in range(START_WAIT_TRIES):
+            try:
+                thread.join()
+                return True
+            except RuntimeError:   # Ctrl-C came while it was being started: it starts soon
+                time.sleep(START_WAIT_S)
+        _close_quietly(self._container)   # it never started: nobody else will close the file
         return True
 
     def __enter__(self) -> "VideoWriter":
@@ -252,11 +267,14 @@ class VideoWriter:
             if not avi:
                 stream.options = {"preset": self.preset, "crf": str(H264_CRF)}
             container.start_encoding()
-        except (OSError, av.FFmpegError) as exc:
+        except BaseException as exc:   # a bad path, a codec missing, or Ctrl-C
             if container is not None:   # it made the file: nothing usable is in it
                 _close_quietly(container)
                 self.partial.unlink(missing_ok=True)
-            raise VideoError(f"cannot write video {self.path}: {exc}") from None
+            if isinstance(exc, (OSError, av.FFmpegError)):
+                raise VideoError(f"cannot write video {self.path}: {exc}") from None
+            raise
+        self._container = container
         self._thread = threading.Thread(target=self._encode, args=(av, container, stream),
                                         name=f"densehead-video-writer {self.path.name}",
                                         daemon=True)
