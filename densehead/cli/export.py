@@ -53,7 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
         chosen = [(output, faces[0])]
     else:
         chosen = [(output.with_name(f"{output.stem}_{i}.obj"), f) for i, f in enumerate(faces)]
-    _refuse_overwriting(source, [path for path, _ in chosen])
+    _refuse_overwriting(source, output, [path for path, _ in chosen])
     for path, face in chosen:
         written = export.write_textured_obj(path, face, image, pipe.face_model, size=args.size)
         print("wrote " + ", ".join(str(w) for w in written))
@@ -73,7 +73,7 @@ def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
         raise ValueError(f"--size {args.size}: must be between 64 and 8192")
 
 
-def _refuse_overwriting(source: Path, objs: list[Path]) -> None:
+def _refuse_overwriting(source: Path, output: Path, objs: list[Path]) -> None:
     """Refuse, before anything is written, when one of the files written beside an .obj (its
     .mtl, its texture, another face's) is the input itself."""
     from ..io.export import textured_names
@@ -81,9 +81,8 @@ def _refuse_overwriting(source: Path, objs: list[Path]) -> None:
     for obj in objs:
         for name in textured_names(obj.stem):
             if _same_file(obj.with_name(name), source):
-                raise ValueError(f"-o {objs[0] if len(objs) == 1 else obj}: it would write "
-                                 f"{obj.with_name(name)}, the input file itself: choose another "
-                                 "name")
+                raise ValueError(f"-o {output}: it would write {obj.with_name(name)}, the input "
+                                 "file itself: choose another name")
 
 
 def _read_frame(source: Path, index: int) -> np.ndarray:
