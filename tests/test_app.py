@@ -75,6 +75,25 @@ def test_viewer_photo_gives_mesh_and_widgets_change_it(samples):
     assert len(at.get("image")) >= 1
 
 
+def test_viewer_shows_a_phone_photo_upright(samples):
+    """A portrait photo as phones store it: turned, with an EXIF orientation saying how to turn
+    it back. The viewer fits the face the way the person sees it (a small roll, not 90°)."""
+    import io
+
+    from PIL import Image
+
+    picture = Image.open(samples / "photos" / "JianzhuGuo.jpg").transpose(Image.Transpose.ROTATE_90)
+    exif = picture.getexif()
+    exif[0x0112] = 6   # "turn it 90° clockwise to view": undoes the turn above
+    stored = io.BytesIO()
+    picture.save(stored, "JPEG", quality=95, exif=exif.tobytes())
+    at = app("2_3D_viewer.py").run()
+    at.file_uploader(key="photo").upload("portrait.jpg", stored.getvalue(), "image/jpeg").run()
+    assert not at.exception and not at.error
+    roll = {m.label: float(m.value.rstrip("°")) for m in at.metric}["Roll"]
+    assert abs(roll) < 20, roll   # -6° for this photo upright; a sideways fit rolls by ~90°
+
+
 def test_viewer_rejects_non_image_and_faceless_photo(samples):
     at = app("2_3D_viewer.py").run()
     at.file_uploader(key="photo").upload("notes.jpg", b"not an image at all", "image/jpeg").run()
