@@ -99,13 +99,16 @@ def test_a_video_stored_sideways_is_read_upright(frames, tmp_path, degrees):
     assert np.abs(read[5].astype(int) - frames[5]).mean() < 6
 
 
-def test_the_command_writes_the_videos_times_to_json(frames, tmp_path):
+def test_the_command_keeps_the_videos_times_in_json_and_overlay(frames, tmp_path):
+    """The JSON's times and the overlay video's frames both fall when the input's do, so the
+    overlay plays at the pace of the original."""
     clip = tmp_path / "vfr.mp4"
     times_ms = [0, 40, 80, 200, 240, 400, 440, 480, 600, 640]
     write_timed(clip, frames[:10], times_ms)
     out = tmp_path / "out.json"
     result = subprocess.run([sys.executable, "-m", "densehead", "pose", "-f", str(clip),
-                             "--json", str(out)], capture_output=True, text=True, timeout=300,
-                            env=os.environ.copy())
+                             "-o", str(tmp_path / "pose.mp4"), "--json", str(out)],
+                            capture_output=True, text=True, timeout=300, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     assert [round(f["t"] * 1000) for f in json.loads(out.read_text())["frames"]] == times_ms
+    assert [round(f.time * 1000) for f in iter_timed_frames(tmp_path / "pose.mp4")] == times_ms

@@ -68,7 +68,7 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
                 out, note = draw_fn(frame, faces, mode)
                 if note:
                     notes.add(note)
-                writer.write(out)
+                writer.write(out, t)
             rows.extend(frame_rows(n - 1, t, faces))
             for f in faces:
                 f.vertices = None  # keep memory flat on long videos: the series needs no mesh

@@ -36,6 +36,7 @@ SMALL_H264_PRESET = "veryfast"
 H264_CRF = 23              # x264's default quality
 QUEUED_FRAMES = 2          # frames waiting for the encoder: enough to overlap, little memory
 START_WAIT_TRIES, START_WAIT_S = 200, 0.005   # an encoder thread whose start Ctrl-C cut short
+TIME_BASE = Fraction(1, 90000)   # H.264 frame times in the MPEG clock's units (11 µs)
 
 
 @dataclass
@@ -193,19 +194,23 @@ class VideoWriter:
         self.fps, self.preset = fps, preset
         self.partial = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
         self.frames = 0
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUED_FRAMES)
+        self._queue: queue.Queue[tuple[np.ndarray, float | None] | None] = queue.Queue(
+            maxsize=QUEUED_FRAMES)
         self._thread: threading.Thread | None = None
         self._container: Any = None
         self._failure: BaseException | None = None
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, time: float | None = None) -> None:
+        """Queue a frame; `time` (seconds, increasing) is when it shows, for a video whose
+        frames are not evenly spaced (a phone's variable rate); by default frames come 1/fps
+        apart. Motion JPEG in .avi has no times of its own: there they are always evenly spaced."""
         h, w = frame.shape[:2]
         if h % 2 or w % 2:
             frame = cv2.copyMakeBorder(frame, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
         if self._thread is None:
             self._start(frame.shape[1], frame.shape[0])
         self._raise_failure()
-        self._queue.put(frame)
+        self._queue.put((frame, time))
         self.frames += 1
 
     def close(self) -> None:
@@ -266,6 +271,7 @@ class VideoWriter:
             stream.pix_fmt = "yuvj420p" if avi else "yuv420p"
             if not avi:
                 stream.options = {"preset": self.preset, "crf": str(H264_CRF)}
+                stream.codec_context.time_base = TIME_BASE   # `rate` stays, for rate control
             container.start_encoding()
         except BaseException as exc:   # a bad path, a codec missing, or Ctrl-C
             if container is not None:   # it made the file: nothing usable is in it
@@ -281,15 +287,22 @@ class VideoWriter:
         self._thread.start()
 
     def _encode(self, av: Any, container: Any, stream: Any) -> None:
-        index = 0
+        index, pts = 0, -1
+        timed = stream.codec_context.time_base == TIME_BASE
         try:
-            while (image := self._queue.get()) is not None:
+            while (item := self._queue.get()) is not None:
                 if self._failure is not None:
                     continue   # keep taking frames, so that `write` never waits on a dead encoder
+                image, time_s = item
                 try:
                     frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420),
                                                        format="yuv420p")
-                    frame.pts, index = index, index + 1
+                    if timed:   # the MPEG clock; never a time at or before the last one's
+                        at = time_s if time_s is not None else index / self.fps
+                        pts = max(round(at / TIME_BASE), pts + 1)
+                    else:
+                        pts = index
+                    frame.pts, index = pts, index + 1
                     for packet in stream.encode(frame):
                         container.mux(packet)
                 except Exception as exc:   # disk full, encoder error: raised to the caller
