@@ -214,3 +214,24 @@ def test_batch_refuses_to_write_over_an_input_kept_in_its_output_folder(work: Pa
 def test_verbose_after_the_command_too(work: Path) -> None:
     result = run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "-v", cwd=work)
     assert result.returncode == 0 and "densehead: info:" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", ["IMG_0042", "sent.mp4"])
+def test_a_photo_without_a_photos_name_is_read_as_a_photo(work: Path, name: str) -> None:
+    """A photo saved from a messenger has no suffix, or a wrong one: its first bytes say what
+    it is, and its drawing comes out as a picture (.jpg), not a one-frame video."""
+    shutil.copy(work / "photo.jpg", work / name)
+    result = run("sparse", "-f", name, cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = work / f"{Path(name).stem}_sparse.jpg"
+    assert out.is_file() and "1 face(s)" in result.stdout, result.stdout
+    assert cv2.imread(str(out)).shape == cv2.imread(str(work / "photo.jpg")).shape
+
+
+def test_batch_reads_a_named_photo_without_a_suffix_as_a_photo(work: Path) -> None:
+    shutil.copy(work / "photo.jpg", work / "IMG_0042")
+    result = run("batch", "IMG_0042", "-o", "tables", "--overlay", "pose", cwd=work)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((work / "tables" / "batch.json").read_text())
+    assert [(f["status"], f["frames"], f["faces"]) for f in report["files"]] == [("ok", 1, 1)]
+    assert cv2.imread(str(work / "tables" / "IMG_0042.pose.jpg")) is not None

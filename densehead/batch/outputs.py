@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core.files import atomic_write
 from ..io import table as tables
+from ..io.video import picture_suffix
 from .plan import Job
 
 TABLE_SUFFIX = ".parquet"
@@ -34,7 +35,7 @@ class Outputs:
     def of(cls, out_dir: Path, job: Job, csv: bool = False,
            overlay: str | None = None) -> "Outputs":
         base = out_dir / job.name
-        picture = job.source.suffix if job.kind == "image" else ".mp4"
+        picture = picture_suffix(job.source) if job.kind == "image" else ".mp4"
         return cls(table=base.with_name(base.name + TABLE_SUFFIX),
                    csv=base.with_name(base.name + ".csv") if csv else None,
                    overlay=base.with_name(f"{base.name}.{overlay}{picture}") if overlay else None)

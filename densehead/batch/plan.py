@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from ..io.video import VIDEO_SUFFIXES, is_image
+from ..io.video import VIDEO_SUFFIXES, is_image, is_image_file
 
 LIST_SUFFIXES = (".txt", ".lst")
 
@@ -29,9 +30,9 @@ class Job:
     source: Path      # absolute path of the input file
     name: str         # output name relative to the output folder, posix, suffix kept: "a/clip.mp4"
 
-    @property
+    @cached_property   # judged by the file's first bytes: read once
     def kind(self) -> str:
-        return "image" if is_image(self.source) else "video"
+        return "image" if is_image_file(self.source) else "video"
 
 
 @dataclass

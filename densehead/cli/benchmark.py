@@ -39,10 +39,10 @@ def _benchmark_frames(args: argparse.Namespace) -> list[np.ndarray]:
     import cv2
 
     from ..io.image import read_image
-    from ..io.video import is_image, iter_frames
+    from ..io.video import is_image_file, iter_frames
 
     source = Path(args.file)
-    frames = [read_image(source)] if is_image(source) else list(iter_frames(source, 300))
+    frames = [read_image(source)] if is_image_file(source) else list(iter_frames(source, 300))
     if args.resize:
         w, h = parse_size(args.resize)
         frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]

@@ -88,9 +88,9 @@ def _refuse_overwriting(source: Path, output: Path, objs: list[Path]) -> None:
 def _read_frame(source: Path, index: int) -> np.ndarray:
     from ..core.errors import VideoError
     from ..io.image import read_image
-    from ..io.video import is_image, iter_frames
+    from ..io.video import is_image_file, iter_frames
 
-    if is_image(source):
+    if is_image_file(source):
         if index:
             raise ValueError(f"--frame {index}: {source} is a photo (it has frame 0 only)")
         return read_image(source)

@@ -29,13 +29,13 @@ def add_cli(sub: Any) -> None:
 
 
 def run_mode(args: argparse.Namespace) -> int:
-    from ..io.video import is_image
+    from ..io.video import is_image_file
 
     source = Path(args.file)
     if source.is_dir():
         raise ValueError(f"{source} is a folder: -f takes one image or video; `densehead batch "
                          f"{source} -o TABLES` turns a folder into per-frame tables")
-    image = is_image(source)
+    image = is_image_file(source)
     output = Path(args.output) if args.output else default_output(source, args.mode, image)
     check_outputs(source, output, Path(args.json) if args.json else None, image)
     options = tracker_options(args)
@@ -67,8 +67,11 @@ def _write_json(path: Path, text: str) -> None:
 
 
 def default_output(source: Path, mode: str, image: bool) -> Path:
-    """INPUT_<mode>.<ext>: images keep their format, videos become MP4."""
-    suffix = source.suffix if image else ".mp4"
+    """INPUT_<mode>.<ext>: images keep their format (a photo named otherwise becomes .jpg),
+    videos become MP4."""
+    from ..io.video import picture_suffix
+
+    suffix = picture_suffix(source) if image else ".mp4"
     return source.with_name(f"{source.stem}_{mode}{suffix}")
 
 

@@ -48,7 +48,29 @@ class VideoInfo:
 
 
 def is_image(path: str | Path) -> bool:
+    """Whether the name is a picture's (by its suffix)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def picture_suffix(path: str | Path) -> str:
+    """The suffix a picture made from this image is written with: its own, or .jpg where its
+    name has none of a picture's."""
+    suffix = Path(path).suffix
+    return suffix if suffix.lower() in IMAGE_SUFFIXES else ".jpg"
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether the file holds a picture: a photo saved without a suffix, or under a video's, is
+    known by its first bytes; a file that starts like no picture goes by its name."""
+    from .image import file_reader, header_size
+
+    try:
+        with open(path, "rb") as f:
+            if header_size(file_reader(f)) is not None:
+                return True
+    except OSError:
+        pass
+    return is_image(path)
 
 
 class TimedFrame(NamedTuple):
