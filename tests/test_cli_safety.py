@@ -235,3 +235,10 @@ def test_batch_reads_a_named_photo_without_a_suffix_as_a_photo(work: Path) -> No
     report = json.loads((work / "tables" / "batch.json").read_text())
     assert [(f["status"], f["frames"], f["faces"]) for f in report["files"]] == [("ok", 1, 1)]
     assert cv2.imread(str(work / "tables" / "IMG_0042.pose.jpg")) is not None
+
+
+def test_an_unknown_option_is_named_with_its_commands_usage(work: Path) -> None:
+    result = run("sparse", "-f", "photo.jpg", "--bogus", cwd=work)
+    assert result.returncode == 2
+    assert "usage: densehead sparse" in result.stderr, result.stderr
+    assert result.stderr.strip().endswith("densehead sparse: error: unrecognized arguments: --bogus")

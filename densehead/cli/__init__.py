@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         with contextlib.suppress(argparse.ArgumentError):   # a command with a -v of its own
             command.add_argument("-v", "--verbose", action="store_true",
                                  default=argparse.SUPPRESS, help="log what happens (stderr)")
+        command.set_defaults(command_parser=command)   # its own usage line for its errors
     return parser
 
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     argv, passed_on = _split_passed_on(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:   # said with the command's own usage line, not the top level's
+        getattr(args, "command_parser", parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if passed_on is not None:
         args.passed_on = passed_on
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
