@@ -125,6 +125,13 @@ def test_boxes_from_a_caller_must_be_finite_and_not_empty(pipe, samples):
             pipe(frame, boxes=np.array(bad, dtype=float))
     with pytest.raises(ValueError, match="rois"):
         pipe(frame, rois=np.array([[np.nan] * 4]))
+    with pytest.raises(ValueError, match=r"rows of four numbers \(x1, y1, x2, y2\)"):
+        pipe(frame, boxes=[10, 20, 30])
+    height, width = frame.shape[:2]
+    with pytest.raises(ValueError, match=f"outside the {width}x{height} frame"):
+        pipe(frame, boxes=[[width + 10, 10, width + 110, 110]])
+    # a box the border cuts is a face the border cuts: still fitted
+    assert len(pipe(frame, boxes=[[-20, 100, 200, 330]]).faces) == 1
 
 
 def test_options_are_checked_and_views_share_the_models(pipe):

@@ -120,12 +120,12 @@ class Pipeline:
                 start = time.perf_counter()
                 (boxes, scores), fits = self._detect(frame)
                 times.detect = ms_since(start)
-            boxes = _finite_boxes(boxes, "boxes")
+            boxes = _finite_boxes(boxes, "boxes", frame.shape)
             rois = [crop.roi_from_box(b, self.options.roi_shift, self.options.roi_scale)
                     for b in boxes]
         else:
-            rois = list(_finite_boxes(rois, "rois"))
-            boxes = _finite_boxes(boxes if boxes is not None else rois, "boxes")
+            rois = list(_finite_boxes(rois, "rois", frame.shape))
+            boxes = _finite_boxes(boxes if boxes is not None else rois, "boxes", frame.shape)
         if scores is None:
             scores = np.ones(len(rois), dtype=np.float32)
         views = TurnedViews(frame)
@@ -300,12 +300,21 @@ class Pipeline:
         face.roll = (face.roll - m.roll) / 2
 
 
-def _finite_boxes(boxes: Any, name: str) -> np.ndarray:
+def _finite_boxes(boxes: Any, name: str, frame_shape: tuple[int, ...]) -> np.ndarray:
     """(K, 4) float64 boxes from a caller, refused unless finite with x2 > x1 and y2 > y1
-    (a NaN box would give NaN landmarks that no overlay can draw)."""
-    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    (a NaN box would give NaN landmarks that no overlay can draw) and touching the frame (a
+    face fitted on padding is no face)."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size % 4:
+        raise ValueError(f"{name} must be rows of four numbers (x1, y1, x2, y2), got "
+                         f"{arr.tolist()}")
+    arr = arr.reshape(-1, 4)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite numbers, got {arr.tolist()}")
     if (arr[:, 2] <= arr[:, 0]).any() or (arr[:, 3] <= arr[:, 1]).any():
         raise ValueError(f"each of {name} needs x2 > x1 and y2 > y1, got {arr.tolist()}")
+    height, width = frame_shape[:2]
+    outside = (arr[:, 2] <= 0) | (arr[:, 3] <= 0) | (arr[:, 0] >= width) | (arr[:, 1] >= height)
+    if outside.any():
+        raise ValueError(f"{name} {arr[outside].tolist()} lie outside the {width}x{height} frame")
     return arr
