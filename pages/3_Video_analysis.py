@@ -102,7 +102,8 @@ if not len(result.table):
 left, right = st.columns([3, 2])
 with left:
     st.video(str(playable))
-    st.download_button("Download overlay video (.mp4)", data=playable.read_bytes(),
+    # read when clicked: the player holds the video in the server's memory already
+    st.download_button("Download overlay video (.mp4)", data=playable.read_bytes,
                        file_name=Path(upload.name).stem + "_overlay.mp4", mime="video/mp4",
                        on_click="ignore")
     st.caption(f"{result.n_frames} frames at {result.fps:.1f} fps; processing took "

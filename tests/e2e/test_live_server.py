@@ -19,6 +19,7 @@ from paths import SAMPLES
 from test_browser import stage_text
 
 from densehead.io.table import COL
+from densehead.io.video import iter_frames
 from densehead.tools.browser import (
     click,
     frames_shown,
@@ -322,6 +323,12 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
         files = mine[0]["video_files"]
         assert files["exists"] and files["files"] == 1, files   # the overlay video only
         folder = Path(files["path"])
+        # the files a person takes home: the overlay video and the per-frame JSON, 25 frames each
+        video = output_dir / "e2e_video_overlay.mp4"
+        video.write_bytes(download(page, "Download overlay video (.mp4)"))
+        assert sum(1 for _ in iter_frames(video)) == 25
+        frames = json.loads(download(page, "Download per-frame results (.json)"))["frames"]
+        assert len(frames) == 25 and all(f["faces"] for f in frames[:5])
     finally:
         page.context.close()
     assert wait_until(lambda: not folder.exists(), 20), f"{folder} outlived its session"
