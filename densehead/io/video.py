@@ -1,7 +1,7 @@
-"""Reading video files (and single images through the same door) with OpenCV; writing them
-with PyAV."""
+"""Reading and writing video files with PyAV (PyAV is imported where it is first needed)."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -132,9 +132,21 @@ def header_frames(path: str | Path) -> tuple[float, int | None]:
 
 
 def probe(path: str | Path) -> VideoInfo:
-    fps, count = header_frames(path)
-    first = next(iter_frames(path, max_frames=1))
-    return VideoInfo(fps=fps, frame_count=count, width=first.shape[1], height=first.shape[0])
+    """The header's rate and frame count and the first frame's size, from one opening (the
+    first frame is decoded quietly: reading the video says what was damaged)."""
+    container, stream = _open(path)
+    try:
+        fps = _frame_rate(stream)
+        count = _frame_count(stream, fps)
+        first = next(_decoded(container, stream, damaged=[0]), None)
+    except _av_error() as error:
+        raise VideoError(f"{Path(path).name} cannot be read: {error}") from None
+    finally:
+        container.close()
+    if first is None:
+        raise VideoError(f"{Path(path).name} has no frame that can be decoded")
+    return VideoInfo(fps=fps, frame_count=count, width=first.image.shape[1],
+                     height=first.image.shape[0])
 
 
 def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
@@ -149,40 +161,52 @@ def iter_timed_frames(path: str | Path, max_frames: int | None = None) -> Iterat
     its real times. A frame without a usable timestamp (none, or not after the one before) is
     put one frame period after the one before. A damaged stretch is skipped, as players do: the
     frames after it are still read, and a warning says how many packets were lost."""
-    import av
-    from av.video.reformatter import VideoReformatter
-
     container, stream = _open(path)
-    # one converter for the whole video: frame.to_ndarray would set up swscale for every frame
-    to_bgr = VideoReformatter()
-    period, first, last = 1.0 / _frame_rate(stream), None, None
-    n = damaged = 0
+    damaged, n = [0], 0
     try:
-        for packet in container.demux(stream):
-            try:
-                decoded = packet.decode()
-            except av.FFmpegError:
-                damaged += 1
-                continue
-            for frame in decoded:
-                if max_frames is not None and n >= max_frames:
-                    return
-                stamp = frame.time
-                first = stamp if first is None and stamp is not None else first
-                t = stamp - first if stamp is not None and first is not None else None
-                t = t if t is not None and (last is None or t > last) else (
-                    0.0 if last is None else last + period)
-                last, n = t, n + 1
-                image = to_bgr.reformat(frame, format="bgr24").to_ndarray()
-                yield TimedFrame(t, _upright(image, frame.rotation))
-    except av.FFmpegError as error:   # the container itself is damaged from here on
+        for frame in itertools.islice(_decoded(container, stream, damaged), max_frames):
+            n += 1
+            yield frame
+    except _av_error() as error:   # the container itself is damaged from here on
         log.warning("%s: reading stopped at a damaged part (%s)", Path(path).name, error)
     finally:
         container.close()
-        if damaged:
-            log.warning("%s: %d damaged packet(s) skipped", Path(path).name, damaged)
+        if damaged[0]:
+            log.warning("%s: %d damaged packet(s) skipped", Path(path).name, damaged[0])
     if n == 0:
         raise VideoError(f"{Path(path).name} has no frame that can be decoded")
+
+
+def _av_error() -> type[Exception]:
+    """PyAV's error class."""
+    import av
+
+    return av.FFmpegError
+
+
+def _decoded(container: Any, stream: Any, damaged: list[int]) -> Iterator[TimedFrame]:
+    """The frames of `stream`, upright and timed (see iter_timed_frames); packets that do not
+    decode are skipped and counted in damaged[0]."""
+    from av.video.reformatter import VideoReformatter
+
+    # one converter for the whole video: frame.to_ndarray would set up swscale for every frame
+    to_bgr = VideoReformatter()
+    period, first, last = 1.0 / _frame_rate(stream), None, None
+    for packet in container.demux(stream):
+        try:
+            decoded = packet.decode()
+        except _av_error():
+            damaged[0] += 1
+            continue
+        for frame in decoded:
+            stamp = frame.time
+            first = stamp if first is None and stamp is not None else first
+            t = stamp - first if stamp is not None and first is not None else None
+            t = t if t is not None and (last is None or t > last) else (
+                0.0 if last is None else last + period)
+            last = t
+            image = to_bgr.reformat(frame, format="bgr24").to_ndarray()
+            yield TimedFrame(t, _upright(image, frame.rotation))
 
 
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:

@@ -38,7 +38,8 @@ def overlay(frame: np.ndarray, faces: Sequence[Face], mode: str,
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     bgr = as_bgr(frame)
-    out = bgr if (in_place or bgr is not frame) and mode not in RENDERED else bgr.copy()
+    # a converted frame is a copy already; the caller's own is drawn on only when it says so
+    out = bgr if bgr is not frame or (in_place and mode not in RENDERED) else bgr.copy()
     if mode in RENDERED:
         return _rendered(out, faces, mode, model)
     for face in faces:
