@@ -123,6 +123,12 @@ def export_series() -> None:
         st.session_state.live_series_export = SeriesExport(csv, time.strftime("%H:%M:%S"))
 
 
+def start_recording() -> None:
+    # The length is read at the click: the slider is in another fragment, and arguments bound
+    # when this fragment last ran would keep the length it had then.
+    act("start_recording", float(st.session_state.get("live_record_seconds", 60)))
+
+
 # The buttons and downloads live in a fragment that reruns only when one of its own buttons is
 # used, and the downloads carry their data (not a function that makes it on click). Streamlit
 # forgets a deferred download's id on every rerun of its fragment, and deletes the file a click
@@ -144,8 +150,7 @@ def actions() -> None:
     if recording:
         c.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
     else:
-        c.button("⏺ Record", key="live_record_start", on_click=act,
-                 args=("start_recording", float(st.session_state.get("live_record_seconds", 60))))
+        c.button("⏺ Record", key="live_record_start", on_click=start_recording)
     exported: SeriesExport | None = st.session_state.get("live_series_export")
     if exported is not None:
         st.download_button("Download series (CSV)", data=exported.csv, file_name="live_series.csv",
@@ -154,6 +159,7 @@ def actions() -> None:
                    f"{exported.made}.")
     if recording or status is None or status.state != "finished":
         return
+    state.recording_collected = True   # its files are on the page: no need to ask for them
     a, b = st.columns(2)
     a.download_button("Download recording (.mp4)", data=state.recording_mp4(),
                       file_name="live_recording.mp4", mime="video/mp4", on_click="ignore",

@@ -21,6 +21,7 @@ from test_browser import stage_text
 from densehead.io.table import COL
 from densehead.io.video import iter_frames
 from densehead.tools.browser import (
+    choose,
     click,
     frames_shown,
     live_sessions,
@@ -252,6 +253,40 @@ def test_recording_gives_an_mp4_and_the_csv_of_exactly_its_frames(browser, app_u
         player.context.close()
 
 
+def test_a_recording_takes_the_length_set_and_ends_with_its_files(browser, app_url,
+                                                                   status_file, output_dir):
+    """A person sets Recording length to 5 s while streaming, records, and the recording ends by
+    itself at 5 s; a second recording ended by the stream's STOP offers its files without asking
+    for a button the page does not show."""
+    page, sid = open_live(browser, app_url, status_file, output_dir,
+                          set(live_sessions(read_status(status_file))))
+    try:
+        assert wait_fps(page, timeout_s=90) > 0
+        slider = page.locator('[data-testid="stSlider"]', has_text="Recording length").locator(
+            "input[type=range]")
+        slider.press("Home")   # the slider's least value, 5 s
+        assert wait_until(lambda: slider.input_value() == "5", 30), slider.input_value()
+        click(page.get_by_role("button", name="⏺ Record"))
+        page.locator("text=/Recording: [0-9.]+ s of 5 s/").first.wait_for(timeout=30_000)
+        page.locator("text=The recording ended (reached 5 s)").wait_for(timeout=120_000)
+        click(page.get_by_role("button", name="⏹ Stop recording"))
+        caption = text_retrying(page, page.locator("text=/Recorded [0-9]+ frames/").first)
+        seconds = float(re.search(r"Recorded \d+ frames, ([0-9.]+) s", caption).group(1))
+        assert 4.0 < seconds <= 5.1, caption   # frames up to 5 s, the last at most a frame short
+
+        click(page.get_by_role("button", name="⏺ Record"))
+        page.locator("text=/Recording: [0-9.]+ s of 5 s/").first.wait_for(timeout=30_000)
+        stop = next(f for f in page.frames if f.locator("button", has_text="STOP").count())
+        click(stop.locator("button", has_text="STOP"))
+        page.get_by_role("button", name="Download recording (.mp4)").wait_for(timeout=60_000)
+        asks = page.locator("text=press ⏹ Stop recording for its files")
+        assert wait_until(lambda: asks.count() == 0, 30), "the page asks for a button it does not show"
+        shot(page, output_dir, "e2e_live_recording_stream_ended.png")
+        assert page.get_by_role("button", name="⏹ Stop recording").count() == 0
+    finally:
+        page.context.close()
+
+
 def test_stop_then_start_is_a_new_stream_with_its_own_lag(browser, app_url, status_file, output_dir):
     page, sid = open_live(browser, app_url, status_file, output_dir,
                           set(live_sessions(read_status(status_file))))
@@ -333,3 +368,44 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
         page.context.close()
     assert wait_until(lambda: not folder.exists(), 20), f"{folder} outlived its session"
     assert mine[0]["id"] not in {s["id"] for s in read_status(status_file)["sessions"]}
+
+
+def long_video(path: Path, frames: int = 1000) -> Path:
+    """The orlando sample looped to `frames` frames (40 s at 25 fps): an analysis that lasts."""
+    source = list(iter_frames(SAMPLES / "videos" / "orlando_bloom.avi"))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(frames):
+            image = np.ascontiguousarray(source[i % len(source)][:240, :320])
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode())
+    return path
+
+
+def test_leaving_the_video_page_mid_analysis_says_it_stopped(browser, app_url, status_file,
+                                                             output_dir, tmp_path):
+    """A person starts analysing a long video and opens Home before it is done: on coming back
+    the page says the analysis stopped, and nothing of it stays on the server's disk."""
+    known = {s["id"] for s in read_status(status_file)["sessions"]}
+    page = new_page(browser)
+    try:
+        page.goto(app_url + "/Video_analysis", timeout=120_000)
+        choose(page, "Overlay", "mesh")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(long_video(tmp_path / "long talk.mp4")))
+        click(page.get_by_role("button", name="Analyse"), 60_000)
+        page.locator("text=/Frame [0-9]+ of ~1000/").first.wait_for(timeout=120_000)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        click(nav.get_by_text("Home", exact=True))
+        page.get_by_text("Model status").wait_for(timeout=60_000)
+        click(nav.get_by_text("Video analysis", exact=True))
+        page.get_by_text("The analysis of “long talk.mp4” stopped before its end").wait_for(timeout=60_000)
+        shot(page, output_dir, "e2e_video_left_mid_analysis.png")
+        status = status_since(status_file, time.time())
+        (files,) = [s["video_files"] for s in status["sessions"]
+                    if s["id"] not in known and "video_files" in s]
+        assert files["files"] == 0, files   # neither the upload nor a partial overlay video
+        assert page.locator("text=Traceback").count() == 0
+    finally:
+        page.context.close()
