@@ -8,13 +8,14 @@ from pathlib import Path
 import streamlit as st
 
 from densehead.batch.video_runner import analyze_video
+from densehead.core.errors import ImageError, VideoError
 from densehead.core.options import TrackerOptions
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
 from densehead.dashboard.navigation import open_page
 from densehead.dashboard.sessions import server_resources, session_id
-from densehead.dashboard.uploads import TempFolder, save_upload, upload_types
+from densehead.dashboard.uploads import TempFolder, saved_upload, upload_types
 from densehead.dashboard.widgets import processing_settings
 from densehead.io import export, table
 from densehead.io.video import SMALL_H264_PRESET, VIDEO_SUFFIXES
@@ -37,6 +38,13 @@ if mode in draw.RENDERED and (problem := renderer_status()):
     st.warning(f"The **{mode}** overlay needs the C++ renderer ({problem}); the video will show "
                "dense points instead, with a note on every frame.")
 
+# Leaving the page, or changing the file or a setting, ends a running analysis (Streamlit stops
+# the script): the next run says so, once.
+RUNNING = "video_running"
+if (stopped := st.session_state.pop(RUNNING, None)) is not None:
+    st.info(f"The analysis of “{stopped}” stopped before its end: the page was left, or the file "
+            "or a setting changed while it ran. Analyse it again to get its results.")
+
 upload = st.file_uploader("Video (MP4, MOV, AVI, MKV, WebM, …)",
                           type=upload_types(VIDEO_SUFFIXES), key="video")
 if upload is None:
@@ -58,7 +66,6 @@ if st.session_state.get("video_job") != job:
         st.stop()
     files.clear()   # the previous analysis' video goes
     st.session_state.pop("video_job", None)
-    source = save_upload(data, upload.name, files.path)
     playable = files.path / "overlay.mp4"   # H.264: the browser plays it
     bar = st.progress(0.0, text="Starting…")
 
@@ -71,22 +78,30 @@ if st.session_state.get("video_job") != job:
         else:
             bar.progress(0.5, text=f"Frame {done} · {rate:.1f} fps (length unknown)")
 
-    view = pipe.with_options(score_threshold=threshold, max_faces=max_faces)
-    try:
-        result = analyze_video(source, playable, view, mode=mode,
-                               options=TrackerOptions(smoothing=smoothing),
-                               max_frames=int(limit) or None, progress=report,
-                               overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model),
-                               # the page holds the video in memory (player and download)
-                               h264_preset=SMALL_H264_PRESET)
-    except Exception as exc:  # unreadable codec, not a video, …: a message, the trace in the log
-        log.exception("video analysis of %s failed", upload.name)
+    def failed(message: str) -> None:
+        st.session_state.pop(RUNNING, None)
         playable.unlink(missing_ok=True)
         bar.empty()
-        st.error(f"“{upload.name}” could not be analysed: {exc}")
+        st.error(message)
         st.stop()
-    finally:  # the upload is in memory anyway
-        source.unlink(missing_ok=True)
+
+    view = pipe.with_options(score_threshold=threshold, max_faces=max_faces)
+    st.session_state[RUNNING] = upload.name
+    try:
+        with saved_upload(data, upload.name, files.path) as source:   # gone when analysed
+            result = analyze_video(source, playable, view, mode=mode,
+                                   options=TrackerOptions(smoothing=smoothing),
+                                   max_frames=int(limit) or None, progress=report,
+                                   overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model),
+                                   # the page holds the video in memory (player and download)
+                                   h264_preset=SMALL_H264_PRESET)
+    except (ImageError, VideoError) as exc:   # not a video, unreadable codec: the input's fault
+        log.info("video analysis of %s refused: %s", upload.name, exc)
+        failed(str(exc))
+    except Exception as exc:  # a fault of ours: a message, the trace in the log
+        log.exception("video analysis of %s failed", upload.name)
+        failed(f"“{upload.name}” could not be analysed: {exc}")
+    st.session_state.pop(RUNNING, None)
     bar.progress(1.0, text=f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
     st.session_state.video_job = job
     st.session_state.video_result = result

@@ -1,6 +1,7 @@
 """The pages under Streamlit's AppTest: they render, widgets change state, bad input is a message."""
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -117,13 +118,17 @@ def video_folder() -> tuple[str, Path]:
     return found
 
 
-def test_video_page_bad_upload_is_a_message():
+def test_video_page_bad_upload_is_a_message(caplog):
+    caplog.set_level(logging.INFO, logger="densehead")
     at = app("3_Video_analysis.py").run()
     assert not at.exception
     at.file_uploader(key="video").upload("clip.mp4", b"\x00garbage" * 100, "video/mp4").run()
     at.button[0].click().run()
     assert not at.exception
-    assert "could not be analysed" in texts(at.error)
+    # the message names the person's file, and the server log has one line, no traceback
+    assert "clip.mp4 is not a video that can be read" in texts(at.error)
+    refusals = [r for r in caplog.records if "clip.mp4" in r.getMessage()]
+    assert refusals and not any(r.exc_info for r in refusals)
     # nothing of the failed analysis stays on the server's disk
     _, folder = video_folder()
     assert folder.is_dir() and not any(folder.iterdir())
@@ -174,3 +179,19 @@ def test_ice_servers_from_environment(monkeypatch, value, expected):
 
     monkeypatch.setenv("DENSEHEAD_ICE_SERVERS", value)
     assert ice_servers() == expected
+
+
+@pytest.mark.parametrize("name, saved", [
+    ("talk.MOV", "talk.MOV"),                  # the person's name, as messages should say it
+    ("../../etc/clip.mp4", "clip.mp4"),        # never outside its folder
+    ("..", "upload"), ("", "upload"),
+    ("a" * 300 + ".mp4", "upload.mp4"),        # longer than a file name may be
+])
+def test_an_upload_is_saved_under_its_own_name_and_goes(tmp_path, name, saved):
+    from densehead.dashboard.uploads import saved_upload
+
+    (tmp_path / "overlay.mp4").write_bytes(b"result")   # a result kept beside it is untouched
+    with saved_upload(b"video bytes", name, tmp_path) as path:
+        assert path.name == saved and path.read_bytes() == b"video bytes"
+        assert path.parent.parent == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["overlay.mp4"]

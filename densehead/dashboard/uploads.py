@@ -4,8 +4,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+MAX_NAME_BYTES = 255   # a file name's limit, in bytes, on Linux's common file systems
 
 
 class TempFolder:
@@ -33,11 +36,28 @@ class TempFolder:
                 "bytes": sum(p.stat().st_size for p in files)}
 
 
-def save_upload(data: bytes, name: str, folder: Path) -> Path:
-    """Uploaded bytes to a file in `folder`, keeping the suffix (codecs go by it)."""
-    path = Path(folder) / ("upload" + Path(name).suffix.lower())
-    path.write_bytes(data)
-    return path
+@contextmanager
+def saved_upload(data: bytes, name: str, folder: Path) -> Iterator[Path]:
+    """Uploaded bytes as a file under the name the person gave it, so that messages about it name
+    their file; in a folder of its own inside `folder` (no clash with results kept there), which
+    goes when the block ends."""
+    own = Path(tempfile.mkdtemp(prefix="upload-", dir=folder))
+    try:
+        path = own / upload_file_name(name)
+        path.write_bytes(data)
+        yield path
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def upload_file_name(name: str) -> str:
+    """The browser's file name as a name in a folder; `upload` and its suffix where that cannot be
+    one (empty, a dot name, a NUL, too long for the file system)."""
+    base = Path(name).name
+    if base in ("", ".", "..") or "\0" in base or len(base.encode()) > MAX_NAME_BYTES:
+        suffix = Path(base.replace("\0", "")).suffix
+        return "upload" + (suffix if len(suffix.encode()) < 32 else "")
+    return base
 
 
 def upload_types(suffixes: Iterable[str]) -> list[str]:
