@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterator
 
 TEMPLATE = "nginx.conf.template"
-MAX_UPLOAD_MB = 200   # as server.maxUploadSize in .streamlit/config.toml
 SEARCHED = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")   # not on a normal user's PATH
 REPLICA_COOKIE = "densehead_replica"   # the replica a browser is kept on
 REPLICA_ENV = "DENSEHEAD_REPLICA"      # a replica's own name, in its environment
@@ -74,7 +73,6 @@ def render_config(backends: list[Backend], proxy: ProxySettings, prefix: Path) -
     values = {
         "user": _user_line(),
         "prefix": str(prefix),
-        "max_upload_mb": str(MAX_UPLOAD_MB),
         "replica_cookie": REPLICA_COOKIE,
         "moved_cookie": MOVED_COOKIE,
         "moved_seconds": str(MOVED_NOTICE_S),

@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 from e2e_setup import CAMERA_SECONDS
 from helpers import ctrl_c_as_from_a_terminal
-from paths import ROOT
+from paths import ROOT, SAMPLES
 from test_live_server import csv_table, rows_per_frame, series_csv, shot
 
 from densehead.dashboard.proxy import REPLICA_COOKIE, nginx_binary
@@ -36,6 +37,7 @@ from densehead.tools.browser import (
 )
 
 MOVED = "The server this page was on"
+UPLOAD_LIMIT_MB = 10   # given to the replicas, as an operator would, to be seen through the proxy
 
 
 def alive(pid: int) -> bool:
@@ -60,7 +62,8 @@ def replicas(tmp_path_factory, assets_dir):
     with ctrl_c_as_from_a_terminal():
         launcher = subprocess.Popen(
             [sys.executable, "-m", "densehead", "serve", "--replicas", "2", "--proxy-port",
-             str(port), "--proxy-address", "127.0.0.1", "--run-dir", str(run_dir)],
+             str(port), "--proxy-address", "127.0.0.1", "--run-dir", str(run_dir),
+             "--server.maxUploadSize", str(UPLOAD_LIMIT_MB)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env=dict(os.environ, DENSEHEAD_ASSETS=str(assets_dir), PYTHONUNBUFFERED="1"))
     info: dict = {}
@@ -119,6 +122,33 @@ def sessions_of(info: dict) -> dict[str, dict[str, dict]]:
 
 def replica_info(info: dict, name: str) -> dict:
     return next(r for r in info["replicas"] if r["name"] == name)
+
+
+def test_replicas_take_uploads_up_to_the_servers_own_limit(replicas, browser, tmp_path,
+                                                          output_dir):
+    """A photo bigger than nginx's default body limit (1 MB) reaches the 3D viewer through the
+    proxy; one over the limit the servers were started with is refused on the page, naming it."""
+    photo = cv2.imread(str(SAMPLES / "photos" / "emma.jpg"))
+    big, bigger = tmp_path / "emma.png", tmp_path / "emma_large.png"
+    cv2.imwrite(str(big), photo)
+    cv2.imwrite(str(bigger), cv2.resize(photo, None, fx=1.5, fy=1.5))
+    limit = UPLOAD_LIMIT_MB * 2**20
+    assert 2**20 < big.stat().st_size < limit < bigger.stat().st_size
+    page = new_page(browser)
+    try:
+        page.goto(replicas["url"] + "/3D_viewer", timeout=120_000)
+        uploader = page.locator('[data-testid="stFileUploader"] input[type=file]')
+        uploader.set_input_files(str(big))
+        page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+            .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
+        uploader.set_input_files(str(bigger))
+        refusal = page.locator("text=/File must be .* or smaller/").first
+        refusal.wait_for(timeout=60_000)
+        shot(page, output_dir, "e2e_replicas_upload_limit.png")
+        assert f"{UPLOAD_LIMIT_MB}" in refusal.inner_text()
+        assert page.locator("text=Traceback").count() == 0
+    finally:
+        page.context.close()
 
 
 def test_replicas_four_viewers_spread_over_two_servers_and_one_server_stopped(
