@@ -64,7 +64,15 @@ def meshes(data: bytes, name: str, index: int, target: int) -> tuple[export.Mesh
 if load_pipeline() is None:
     st.stop()
 
-source = st.radio("Photo", ["Upload a photo", "Take a snapshot with the camera"], horizontal=True)
+def forget_the_photo() -> None:
+    # A widget the page stops showing keeps its value under its key, but comes back empty in the
+    # browser: without this, the last photo's faces stood under an empty uploader.
+    for key in ("photo", "snapshot"):
+        st.session_state.pop(key, None)
+
+
+source = st.radio("Photo", ["Upload a photo", "Take a snapshot with the camera"], horizontal=True,
+                  on_change=forget_the_photo)
 if source.startswith("Upload"):
     upload = st.file_uploader(f"Photo ({FORMATS})", type=upload_types(IMAGE_SUFFIXES),
                               key="photo")
@@ -133,11 +141,12 @@ right.plotly_chart(bar_figure(face.shape_coeffs, "Shape coefficients (40)", "s")
 stem = (upload.name.rsplit(".", 1)[0] or "face") + f"_face{index}"
 with st.expander("Texture (unwrapped into the face model's UV square)", expanded=True):
     tex = textured(data, name, index, stem)
-    seen = tex.texture.fractions()
+    share = tex.texture.fractions()
     st.image(tex.texture.image, channels="BGR", width=384)
-    st.caption(" · ".join(f"{k} {100 * v:.0f}%" for k, v in seen.items())
-               + " of the texels: seen in the photo, taken from the mirrored side, or filled "
-                 "from their neighbours.")
+    st.caption(f"Of the face's texels, {share['seen']:.0%} are seen in the photo, "
+               f"{share['mirrored']:.0%} take some or all of their colour from the mirrored side "
+               f"and {share['filled']:.0%} are filled from their neighbours (a texel can count "
+               "in more than one).")
     st.download_button("Download textured mesh (.zip: .obj + .mtl + .png)",
                        data=lambda: tex.zip_bytes(), file_name=f"{stem}_textured.zip",
                        mime="application/zip", on_click="ignore")

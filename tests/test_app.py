@@ -72,8 +72,24 @@ def test_viewer_photo_gives_mesh_and_widgets_change_it(samples):
     assert labels[:3] == ["Yaw", "Pitch", "Roll"]
     # .obj, .ply, .json and the textured mesh's zip; the texture is shown with its share seen
     assert len(at.get("download_button")) == 4
-    assert re.search(r"seen \d+% · mirrored \d+% · filled \d+%", texts(at.caption))
+    share = re.search(r"(\d+)% are seen in the photo, (\d+)% take some or all of their colour "
+                      r"from the mirrored side and (\d+)% are filled", texts(at.caption))
+    assert share and all(0 <= int(v) <= 100 for v in share.groups()), texts(at.caption)
     assert len(at.get("image")) >= 1
+
+
+def test_viewer_shows_nothing_of_a_photo_its_uploader_no_longer_holds(samples):
+    """Switching to the camera and back leaves the uploader empty in the browser: the page then
+    shows no faces of the earlier photo."""
+    at = app("2_3D_viewer.py").run()
+    photo = (samples / "photos" / "JianzhuGuo.jpg").read_bytes()
+    at.file_uploader(key="photo").upload("JianzhuGuo.jpg", photo, "image/jpeg").run()
+    assert shown(at) > 0
+    at.radio[0].set_value("Take a snapshot with the camera").run()
+    at.radio[0].set_value("Upload a photo").run()
+    assert not at.exception
+    assert "Upload a photo with one or more faces" in texts(at.info)
+    assert not re.search(r"Showing [\d,]+ of 38,365 vertices", texts(at.caption))
 
 
 def test_viewer_shows_a_phone_photo_upright(samples):
