@@ -238,6 +238,13 @@ def live_panel() -> None:
     charts(state)
 
 
+def stage_readout(stage: str, ms: float, share: float) -> str:
+    """'detect 2.4 ms (1 frame in 10)' for a stage that runs on some frames only."""
+    if share >= 0.95 or ms == 0:
+        return f"{stage} {ms:.1f} ms"
+    return f"{stage} {ms:.1f} ms (1 frame in {1 / share:.0f})"
+
+
 def readouts(state: LiveSession) -> None:
     """Rates, frame time, queue lag, stage times, and what went wrong, if anything."""
     stats = state.buffer.stats()
@@ -254,7 +261,7 @@ def readouts(state: LiveSession) -> None:
     a.metric("Frame ms (median)", f"{stats.frame_ms:.1f}")
     b.metric("Queue lag ms", f"{stats.lag_ms:.0f}")
     if stats.stage_ms:
-        st.caption(" · ".join(f"{k} {v:.1f} ms" for k, v in stats.stage_ms.items())
+        st.caption(" · ".join(stage_readout(k, v, stats.stage_share[k]) for k, v in stats.stage_ms.items())
                    + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames of "
                    f"{stats.size[0]}x{stats.size[1]} processed, {stats.dropped} dropped")
     if stats.busy:

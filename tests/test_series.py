@@ -64,17 +64,22 @@ def test_stats_fps_stage_medians_and_lag(video_faces):
     clock = FakeClock()
     buf = SeriesBuffer(clock=clock)
     for i in range(11):
-        buf.add_frame(video_faces[i], StageTimes(inference=2.0, detect=1.0), frame_ms=8.0,
+        detect = 3.0 if i % 5 == 0 else 0.0   # a tracked stream detects on some frames only
+        buf.add_frame(video_faces[i], StageTimes(inference=2.0, detect=detect), frame_ms=8.0,
                       media_time=i / 30, size=(640, 480))  # the camera runs at 30 fps ...
         clock.t += 0.1                    # ... but we only manage 10: frames wait longer and longer
     stats = buf.stats()
     assert stats.fps == pytest.approx(10.0)
     assert stats.frame_ms == 8.0 and stats.stage_ms["inference"] == 2.0
+    # a detection's time where it ran (not the 0 of most frames), and how often it ran
+    assert stats.stage_ms["detect"] == 3.0 and stats.stage_share["detect"] == pytest.approx(3 / 11)
+    assert stats.faces == len(video_faces[10])
     assert stats.lag_ms == pytest.approx(1000 * (1.0 - 10 / 30))
     assert stats.frames == 11 and stats.size == (640, 480)
     clock.t += 5.0  # the person pressed STOP: the readout must not keep showing 10 fps
     stopped = buf.stats()
     assert stopped.stopped and stopped.fps == 0.0 and stopped.frames == 11
+    assert stopped.faces == 0   # no face is in view of a stopped stream
     assert stopped.idle_s == pytest.approx(5.1)
     buf.clear()
     assert buf.stats().size == (0, 0)

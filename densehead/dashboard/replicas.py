@@ -174,7 +174,8 @@ def _watch(replica_set: ReplicaSet) -> int:
 
 def _announce(replica_set: ReplicaSet) -> None:
     ports = ", ".join(str(r.backend.port) for r in replica_set.replicas)
-    print(f"densehead serve: {len(replica_set.replicas)} replicas (ports {ports}) behind "
+    many = "s" if len(replica_set.replicas) > 1 else ""
+    print(f"densehead serve: {len(replica_set.replicas)} replica{many} (port{many} {ports}) behind "
           f"{replica_set.url} (nginx, sticky per browser); status files, logs and "
           f"{RUN_FILE} in {replica_set.run_dir}; Ctrl-C stops all", file=sys.stderr)
     sys.stderr.flush()

@@ -32,7 +32,8 @@ class LiveStats:
     fps: float = 0.0                 # processed frames per second over the stats window
     frame_ms: float = 0.0            # median wall time of the whole callback
     frame_ms_p90: float = 0.0
-    stage_ms: dict[str, float] = field(default_factory=dict)  # median per stage
+    stage_ms: dict[str, float] = field(default_factory=dict)  # median per stage, where it ran
+    stage_share: dict[str, float] = field(default_factory=dict)  # share of frames it ran on
     lag_ms: float = 0.0              # how far processing trails the media clock (0 = keeping up)
     frames: int = 0                  # frames processed since the last clear
     faces: int = 0                   # faces in the latest frame
@@ -210,11 +211,16 @@ class SeriesBuffer:
         if len(frames) > 1 and walls[-1] > walls[0]:
             out.fps = (len(frames) - 1) / (walls[-1] - walls[0])
         out.idle_s = max(0.0, self._clock() - float(walls[-1]))
-        if out.stopped:  # the last rates are history, not what happens now
+        if out.stopped:  # the last rates and faces are history, not what happens now
             out.fps = out.received_fps = 0.0
+            out.faces = 0
         out.frame_ms = float(np.median(totals))
         out.frame_ms_p90 = float(np.percentile(totals, 90))
-        out.stage_ms = {k: float(np.median([f[2][k] for f in frames])) for k in STAGES}
+        # a tracked stream detects on a few frames only: a median over all frames would read 0
+        for stage in STAGES:
+            ran = [f[2][stage] for f in frames if f[2][stage] > 0]
+            out.stage_ms[stage] = float(np.median(ran)) if ran else 0.0
+            out.stage_share[stage] = len(ran) / len(frames)
         return out
 
     def csv(self) -> str:
