@@ -61,15 +61,15 @@ def meshes(data: bytes, name: str, index: int, target: int) -> tuple[export.Mesh
     return full, decimate(full, target), decimate(full, WIRE_VERTICES)
 
 
-if load_pipeline() is None:
-    st.stop()
-
 def forget_the_photo() -> None:
     # A widget the page stops showing keeps its value under its key, but comes back empty in the
     # browser: without this, the last photo's faces stood under an empty uploader.
     for key in ("photo", "snapshot"):
         st.session_state.pop(key, None)
 
+
+if load_pipeline() is None:
+    st.stop()
 
 source = st.radio("Photo", ["Upload a photo", "Take a snapshot with the camera"], horizontal=True,
                   on_change=forget_the_photo)
