@@ -134,6 +134,14 @@ def test_real_photos_still_decode(samples: Path):
         np.testing.assert_array_equal(decode_image(encoded.tobytes()), original)
 
 
+def test_a_photo_cut_short_is_called_damaged(samples: Path):
+    """Half a JPEG, as an interrupted download leaves it: the message says what happened."""
+    data = (samples / "photos" / "emma.jpg").read_bytes()
+    with pytest.raises(ImageError, match=r"half\.jpg is a 3913x1901 picture that cannot be "
+                                         r"decoded: the file is damaged or cut short"):
+        decode_image(data[:len(data) // 2], "half.jpg")
+
+
 def test_unknown_format_is_refused_before_decoding():
     ok, ppm = cv2.imencode(".ppm", np.zeros((8, 8, 3), np.uint8))  # OpenCV reads it; we do not
     with pytest.raises(ImageError, match=r"not an image that can be read \(JPEG, PNG"):

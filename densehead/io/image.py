@@ -164,13 +164,14 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
     The size is read from the header first: an oversized image is refused undecoded."""
     if not data:
         raise ImageError(f"{name} is empty")
-    check_header(bytes_reader(data), name)
+    width, height = check_header(bytes_reader(data), name)
     # COLOR turns the picture the way its EXIF orientation says, as viewers show it (a phone's
     # portrait photo is stored sideways); UNCHANGED would not. Alpha is dropped either way.
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
                          cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    if image is None:
-        raise ImageError(f"{name} is not an image that can be read ({FORMATS})")
+    if image is None:   # its header is a picture's: what follows is not
+        raise ImageError(f"{name} is a {width}x{height} picture that cannot be decoded: the file "
+                         "is damaged or cut short (an interrupted download or copy?)")
     if image.dtype == np.uint16:  # 16-bit PNG/TIFF
         image = (image >> 8).astype(np.uint8)
     try:
