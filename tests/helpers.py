@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -109,3 +110,12 @@ def ctrl_c_as_from_a_terminal() -> Iterator[None]:
     finally:
         if ignored:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    """The command failed (exit 1) with one `densehead: error:` line holding `words`."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("densehead: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ctrl_c_as_from_a_terminal
+from helpers import ctrl_c_as_from_a_terminal, one_line_error
 
 from densehead.batch import (
     BatchInterrupted,
@@ -235,6 +236,20 @@ def test_overwrite_from_the_command_line(study, first_run, tmp_path):
     assert "3 ok, 1 failed, 0 skipped" in forced.stdout, forced.stdout + forced.stderr
 
 
+def test_nothing_to_run_is_refused_and_keeps_the_last_record(study, tmp_path):
+    """A typo in the input, or a folder with no media, against an output folder of an earlier
+    run: one line, and batch.json still describes that run."""
+    out = tmp_path / "out"
+    assert run("batch", str(study / PHOTO), "-o", str(out)).returncode == 0
+    record = (out / "batch.json").read_text()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no media here")
+    for given, words in [(str(tmp_path / "stduy"), ("nothing to run", "no such file or folder")),
+                         (str(tmp_path / "notes"), ("no video or image found", "1 file(s)"))]:
+        one_line_error(run("batch", given, "-o", str(out)), *words)
+        assert (out / "batch.json").read_text() == record
+
+
 def test_a_list_file_and_overlays(study, tmp_path):
     listing = tmp_path / "lists" / "session1.txt"
     listing.parent.mkdir()
@@ -339,9 +354,9 @@ def ray_cluster():
         yield cluster
 
 
-def on_cluster(cluster, root: Path, out: Path) -> list[str]:
+def on_cluster(cluster, root: Path, out: Path, *more: str) -> list[str]:
     return cli("batch", str(root), "-o", str(out), "--engine", "ray", "--ray-address",
-               cluster.address)
+               cluster.address, *more)
 
 
 def cluster_env(cluster, assets_dir: Path) -> dict[str, str]:
@@ -358,12 +373,16 @@ def assert_same_tables(out: Path, reference: Path, root: Path) -> None:
 @pytest.mark.ray
 def test_ray_cluster_of_two_nodes_gives_the_local_tables(cluster_study, cluster_study_local,
                                                          ray_cluster, assets_dir, tmp_path):
+    # run from a folder of the user's, with an output folder relative to it: the nodes run
+    # elsewhere (the cluster's folder), and the overlays must still land in it
     out = tmp_path / "out"
-    result = subprocess.run(on_cluster(ray_cluster, cluster_study, out), cwd=ROOT,
-                            capture_output=True, text=True, timeout=300,
+    result = subprocess.run(on_cluster(ray_cluster, cluster_study, Path("out"), "--overlay", "sparse"),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env=cluster_env(ray_cluster, assets_dir))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 files: 6 ok, 0 failed" in result.stdout and "2 ray workers" in result.stdout
+    assert len(list(out.glob("*.sparse.*"))) == 6, sorted(p.name for p in out.iterdir())
+    assert not list(ray_cluster.folder.rglob("*.sparse.*"))
     files = report(out)["files"]
     assert len({f["node"] for f in files}) == 2, files      # work ran on both nodes
     assert all(f["host"] for f in files)
@@ -408,6 +427,60 @@ def test_ray_cluster_losing_a_node_mid_run_runs_its_file_again(cluster_study,
     assert again["notes"] == ["run again after the Ray worker it was on died"], again
     # the file the lost node was on is whole, and the same as everywhere else
     assert_same_tables(out, cluster_study_local, cluster_study)
+    assert not part_files(out)
+
+
+@pytest.mark.ray
+def test_ray_address_where_no_ray_head_answers_is_one_line_at_once(study, tmp_path):
+    """A port nothing listens on, and one where another service answers (a web server, as a
+    dashboard's port would): one line each, in seconds, where Ray would retry for minutes."""
+    pytest.importorskip("ray")
+    import http.server
+    import threading
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]   # bound, never listening: refused
+        web = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        try:
+            for port, words in [(closed_port, ("cannot reach the Ray cluster",)),
+                                (web.server_address[1], ("answers, but not as a Ray cluster",))]:
+                result = run("batch", str(study / PHOTO), "-o", str(tmp_path / "out"),
+                             "--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
+                one_line_error(result, f"127.0.0.1:{port}", *words)
+        finally:
+            web.shutdown()
+    assert not (tmp_path / "out" / "batch.json").exists()
+
+
+@pytest.mark.ray
+def test_ray_cluster_from_ray_address_stopped_by_kill_keeps_what_finished(cluster_study,
+                                                                          ray_cluster,
+                                                                          assets_dir, tmp_path):
+    """The cluster named by Ray's own RAY_ADDRESS (no --ray-address), and `kill PID` while a
+    file runs on a node: the batch stops like Ctrl-C, says so and records the run."""
+    out = tmp_path / "out"
+    env = cluster_env(ray_cluster, assets_dir) | {"RAY_ADDRESS": ray_cluster.address}
+    proc = subprocess.Popen(cli("batch", str(cluster_study), "-o", str(out), "--engine", "ray",
+                                "--workers", "2"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while node_worker_file(ray_cluster, ray_cluster.nodes[1], cluster_study) is None:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the second node never got a file"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stdout + stderr
+    assert "run the same command again to resume" in stderr
+    data = report(out)
+    assert data["interrupted"] is True and data["engine"] == "ray", data
     assert not part_files(out)
 
 

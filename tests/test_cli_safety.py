@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from helpers import one_line_error
 
 from densehead.tools.browser import wait_until
 
@@ -26,14 +27,6 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("densehead: error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.fixture()

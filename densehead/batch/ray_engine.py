@@ -19,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -39,6 +41,10 @@ QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
 # Ray's own name for how many one-second tries a driver makes to reach the cluster's GCS
 # (default 20); a refused token is then said in seconds, not after twenty
 GCS_TRIES_ENV, GCS_TRIES = "RAY_gcs_server_port_wait_time_s", "5"
+ADDRESS_ENV = "RAY_ADDRESS"   # Ray's own variable for the cluster to join
+TLS_ENV = "RAY_USE_TLS"       # Ray's switch for TLS between its processes
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"   # what an HTTP/2 client sends first
+HTTP2_SETTINGS = 0x4          # the frame type a server answers it with (RFC 9113)
 NO_WORKER_WAIT_S = 120.0   # with no actor up, how long files wait for one before they fail
 MAX_START_ERRORS = 8       # actors that may die while starting before no more are started
 AUTH_HELP = ("give it the cluster's token: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN=<what "
@@ -63,7 +69,7 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
-        self.address = address
+        self.address = address or os.environ.get(ADDRESS_ENV) or None   # as ray.init reads it
         self.workers = workers
         self.workers_used = 0
         self._actor_class: Any = None
@@ -87,6 +93,7 @@ class RayEngine:
             yield from _schedule(ray, tasks, settings, pool, queue)
         finally:
             if pool is not None:
+                self.workers_used = pool.up   # the ones that came up, not the ones asked for
                 pool.kill_all()
             if queue is not None:
                 with contextlib.suppress(Exception):   # its node may be gone
@@ -104,9 +111,14 @@ class RayEngine:
         options = dict(address=self.address, include_dashboard=False, log_to_driver=False,
                        logging_level=logging.WARNING, runtime_env={"env_vars": env},
                        num_cpus=self.workers if self.address is None else None)
+        with _caller_sigterm_kept():
+            self._init(ray, options)
+        return True
+
+    def _init(self, ray: Any, options: dict[str, Any]) -> None:
         if not self.address:
             ray.init(**options)
-            return True
+            return
         with _fewer_gcs_tries(), _stderr_kept() as said:
             try:
                 ray.init(**options)
@@ -119,7 +131,6 @@ class RayEngine:
                                        f"process: its authentication token is missing or "
                                        f"wrong here{why}; {AUTH_HELP}") from None
                 raise
-        return True
 
     def _new_actor(self, ray: Any, options: PipelineOptions, queue: Any) -> Any:
         if self._actor_class is None:
@@ -244,15 +255,35 @@ def _dispatch(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast, in one line, on a cluster address nothing answers at (Ray itself retries
-    for minutes). Addresses that are not host:port ("auto", "local") are left to Ray."""
+    """Fail fast, in one line, on a cluster address nothing answers at, or where something
+    other than a Ray head answers (Ray itself retries for minutes). Addresses that are not
+    host:port ("auto", "local") are left to Ray."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            grpc = _speaks_grpc(conn)
     except OSError as error:
         raise ConnectionError(f"cannot reach the Ray cluster at {address}: {error}") from None
+    if grpc is False:   # Ray would try it for minutes
+        raise ConnectionError(f"{address} answers, but not as a Ray cluster: give the head's "
+                              "address with the port `ray start --head --port` chose (6379 "
+                              "unless set), not another service's, such as the dashboard's")
+
+
+def _speaks_grpc(conn: socket.socket) -> bool | None:
+    """Whether the server at the other end speaks HTTP/2, as a Ray head's GCS (gRPC) does: it
+    answers a client's preface with a SETTINGS frame. None when that cannot be told (no answer
+    in time, or TLS, which Ray can be set to use)."""
+    if os.environ.get(TLS_ENV, "").lower() in ("1", "true"):
+        return None
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        head = conn.recv(9)
+    except socket.timeout:
+        return None
+    return len(head) >= 4 and head[3] == HTTP2_SETTINGS
 
 
 def _refused_token(ray: Any, error: BaseException | None) -> bool:
@@ -264,6 +295,19 @@ def _refused_token(ray: Any, error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+@contextlib.contextmanager
+def _caller_sigterm_kept() -> Iterator[None]:
+    """ray.init puts its own SIGTERM handler (exit at once) in place of one the caller set, such
+    as the CLI's, which stops a batch like Ctrl-C: that one is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and callable(before):
+            signal.signal(signal.SIGTERM, before)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from .outputs import (
     remove_temps,
     temp_path,
 )
-from .plan import Job, plan_inputs
+from .plan import Job, Plan, plan_inputs
 from .progress import BatchProgress
 from .work import BatchSettings, Outcome, Task
 
@@ -111,6 +111,8 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
         raise ValueError(f"the output folder {out} is a file")
     runner = _Runner(out, settings, csv, overwrite)
     plan = plan_inputs(inputs, out)
+    if not plan.jobs:   # refused before anything is written: batch.json keeps the last run's record
+        raise ValueError(_nothing_to_run(plan))
     _refuse_outputs_over_inputs(plan.jobs, [Outputs.of(out, job, csv, settings.overlay)
                                             for job in plan.jobs])
     chosen = _engine(engine, workers, ray_address)
@@ -155,6 +157,14 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     if interrupted:
         raise BatchInterrupted(report)
     return report
+
+
+def _nothing_to_run(plan: Plan) -> str:
+    if plan.missing:
+        return "nothing to run: " + "; ".join(why for _, why in plan.missing)
+    left_out = (f" ({len(plan.ignored)} file(s) there are not videos or images)"
+                if plan.ignored else "")
+    return f"no video or image found in the inputs{left_out}"
 
 
 def _handed_over(events: Iterator[object]) -> Iterator[Outcome]:
@@ -212,7 +222,8 @@ class _Runner:
                 self.done[index] = self._entry(index, "skipped", record.get("frames", 0),
                                                record.get("faces", 0), record.get("seconds", 0))
             else:
-                overlay = temp_path(outputs.overlay) if outputs.overlay else None
+                # absolute: a worker of a cluster does not run in this process's folder
+                overlay = temp_path(outputs.overlay).absolute() if outputs.overlay else None
                 tasks.append(Task(index, job, overlay))
         return tasks
 

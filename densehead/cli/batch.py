@@ -104,9 +104,6 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if report.ignored:
         print(f"left out {len(report.ignored)} file(s) that are not videos or images "
               f"(listed in batch.json)", file=sys.stderr)
-    if not report.files:
-        print("densehead: error: no video or image found in the inputs", file=sys.stderr)
-        return 1
     print(report.summary_line())
     return 1 if report.count("failed") else 0
 
