@@ -432,8 +432,9 @@ def test_ray_cluster_losing_a_node_mid_run_runs_its_file_again(cluster_study,
 
 @pytest.mark.ray
 def test_ray_address_where_no_ray_head_answers_is_one_line_at_once(study, tmp_path):
-    """A port nothing listens on, and one where another service answers (a web server, as a
-    dashboard's port would): one line each, in seconds, where Ray would retry for minutes."""
+    """A port nothing listens on, one where another service answers (a web server, as a
+    dashboard's port would), and a URL: one line each, in seconds, where Ray would retry for
+    minutes or fail on the name."""
     pytest.importorskip("ray")
     import http.server
     import threading
@@ -444,11 +445,14 @@ def test_ray_address_where_no_ray_head_answers_is_one_line_at_once(study, tmp_pa
         web = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
         threading.Thread(target=web.serve_forever, daemon=True).start()
         try:
-            for port, words in [(closed_port, ("cannot reach the Ray cluster",)),
-                                (web.server_address[1], ("answers, but not as a Ray cluster",))]:
+            web_port = web.server_address[1]
+            for address, words in [
+                    (f"127.0.0.1:{closed_port}", ("cannot reach the Ray cluster",)),
+                    (f"127.0.0.1:{web_port}", ("answers, but not as a Ray cluster",)),
+                    (f"http://127.0.0.1:{web_port}", ("is a web address", "HOST:PORT"))]:
                 result = run("batch", str(study / PHOTO), "-o", str(tmp_path / "out"),
-                             "--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
-                one_line_error(result, f"127.0.0.1:{port}", *words)
+                             "--engine", "ray", "--ray-address", address)
+                one_line_error(result, address, *words)
         finally:
             web.shutdown()
     assert not (tmp_path / "out" / "batch.json").exists()

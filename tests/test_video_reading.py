@@ -112,3 +112,12 @@ def test_the_command_keeps_the_videos_times_in_json_and_overlay(frames, tmp_path
     assert result.returncode == 0, result.stderr
     assert [round(f["t"] * 1000) for f in json.loads(out.read_text())["frames"]] == times_ms
     assert [round(f.time * 1000) for f in iter_timed_frames(tmp_path / "pose.mp4")] == times_ms
+
+
+def test_an_empty_video_file_is_called_empty(tmp_path):
+    from densehead.core.errors import VideoError
+
+    empty = tmp_path / "zero.mp4"
+    empty.touch()
+    with pytest.raises(VideoError, match=r"^zero\.mp4 is empty$"):
+        probe(empty)

@@ -258,6 +258,10 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail fast, in one line, on a cluster address nothing answers at, or where something
     other than a Ray head answers (Ray itself retries for minutes). Addresses that are not
     host:port ("auto", "local") are left to Ray."""
+    scheme, is_url, _ = address.partition("://")
+    if is_url and scheme != "ray":   # an address copied from a browser, say the dashboard's
+        raise ConnectionError(f"{address} is a web address: give the head's HOST:PORT, as "
+                              "`ray start --head` printed it (or ray://HOST:PORT for Ray Client)")
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         return

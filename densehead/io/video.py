@@ -90,6 +90,8 @@ def _open(path: str | Path) -> tuple[Any, Any]:
     problem = missing_file(path)
     if problem:
         raise VideoError(problem)
+    if path.stat().st_size == 0:   # as a photo's message says it (FFmpeg: "Invalid data")
+        raise VideoError(f"{path.name} is empty")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
