@@ -104,7 +104,8 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     """Every video and image of `inputs` into a table under `output_dir` (see plan.py for the
     names), skipping files an earlier run finished with the same settings unless `overwrite`.
     `engine` is "local" (worker processes), "ray" or an engine object; `progress` shows a bar
-    (default: when stderr is a terminal). Raises BatchInterrupted on Ctrl-C."""
+    (default: when stderr is a terminal). Raises BatchInterrupted on Ctrl-C, and ValueError,
+    before writing anything, when the inputs give nothing to run."""
     settings = (settings or BatchSettings()).resolved()
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
