@@ -85,7 +85,7 @@ class RayEngine:
             from ray.util.queue import Queue
 
             n = min(self.workers or int(ray.cluster_resources().get("CPU", 1)), len(tasks))
-            self.workers_used = n = max(n, 1)
+            n = max(n, 1)
             queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": _here(ray)})
             pool = _Pool(ray, lambda: self._new_actor(ray, settings.pipeline, queue))
             for _ in range(n):

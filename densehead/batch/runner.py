@@ -330,7 +330,9 @@ def _engine(engine: str | Any, workers: int | None, ray_address: str | None) -> 
 
 def _workers_used(engine: Any, tasks: int) -> int:
     """Workers that ran (never more than there were files to run)."""
-    used = getattr(engine, "workers_used", None) or getattr(engine, "workers", None) or 1
+    used = getattr(engine, "workers_used", None)   # Ray's: the actors that came up, maybe none
+    if used is None:
+        used = getattr(engine, "workers", None) or 1
     return min(int(used), tasks)
 
 
