@@ -43,6 +43,10 @@ PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map
   (el._fullData || el.data || []).map(t => ({type: t.type, name: t.name, yaxis: t.yaxis || 'y',
      n: t.x ? t.x.length : 0, y: (t.type === 'scatter' && t.y) ? Array.from(t.y) : null})))"""
 
+# the 3D viewer shows a face's mesh
+MESH_SHOWN_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))"""
+
 VIDEO_PNG_JS = "() => { " + VIDEO_CANVAS_JS + " return c.toDataURL('image/png'); }"
 
 
@@ -293,8 +297,7 @@ def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
     page.goto(app_url + "/3D_viewer", timeout=120_000)
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
         str(samples / "photos" / "JianzhuGuo.jpg"))
-    page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
-        .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
+    page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
     caption = page.locator("text=/Showing [0-9,]+ of [0-9,]+ vertices/").inner_text()
     shown, total = (int(v.replace(",", "")) for v in re.search(r"Showing ([\d,]+) of ([\d,]+)", caption).groups())
     mesh = [t for p in page.evaluate(PLOTS_JS) for t in p if t["type"] == "mesh3d"]

@@ -19,6 +19,7 @@ import pytest
 from e2e_setup import CAMERA_SECONDS
 from helpers import ctrl_c_as_from_a_terminal
 from paths import ROOT, SAMPLES
+from test_browser import MESH_SHOWN_JS
 from test_live_server import csv_table, rows_per_frame, series_csv, shot
 
 from densehead.dashboard.proxy import REPLICA_COOKIE, nginx_binary
@@ -139,8 +140,7 @@ def test_replicas_take_uploads_up_to_the_servers_own_limit(replicas, browser, tm
         page.goto(replicas["url"] + "/3D_viewer", timeout=120_000)
         uploader = page.locator('[data-testid="stFileUploader"] input[type=file]')
         uploader.set_input_files(str(big))
-        page.wait_for_function("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
-            .some(el => (el._fullData || []).some(t => t.type === 'mesh3d'))""", timeout=120_000)
+        page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
         uploader.set_input_files(str(bigger))
         refusal = page.locator("text=/File must be .* or smaller/").first
         refusal.wait_for(timeout=60_000)
