@@ -41,6 +41,9 @@ if mode in draw.RENDERED and (problem := renderer_status()):
 # Leaving the page, or changing the file or a setting, ends a running analysis (Streamlit stops
 # the script): the next run says so, once.
 RUNNING = "video_running"
+# Set by the Analyse button's click and read once by the run it starts, which shows the button
+# greyed out: a second click cannot restart the analysis it is running.
+CLICKED = "video_analyse_clicked"
 if (stopped := st.session_state.pop(RUNNING, None)) is not None:
     st.info(f"The analysis of “{stopped}” stopped before its end: the page was left, or the file "
             "or a setting changed while it ran. Analyse it again to get its results.")
@@ -62,7 +65,10 @@ if playable_kept is not None and not Path(playable_kept).exists():  # released w
 data = upload.getvalue()
 job = hashlib.sha1(data).hexdigest()[:12] + f"-{mode}-{threshold}-{smoothing}-{max_faces}-{limit}"
 if st.session_state.get("video_job") != job:
-    if not st.button("Analyse", type="primary"):
+    requested = st.session_state.pop(CLICKED, False)   # a disabled button reads as not clicked
+    st.button("Analyse", type="primary", key="video_analyse", disabled=requested,
+              on_click=lambda: st.session_state.update({CLICKED: True}))
+    if not requested:
         st.stop()
     files.clear()   # the previous analysis' video goes
     st.session_state.pop("video_job", None)

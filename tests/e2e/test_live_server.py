@@ -385,8 +385,9 @@ def long_video(path: Path, frames: int = 1000) -> Path:
 
 def test_leaving_the_video_page_mid_analysis_says_it_stopped(browser, app_url, status_file,
                                                              output_dir, tmp_path):
-    """A person starts analysing a long video and opens Home before it is done: on coming back
-    the page says the analysis stopped, and nothing of it stays on the server's disk."""
+    """A person starts analysing a long video (its Analyse button greyed out meanwhile) and opens
+    Home before it is done: on coming back the page says the analysis stopped, and nothing of it
+    stays on the server's disk."""
     known = {s["id"] for s in read_status(status_file)["sessions"]}
     page = new_page(browser)
     try:
@@ -396,6 +397,8 @@ def test_leaving_the_video_page_mid_analysis_says_it_stopped(browser, app_url, s
             str(long_video(tmp_path / "long talk.mp4")))
         click(page.get_by_role("button", name="Analyse"), 60_000)
         page.locator("text=/Frame [0-9]+ of ~1000/").first.wait_for(timeout=120_000)
+        # a second click would restart the analysis: the button is greyed out while it runs
+        assert page.get_by_role("button", name="Analyse").is_disabled()
         nav = page.locator('[data-testid="stSidebarNav"]')
         click(nav.get_by_text("Home", exact=True))
         page.get_by_text("Model status").wait_for(timeout=60_000)
