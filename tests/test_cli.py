@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from densehead.io import export
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -97,6 +99,16 @@ def test_export_writes_textured_obj_per_face(samples, tmp_path):
         texture = cv2.imread(str(tmp_path / f"face_{i}_texture.png"))
         assert texture.shape == (512, 512, 3) and texture.std() > 10  # a picture, not a fill
     assert not (tmp_path / "face.obj").exists()
+
+
+def test_export_takes_the_persons_file_name_in_any_script(samples, tmp_path):
+    photo = tmp_path / "café 中文.jpg"
+    photo.write_bytes((samples / "photos" / "JianzhuGuo.jpg").read_bytes())
+    result = run("export", "-f", str(photo))
+    assert result.returncode == 0, result.stderr
+    # the material library and its texture resolve from the .obj, as a viewer looks them up
+    assert export.obj_texture_path(tmp_path / "café 中文.obj") == tmp_path / "café 中文_texture.png"
+    assert cv2.imread(str(tmp_path / "café 中文_texture.png")) is not None
 
 
 def test_export_one_face_of_a_video_frame(samples, tmp_path):

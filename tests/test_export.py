@@ -39,6 +39,23 @@ def test_face_mesh_is_upright_and_coloured_from_the_photo(photo_face, mesh):
     assert mesh.colors[123].tolist() == image[y, x, ::-1].tolist()  # BGR photo -> RGB colours
 
 
+def outward(mesh: export.Mesh) -> np.ndarray:
+    """The unit sum of the triangles' normals by their winding (counter-clockwise = front): for
+    an open face mask, its outer side's direction."""
+    v = mesh.vertices.astype(np.float64)[mesh.triangles]
+    total = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).sum(axis=0)
+    return total / np.linalg.norm(total)
+
+
+def test_exported_meshes_show_their_outer_side_to_the_viewer(photo_face, mesh):
+    # A viewer lights and shows the counter-clockwise side of each triangle; a frontal face
+    # seen from the camera (+z once upright) must show that side, or it renders inside out.
+    image, face = photo_face
+    textured = export.textured_face(face, image, shared_pipeline().face_model)
+    for exported in (mesh, textured.mesh):
+        assert outward(exported)[2] > 0.8
+
+
 def test_obj_round_trip_keeps_vertices_triangles_and_colours(mesh, tmp_path):
     path = tmp_path / "face.obj"
     path.write_bytes(export.obj_bytes(mesh))

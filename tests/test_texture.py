@@ -134,7 +134,8 @@ def test_textured_obj_reads_back_with_the_project_reader(written, frontal):
     _, face = frontal
     mesh = read_obj(obj)
     model = shared_pipeline().face_model
-    assert mesh.vertices.shape == (38365, 3) and np.array_equal(mesh.triangles, model.triangles)
+    assert mesh.vertices.shape == (38365, 3)
+    assert np.array_equal(mesh.triangles, export.upright_triangles(model.triangles))
     assert np.allclose(mesh.vertices, export.upright(face.vertices), atol=1e-3)
     assert mesh.uv is not None and mesh.uv.shape == (38365, 2)
     assert np.allclose(mesh.uv, texture.load_uv(), atol=1e-6)
@@ -364,6 +365,15 @@ def test_zip_holds_the_three_files(frontal, tmp_path):
 
 # --- bad input ---------------------------------------------------------------------------------
 
+def test_a_mesh_whose_texture_cannot_be_written_leaves_no_files(frontal, tmp_path):
+    image, face = frontal
+    (tmp_path / "face_texture.png").mkdir()   # the texture's name is taken by a folder
+    with pytest.raises(OSError):
+        export.write_textured_obj(tmp_path / "face.obj", face, image, shared_pipeline().face_model)
+    # no .obj naming a texture that is not there, and no temporary files left
+    assert [p.name for p in tmp_path.iterdir()] == ["face_texture.png"]
+
+
 def test_bad_input_gets_a_clear_message(frontal, tmp_path):
     image, face = frontal
     model = shared_pipeline().face_model
@@ -375,4 +385,10 @@ def test_bad_input_gets_a_clear_message(frontal, tmp_path):
     elsewhere = np.zeros((40, 40, 3), np.uint8)  # the face's pixels are not in this image
     with pytest.raises(ValueError, match="no part of this face is visible"):
         export.textured_face(face, elsewhere, model)
+    for size in (0, 32, 8193, 512.0):   # the command's --size bounds hold here too
+        with pytest.raises(ValueError, match="from 64 to 8192"):
+            export.textured_face(face, image, model, size=size)
+    # a name whose texture file would be longer than a file name may be: refused, none written
+    with pytest.raises(ValueError, match="choose a shorter name"):
+        export.write_textured_obj(tmp_path / ("b" * 245 + ".obj"), face, image, model)
     assert list(tmp_path.iterdir()) == []  # nothing half-written

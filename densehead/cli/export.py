@@ -61,6 +61,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
+    from ..io.texture import TEXTURE_SIZE_MAX, TEXTURE_SIZE_MIN
+
     if output.suffix.lower() != ".obj":
         raise ValueError(f"-o {output}: the mesh is written as .obj (with .mtl and _texture.png)")
     if _same_file(output, source):
@@ -69,8 +71,9 @@ def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
         raise ValueError(f"-o {output}: the folder {output.parent} does not exist")
     if args.frame < 0:
         raise ValueError(f"--frame {args.frame}: must be 0 or more")
-    if not 64 <= args.size <= 8192:
-        raise ValueError(f"--size {args.size}: must be between 64 and 8192")
+    if not TEXTURE_SIZE_MIN <= args.size <= TEXTURE_SIZE_MAX:
+        raise ValueError(f"--size {args.size}: must be between {TEXTURE_SIZE_MIN} and "
+                         f"{TEXTURE_SIZE_MAX}")
 
 
 def _refuse_overwriting(source: Path, output: Path, objs: list[Path]) -> None:
@@ -102,9 +105,11 @@ def _read_frame(source: Path, index: int) -> np.ndarray:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    from ..io.texture import TEXTURE_SIZE_MAX, TEXTURE_SIZE_MIN
     from ..tools import texture_bench
 
-    if args.repeats < 1 or any(s < 64 for s in args.size):
-        print("densehead: error: --repeats must be >= 1 and --size >= 64", file=sys.stderr)
+    if args.repeats < 1 or any(not TEXTURE_SIZE_MIN <= s <= TEXTURE_SIZE_MAX for s in args.size):
+        print(f"densehead: error: --repeats must be >= 1 and --size between {TEXTURE_SIZE_MIN} "
+              f"and {TEXTURE_SIZE_MAX}", file=sys.stderr)
         return 1
     return texture_bench.run(args.photos, args.size, args.repeats)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Union
 
 Content = Union[bytes, str, Callable[[IO[bytes]], Any]]
+MAX_NAME_BYTES = 255   # a file name's limit, in bytes, on Linux's common file systems
 
 
 def atomic_write(path: str | os.PathLike, content: Content, sync: bool = True,
@@ -40,11 +41,38 @@ def atomic_write(path: str | os.PathLike, content: Content, sync: bool = True,
     return path
 
 
+def atomic_write_all(contents: dict[Path, bytes]) -> list[Path]:
+    """Write files that belong together, all or none: each to a temporary file, renamed into
+    place, in the order given, once all are written. A failed write (a full disk) leaves every
+    earlier version as it was; a failed rename removes the files this call had put in place.
+    Give the files that others refer to first."""
+    staged: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for path, data in contents.items():
+            temp, fd = _new_temp(Path(path))
+            staged.append((temp, Path(path)))
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        for temp, path in staged:
+            os.replace(temp, path)
+            placed.append(path)
+    except BaseException:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
+    return placed
+
+
 def _new_temp(path: Path) -> tuple[Path, int]:
     """A new file beside `path` and its descriptor, with the permissions a plain open gives
     (the umask's; tempfile.mkstemp's 0600 would pass to the renamed file)."""
+    # a name near the limit keeps its start only, so that its temporary name fits too
+    start = path.name.encode()[:MAX_NAME_BYTES - 16].decode(errors="ignore")
     while True:
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        temp = path.with_name(f".{start}.{secrets.token_hex(4)}.part")
         try:
             return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-MAX_NAME_BYTES = 255   # a file name's limit, in bytes, on Linux's common file systems
+from ..core.files import MAX_NAME_BYTES
 
 
 class TempFolder:

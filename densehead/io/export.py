@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from ..core.face import Face
+from ..core.files import MAX_NAME_BYTES, atomic_write_all
 
 if TYPE_CHECKING:
     from ..engine.face_model import MorphableModel
@@ -51,13 +52,20 @@ def upright(points: np.ndarray) -> np.ndarray:
     return out
 
 
+def upright_triangles(triangles: np.ndarray) -> np.ndarray:
+    """Triangles for `upright` vertices. Negating y mirrors the mesh, which turns every
+    triangle's winding around; reversed, each triangle is counter-clockwise seen from outside the
+    face again, the side viewers light and show."""
+    return np.ascontiguousarray(np.asarray(triangles, dtype=np.int32)[:, ::-1])
+
+
 def face_mesh(face: Face, triangles: np.ndarray, image_bgr: np.ndarray | None = None) -> Mesh:
     """The dense mesh of one face (needs face.vertices) in upright coordinates, coloured from the
     image it was found in when given."""
     if face.vertices is None:
         raise ValueError("this face has no dense vertices: run the pipeline with dense=True")
     colors = vertex_colors(image_bgr, face.vertices) if image_bgr is not None else None
-    return Mesh(upright(face.vertices), np.asarray(triangles, dtype=np.int32), colors)
+    return Mesh(upright(face.vertices), upright_triangles(triangles), colors)
 
 
 # --- .obj ------------------------------------------------------------------------------------
@@ -89,7 +97,7 @@ def textured_obj_bytes(mesh: Mesh, mtl_name: str, material: str = "face") -> byt
     buf.write(f"usemtl {material}\n")
     corners = np.repeat(mesh.triangles.astype(np.int64) + 1, 2, axis=1)  # v/vt share the index
     buf.write(_rows("f %d/%d %d/%d %d/%d\n", corners))
-    return buf.getvalue().encode("ascii")
+    return buf.getvalue().encode()   # UTF-8: the material library is named after the person's file
 
 
 def _rows(fmt: str, table: np.ndarray) -> str:
@@ -101,19 +109,19 @@ def mtl_bytes(texture_name: str, material: str = "face") -> bytes:
     """A material whose colour is the texture: white under it (Ka, Kd), no specular highlight."""
     return (f"# densehead material\nnewmtl {material}\nKa 1.000 1.000 1.000\n"
             f"Kd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\nd 1.0\nillum 1\n"
-            f"map_Kd {texture_name}\n").encode("ascii")
+            f"map_Kd {texture_name}\n").encode()   # UTF-8, as the .obj
 
 
 def obj_texture_path(obj_path: str | Path) -> Path | None:
     """The image an OBJ's material library names as `map_Kd` (first one), or None."""
     obj_path = Path(obj_path)
-    for line in obj_path.read_text().splitlines():
+    for line in obj_path.read_text(encoding="utf-8").splitlines():
         parts = line.split(maxsplit=1)
         if parts[:1] == ["mtllib"] and len(parts) == 2:
             mtl = obj_path.parent / parts[1].strip()
             if not mtl.is_file():
                 return None
-            for entry in mtl.read_text().splitlines():
+            for entry in mtl.read_text(encoding="utf-8").splitlines():
                 fields = entry.split(maxsplit=1)
                 if fields[:1] == ["map_Kd"] and len(fields) == 2:
                     return mtl.parent / fields[1].strip()
@@ -157,13 +165,16 @@ class TexturedFace:
         return buf.getvalue()
 
     def write(self, directory: str | Path) -> list[Path]:
-        """Write the three files into `directory`; returns their paths (obj, mtl, png)."""
+        """Write the three files into `directory`; returns their paths (obj, mtl, png). All three
+        or none: an .obj without its texture would open blank."""
         directory = Path(directory)
-        written = []
-        for name, data in self.files().items():
-            (directory / name).write_bytes(data)
-            written.append(directory / name)
-        return written
+        for name in self.names:
+            if (size := len(name.encode())) > MAX_NAME_BYTES:
+                raise ValueError(f"{name} would be {size} bytes long, more than a file name may "
+                                 f"have ({MAX_NAME_BYTES}): choose a shorter name")
+        files = self.files()   # the texture, then the material naming it, then the .obj
+        placed = atomic_write_all({directory / name: files[name] for name in reversed(self.names)})
+        return placed[::-1]
 
 
 def textured_face(face: Face, image_bgr: np.ndarray, model: "MorphableModel",
@@ -174,9 +185,11 @@ def textured_face(face: Face, image_bgr: np.ndarray, model: "MorphableModel",
 
     if face.vertices is None:
         raise ValueError("this face has no dense vertices: run the pipeline with dense=True")
-    atlas = texture.atlas_for(model, size or texture.TEXTURE_SIZE)
+    size = texture.TEXTURE_SIZE if size is None else size
+    texture.check_texture_size(size)
+    atlas = texture.atlas_for(model, size)
     tex = texture.unwrap(image_bgr, face.vertices, atlas)
-    mesh = Mesh(upright(face.vertices), np.asarray(model.triangles, dtype=np.int32), uv=atlas.uv)
+    mesh = Mesh(upright(face.vertices), upright_triangles(model.triangles), uv=atlas.uv)
     return TexturedFace(stem, mesh, tex)
 
 
@@ -230,4 +243,4 @@ def frames_json(frames: Iterable[tuple[int, float, Sequence[Face]]], **meta: Any
 
 __all__ = ["Mesh", "TexturedFace", "face_mesh", "faces_json", "frames_json", "mtl_bytes",
            "obj_bytes", "obj_texture_path", "ply_bytes", "textured_face", "textured_obj_bytes",
-           "upright", "vertex_colors", "write_textured_obj"]
+           "upright", "upright_triangles", "vertex_colors", "write_textured_obj"]

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 UV_FILE = "BFM_UV.mat"
 INDICES_FILE = "indices.npy"
 TEXTURE_SIZE = 512
+# The texture's side: below 64 a face's features blur into a few texels; 8192 is the largest
+# square most viewers and GPUs load.
+TEXTURE_SIZE_MIN, TEXTURE_SIZE_MAX = 64, 8192
 
 # A texel is seen well when its surface normal is this close to the view direction (cosine of
 # the angle): below GRAZING_LOW its photo pixels are stretched, and the mirror side is preferred.
@@ -99,8 +102,7 @@ def build_atlas(uv: np.ndarray, triangles: np.ndarray, mean_shape: np.ndarray,
                 size: int = TEXTURE_SIZE) -> UVAtlas:
     """Rasterise the triangles in UV space once. `mean_shape` (N, 3) in model axes (face looking
     along +z) gives the winding and the frame that tells a mirrored projection apart."""
-    if size < 16:
-        raise ValueError(f"texture size must be at least 16, got {size}")
+    check_texture_size(size)
     uv = np.asarray(uv, dtype=np.float32)
     tri = np.ascontiguousarray(triangles, dtype=np.int32)
     # texel (col c, row r) has its centre at u = (c + 0.5) / size, v = 1 - (r + 0.5) / size
@@ -146,6 +148,14 @@ def _rasterise(corners_px: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarra
     flat, first = np.unique(flat, return_index=True)
     w = np.clip(w[first], 0.0, 1.0)
     return flat, tri[first].astype(np.int32), (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def check_texture_size(size: int) -> None:
+    """ValueError unless `size` is a whole number of pixels within the texture's bounds."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) \
+            or not TEXTURE_SIZE_MIN <= size <= TEXTURE_SIZE_MAX:
+        raise ValueError(f"texture size {size!r}: must be a whole number of pixels from "
+                         f"{TEXTURE_SIZE_MIN} to {TEXTURE_SIZE_MAX}")
 
 
 @lru_cache(maxsize=4)
@@ -377,5 +387,5 @@ def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return (colour * a + up * (1.0 - a)).astype(np.float32)
 
 
-__all__ = ["TEXTURE_SIZE", "Texture", "UVAtlas", "atlas_for", "build_atlas", "load_uv",
+__all__ = ["TEXTURE_SIZE", "TEXTURE_SIZE_MAX", "TEXTURE_SIZE_MIN", "check_texture_size", "Texture", "UVAtlas", "atlas_for", "build_atlas", "load_uv",
            "push_pull", "unwrap"]
