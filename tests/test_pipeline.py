@@ -2,11 +2,14 @@
 on the AFLW2000-3D samples, dense/sparse agreement, depth direction, bad input."""
 from __future__ import annotations
 
+import pickle
+
 import cv2
 import numpy as np
 import pytest
 from helpers import aflw_items, image_path, shared_pipeline
 
+from densehead import Pipeline
 from densehead.core.errors import ImageError
 from densehead.io.image import read_image
 from densehead.tools.metrics import nme
@@ -125,8 +128,13 @@ def test_boxes_from_a_caller_must_be_finite_and_not_empty(pipe, samples):
             pipe(frame, boxes=np.array(bad, dtype=float))
     with pytest.raises(ValueError, match="rois"):
         pipe(frame, rois=np.array([[np.nan] * 4]))
-    with pytest.raises(ValueError, match=r"rows of four numbers \(x1, y1, x2, y2\)"):
-        pipe(frame, boxes=[10, 20, 30])
+    for bad in ([10, 20, 30], "abc"):
+        with pytest.raises(ValueError, match=r"boxes must be rows of four numbers"):
+            pipe(frame, boxes=bad)
+    # a score per box: one missing would silently drop its face
+    for scores in ([0.9], [0.9, 0.8, 0.7]):
+        with pytest.raises(ValueError, match="one number per box"):
+            pipe(frame, boxes=[[100, 150, 300, 400], [0, 0, 50, 50]], scores=scores)
     height, width = frame.shape[:2]
     with pytest.raises(ValueError, match=f"outside the {width}x{height} frame"):
         pipe(frame, boxes=[[width + 10, 10, width + 110, 110]])
@@ -150,6 +158,17 @@ def test_options_are_checked_and_views_share_the_models(pipe):
     assert pipe.options.max_faces == PipelineOptions().max_faces  # the original is unchanged
     with pytest.raises(ValueError, match="loaded for"):
         pipe.with_options(num_threads=1)
+    with pytest.raises(TypeError, match="Pipeline\\(max_faces=2\\)"):
+        Pipeline({"max_faces": 2})
+
+
+def test_a_pipeline_pickles_as_its_options_and_fits_the_same(pipe, samples):
+    """What multiprocessing and joblib do with a pipeline handed to their workers."""
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    copy = pickle.loads(pickle.dumps(pipe.with_options(max_faces=1)))
+    assert copy.options == pipe.options.replace(max_faces=1)
+    # the same models on the same CPU: the same numbers
+    assert np.array_equal(copy(frame).faces[0].landmarks, pipe(frame).faces[0].landmarks)
 
 
 def test_max_faces_keeps_the_best_faces(pipe, samples):

@@ -226,3 +226,25 @@ def test_a_face_found_lying_sideways_is_fitted_upright_from_its_first_frame(pipe
         assert faces, name
         errors.append(100 * nme(faces[0].landmarks, truth))
     assert len(errors) >= 35 and np.median(errors) < 4.5, np.round(sorted(errors), 1)
+
+
+def test_the_trackers_arguments_are_checked_before_they_spoil_its_state(pipe, samples):
+    frame = read_image(samples / "photos" / "JianzhuGuo.jpg")
+    from densehead import PipelineOptions
+
+    with pytest.raises(TypeError, match="needs a densehead.Pipeline"):
+        FaceTracker(None)
+    with pytest.raises(TypeError, match="PipelineOptions belong to the Pipeline"):
+        FaceTracker(pipe, PipelineOptions())
+    for fps in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match="fps"):
+            FaceTracker(pipe, fps=fps)
+    tracker = FaceTracker(pipe)
+    # a timestamp read from a CSV as text, or a NaN, is refused at once
+    with pytest.raises(TypeError, match="timestamp must be a number"):
+        tracker(frame, timestamp="0.0")
+    with pytest.raises(ValueError, match="timestamp must be a finite number"):
+        tracker(frame, timestamp=float("nan"))
+    # ... and the tracker goes on with the next good frame
+    for t in (0.0, np.float32(0.04), 1):
+        assert len(tracker(frame, timestamp=t).faces) == 1

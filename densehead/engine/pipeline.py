@@ -78,6 +78,9 @@ class Pipeline:
 
     def __init__(self, options: PipelineOptions | None = None, *,
                  loaded: LoadedModels | None = None, **changes: Any) -> None:
+        if options is not None and not isinstance(options, PipelineOptions):
+            raise TypeError(f"options must be a PipelineOptions, got {type(options).__name__} "
+                            "(or give its fields as keywords: Pipeline(max_faces=2))")
         options = options or PipelineOptions()
         options = options.replace(**changes) if changes else options
         self.regressor_choice = resolve_regressor(options.regressor, options.num_threads)
@@ -91,6 +94,11 @@ class Pipeline:
         o = self.options
         self.detector.score_threshold, self.detector.iou_threshold = o.score_threshold, o.iou_threshold
         self.detector.min_size, self.detector.max_faces = o.min_face_size, o.max_faces
+
+    def __reduce__(self) -> tuple[type, tuple[PipelineOptions]]:
+        # Pickled (multiprocessing, joblib) as its options: the receiving process loads the
+        # models itself; TFLite interpreters cannot be copied between processes.
+        return Pipeline, (self.options,)
 
     def with_options(self, **changes: Any) -> "Pipeline":
         """A pipeline with some options changed that shares this one's loaded models (the
@@ -128,6 +136,9 @@ class Pipeline:
             boxes = _finite_boxes(boxes if boxes is not None else rois, "boxes", frame.shape)
         if scores is None:
             scores = np.ones(len(rois), dtype=np.float32)
+        elif len(scores := np.ravel(scores)) != len(rois):
+            raise ValueError(f"scores must give one number per box: {len(scores)} scores for "
+                             f"{len(rois)} boxes")
         views = TurnedViews(frame)
         faces = [self._face(views, roi, box, float(score), dense, times, from_boxes)
                  if fits is None else self._mirrored_face(fits[i], dense, times, frame.shape)
@@ -304,7 +315,11 @@ def _finite_boxes(boxes: Any, name: str, frame_shape: tuple[int, ...]) -> np.nda
     """(K, 4) float64 boxes from a caller, refused unless finite with x2 > x1 and y2 > y1
     (a NaN box would give NaN landmarks that no overlay can draw) and touching the frame (a
     face fitted on padding is no face)."""
-    arr = np.asarray(boxes, dtype=np.float64)
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be rows of four numbers (x1, y1, x2, y2), got "
+                         f"{boxes!r}") from None
     if arr.size % 4:
         raise ValueError(f"{name} must be rows of four numbers (x1, y1, x2, y2), got "
                          f"{arr.tolist()}")

@@ -30,6 +30,16 @@ from .turns import turn_box, turn_for, turn_frame, unturn_face
 log = logging.getLogger(__name__)
 
 
+def _finite_number(value: object, name: str) -> float:
+    """`value` as a float, refused unless it is a finite real number (a NaN would reach the
+    smoothing filters, a string would stay in the tracker's state and fail every later frame)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
 @dataclass
 class _Track:
     id: int
@@ -56,10 +66,17 @@ class FaceTracker:
 
     def __init__(self, pipeline: Pipeline, options: TrackerOptions | None = None,
                  fps: float = 30.0, **changes: object) -> None:
+        if not isinstance(pipeline, Pipeline):
+            raise TypeError(f"FaceTracker needs a densehead.Pipeline, got {type(pipeline).__name__}")
+        if options is not None and not isinstance(options, TrackerOptions):
+            raise TypeError(f"options must be a TrackerOptions, got {type(options).__name__} "
+                            "(PipelineOptions belong to the Pipeline)")
         options = options or TrackerOptions()
         self.pipeline = pipeline
         self.options = options.replace(**changes) if changes else options
-        self.fps = fps
+        self.fps = _finite_number(fps, "fps")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be more than 0, got {fps}")
         self.reset()
 
     def reset(self) -> None:
@@ -86,7 +103,8 @@ class FaceTracker:
             self._drop_tracks()
         self._size = size
         self._keep_best(pipeline.options.max_faces)
-        now = self._frame_index / self.fps if timestamp is None else timestamp
+        now = self._frame_index / self.fps if timestamp is None else _finite_number(timestamp,
+                                                                                    "timestamp")
         self._frame_index += 1
         detect_ms = 0.0
         if self._lost or not self._tracks or self._since_detect >= options.redetect_every - 1:
