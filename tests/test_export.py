@@ -133,6 +133,10 @@ def test_video_writer_writes_h264_a_browser_plays_and_pads_odd_sizes(samples, tm
             writer.write(frame)
     small, default = ((tmp_path / n).stat().st_size for n in ("small.mp4", "o.mp4"))
     assert small < 0.75 * default, (small, default)   # 0.52 here
+    # a frame after the end is refused: it would have started the finished video again
+    with pytest.raises(VideoError, match="small.mp4 is finished"):
+        writer.write(frames[0])
+    assert (tmp_path / "small.mp4").stat().st_size == small
 
 
 def test_a_video_that_cannot_be_written_says_so_at_its_first_frame(samples, tmp_path):

@@ -121,3 +121,11 @@ def test_an_empty_video_file_is_called_empty(tmp_path):
     empty.touch()
     with pytest.raises(VideoError, match=r"^zero\.mp4 is empty$"):
         probe(empty)
+
+
+def test_a_frame_limit_below_one_is_refused_not_called_an_unreadable_file(samples):
+    video = samples / "videos" / "orlando_bloom.avi"
+    for limit in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="max_frames must be None"):
+            next(iter_frames(video, max_frames=limit))
+    assert len(list(iter_frames(video, max_frames=3))) == 3

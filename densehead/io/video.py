@@ -163,6 +163,9 @@ def iter_timed_frames(path: str | Path, max_frames: int | None = None) -> Iterat
     its real times. A frame without a usable timestamp (none, or not after the one before) is
     put one frame period after the one before. A damaged stretch is skipped, as players do: the
     frames after it are still read, and a warning says how many packets were lost."""
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                   or max_frames < 1):
+        raise ValueError(f"max_frames must be None (every frame) or at least 1, got {max_frames!r}")
     container, stream = _open(path)
     damaged, n = [0], 0
     try:
@@ -247,11 +250,14 @@ class VideoWriter:
         self._thread: threading.Thread | None = None
         self._container: Any = None
         self._failure: BaseException | None = None
+        self._closed = False   # a write after close would start the file again, empty
 
     def write(self, frame: np.ndarray, time: float | None = None) -> None:
         """Queue a frame; `time` (seconds, increasing) is when it shows, for a video whose
         frames are not evenly spaced (a phone's variable rate); by default frames come 1/fps
         apart. Motion JPEG in .avi has no times of its own: there they are always evenly spaced."""
+        if self._closed:
+            raise VideoError(f"{self.path.name} is finished: it was closed before this frame")
         h, w = frame.shape[:2]
         if h % 2 or w % 2:
             frame = cv2.copyMakeBorder(frame, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
@@ -264,6 +270,7 @@ class VideoWriter:
     def close(self) -> None:
         """Encode what is queued, finish the file and give it its name; raises VideoError if
         encoding failed."""
+        self._closed = True
         try:
             started = self._stop()
             self._raise_failure()
@@ -275,6 +282,7 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop without giving the file its name: what was written goes."""
+        self._closed = True
         try:
             self._stop()
         finally:
