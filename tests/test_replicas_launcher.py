@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,3 +110,59 @@ def test_replicas_launcher_killed_takes_its_servers_and_proxy_with_it(nginx, tmp
     for pid in left:   # never leave them running, even when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not left, "the replica or nginx outlived the killed launcher"
+
+
+@pytest.mark.slow
+def test_replicas_serve_tls_with_the_files_named_from_where_the_command_runs(nginx, tmp_path,
+                                                                          assets_dir):
+    """deployment.md's TLS command, run in the folder that holds the certificate and key."""
+    import ssl
+    import urllib.request
+
+    from densehead.tools.browser import free_ports
+
+    if not (openssl := shutil.which("openssl")):
+        pytest.skip("needs the openssl command to make a certificate")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.pem"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    port = free_ports(2)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "densehead", "serve", "--replicas", "1", "--proxy-port",
+         str(port), "--proxy-address", "127.0.0.1", "--proxy-cert", "cert.pem",
+         "--proxy-key", "key.pem", "--run-dir", "run"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, DENSEHEAD_ASSETS=str(assets_dir), PYTHONPATH=str(ROOT)))
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    try:
+        while not (tmp_path / "run" / "replicas.json").exists():   # written once all answer
+            assert launcher.poll() is None, launcher.stderr.read()
+            time.sleep(0.3)
+        url = f"https://127.0.0.1:{port}/_stcore/health"
+        with urllib.request.urlopen(url, timeout=30, context=unverified) as answer:
+            assert answer.read().strip() == b"ok"
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+    # a file that is not there is named at once, before anything starts
+    assert main(["serve", "--replicas", "1", "--proxy-cert", str(tmp_path / "nope.pem"),
+                 "--proxy-key", str(tmp_path / "key.pem")]) == 1
+
+
+def test_a_port_whose_connections_are_still_closing_counts_as_free():
+    """Restarting the replicas a few seconds after stopping them: the proxy's port has
+    connections in TIME_WAIT, which nginx's own bind allows."""
+    from densehead.dashboard.replicas import _check_free
+    from densehead.tools.browser import free_ports
+
+    port = free_ports(1)
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()   # the server's side closes first: its port waits in TIME_WAIT
+        client.close()
+    _check_free("127.0.0.1", port)

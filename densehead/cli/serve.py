@@ -54,5 +54,20 @@ def run(args: argparse.Namespace) -> int:
     from ..dashboard.proxy import ProxySettings
     from ..dashboard.replicas import plan_replicas, serve_replicas
 
-    proxy = ProxySettings(own.proxy_port, own.proxy_address, own.proxy_cert, own.proxy_key)
-    return serve_replicas(plan_replicas(own.replicas, proxy, streamlit_args, own.run_dir))
+    cert, key = (_tls_file(flag, path) for flag, path in (("--proxy-cert", own.proxy_cert),
+                                                            ("--proxy-key", own.proxy_key)))
+    proxy = ProxySettings(own.proxy_port, own.proxy_address, cert, key)
+    run_dir = own.run_dir.absolute() if own.run_dir else None
+    return serve_replicas(plan_replicas(own.replicas, proxy, streamlit_args, run_dir))
+
+
+def _tls_file(flag: str, path: Path | None) -> Path | None:
+    """A certificate or key file as nginx needs it: there, and named from the root (nginx reads
+    a relative name from its own prefix, the run folder)."""
+    from ..core.files import missing_file
+
+    if path is None:
+        return None
+    if problem := missing_file(path):
+        raise ValueError(f"{flag}: {problem}")
+    return path.absolute()

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,8 @@ def _announce(replica_set: ReplicaSet) -> None:
 
 def _check_free(host: str, port: int) -> None:
     with socket.socket() as s:
+        # as nginx and Streamlit bind: a port whose last connections are only closing is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as error:
@@ -222,10 +225,21 @@ def _wait_proxy(replica_set: ReplicaSet) -> None:
         if not replica_set.nginx.running():
             raise OSError(f"nginx exited at start: "
                           f"{(replica_set.run_dir / 'error.log').read_text().strip()}")
-        if replica_set.proxy.cert or answers_health(url):   # over TLS: running is enough here
+        # over TLS (a certificate for a name, not for this loopback address): listening will do
+        if _accepts(url) if replica_set.proxy.cert else answers_health(url):
             return
         time.sleep(0.2)
     raise OSError(f"the proxy did not answer at {url}")
+
+
+def _accepts(url: str) -> bool:
+    """Whether something listens at the host and port of `url`."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def _die_with_parent() -> None:
