@@ -294,6 +294,29 @@ def test_offline_names_every_missing_file(home: Path) -> None:
     assert "Traceback" not in message and trusted_files(home) == []
 
 
+def test_offline_auto_names_every_missing_file_at_once(home: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU where "auto" times both regressor graphs, an offline user learns of every
+    missing file in one message, not of the regressor's first and the rest on the next run."""
+    from densehead.core.machine import Machine
+    from densehead.engine.regressor_choice import REGRESSOR_ENV, resolve_regressor
+
+    monkeypatch.delenv(REGRESSOR_ENV, raising=False)
+    vnni = Machine("a CPU with VNNI", 2, ("avx2", "avx512f", "avx512_vnni"))
+    with pytest.raises(assets.MissingAssetsError) as info:
+        resolve_regressor("auto", 2, machine=vnni)
+    assert sorted(m.name for m in info.value.missing) == sorted(assets.default_names("mb05"))
+
+
+def test_a_mistyped_assets_folder_is_called_so(home: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DENSEHEAD_ASSETS", str(tmp_path / "asset"))   # "assets" mistyped
+    with pytest.raises(assets.MissingAssetsError) as info:
+        assets.resolve_many(assets.default_names("mb05"))
+    assert str(info.value).splitlines()[0] == (
+        f"DENSEHEAD_ASSETS names {tmp_path / 'asset'}, which is not a folder: is it mistyped?")
+
+
 def test_status_does_not_download(home: Path, tmp_path: Path, assets_dir: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     explicit = tmp_path / "explicit"

@@ -66,6 +66,8 @@ def resolve_regressor(name: str, threads: int, machine: Machine | None = None) -
 
 
 def _timed_choice(threads: int, machine: Machine) -> RegressorChoice:
+    # every file the pipeline needs, not only the regressor's: one error names all that are missing
+    assets.resolve_many(assets.default_names(FLOAT))
     graphs = {name: _compiled(name) for name in (FLOAT, QUANTIZED)}
     # a new CPU, runtime (its kernels), thread count or graph is timed again
     key = (f"{machine.describe()} | {runtime_version()} | {threads} threads | "

@@ -194,6 +194,8 @@ def replacement_hint(path: Path) -> str:
 def _missing_message(missing: list[MissingAsset]) -> str:
     explicit = os.environ.get(ASSETS_ENV)
     lines = [f"{len(missing)} model file(s) could not be found or downloaded:"]
+    if explicit and not Path(explicit).expanduser().is_dir():
+        lines.insert(0, f"{ASSETS_ENV} names {explicit}, which is not a folder: is it mistyped?")
     for m in missing:
         lines += [f"  - {m.name}", f"      download: {m.url}"]
         official = REGISTRY[m.name].url if m.name in REGISTRY else m.url
