@@ -119,3 +119,13 @@ def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for word in words:
         assert word in lines[0], lines[0]
+
+
+def closed_port_url() -> str:
+    """An http URL on loopback where nothing listens: a download from it fails at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import closed_port_url
 
 from densehead.weights import assets
 
@@ -148,13 +149,6 @@ def mirror(served: Path) -> Iterator[Mirror]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

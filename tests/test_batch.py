@@ -299,7 +299,9 @@ def test_one_worker_two_workers_and_ray_give_the_same_tables(study, first_run, t
     two, _ = first_run
     one = run_batch([study], tmp_path / "one", workers=1)
     on_ray = run_batch([study], tmp_path / "ray", engine="ray", workers=2)
-    assert on_ray.engine == "ray" and on_ray.workers == 2
+    # the workers that came up: the second may still be loading its models when the first has
+    # run the three files
+    assert on_ray.engine == "ray" and on_ray.workers in (1, 2)
     assert [f.status for f in on_ray.files] == [f.status for f in one.files]
     for name in (CLIP1, CLIP2, PHOTO):
         ref = table.read_parquet(two / f"{name}.parquet").to_numpy(float)

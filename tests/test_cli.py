@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers import closed_port_url, one_line_error
 
 from densehead.io import export
 
@@ -127,3 +128,36 @@ def test_export_one_face_of_a_video_frame(samples, tmp_path):
     cv2.imwrite(str(blank), np.full((200, 300, 3), 180, np.uint8))
     none = run("export", "-f", str(blank), "-o", str(out))
     assert none.returncode == 1 and "no face found" in none.stderr and "Traceback" not in none.stderr
+
+
+def test_a_mistyped_input_is_named_before_the_models_are_looked_for(tmp_path, monkeypatch):
+    """No model files here and none to download: the typo is still what the person is told."""
+    monkeypatch.delenv("DENSEHEAD_ASSETS", raising=False)
+    monkeypatch.setenv("DENSEHEAD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DENSEHEAD_MIRROR", closed_port_url())
+    monkeypatch.delenv("DENSEHEAD_REGRESSOR", raising=False)
+    for args in (["sparse", "-f", str(tmp_path / "vidoe.mp4")],
+                 ["batch", str(tmp_path / "sutdy"), "-o", str(tmp_path / "tables")]):
+        result = run(*args)
+        one_line_error(result, "no such file")
+        assert "model file" not in result.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are notes")
+    one_line_error(run("sparse", "-f", str(notes)), "notes.txt is neither a picture nor a video")
+
+
+def test_the_ray_engine_without_ray_is_one_line_and_touches_nothing(samples, tmp_path):
+    """As on a machine where densehead[ray] was not installed (an import of ray fails)."""
+    no_ray = tmp_path / "no_ray"
+    (no_ray / "ray").mkdir(parents=True)
+    (no_ray / "ray" / "__init__.py").write_text('raise ImportError("No module named ray")\n')
+    study = tmp_path / "study" / "a"
+    study.mkdir(parents=True)
+    (study / "photo.jpg").write_bytes((samples / "photos" / "JianzhuGuo.jpg").read_bytes())
+    out = tmp_path / "tables"
+    result = subprocess.run(
+        [sys.executable, "-m", "densehead", "batch", str(tmp_path / "study"), "-o", str(out),
+         "--engine", "ray"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(no_ray), str(ROOT)])))
+    one_line_error(result, "the Ray engine needs Ray")
+    assert not out.exists()

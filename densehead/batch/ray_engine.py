@@ -75,6 +75,7 @@ class RayEngine:
         self._actor_class: Any = None
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        import_ray()   # without Ray, one line before any file or folder is touched
 
     def run(self, tasks: list[Task], settings: BatchSettings) -> Iterator[Outcome | FrameCount]:
         ray = import_ray()

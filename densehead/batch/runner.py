@@ -106,17 +106,20 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
     `engine` is "local" (worker processes), "ray" or an engine object; `progress` shows a bar
     (default: when stderr is a terminal). Raises BatchInterrupted on Ctrl-C, and ValueError,
     before writing anything, when the inputs give nothing to run."""
-    settings = (settings or BatchSettings()).resolved()
+    settings = settings or BatchSettings()
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out} is a file")
-    runner = _Runner(out, settings, csv, overwrite)
+    # the inputs and the engine are checked before the models are looked at, and nothing is
+    # written before: a mistyped path is named as such, and batch.json keeps the last record
     plan = plan_inputs(inputs, out)
-    if not plan.jobs:   # refused before anything is written: batch.json keeps the last run's record
+    if not plan.jobs:
         raise ValueError(_nothing_to_run(plan))
     _refuse_outputs_over_inputs(plan.jobs, [Outputs.of(out, job, csv, settings.overlay)
                                             for job in plan.jobs])
     chosen = _engine(engine, workers, ray_address)
+    settings = settings.resolved()
+    runner = _Runner(out, settings, csv, overwrite)
     start = time.perf_counter()
     tasks = runner.prepare(plan.jobs)
     if tasks:

@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..io.export import frames_json
 from ..render import draw
 from .options import (
     add_pipeline_options,
     add_tracker_options,
     make_pipeline,
+    pipeline_options,
     tracker_options,
 )
 
@@ -29,19 +32,25 @@ def add_cli(sub: Any) -> None:
 
 
 def run_mode(args: argparse.Namespace) -> int:
+    from ..core.files import missing_file
+    from ..io.image import read_image
     from ..io.video import is_image_file
 
     source = Path(args.file)
     if source.is_dir():
         raise ValueError(f"{source} is a folder: -f takes one image or video; `densehead batch "
                          f"{source} -o TABLES` turns a folder into per-frame tables")
+    if problem := missing_file(source):
+        raise ValueError(problem)
     image = is_image_file(source)
     output = Path(args.output) if args.output else default_output(source, args.mode, image)
     check_outputs(source, output, Path(args.json) if args.json else None, image)
     options = tracker_options(args)
+    pipeline_options(args)   # option errors, then input errors, before the models load
+    picture = read_image(source) if image else _check_video(source)
     pipe = make_pipeline(args)
-    if image:
-        frames = [(0, 0.0, _image_faces(pipe, source, args.mode, output))]
+    if picture is not None:
+        frames = [(0, 0.0, _image_faces(pipe, picture, source, args.mode, output))]
     else:
         frames = _video_frames(pipe, source, args.mode, options, output)
     if args.json:  # the same layout as the video page's JSON download
@@ -112,12 +121,25 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _image_faces(pipe: Any, source: Path, mode: str, output: Path) -> list:
+def _check_video(source: Path) -> None:
+    """VideoError unless `source` opens as a video; a file that is not named as one is called
+    neither picture nor video (it was not taken for a picture either)."""
+    from ..core.errors import VideoError
+    from ..io.image import FORMATS
+    from ..io.video import VIDEO_SUFFIXES, probe
+
+    try:
+        probe(source)
+    except VideoError:
+        if source.suffix.lower() in VIDEO_SUFFIXES:
+            raise
+        raise VideoError(f"{source.name} is neither a picture nor a video that can be read "
+                         f"(pictures: {FORMATS}; videos: MP4/H.264, AVI, MOV, ...)") from None
+
+
+def _image_faces(pipe: Any, frame: np.ndarray, source: Path, mode: str, output: Path) -> list:
     import cv2
 
-    from ..io.image import read_image
-
-    frame = read_image(source)
     faces = pipe(frame, dense=draw.needs_dense(mode)).faces
     if not faces:
         print(f"no face found in {source}", file=sys.stderr)

@@ -66,9 +66,12 @@ def resolve_regressor(name: str, threads: int, machine: Machine | None = None) -
 
 
 def _timed_choice(threads: int, machine: Machine) -> RegressorChoice:
-    # every file the pipeline needs, not only the regressor's: one error names all that are missing
-    assets.resolve_many(assets.default_names(FLOAT))
-    graphs = {name: _compiled(name) for name in (FLOAT, QUANTIZED)}
+    try:
+        graphs = {name: _compiled(name) for name in (FLOAT, QUANTIZED)}
+    except assets.MissingAssetsError:
+        # one error for every file the pipeline needs, not only the regressor's
+        assets.resolve_many(assets.default_names(FLOAT))
+        raise
     # a new CPU, runtime (its kernels), thread count or graph is timed again
     key = (f"{machine.describe()} | {runtime_version()} | {threads} threads | "
            f"{graphs[FLOAT].name} | {graphs[QUANTIZED].name}")
