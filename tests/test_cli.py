@@ -80,6 +80,8 @@ def test_benchmark_prints_the_stage_table(samples):
     for stage in ("detect", "preprocess", "inference", "postprocess", "render", "total"):
         assert any(line.startswith(stage) for line in result.stdout.splitlines()), stage
     assert "frames per second" in result.stdout
+    # the graph "auto" ran on this CPU, and why
+    assert re.search(r"^regressor: mb05(-int8)? \(.+\)$", result.stdout, re.M), result.stdout
     # how the calls were run: 2 threads, or 1 where that has been faster lately
     assert re.search(r"^TFLite threads per call: detector 2 threads \d+%.*; regressor 2 threads",
                      result.stdout, re.M), result.stdout

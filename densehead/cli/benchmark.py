@@ -16,6 +16,7 @@ from .options import (
     add_pipeline_options,
     add_tracker_options,
     make_pipeline,
+    regressor_line,
     tracker_options,
 )
 
@@ -92,6 +93,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         rows["total"].append((end - start) * 1e3)
         faces_seen.append(len(result.faces))
     print_benchmark(args, frames[0].shape, rows, faces_seen)
+    print(regressor_line(pipe))
     print(f"TFLite threads per call: detector {thread_use(pipe.detector.network)}; "
           f"regressor {thread_use(pipe.loaded.regressor)}")
     return 0

@@ -15,6 +15,7 @@ from .options import (
     add_tracker_options,
     make_pipeline,
     pipeline_options,
+    regressor_line,
     tracker_options,
 )
 
@@ -56,6 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                   if p != "3ddfa" or all(s.roi_3ddfa is not None for s in samples)]
     reports = [E.run_protocol(pipe, samples, p, args.gt_offset) for p in protocols]
     print(f"machine: {this_machine().describe()} (for the ms columns)")
+    print(regressor_line(pipe))
     print(E.format_reports(reports))
     for r in reports:
         signs = ", ".join(f"{k} {v:.2f}" for k, v in r.sign_agreement.items())
@@ -79,6 +81,7 @@ def cmd_evaluate_video(args: argparse.Namespace) -> int:
     options = tracker_options(args)
     pipe = make_pipeline(args)   # holds nothing per call, so both runs and all videos share it
     settings = {**asdict(pipe.options), **asdict(options)}
+    print(regressor_line(pipe))
     out = []
     for video in args.video:
         fps = probe(video).fps

@@ -104,3 +104,10 @@ def make_pipeline(args: argparse.Namespace) -> "Pipeline":
     from ..engine.pipeline import Pipeline
 
     return Pipeline(pipeline_options(args))
+
+
+def regressor_line(pipe: "Pipeline") -> str:
+    """Which regressor graph ran and why (for "auto": what this CPU made it choose), for the
+    output of commands whose figures depend on it."""
+    choice = pipe.regressor_choice
+    return f"regressor: {choice.name} ({choice.reason})"
