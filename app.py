@@ -54,10 +54,12 @@ def home() -> None:
     compiled = assets.compiled_dir()
     cached = sorted(p.name for p in compiled.glob("*.tflite")) if compiled.is_dir() else []
     if cached:
-        st.success(f"Compiled TFLite regressor cached in `{compiled}`: {', '.join(cached)}")
+        st.success(f"Compiled TFLite graphs (detector and regressor) cached in `{compiled}`: "
+                   f"{', '.join(cached)}")
     else:
-        st.info(f"No compiled TFLite regressor cached yet in `{compiled}`: the first page that needs "
-                "the models compiles it from the PyTorch checkpoint (a few seconds, once).")
+        st.info(f"No compiled TFLite graph cached yet in `{compiled}`: the first page that needs "
+                "the models compiles the detector and the regressor (from its PyTorch "
+                "checkpoint), a few seconds, once.")
     if standins:
         st.warning(f"Using stand-in data for {', '.join(standins)}: results are approximate "
                    "away from the mean face. Put the official file in the assets folder to fix this.")

@@ -47,9 +47,10 @@ def add_cli(sub: Any) -> None:
                                    "running Ray cluster, into temporary folders, and prints the "
                                    "speeds, the speed-ups and the time per file Ray adds.")
     b.add_argument("folder", help="a folder of videos (and photos)")
-    b.add_argument("--workers", type=int, default=2, help="the parallel runs' worker count")
+    b.add_argument("--workers", type=int, default=2,
+                   help="the parallel runs' worker count (default 2)")
     b.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
-                   help="include Ray on a local cluster")
+                   help="include Ray on a local cluster (default: on; needs Ray)")
     b.add_argument("--ray-address", metavar="HOST:PORT",
                    help="also run on this running Ray cluster (its token as for `batch`: "
                         "docs/batch.md)")

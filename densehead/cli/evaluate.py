@@ -31,14 +31,14 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--gt-offset", type=float, default=E.DEFAULT_GT_OFFSET,
                    help="subtracted from GT landmarks in gt-box and wild (1 = MATLAB 1-based "
                         "to 0-based); 3ddfa always compares the stored points, like upstream")
-    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images (default 0: all)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser("evaluate-video", help="landmark stability with smoothing off and on")
     v.add_argument("video", nargs="+", help="video file(s)")
-    v.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
+    v.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default 0: all)")
     v.add_argument("--json", default=None, help="also write the results to this JSON file")
     add_pipeline_options(v)
     add_tracker_options(v, smoothing_switch=False)

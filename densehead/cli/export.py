@@ -26,9 +26,11 @@ def add_cli(sub: Any) -> None:
 
     b = sub.add_parser("benchmark-texture", help="time the texture unwrap (medians per step)")
     b.add_argument("photos", nargs="*", type=Path,
-                   default=[Path("../shared/samples/photos/JianzhuGuo.jpg")])
-    b.add_argument("--size", type=int, nargs="+", default=[512, 1024])
-    b.add_argument("--repeats", type=int, default=15)
+                   default=[Path("../shared/samples/photos/JianzhuGuo.jpg")],
+                   help="photos to unwrap the first face of (default: a sample photo)")
+    b.add_argument("--size", type=int, nargs="+", default=[512, 1024],
+                   help="texture sides to time (default 512 1024)")
+    b.add_argument("--repeats", type=int, default=15, help="timed calls per step (default 15)")
     b.set_defaults(func=run_benchmark)
 
 

@@ -25,6 +25,10 @@ FLAGS = {"regressor": "--regressor", "num_threads": "--threads", "score_threshol
          "max_frames": "--max-frames", "overlay": "--overlay"}
 
 
+def _on(default: bool) -> str:
+    return "on" if default else "off"
+
+
 def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threads) -> None:
     """`threads`: the --threads default (batch workers run one TFLite thread each)."""
     g = p.add_argument_group("pipeline")
@@ -45,18 +49,20 @@ def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threa
     g.add_argument("--roi-scale", type=float, default=_P.roi_scale,
                    help=f"box -> crop: side, in box sizes (default {_P.roi_scale})")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=_P.refine,
-                   help="second pass on the crop the first pass's landmarks give")
+                   help="second pass on the crop the first pass's landmarks give "
+                        f"(default {_on(_P.refine)})")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=_P.flip_average,
-                   help="also run the mirrored crop and average")
+                   help=f"also run the mirrored crop and average (default {_on(_P.flip_average)})")
     g.add_argument("--mirror-fallback", action=argparse.BooleanOptionalAction,
                    default=_P.mirror_fallback,
-                   help="when the detector finds no face, look at the mirrored frame too")
+                   help="when the detector finds no face, look at the mirrored frame too "
+                        f"(default {_on(_P.mirror_fallback)})")
     g.add_argument("--rotated-fallback", action=argparse.BooleanOptionalAction,
                    default=_P.rotated_fallback,
                    help="faces lying sideways: when that finds none either, look at the frame "
                         "turned by 90 degrees each way; fit a face tilted past "
                         f"{TURN_AFTER_TILT:g} degrees in the frame turned the way it stands "
-                        "upright")
+                        f"upright (default {_on(_P.rotated_fallback)})")
 
 
 def add_tracker_options(p: argparse.ArgumentParser, smoothing_switch: bool = True) -> None:

@@ -14,9 +14,10 @@ def add_cli(sub: Any) -> None:
     p = sub.add_parser(
         "benchmark-render", help="time the C++ renderer on the real mesh (640x480, 1280x720)",
         description=render_bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=200, help="timed calls per case and mode")
+    p.add_argument("--repeats", type=int, default=200,
+                   help="timed calls per case and mode (default 200)")
     p.add_argument("--modes", nargs="+", default=["mesh", "depth", "pncc"],
-                   choices=["mesh", "depth", "pncc"])
+                   choices=["mesh", "depth", "pncc"], help="overlays to time (default: all three)")
     p.add_argument("--assets", default=None,
                    help="folder with bfm_noneck_v3.pkl and tri.pkl (default $DENSEHEAD_ASSETS)")
     p.set_defaults(func=run)
