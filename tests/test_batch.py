@@ -227,6 +227,16 @@ def test_a_rerun_skips_only_files_finished_with_this_input_and_settings(study, t
     assert [f.status for f in run_batch(inputs, out, other, workers=1).files] == ["ok"] * 3
 
 
+def test_a_skipped_file_keeps_what_the_run_that_made_its_table_said(samples, tmp_path):
+    """obama.mp4's header promises 158 frames and 55 decode: that note stays with its table."""
+    out, video = tmp_path / "out", samples / "videos" / "obama.mp4"
+    first = run_batch([video], out, workers=1).files[0]
+    assert first.status == "ok" and first.notes and first.host
+    again = run_batch([video], out, workers=1).files[0]
+    assert again.status == "skipped"
+    assert (again.notes, again.host, again.node) == (first.notes, first.host, first.node)
+
+
 def test_overwrite_from_the_command_line(study, first_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(first_run[0], out)
@@ -244,8 +254,11 @@ def test_nothing_to_run_is_refused_and_keeps_the_last_record(study, tmp_path):
     record = (out / "batch.json").read_text()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no media here")
+    (tmp_path / "notes.txt").write_text("these are notes\n")   # taken for a list of inputs
     for given, words in [(str(tmp_path / "stduy"), ("nothing to run", "no such file or folder")),
-                         (str(tmp_path / "notes"), ("no video or image found", "1 file(s)"))]:
+                         (str(tmp_path / "notes"), ("no video or image found", "1 file(s)")),
+                         (str(tmp_path / "notes.txt"), ("these are notes (line 1 of notes.txt)",
+                                                        "no such file or folder"))]:
         one_line_error(run("batch", given, "-o", str(out)), *words)
         assert (out / "batch.json").read_text() == record
 
@@ -458,6 +471,29 @@ def test_ray_address_where_no_ray_head_answers_is_one_line_at_once(study, tmp_pa
         finally:
             web.shutdown()
     assert not (tmp_path / "out" / "batch.json").exists()
+
+
+NO_FREE_CPU_SCRIPT = """
+import sys
+import ray
+from densehead.batch import ray_engine, run_batch
+ray_engine.NO_WORKER_NOTICE_S, ray_engine.NO_WORKER_WAIT_S = 1.0, 4.0   # seconds, not minutes
+ray.init(num_cpus=0, include_dashboard=False, log_to_driver=False)     # a cluster that is full
+report = run_batch([sys.argv[1]], sys.argv[2], engine="ray", progress=False)
+print([f.error for f in report.files])
+"""
+
+
+def test_a_ray_cluster_with_no_free_cpu_is_said_while_files_wait(study, tmp_path):
+    """Nothing silent for minutes: the wait is said while it lasts, then each file fails."""
+    pytest.importorskip("ray")
+    result = subprocess.run([sys.executable, "-c", NO_FREE_CPU_SCRIPT, str(study / PHOTO),
+                             str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    assert "no Ray worker has started after 1 s: does the cluster have a free CPU?" \
+        in result.stderr
+    assert "no Ray worker started in 4 s" in result.stdout
 
 
 @pytest.mark.ray

@@ -32,6 +32,8 @@ from ..core.options import PipelineOptions
 from ..weights.assets import ASSETS_ENV, HOME_ENV, MIRROR_ENV
 from .work import BatchSettings, FrameCount, Outcome, Task, run_task
 
+log = logging.getLogger(__name__)
+
 POLL_S = 0.25
 # passed to the workers: where the model files are, and no FFmpeg messages (errors are
 # reported per file)
@@ -46,6 +48,7 @@ TLS_ENV = "RAY_USE_TLS"       # Ray's switch for TLS between its processes
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"   # what an HTTP/2 client sends first
 HTTP2_SETTINGS = 0x4          # the frame type a server answers it with (RFC 9113)
 NO_WORKER_WAIT_S = 120.0   # with no actor up, how long files wait for one before they fail
+NO_WORKER_NOTICE_S = 15.0  # ... and after how long the wait is said, once
 MAX_START_ERRORS = 8       # actors that may die while starting before no more are started
 AUTH_HELP = ("give it the cluster's token: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN=<what "
              "`ray get-auth-token` prints on the head>, or with RAY_AUTH_TOKEN_PATH=<a file "
@@ -207,6 +210,7 @@ def _dispatch(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
     todo = list(reversed(tasks))
     tries: dict[int, int] = {}
     waiting_since = 0.0   # since when no actor was up to give a file to
+    told = False          # whether that wait has been said
     while todo or running:
         while pool.idle and todo:
             actor, task = pool.idle.pop(), todo.pop()
@@ -219,7 +223,12 @@ def _dispatch(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
                     yield Outcome(task.index, error=f"no Ray worker could start: {why}")
                 return
             waiting_since = waiting_since or time.monotonic()
-            if time.monotonic() - waiting_since > NO_WORKER_WAIT_S:
+            waited = time.monotonic() - waiting_since
+            if waited > NO_WORKER_NOTICE_S and not told:   # not minutes of silence
+                told = True
+                log.warning("no Ray worker has started after %.0f s: does the cluster have a free "
+                            "CPU? Files still waiting fail after %.0f s", waited, NO_WORKER_WAIT_S)
+            if waited > NO_WORKER_WAIT_S:
                 for task in reversed(todo):
                     yield Outcome(task.index, error=f"no Ray worker started in "
                                                     f"{NO_WORKER_WAIT_S:.0f} s (does the "

@@ -39,7 +39,7 @@ class FileEntry:
     seconds: float = 0.0        # worker time on this file (decode + tracking)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
-    host: str | None = None     # the machine that ran it (None when skipped)
+    host: str | None = None     # the machine that ran it (for a skipped file: the earlier run's)
     node: str | None = None     # the Ray node that ran it (its id), on Ray
 
 
@@ -164,8 +164,9 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
 
 
 def _nothing_to_run(plan: Plan) -> str:
-    if plan.missing:
-        return "nothing to run: " + "; ".join(why for _, why in plan.missing)
+    if plan.missing:   # a list file's entries are named with their line
+        return "nothing to run: " + "; ".join(why if why.endswith(given) else f"{given}: {why}"
+                                              for given, why in plan.missing)
     left_out = (f" ({len(plan.ignored)} file(s) there are not videos or images)"
                 if plan.ignored else "")
     return f"no video or image found in the inputs{left_out}"
@@ -222,9 +223,12 @@ class _Runner:
             outputs.table.parent.mkdir(parents=True, exist_ok=True)
             remove_temps(outputs)
             record = None if self.overwrite else finished_record(outputs, job.source, self.key)
-            if record is not None:
-                self.done[index] = self._entry(index, "skipped", record.get("frames", 0),
-                                               record.get("faces", 0), record.get("seconds", 0))
+            if record is not None:   # described by the run that made its table
+                entry = self._entry(index, "skipped", record.get("frames", 0),
+                                    record.get("faces", 0), record.get("seconds", 0),
+                                    notes=record.get("notes"))
+                entry.host, entry.node = record.get("host"), record.get("node")
+                self.done[index] = entry
             else:
                 # absolute: a worker of a cluster does not run in this process's folder
                 overlay = temp_path(outputs.overlay).absolute() if outputs.overlay else None
@@ -237,7 +241,8 @@ class _Runner:
         if outcome.ok and self.stamps[index] is not None:
             record = {"input": str(self.jobs[index].source), **self.stamps[index],
                       "settings": self.key, "frames": outcome.frames, "faces": outcome.faces,
-                      "fps": outcome.fps, "seconds": round(outcome.seconds, 3)}
+                      "fps": outcome.fps, "seconds": round(outcome.seconds, 3),
+                      "notes": outcome.notes, "host": outcome.host, "node": outcome.node}
             start = time.perf_counter()
             try:
                 overlay = temp_path(outputs.overlay) if outputs.overlay else None
