@@ -2,7 +2,7 @@
 
 Image files are sized from their header before anything is decoded: a 20000x20000 PNG takes
 a megabyte on disk and 1.2 GB once decoded, so the size limit must act before the decoder.
-The formats accepted are those the product lists (JPEG, PNG, BMP, WebP, TIFF); their headers
+The formats accepted are those the product lists (JPEG, PNG, BMP, WebP, TIFF, GIF); their headers
 are simple enough to read here, which spares the library an imaging dependency (Pillow).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..core.errors import ImageError
 from ..core.files import missing_file
 from ..core.frames import MAX_PIXELS, as_bgr
 
-FORMATS = "JPEG, PNG, BMP, WebP, TIFF"
+FORMATS = "JPEG, PNG, BMP, WebP, TIFF, GIF"
 
 Reader = Callable[[int, int], bytes]  # (offset, count) -> at most count bytes from there
 
@@ -115,6 +115,12 @@ def _tiff_size(read: Reader) -> tuple[int, int] | None:
     return (found[256], found[257]) if len(found) == 2 else None
 
 
+def _gif_size(read: Reader) -> tuple[int, int] | None:
+    """The logical screen's size (an animated GIF is read as its first frame)."""
+    head = read(0, 10)
+    return (_u(head, 6, "<H"), _u(head, 8, "<H")) if len(head) == 10 else None
+
+
 _SIGNATURES: list[tuple[bytes, Callable[[Reader], tuple[int, int] | None]]] = [
     (b"\x89PNG\r\n\x1a\n", _png_size),
     (b"\xff\xd8", _jpeg_size),
@@ -122,11 +128,12 @@ _SIGNATURES: list[tuple[bytes, Callable[[Reader], tuple[int, int] | None]]] = [
     (b"RIFF", _webp_size),
     (b"II*\x00", _tiff_size), (b"MM\x00*", _tiff_size),
     (b"II+\x00", _tiff_size), (b"MM\x00+", _tiff_size),
+    (b"GIF87a", _gif_size), (b"GIF89a", _gif_size),
 ]
 
 
 def header_size(read: Reader) -> tuple[int, int] | None:
-    """(width, height) from the header of a JPEG, PNG, BMP, WebP or TIFF, without decoding;
+    """(width, height) from the header of a JPEG, PNG, BMP, WebP, TIFF or GIF, without decoding;
     None when the bytes start like none of them or the header is cut short."""
     start = read(0, 8)
     for signature, size in _SIGNATURES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import time
 
+import cv2
 import numpy as np
 from e2e_setup import CAMERA_VIDEO
 from paths import ASSETS, SAMPLES
@@ -369,6 +370,17 @@ def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
     page.wait_for_function(f"""() => {{ const f = {CAMERA_EYE_JS}; const e = f();
         return e && Math.hypot(e[0] - {start[0]}, e[1] - {start[1]}, e[2] - {start[2]}) < 1e-3; }}""",
                            timeout=60_000)
+    assert page.locator("text=Traceback").count() == 0
+
+
+def test_3d_viewer_takes_a_gif(page, app_url, samples):
+    """The uploader lets a GIF through (it refused one with a red icon alone) and it is fitted."""
+    ok, gif = cv2.imencode(".gif", cv2.imread(str(samples / "photos" / "JianzhuGuo.jpg")))
+    assert ok
+    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+        files=[{"name": "portrait.gif", "mimeType": "image/gif", "buffer": gif.tobytes()}])
+    page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
     assert page.locator("text=Traceback").count() == 0
 
 
