@@ -13,7 +13,8 @@ def read_obj(source: str | Path | bytes) -> Mesh:
     """Vertices (with colours when every vertex has them), triangles and, when the file gives
     every vertex one texture coordinate (`vt`, paired by `f v/vt`), the per-vertex UVs, of an
     OBJ written by densehead or by other tools (polygons are fanned into triangles)."""
-    text = source.decode() if isinstance(source, bytes) else Path(source).read_text(encoding="utf-8")
+    text = (source.decode() if isinstance(source, bytes)
+            else Path(source).read_text(encoding="utf-8"))
     verts: list[list[float]] = []
     texcoords: list[list[float]] = []
     faces: list[list[int]] = []

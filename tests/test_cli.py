@@ -110,7 +110,8 @@ def test_export_takes_the_persons_file_name_in_any_script(samples, tmp_path):
     result = run("export", "-f", str(photo))
     assert result.returncode == 0, result.stderr
     # the material library and its texture resolve from the .obj, as a viewer looks them up
-    assert export.obj_texture_path(tmp_path / "café 中文.obj") == tmp_path / "café 中文_texture.png"
+    texture = export.obj_texture_path(tmp_path / "café 中文.obj")
+    assert texture == tmp_path / "café 中文_texture.png"
     assert cv2.imread(str(tmp_path / "café 中文_texture.png")) is not None
 
 

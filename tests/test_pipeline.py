@@ -99,8 +99,9 @@ def test_no_face_and_tiny_frames_give_empty_results(pipe):
 def test_bad_frames_give_clear_errors(pipe, tmp_path):
     with pytest.raises(ImageError, match="empty"):
         pipe(np.zeros((0, 10, 3), np.uint8))
-    with pytest.raises(ImageError, match=r"expected HxW, HxWx3 or HxWx4 pixels, got shape \(300,\)"):
-        pipe(np.zeros(300, np.uint8))   # a flattened picture is not an empty one
+    # a flattened picture is not an empty one
+    with pytest.raises(ImageError, match=r"HxW, HxWx3 or HxWx4 pixels, got shape \(300,\)"):
+        pipe(np.zeros(300, np.uint8))
     with pytest.raises(ImageError, match=r"uint16: convert it first"):
         pipe(np.zeros((40, 40, 3), np.uint16))
     with pytest.raises(ImageError, match="too large"):

@@ -25,7 +25,8 @@ def add_cli(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="per-stage timing table on a video (medians)")
     p.add_argument("-f", "--file", required=True, help="video (or image) to run on")
     p.add_argument("--mode", default="sparse", choices=draw.MODES, help="overlay to draw and time")
-    p.add_argument("--frames", type=int, default=200, help="frames to time (the video loops; default 200)")
+    p.add_argument("--frames", type=int, default=200,
+                   help="frames to time (the video loops; default 200)")
     p.add_argument("--warmup", type=int, default=10,
                    help="frames run before the timing starts (default 10)")
     p.add_argument("--resize", help="resize frames to WxH first, e.g. 640x480")

@@ -67,7 +67,8 @@ class FaceTracker:
     def __init__(self, pipeline: Pipeline, options: TrackerOptions | None = None,
                  fps: float = 30.0, **changes: object) -> None:
         if not isinstance(pipeline, Pipeline):
-            raise TypeError(f"FaceTracker needs a densehead.Pipeline, got {type(pipeline).__name__}")
+            raise TypeError("FaceTracker needs a densehead.Pipeline, got "
+                            f"{type(pipeline).__name__}")
         if options is not None and not isinstance(options, TrackerOptions):
             raise TypeError(f"options must be a TrackerOptions, got {type(options).__name__} "
                             "(PipelineOptions belong to the Pipeline)")

@@ -387,5 +387,5 @@ def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return (colour * a + up * (1.0 - a)).astype(np.float32)
 
 
-__all__ = ["TEXTURE_SIZE", "TEXTURE_SIZE_MAX", "TEXTURE_SIZE_MIN", "check_texture_size", "Texture", "UVAtlas", "atlas_for", "build_atlas", "load_uv",
-           "push_pull", "unwrap"]
+__all__ = ["TEXTURE_SIZE", "TEXTURE_SIZE_MAX", "TEXTURE_SIZE_MIN", "Texture", "UVAtlas",
+           "atlas_for", "build_atlas", "check_texture_size", "load_uv", "push_pull", "unwrap"]
