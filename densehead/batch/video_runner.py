@@ -38,10 +38,12 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
                   mode: str = "sparse", options: "TrackerOptions | None" = None,
                   max_frames: int | None = None, progress: Progress | None = None,
                   overlay: Overlay | None = None, h264_preset: str | None = None) -> VideoAnalysis:
-    """Track every frame of a video, write the overlay video to `output`, and collect the series.
+    """Track every frame of a video, write the overlay video to `output` (with the input's
+    sound), and collect the series.
     `output=None` draws and writes nothing (the table alone, as `densehead batch` needs it).
 
-    `overlay(frame, faces, mode) -> (frame, note)` draws; the default is densehead.render.draw.overlay.
+    `overlay(frame, faces, mode) -> (frame, note)` draws; the default is
+    densehead.render.draw.overlay.
     `h264_preset`: x264's preset for the overlay video (default densehead.io.video.H264_PRESET).
     Raises densehead.core.errors.VideoError for unreadable input.
     """
@@ -50,7 +52,8 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
     from ..render import draw
 
     info = probe(path)
-    total = info.frame_count if max_frames is None else min(info.frame_count or max_frames, max_frames)
+    total = (info.frame_count if max_frames is None
+             else min(info.frame_count or max_frames, max_frames))
     tracker = FaceTracker(pipeline, options, fps=info.fps)
     draw_fn = overlay or (lambda f, fs, m: (draw.overlay(f, fs, m, pipeline.face_model), ""))
     rows: list[np.ndarray] = []
@@ -58,8 +61,8 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
     notes: set[str] = set()
     start = time.perf_counter()
     n = 0
-    writer_cm = (VideoWriter(output, info.fps, h264_preset or H264_PRESET) if output is not None
-                 else contextlib.nullcontext())
+    writer_cm = (VideoWriter(output, info.fps, h264_preset or H264_PRESET, sound_from=path)
+                 if output is not None else contextlib.nullcontext())
     dense = output is not None and draw.needs_dense(mode)  # the table itself needs no mesh
     with writer_cm as writer:
         for n, (t, frame) in enumerate(iter_timed_frames(path, max_frames=max_frames), start=1):
@@ -75,6 +78,7 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
             frames.append((n - 1, t, faces))
             if progress is not None:
                 progress(n, total, time.perf_counter() - start)
+    notes.update(writer.notes if writer is not None else ())
     elapsed = time.perf_counter() - start
     if max_frames is None and info.frame_count and n < info.frame_count:
         notes.add(f"{Path(path).name} ended after {n} of the {info.frame_count} frames its "

@@ -75,7 +75,8 @@ def obj_bytes(mesh: Mesh) -> bytes:
     buf = io.StringIO()
     buf.write(f"# densehead mesh: {mesh.n_vertices} vertices, {len(mesh.triangles)} triangles\n")
     if mesh.colors is not None:
-        table = np.hstack([mesh.vertices.astype(np.float64), mesh.colors.astype(np.float64) / 255.0])
+        table = np.hstack([mesh.vertices.astype(np.float64),
+                           mesh.colors.astype(np.float64) / 255.0])
         np.savetxt(buf, table, fmt="v %.4f %.4f %.4f %.5f %.5f %.5f")
     else:
         np.savetxt(buf, mesh.vertices.astype(np.float64), fmt="v %.4f %.4f %.4f")
@@ -236,8 +237,8 @@ def faces_json(faces: Sequence[Face], with_vertices: bool = False, **meta: Any) 
 def frames_json(frames: Iterable[tuple[int, float, Sequence[Face]]], **meta: Any) -> str:
     """Per-frame results of a video: {"meta", "frames": [{"frame", "t", "faces": [...]}]}."""
     body = {"meta": meta,
-            "frames": [{"frame": int(i), "t": round(float(t), 4), "faces": [f.to_dict() for f in fs]}
-                       for i, t, fs in frames]}
+            "frames": [{"frame": int(i), "t": round(float(t), 4),
+                        "faces": [f.to_dict() for f in fs]} for i, t, fs in frames]}
     return json.dumps(body)
 
 

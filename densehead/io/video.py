@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.errors import VideoError
 from ..core.files import missing_file
+from .sound import SoundCopy, start_copy
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +236,20 @@ class VideoWriter:
 
     The video is written under a hidden name beside `path` and renamed to it by `close`: an
     earlier file of that name stays whole until the new one is, and a run interrupted inside
-    the writer's `with` block (Ctrl-C) or failing leaves it as it was."""
+    the writer's `with` block (Ctrl-C) or failing leaves it as it was.
 
-    def __init__(self, path: str | Path, fps: float, preset: str = H264_PRESET) -> None:
+    `sound_from`: the video the frames come from, whose sound is copied in on the frames'
+    clock (densehead.io.sound); frames are then given their times from that video's first
+    frame, as iter_timed_frames gives them. `notes` says when its sound could not be copied."""
+
+    def __init__(self, path: str | Path, fps: float, preset: str = H264_PRESET,
+                 sound_from: str | Path | None = None) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
             raise VideoError(f"cannot write a video named {self.path.name}: use one of "
                              f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
-        self.fps, self.preset = fps, preset
+        self.fps, self.preset, self.sound_from = fps, preset, sound_from
+        self.notes: list[str] = []
         self.partial = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
         self.frames = 0
         self._queue: queue.Queue[tuple[np.ndarray, float | None] | None] = queue.Queue(
@@ -315,10 +322,33 @@ class VideoWriter:
     def _start(self, width: int, height: int) -> None:
         import av
 
+        try:   # the file is opened and its header written here, so a bad path fails at once
+            try:
+                container, stream, sound = self._open(width, height, with_sound=True)
+            except av.FFmpegError:   # the muxer would not take the sound's codec after all
+                if self.sound_from is None:
+                    raise
+                self.notes = [f"the overlay video has no sound: {Path(self.sound_from).name}'s "
+                              f"sound cannot go into a {self.path.suffix.lower()} file"]
+                container, stream, sound = self._open(width, height, with_sound=False)
+        except (OSError, av.FFmpegError) as exc:   # a bad path, a codec missing
+            raise VideoError(f"cannot write video {self.path}: {exc}") from None
+        self._container = container
+        self._thread = threading.Thread(target=self._encode, args=(av, container, stream, sound),
+                                        name=f"densehead-video-writer {self.path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open(self, width: int, height: int, with_sound: bool
+              ) -> tuple[Any, Any, SoundCopy | None]:
+        """The started container at the hidden name, its video stream and the sound's copy; on
+        any failure (or Ctrl-C) nothing is left open or on disk."""
+        import av
+
         suffix = self.path.suffix.lower()
         avi = suffix == ".avi"
-        container = None
-        try:   # the file is opened and its header written here, so a bad path fails at once
+        container = sound = None
+        try:
             container = av.open(str(self.partial), "w", options=(
                 {"movflags": "+faststart"} if suffix in {".mp4", ".m4v", ".mov"} else {}))
             stream = container.add_stream("mjpeg" if avi else "libx264",
@@ -328,22 +358,27 @@ class VideoWriter:
             if not avi:
                 stream.options = {"preset": self.preset, "crf": str(H264_CRF)}
                 stream.codec_context.time_base = TIME_BASE   # `rate` stays, for rate control
+            sound = self._add_sound(container, suffix) if with_sound else None
             container.start_encoding()
-        except BaseException as exc:   # a bad path, a codec missing, or Ctrl-C
+        except BaseException:
+            if sound is not None:
+                sound.close()
             if container is not None:   # it made the file: nothing usable is in it
                 _close_quietly(container)
                 self.partial.unlink(missing_ok=True)
-            if isinstance(exc, (OSError, av.FFmpegError)):
-                raise VideoError(f"cannot write video {self.path}: {exc}") from None
             raise
-        self._container = container
-        self._thread = threading.Thread(target=self._encode, args=(av, container, stream),
-                                        name=f"densehead-video-writer {self.path.name}",
-                                        daemon=True)
-        self._thread.start()
+        return container, stream, sound
 
-    def _encode(self, av: Any, container: Any, stream: Any) -> None:
-        index, pts = 0, -1
+    def _add_sound(self, container: Any, suffix: str) -> SoundCopy | None:
+        """The sound stream copied from `sound_from`, added to the container before it starts."""
+        if self.sound_from is None:
+            return None
+        sound, note = start_copy(self.sound_from, container, suffix)
+        self.notes = [note] if note else []
+        return sound
+
+    def _encode(self, av: Any, container: Any, stream: Any, sound: SoundCopy | None) -> None:
+        index, pts, at = 0, -1, 0.0
         timed = stream.codec_context.time_base == TIME_BASE
         try:
             while (item := self._queue.get()) is not None:
@@ -353,22 +388,27 @@ class VideoWriter:
                 try:
                     frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420),
                                                        format="yuv420p")
-                    if timed:   # the MPEG clock; never a time at or before the last one's
-                        at = time_s if time_s is not None else index / self.fps
-                        pts = max(round(at / TIME_BASE), pts + 1)
-                    else:
-                        pts = index
+                    at = time_s if timed and time_s is not None else index / self.fps
+                    # the MPEG clock; never a time at or before the last one's
+                    pts = max(round(at / TIME_BASE), pts + 1) if timed else index
                     frame.pts, index = pts, index + 1
+                    if sound is not None:   # the sound up to this frame, so the two interleave
+                        sound.mux_until(container, at)
                     for packet in stream.encode(frame):
                         container.mux(packet)
                 except Exception as exc:   # disk full, encoder error: raised to the caller
                     self._failure = exc
             if self._failure is None:
+                if sound is not None:   # the sound to the end of the last frame
+                    sound.mux_until(container, at + 1 / self.fps)
                 for packet in stream.encode():
                     container.mux(packet)
         except Exception as exc:
             self._failure = self._failure or exc
         finally:
+            if sound is not None:
+                sound.close()
+                self.notes += [sound.note] if sound.note else []
             try:
                 container.close()
             except Exception as exc:
