@@ -370,6 +370,30 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
     assert mine[0]["id"] not in {s["id"] for s in read_status(status_file)["sessions"]}
 
 
+def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output_dir):
+    """obama.mp4 has a voice: the overlay the page shows plays it, as the browser decodes it."""
+    page = new_page(browser)
+    try:
+        page.goto(app_url + "/Video_analysis", timeout=120_000)
+        page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator(
+            "input").fill("25")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(SAMPLES / "videos" / "obama.mp4"))
+        click(page.get_by_role("button", name="Analyse"), 60_000)
+        page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
+        video = page.locator('[data-testid="stVideo"]').first
+        video.wait_for(timeout=30_000)
+        # muted, as a page may start playing without a click; the sound is decoded all the same
+        decoded = video.evaluate("""async v => {
+            v.muted = true; await v.play();
+            while (v.currentTime < 0.5 && !v.ended) await new Promise(r => setTimeout(r, 50));
+            return [v.webkitAudioDecodedByteCount, v.webkitVideoDecodedByteCount]; }""")
+        shot(page, output_dir, "e2e_video_with_sound.png")
+        assert decoded[0] > 0 and decoded[1] > 0, decoded
+    finally:
+        page.context.close()
+
+
 def long_video(path: Path, frames: int = 1000) -> Path:
     """The orlando sample looped to `frames` frames (40 s at 25 fps): an analysis that lasts."""
     source = list(iter_frames(SAMPLES / "videos" / "orlando_bloom.avi"))
