@@ -75,26 +75,38 @@ class SoundCopy:
 def start_copy(source: str | Path, container: Any, suffix: str) -> tuple[SoundCopy | None, str]:
     """Add the source's first sound stream to `container` (a PyAV output not yet started) for
     copying: (the copy, "") or, when it cannot be copied, (None, a note saying why); (None, "")
-    for a video without sound."""
+    for a video without sound. The picture could be read: its sound is never worth failing for."""
     import av
 
     name = Path(source).name
     try:
-        source_container = av.open(str(source))
-    except av.FFmpegError:   # the picture could be read: the sound is not worth failing for
+        opened = av.open(str(source))
+    except av.FFmpegError:
         return None, f"the overlay video has no sound: {name} could not be opened for it"
-    sounds, videos = source_container.streams.audio, source_container.streams.video
+    try:
+        copy, note = _first_sound(opened, container, suffix, name)
+    except Exception as error:   # a stream PyAV cannot describe (no decoder for it, say)
+        copy, note = None, f"the overlay video has no sound: {name}'s sound cannot be read " \
+                           f"({type(error).__name__})"
+    if copy is None:
+        opened.close()
+    return copy, note
+
+
+def _first_sound(opened: Any, container: Any, suffix: str, name: str
+                 ) -> tuple[SoundCopy | None, str]:
+    sounds, videos = opened.streams.audio, opened.streams.video
     if not sounds or not videos:
-        source_container.close()
         return None, ""
     sound, video = sounds[0], videos[0]
     codec = sound.codec_context.codec.canonical_name   # mp3, not its decoder mp3float
-    if codec not in container.supported_codecs or (
-            suffix in BROWSER_CONTAINERS and codec not in BROWSER_SOUND):
-        source_container.close()
-        return None, f"the overlay video has no sound: {name}'s sound ({codec}) does not " \
-                     f"play inside {suffix}"
+    if codec not in container.supported_codecs:
+        return None, f"the overlay video has no sound: {name}'s sound ({codec}) cannot go " \
+                     f"into a {suffix} file"
+    if suffix in BROWSER_CONTAINERS and codec not in BROWSER_SOUND:
+        return None, f"the overlay video has no sound: {name}'s sound ({codec}) would not " \
+                     f"play in a browser inside {suffix}; an .mkv overlay keeps it"
     start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
     stream = container.add_stream_from_template(sound)
-    return SoundCopy(source_container, source_container.demux(sound), stream,
-                     round(start / sound.time_base), sound.time_base, name), ""
+    return SoundCopy(opened, opened.demux(sound), stream, round(start / sound.time_base),
+                     sound.time_base, name), ""
