@@ -22,13 +22,14 @@ from densehead.dashboard.ice_consent import install as keep_consent_of_late_answ
 from densehead.dashboard.jitter_buffer import install as decode_at_last_packet
 from densehead.dashboard.live import (
     ECHO_ENV,
+    LIVE_RESOURCE,
     LiveSession,
-    LiveSettings,
     echo_from_environment,
 )
 from densehead.dashboard.navigation import open_page
 from densehead.dashboard.page_runs import reset_streamer_only_on_return
 from densehead.dashboard.processing_track import install as use_processing_track
+from densehead.dashboard.recording import RECORDING_S
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.vp8 import install as use_faster_vp8
 from densehead.dashboard.webrtc import ice_servers
@@ -37,10 +38,11 @@ from densehead.render import draw
 
 open_page("pages/1_Live_webcam.py")
 
-LIVE = "live"            # the session's LiveSession in the server's session resources
+CHART_WINDOW_S = 20      # the charts' time window unless the slider sets another
 CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd frame
 CHART_TRACKS = 3         # tracks drawn: the ones with the most frames in the window
 CHART_PERIOD_S = 3.0     # the charts are rebuilt at most this often; the readouts every second
+WINDOW_KEY, RECORD_SECONDS_KEY = "live_window", "live_record_seconds"   # the sliders' state
 
 pipe = load_pipeline()
 if pipe is None:
@@ -60,13 +62,13 @@ st.session_state.live_session_id = sid  # where tests find this page's session
 def live() -> LiveSession:
     """This browser session's live state; it lives in the server's session resources (not in
     st.session_state), so it is released within seconds of the tab closing."""
-    return resources.get(sid, LIVE, lambda: LiveSession(pipe, echo=ECHO))
+    return resources.get(sid, LIVE_RESOURCE, lambda: LiveSession(pipe, echo=ECHO))
 
 
 # The webcam callbacks run on streamlit-webrtc's threads and look the session up each time
 # instead of holding it: a closed session is then freed even while its stream winds down.
 async def on_frames(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
-    session = resources.find(sid, LIVE)
+    session = resources.find(sid, LIVE_RESOURCE)
     return session.process_newest(frames) if isinstance(session, LiveSession) else frames[-1:]
 
 
@@ -78,7 +80,7 @@ def act(method: str, *args: object) -> object:
     """Call a method of this session's LiveSession, looked up now. Widgets keep their callbacks
     as long as Streamlit keeps the session, two minutes after the tab closed: they must not hold
     the LiveSession itself."""
-    session = resources.find(sid, LIVE)
+    session = resources.find(sid, LIVE_RESOURCE)
     return getattr(session, method)(*args) if isinstance(session, LiveSession) else None
 
 
@@ -88,19 +90,12 @@ def act(method: str, *args: object) -> object:
 def controls() -> None:
     state = live()
     chosen = processing_settings("live")
-    current = state.settings
-    detection = {"score_threshold": chosen.threshold, "max_faces": chosen.max_faces}
-    pipeline = current.pipeline
-    if any(getattr(pipeline.options, k) != v for k, v in detection.items()):
-        pipeline = pipe.with_options(**detection)
-    tracker = current.tracker
-    if tracker.smoothing != chosen.smoothing:
-        tracker = tracker.replace(smoothing=chosen.smoothing)
-    new = LiveSettings(pipeline, tracker, chosen.mode)
-    if new != current:
+    new = state.settings.chosen(pipe, chosen.mode, chosen.threshold, chosen.max_faces,
+                                chosen.smoothing)
+    if new != state.settings:
         state.settings = new   # replaced whole: the stream's thread reads it once per frame
-    st.slider("Chart window (s)", 5, 60, 20, key="live_window")
-    st.slider("Recording length (s)", 5, 120, 60, step=5, key="live_record_seconds",
+    st.slider("Chart window (s)", 5, 60, CHART_WINDOW_S, key=WINDOW_KEY)
+    st.slider("Recording length (s)", 5, 120, int(RECORDING_S), step=5, key=RECORD_SECONDS_KEY,
               help="⏺ Record saves the processed video (with its overlay) as an MP4, with the "
                    "CSV of exactly the recorded frames; it stops by itself after this long.")
     if chosen.mode in draw.RENDERED and (problem := renderer_status()):
@@ -126,7 +121,7 @@ def export_series() -> None:
 def start_recording() -> None:
     # The length is read at the click: the slider is in another fragment, and arguments bound
     # when this fragment last ran would keep the length it had then.
-    act("start_recording", float(st.session_state.get("live_record_seconds", 60)))
+    act("start_recording", float(st.session_state.get(RECORD_SECONDS_KEY, RECORDING_S)))
 
 
 # The buttons and downloads live in a fragment that reruns only when one of its own buttons is
@@ -208,7 +203,7 @@ def charts(state: LiveSession) -> None:
     every control share: a page that redraws more than the browser can draw answers no click."""
     if not state.buffer.rows:
         return
-    window = float(st.session_state.get("live_window", 20))
+    window = float(st.session_state.get(WINDOW_KEY, CHART_WINDOW_S))
     cached: Charts | None = st.session_state.get("live_charts")
     now = time.monotonic()
     if (cached is None or cached.window != window

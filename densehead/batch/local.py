@@ -124,7 +124,6 @@ def _start_worker(options: PipelineOptions, messages: Any, stop: Any) -> None:
     from ..engine.pipeline import Pipeline
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it sets `stop`
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # errors are reported per file
     warnings.simplefilter("ignore")  # the parent showed the model files' warnings once
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _WORKER.update(pipeline=Pipeline(options), messages=messages, stop=stop)

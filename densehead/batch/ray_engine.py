@@ -35,11 +35,9 @@ from .work import BatchSettings, FrameCount, Outcome, Task, run_task
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25
-# passed to the workers: where the model files are, and no FFmpeg messages (errors are
-# reported per file)
+# passed to the workers: where the model files are
 FORWARDED_ENV = (ASSETS_ENV, HOME_ENV, MIRROR_ENV)
 FORWARDED_PATHS = (ASSETS_ENV, HOME_ENV)   # made absolute: workers run in another folder
-QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}
 # Ray's own name for how many one-second tries a driver makes to reach the cluster's GCS
 # (default 20); a refused token is then said in seconds, not after twenty
 GCS_TRIES_ENV, GCS_TRIES = "RAY_gcs_server_port_wait_time_s", "5"
@@ -111,7 +109,7 @@ class RayEngine:
             return False
         if self.address:
             check_reachable(self.address)
-        env = {k: _forwarded(k) for k in FORWARDED_ENV if k in os.environ} | QUIET_ENV
+        env = {k: _forwarded(k) for k in FORWARDED_ENV if k in os.environ}
         options = dict(address=self.address, include_dashboard=False, log_to_driver=False,
                        logging_level=logging.WARNING, runtime_env={"env_vars": env},
                        num_cpus=self.workers if self.address is None else None)

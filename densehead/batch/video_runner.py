@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.face import Face
 from ..io.table import frame_rows, stack
+from ..render import draw
 
 if TYPE_CHECKING:
     from ..core.options import TrackerOptions
@@ -35,7 +36,7 @@ Overlay = Callable[[np.ndarray, list, str], "tuple[np.ndarray, str]"]
 
 
 def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeline",
-                  mode: str = "sparse", options: "TrackerOptions | None" = None,
+                  mode: str = draw.DEFAULT_MODE, options: "TrackerOptions | None" = None,
                   max_frames: int | None = None, progress: Progress | None = None,
                   overlay: Overlay | None = None, h264_preset: str | None = None) -> VideoAnalysis:
     """Track every frame of a video, write the overlay video to `output` (with the input's
@@ -49,7 +50,6 @@ def analyze_video(path: str | Path, output: str | Path | None, pipeline: "Pipeli
     """
     from ..engine.tracking import FaceTracker
     from ..io.video import H264_PRESET, VideoWriter, iter_timed_frames, probe
-    from ..render import draw
 
     info = probe(path)
     total = (info.frame_count if max_frames is None

@@ -122,11 +122,12 @@ def run_task(task: Task, settings: BatchSettings, pipeline: "Pipeline",
 
 def _video(task: Task, settings: BatchSettings, pipeline: "Pipeline",
            progress: Progress | None) -> Outcome:
+    from ..render import draw
     from .video_runner import analyze_video
 
     report = None if progress is None else (lambda done, total, elapsed: progress(done))
     result = analyze_video(task.job.source, task.overlay_temp, pipeline,
-                           mode=settings.overlay or "sparse", options=settings.tracker,
+                           mode=settings.overlay or draw.DEFAULT_MODE, options=settings.tracker,
                            max_frames=settings.max_frames, progress=report)
     return Outcome(task.index, table=result.table, frames=result.n_frames, fps=result.fps,
                    notes=list(result.notes))

@@ -4,11 +4,10 @@ of one worker, two workers, Ray on a local cluster and Ray on a running one, on 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from typing import Any
 
+from ..core.processes import sigterm_as_interrupt
 from ..render import draw
 from .options import (
     add_pipeline_options,
@@ -86,8 +85,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    _quiet_ffmpeg()
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():   # `kill` stops a batch as Ctrl-C does: finished files kept
         try:
             report = run_batch(args.inputs, args.output, settings, engine=args.engine,
                                workers=args.workers, ray_address=args.ray_address,
@@ -114,7 +112,6 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    _quiet_ffmpeg()
     try:
         result = run_benchmark(args.folder, settings_from(args), workers=args.workers,
                                ray=args.ray, ray_address=args.ray_address)
@@ -123,23 +120,3 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         return 1
     print_benchmark(result)
     return 0
-
-
-def _quiet_ffmpeg() -> None:
-    """No FFmpeg messages here or in the workers (they inherit it): a file that cannot be read
-    is reported once, in one line."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-
-class _sigterm_as_interrupt:
-    """`kill PID` stops the batch like Ctrl-C: workers stopped, finished files committed."""
-
-    def __enter__(self) -> None:
-        self._old = signal.signal(signal.SIGTERM, _raise_interrupt)
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._old)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt

@@ -24,7 +24,8 @@ from .options import (
 def add_cli(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="per-stage timing table on a video (medians)")
     p.add_argument("-f", "--file", required=True, help="video (or image) to run on")
-    p.add_argument("--mode", default="sparse", choices=draw.MODES, help="overlay to draw and time")
+    p.add_argument("--mode", default=draw.DEFAULT_MODE, choices=draw.MODES,
+                   help=f"overlay to draw and time (default {draw.DEFAULT_MODE})")
     p.add_argument("--frames", type=int, default=200,
                    help="frames to time (the video loops; default 200)")
     p.add_argument("--warmup", type=int, default=10,

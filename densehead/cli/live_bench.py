@@ -32,6 +32,7 @@ import argparse
 from typing import Any
 
 from ..core.options import AUTO, REGRESSOR_NAMES
+from ..render import draw
 from .benchmark import parse_size
 
 
@@ -48,7 +49,8 @@ def add_cli(sub: Any) -> None:
                    help="the video the fake camera plays, looped")
     p.add_argument("--camera-seconds", type=float, default=10.0,
                    help="seconds of the video to loop (default 10)")
-    p.add_argument("--mode", default="sparse", help="overlay (default sparse)")
+    p.add_argument("--mode", default=draw.DEFAULT_MODE,
+                   help=f"overlay: {', '.join(draw.MODES)} (default {draw.DEFAULT_MODE})")
     p.add_argument("--seconds", type=float, default=30.0, help="measured window per round")
     p.add_argument("--warmup", type=float, default=20.0,
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
@@ -84,8 +86,6 @@ def _counts(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render import draw
-
     if args.mode not in draw.MODES:
         raise ValueError(f"unknown mode {args.mode!r}; choose one of {', '.join(draw.MODES)}")
     if args.seconds < 2 or args.warmup < 0:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # same server and browser otherwise: the transport's own latency and CPU, which benchmark-live
 # prints as the floor beside the page's
 ECHO_ENV = "DENSEHEAD_LIVE_ECHO"
+LIVE_RESOURCE = "live"   # a session's LiveSession among its server resources
 # Older frames of a burst are still tracked while the callback has spent less than this; a
 # burst of two (a frame that came a little late) then costs no data, a real overload still drops.
 CATCH_UP_MS = 8.0
@@ -47,10 +48,23 @@ class LiveSettings:
     """What the page's controls set; one value, replaced whole, read once per frame."""
     pipeline: Pipeline
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
-    mode: str = "sparse"
+    mode: str = draw.DEFAULT_MODE
 
     def replace(self, **changes: Any) -> "LiveSettings":
         return replace(self, **changes)
+
+    def chosen(self, base: Pipeline, mode: str, score_threshold: float, max_faces: int,
+               smoothing: bool) -> "LiveSettings":
+        """These settings with the page's controls applied. A new pipeline (sharing `base`'s
+        models) is made only when a detection setting changed: equal settings stay equal, so
+        the stream's tracker is not started again."""
+        pipeline = self.pipeline
+        detection = {"score_threshold": score_threshold, "max_faces": max_faces}
+        if any(getattr(pipeline.options, k) != v for k, v in detection.items()):
+            pipeline = base.with_options(**detection)
+        tracker = (self.tracker if self.tracker.smoothing == smoothing
+                   else self.tracker.replace(smoothing=smoothing))
+        return LiveSettings(pipeline, tracker, mode)
 
 
 class LiveSession:

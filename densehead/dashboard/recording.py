@@ -29,6 +29,7 @@ from ..io.table import COLUMNS, csv_text, face_row
 log = logging.getLogger(__name__)
 TIME_BASE = Fraction(1, 1000)   # MP4 timestamps in milliseconds
 QUEUE_FRAMES = 48               # about 2 s of frames may wait for the encoder
+RECORDING_S = 60.0              # a recording's length unless the page sets another
 _DONE = None
 
 
@@ -45,7 +46,7 @@ class RecordingStatus:
 class Recording:
     """One MP4 being written from another thread's frames."""
 
-    def __init__(self, path: Path, max_seconds: float = 60.0, crf: int = 23) -> None:
+    def __init__(self, path: Path, max_seconds: float = RECORDING_S, crf: int = 23) -> None:
         self.path = Path(path)
         self.max_seconds = float(max_seconds)
         self._crf = crf

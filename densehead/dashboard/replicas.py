@@ -22,6 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.processes import sigterm_as_interrupt, stop_process
 from .proxy import (
     REPLICA_ENV,
     Backend,
@@ -61,14 +62,8 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if not self.running():
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -133,25 +128,28 @@ def plan_replicas(count: int, proxy: ProxySettings, streamlit_args: list[str],
 
 def serve_replicas(replica_set: ReplicaSet) -> int:
     """Start everything, report, and wait until Ctrl-C, SIGTERM or the proxy's end."""
-    stopping = _SigtermAsInterrupt()
     try:
-        check_config(replica_set.run_dir / "nginx.conf")
-        for replica in replica_set.replicas:
-            replica.child.start()
-        for replica in replica_set.replicas:
-            _wait_healthy(replica)
-        replica_set.nginx.start()
-        _wait_proxy(replica_set)
-        (replica_set.run_dir / RUN_FILE).write_text(json.dumps(replica_set.describe(), indent=1))
-        _announce(replica_set)
-        return _watch(replica_set)
+        with sigterm_as_interrupt():   # the children are in their own sessions: SIGTERM is ours
+            return _start_and_watch(replica_set)
     except KeyboardInterrupt:   # what the operator asked for
         return 0
     finally:
-        stopping.restore()
         for child in replica_set.children():   # the proxy first: no new requests to replicas
             child.stop()
         print("densehead serve: stopped the proxy and the replicas", file=sys.stderr)
+
+
+def _start_and_watch(replica_set: ReplicaSet) -> int:
+    check_config(replica_set.run_dir / "nginx.conf")
+    for replica in replica_set.replicas:
+        replica.child.start()
+    for replica in replica_set.replicas:
+        _wait_healthy(replica)
+    replica_set.nginx.start()
+    _wait_proxy(replica_set)
+    (replica_set.run_dir / RUN_FILE).write_text(json.dumps(replica_set.describe(), indent=1))
+    _announce(replica_set)
+    return _watch(replica_set)
 
 
 def _watch(replica_set: ReplicaSet) -> int:
@@ -248,17 +246,3 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):   # not Linux: Ctrl-C and SIGTERM still stop all
         pass
-
-
-class _SigtermAsInterrupt:
-    """SIGTERM stops the launcher like Ctrl-C (the children are in their own sessions)."""
-
-    def __init__(self) -> None:
-        self._old = signal.signal(signal.SIGTERM, self._on_sigterm)
-
-    @staticmethod
-    def _on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._old)

@@ -24,7 +24,8 @@ def processing_settings(prefix: str) -> ProcessingSettings:
     """The overlay / threshold / smoothing / max faces controls; widget keys are `<prefix>_...`."""
     st.header("Settings")
     return ProcessingSettings(
-        mode=st.selectbox("Overlay", draw.MODES, index=0, key=f"{prefix}_mode"),
+        mode=st.selectbox("Overlay", draw.MODES, index=draw.MODES.index(draw.DEFAULT_MODE),
+                          key=f"{prefix}_mode"),
         threshold=st.slider("Detection threshold", 0.3, 0.95, _PIPELINE.score_threshold, 0.05,
                             key=f"{prefix}_threshold"),
         smoothing=st.toggle("Smoothing (One Euro)", value=_TRACKER.smoothing,

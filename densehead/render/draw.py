@@ -14,6 +14,7 @@ from ..engine import crop
 from ..engine.face_model import MorphableModel, project
 
 MODES = ("sparse", "dense", "pose", "mesh", "depth", "pncc")
+DEFAULT_MODE = "sparse"   # the 68 landmarks: the cheapest overlay, and the first offered
 RENDERED = ("mesh", "depth", "pncc")
 
 # iBUG 68-point groups: (first, last, closed loop)

@@ -25,6 +25,7 @@ from typing import IO
 
 import numpy as np
 
+from ..core.processes import stop_process
 from .mediapipe_worker import answer_rounds
 
 WORKER = Path(__file__).with_name("mediapipe_worker.py")
@@ -152,11 +153,7 @@ def _stop(process: subprocess.Popen) -> None:
     if process.stdin is not None:
         with contextlib.suppress(BrokenPipeError):   # it stopped already
             process.stdin.close()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, 30, terminate=False)   # a closed stdin is its sign to end
 
 
 def _last_words(side: Side) -> str:
