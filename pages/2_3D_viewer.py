@@ -1,11 +1,11 @@
 """3D viewer: a photo in, a coloured Plotly mesh per face out, with pose and coefficients."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import streamlit as st
 
 from densehead.core.errors import ImageError
+from densehead.core.frames import fit_within
 from densehead.dashboard.cached_pipeline import load_pipeline, shared_pipeline
 from densehead.dashboard.figures import (
     FULL_VERTICES,
@@ -24,8 +24,9 @@ from densehead.io.video import IMAGE_SUFFIXES
 open_page("pages/2_3D_viewer.py")
 
 MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
-DETAIL = {"balanced (~12,000 vertices)": 12_000, "full (38,365 vertices)": FULL_VERTICES,
+DETAIL = {"balanced (~12,000 vertices)": 12_000, f"full ({FULL_VERTICES:,} vertices)": FULL_VERTICES,
           "light (~4,000 vertices)": 4_000}
+REVISION = "revision"   # Reset view counts up: a new plot, in the view it starts with
 WIRE_VERTICES = 3_000  # the wireframe is drawn on a coarser mesh: 38k vertices of lines is too much
 
 
@@ -37,12 +38,10 @@ def analyse(data: bytes, name: str = "the photo") -> tuple[np.ndarray | None, li
         image = decode_image(data, name)
     except ImageError as error:
         return None, [], str(error)
-    note = ""
     h, w = image.shape[:2]
-    if max(h, w) > MAX_SIDE:
-        s = MAX_SIDE / max(h, w)
-        image = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        note = f"The photo ({w}x{h}) was downscaled to {image.shape[1]}x{image.shape[0]}."
+    image, scale = fit_within(image, MAX_SIDE)
+    note = (f"The photo ({w}x{h}) was downscaled to {image.shape[1]}x{image.shape[0]}."
+            if scale < 1 else "")
     return image, shared_pipeline()(image, dense=True).faces, note
 
 
@@ -118,7 +117,7 @@ with top_right:
     first, second = st.columns([3, 1], vertical_alignment="bottom")
     detail = first.selectbox("Detail", list(DETAIL), key="detail")
     if second.button("Reset view"):
-        st.session_state.revision = st.session_state.get("revision", 0) + 1
+        st.session_state[REVISION] = st.session_state.get(REVISION, 0) + 1
     toggles = st.columns(3)
     wire = toggles[0].toggle("Wireframe", key="wire")
     marks = toggles[1].toggle("68 landmarks", key="marks")
@@ -127,8 +126,8 @@ with top_right:
     fig = mesh_figure(shown, landmarks=export.upright(face.landmarks) if marks else None,
                       axes=pose_axes(face) if axes else None,
                       wireframe=wireframe if wire else None,
-                      revision=st.session_state.get("revision", 0))
-    st.plotly_chart(fig, key=f"mesh-{st.session_state.get('revision', 0)}",
+                      revision=st.session_state.get(REVISION, 0))
+    st.plotly_chart(fig, key=f"mesh-{st.session_state.get(REVISION, 0)}",
                     config={"displaylogo": False})
     st.caption(f"Showing {shown.n_vertices:,} of {full.n_vertices:,} vertices "
                f"({len(shown.triangles):,} triangles; vertex clustering for display — the "

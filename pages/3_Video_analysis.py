@@ -1,7 +1,6 @@
 """Video analysis: upload a video, watch the progress, get the overlay video, series and files."""
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from densehead.dashboard.figures import expression_figure, pose_figure
 from densehead.dashboard.navigation import open_page
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.uploads import TempFolder, saved_upload, upload_types
+from densehead.dashboard.video_progress import progress_line
 from densehead.dashboard.widgets import processing_settings
 from densehead.io import export, table
 from densehead.io.video import SMALL_H264_PRESET, VIDEO_SUFFIXES
@@ -44,6 +44,9 @@ RUNNING = "video_running"
 # Set by the Analyse button's click and read once by the run it starts, which shows the button
 # greyed out: a second click cannot restart the analysis it is running.
 CLICKED = "video_analyse_clicked"
+# The analysis shown: what it was made from (the upload and the settings), its result and the
+# overlay video's path
+JOB, RESULT, PLAYABLE = "video_job", "video_result", "video_playable"
 if (stopped := st.session_state.pop(RUNNING, None)) is not None:
     st.info(f"The analysis of “{stopped}” stopped before its end: the page was left, or the file "
             "or a setting changed while it ran. Analyse it again to get its results.")
@@ -58,31 +61,25 @@ if upload is None:
 # This session's files (the upload while it is analysed, then the overlay video) live in one
 # temporary folder that the server deletes seconds after the tab closes.
 files = server_resources().get(session_id(), "video_files", lambda: TempFolder("densehead-video-"))
-playable_kept = st.session_state.get("video_playable")
+playable_kept = st.session_state.get(PLAYABLE)
 if playable_kept is not None and not Path(playable_kept).exists():  # released while away
-    st.session_state.pop("video_job", None)
+    st.session_state.pop(JOB, None)
 
-data = upload.getvalue()
-job = hashlib.sha1(data).hexdigest()[:12] + f"-{mode}-{threshold}-{smoothing}-{max_faces}-{limit}"
-if st.session_state.get("video_job") != job:
+job = (upload.file_id, settings, int(limit))   # a new upload, or a setting changed: a new job
+if st.session_state.get(JOB) != job:
     requested = st.session_state.pop(CLICKED, False)   # a disabled button reads as not clicked
     st.button("Analyse", type="primary", key="video_analyse", disabled=requested,
               on_click=lambda: st.session_state.update({CLICKED: True}))
     if not requested:
         st.stop()
     files.clear()   # the previous analysis' video goes
-    st.session_state.pop("video_job", None)
+    st.session_state.pop(JOB, None)
     playable = files.path / "overlay.mp4"   # H.264: the browser plays it
     bar = st.progress(0.0, text="Starting…")
 
     def report(done: int, total: int | None, elapsed: float) -> None:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        if total:
-            eta = (total - done) / rate if rate else 0.0
-            bar.progress(min(done / total, 1.0),
-                         text=f"Frame {done} of ~{total} · {rate:.1f} fps · ETA {max(eta, 0):.0f} s")
-        else:
-            bar.progress(0.5, text=f"Frame {done} · {rate:.1f} fps (length unknown)")
+        fill, text = progress_line(done, total, elapsed)
+        bar.progress(fill, text=text)
 
     def failed(message: str) -> None:
         st.session_state.pop(RUNNING, None)
@@ -94,7 +91,7 @@ if st.session_state.get("video_job") != job:
     view = pipe.with_options(score_threshold=threshold, max_faces=max_faces)
     st.session_state[RUNNING] = upload.name
     try:
-        with saved_upload(data, upload.name, files.path) as source:   # gone when analysed
+        with saved_upload(upload.getvalue(), upload.name, files.path) as source:   # gone when analysed
             result = analyze_video(source, playable, view, mode=mode,
                                    options=TrackerOptions(smoothing=smoothing),
                                    max_frames=int(limit) or None, progress=report,
@@ -109,12 +106,11 @@ if st.session_state.get("video_job") != job:
         failed(f"“{upload.name}” could not be analysed: {exc}")
     st.session_state.pop(RUNNING, None)
     bar.progress(1.0, text=f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
-    st.session_state.video_job = job
-    st.session_state.video_result = result
-    st.session_state.video_playable = playable
+    st.session_state[JOB], st.session_state[RESULT] = job, result
+    st.session_state[PLAYABLE] = playable
 
-result = st.session_state.video_result
-playable: Path = st.session_state.video_playable
+result = st.session_state[RESULT]
+playable: Path = st.session_state[PLAYABLE]
 for note in result.notes:
     st.warning(note)
 if not len(result.table):

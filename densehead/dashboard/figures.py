@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from _plotly_utils.utils import convert_to_base64
 
 from ..core.face import Face
+from ..core.frames import fit_within
 from ..engine import crop
 from ..io.export import Mesh, upright
 from ..io.table import COL, EXPRESSION, POSE, split_tracks
@@ -187,9 +188,7 @@ def bar_figure(values: np.ndarray, title: str, prefix: str, height: int = 260) -
 def detections_figure(image_bgr: np.ndarray, faces: list[Face], selected: int | None = None,
                       max_side: int = 900) -> go.Figure:
     """The photo (downscaled for display, JPEG-encoded) with one labelled box per face."""
-    h, w = image_bgr.shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    small = cv2.resize(image_bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else image_bgr
+    small, s = fit_within(image_bgr, max_side)
     ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
     fig = go.Figure(go.Image(source="data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode()))
     for i, face in enumerate(faces):
@@ -198,7 +197,7 @@ def detections_figure(image_bgr: np.ndarray, faces: list[Face], selected: int | 
         fig.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line=dict(color=color, width=3))
         fig.add_annotation(x=x1, y=y1, text=f"face {i}", showarrow=False, yshift=10,
                            font=dict(color="white"), bgcolor=color)
-    fig.update_layout(height=min(600, round(h * s) + 20), margin=dict(l=0, r=0, t=0, b=0))
+    fig.update_layout(height=min(600, small.shape[0] + 20), margin=dict(l=0, r=0, t=0, b=0))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
