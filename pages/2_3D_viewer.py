@@ -24,7 +24,8 @@ from densehead.io.video import IMAGE_SUFFIXES
 open_page("pages/2_3D_viewer.py")
 
 MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
-DETAIL = {"balanced (~12,000 vertices)": 12_000, f"full ({FULL_VERTICES:,} vertices)": FULL_VERTICES,
+DETAIL = {"balanced (~12,000 vertices)": 12_000,
+          f"full ({FULL_VERTICES:,} vertices)": FULL_VERTICES,
           "light (~4,000 vertices)": 4_000}
 REVISION = "revision"   # Reset view counts up: a new plot, in the view it starts with
 WIRE_VERTICES = 3_000  # the wireframe is drawn on a coarser mesh: 38k vertices of lines is too much
