@@ -33,7 +33,7 @@ from typing import Any
 
 from ..core.options import AUTO, REGRESSOR_NAMES
 from ..render import draw
-from .benchmark import parse_size
+from .options import parse_size
 
 
 def add_cli(sub: Any) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.machine import this_machine
-from .benchmark import parse_size
+from .options import parse_size
 
 DESCRIPTION = """The whole frame, densehead (Pipeline with a detection on every frame, and
 FaceTracker) against MediaPipe Face Mesh (static_image_mode, and its video mode; one face), on the

@@ -117,3 +117,14 @@ def regressor_line(pipe: "Pipeline") -> str:
     output of commands whose figures depend on it."""
     choice = pipe.regressor_choice
     return f"regressor: {choice.name} ({choice.reason})"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); anything else is a ValueError the CLI prints as one line."""
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        w, h = (int(p) for p in parts)
+        if w > 0 and h > 0:
+            return w, h
+    raise ValueError(f"--resize needs WIDTHxHEIGHT in whole pixels above 0, e.g. 640x480 "
+                     f"(got {text!r})")
