@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from ..core.errors import error_line
 from ..core.options import PipelineOptions
 from ..weights.assets import ASSETS_ENV, HOME_ENV, MIRROR_ENV
 from .work import BatchSettings, FrameCount, Outcome, Task, run_task
@@ -168,7 +169,7 @@ class _Pool:
             actor.node = self.ray.get(ref)
         except self.ray.exceptions.RayError as error:   # its node went, or the models failed
             self.kill(actor)
-            self.start_errors.append(_first_line(error))
+            self.start_errors.append(error_line(error))
             if len(self.start_errors) <= MAX_START_ERRORS:
                 self.add()
             return
@@ -251,10 +252,10 @@ def _dispatch(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
                     todo.append(task)
                 else:
                     yield Outcome(task.index, error=f"the Ray worker died while on this file "
-                                                    f"(twice): {_first_line(error)}")
+                                                    f"(twice): {error_line(error)}")
                 continue
             except ray.exceptions.RayError as error:
-                outcome = Outcome(task.index, error=f"Ray: {_first_line(error)}")
+                outcome = Outcome(task.index, error=f"Ray: {error_line(error)}")
             if tries[task.index] > 1:
                 outcome.notes.append("run again after the Ray worker it was on died")
             yield outcome
@@ -380,11 +381,6 @@ def _drain(ray: Any, queue: Any) -> Iterator[FrameCount]:
         yield from queue.get_nowait_batch(queue.qsize())
     except (Empty, ray.exceptions.RayError):   # progress only: the outcomes still come
         return
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 class RayWorker:

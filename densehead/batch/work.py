@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..core.errors import OptionsError
+from ..core.errors import OptionsError, error_line
 from ..core.options import SPEED_ONLY, PipelineOptions, TrackerOptions
 from ..io import table as tables
 from .plan import Job
@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int], None]          # frames done in the current file
 FrameCount = tuple[int, int]              # (task index, frames done): an engine's progress event
+# TFLite threads per worker: the workers, one per core, are the parallelism
+WORKER_THREADS = 1
 
 
 @dataclass(frozen=True)
 class BatchSettings:
     """Everything that decides a batch's tables, the same for every file and every worker."""
-    pipeline: PipelineOptions = field(default_factory=lambda: PipelineOptions(num_threads=1))
+    pipeline: PipelineOptions = field(
+        default_factory=lambda: PipelineOptions(num_threads=WORKER_THREADS))
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     overlay: str | None = None        # also draw this mode (densehead.render.draw.MODES) per file
     max_frames: int | None = None     # only the first N frames of each video
@@ -111,7 +114,7 @@ def run_task(task: Task, settings: BatchSettings, pipeline: "Pipeline",
     except Cancelled:
         raise
     except (ValueError, OSError) as error:  # VideoError, ImageError: the file's own fault
-        outcome = Outcome(task.index, error=_one_line(error))
+        outcome = Outcome(task.index, error=error_line(error))
     except Exception as error:  # a bug must not stop the other files; say what it was
         detail = traceback.format_exception_only(type(error), error)[-1].strip()
         outcome = Outcome(task.index, error=f"internal error: {detail}")
@@ -147,11 +150,6 @@ def _image(task: Task, settings: BatchSettings, pipeline: "Pipeline") -> Outcome
         if not cv2.imwrite(str(task.overlay_temp), picture):
             raise OSError(f"cannot write the overlay image {task.overlay_temp}")
     return Outcome(task.index, table=tables.image_table(faces), frames=1)
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
 
 
 # -- the same for one file, from Python ------------------------------------------------------

@@ -33,11 +33,9 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="run every file again, even those an earlier run finished")
     _add_engine_options(p)
-    p.add_argument("--max-frames", type=int, help="only the first N frames of each video")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
-    add_pipeline_options(p, threads=1)
-    add_tracker_options(p)
+    _add_work_options(p)
     p.set_defaults(func=run_batch_command)
 
     b = sub.add_parser("batch-benchmark", help="files/s and frames/s: 1 vs N workers vs Ray",
@@ -53,10 +51,17 @@ def add_cli(sub: Any) -> None:
     b.add_argument("--ray-address", metavar="HOST:PORT",
                    help="also run on this running Ray cluster (its token as for `batch`: "
                         "docs/batch.md)")
-    b.add_argument("--max-frames", type=int, help="only the first N frames of each video")
-    add_pipeline_options(b, threads=1)
-    add_tracker_options(b)
+    _add_work_options(b)
     b.set_defaults(func=run_benchmark_command)
+
+
+def _add_work_options(p: argparse.ArgumentParser) -> None:
+    """What decides the tables, for `batch` and `batch-benchmark` alike."""
+    from ..batch.work import WORKER_THREADS
+
+    p.add_argument("--max-frames", type=int, help="only the first N frames of each video")
+    add_pipeline_options(p, threads=WORKER_THREADS)
+    add_tracker_options(p)
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -83,8 +88,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from ..batch import BatchInterrupted, run_batch
 
     settings = settings_from(args)
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    _check_workers(args.workers)
     with sigterm_as_interrupt():   # `kill` stops a batch as Ctrl-C does: finished files kept
         try:
             report = run_batch(args.inputs, args.output, settings, engine=args.engine,
@@ -110,8 +114,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..tools.batch_bench import print_benchmark, run_benchmark
 
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    _check_workers(args.workers)
     try:
         result = run_benchmark(args.folder, settings_from(args), workers=args.workers,
                                ray=args.ray, ray_address=args.ray_address)
@@ -120,3 +123,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         return 1
     print_benchmark(result)
     return 0
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")

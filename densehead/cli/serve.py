@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..dashboard.proxy import DEFAULT_ADDRESS
+
 REPLICA_HELP = """
 Several servers behind one address (needs nginx: apt-get install nginx):
 
@@ -34,7 +36,7 @@ def replica_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="densehead serve", add_help=False, allow_abbrev=False)
     p.add_argument("--replicas", type=int)
     p.add_argument("--proxy-port", type=int, default=8501)
-    p.add_argument("--proxy-address", default="0.0.0.0")
+    p.add_argument("--proxy-address", default=DEFAULT_ADDRESS)
     p.add_argument("--proxy-cert", type=Path)
     p.add_argument("--proxy-key", type=Path)
     p.add_argument("--run-dir", type=Path)

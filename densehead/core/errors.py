@@ -17,3 +17,10 @@ class OptionsError(ValueError):
     def __init__(self, name: str, message: str) -> None:
         self.name = name
         super().__init__(f"{name} {message}")
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line for a record or a log: its first line that says something, spaces
+    folded (a Ray task's error goes on with the worker's traceback); its type's name if empty."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines()]
+    return next((line for line in lines if line), type(error).__name__)

@@ -24,6 +24,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf")
 AXIS_COLORS = ("#e41a1c", "#4daf4a", "#377eb8")  # head x, y, z (z = the way the face looks)
 FULL_VERTICES = 38_365
+POSE_HEIGHT, EXPRESSION_HEIGHT = 420, 320   # px: three rows of pose, one of expression
 
 
 def track_color(track_id: int) -> str:
@@ -40,7 +41,7 @@ POSE_DOMAINS = ((0.6934, 1.0), (0.3467, 0.6533), (0.0, 0.3066))  # three rows, 0
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 
-def pose_spec(table: np.ndarray, height: int = 420, max_points: int | None = None) -> dict:
+def pose_spec(table: np.ndarray, height: int = POSE_HEIGHT, max_points: int | None = None) -> dict:
     """Yaw, pitch and roll (degrees) against time: one row per angle (y, y2, y3 sharing the
     bottom x axis), one line per track. `max_points` thins each line for display."""
     data = []
@@ -61,7 +62,7 @@ def pose_spec(table: np.ndarray, height: int = 420, max_points: int | None = Non
     return {"data": data, "layout": layout}
 
 
-def expression_spec(table: np.ndarray, height: int = 320, max_points: int | None = None) -> dict:
+def expression_spec(table: np.ndarray, height: int = EXPRESSION_HEIGHT, max_points: int | None = None) -> dict:
     """The 10 expression coefficients against time: one colour per coefficient (one legend
     entry each), one dash style per track (solid, dash, dot, … in track order)."""
     data = []
@@ -94,11 +95,11 @@ def longest_tracks(table: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     return table[np.isin(ids, keep)], len(tracks)
 
 
-def pose_figure(table: np.ndarray, height: int = 420) -> go.Figure:
+def pose_figure(table: np.ndarray, height: int = POSE_HEIGHT) -> go.Figure:
     return go.Figure(pose_spec(table, height))
 
 
-def expression_figure(table: np.ndarray, height: int = 320) -> go.Figure:
+def expression_figure(table: np.ndarray, height: int = EXPRESSION_HEIGHT) -> go.Figure:
     return go.Figure(expression_spec(table, height))
 
 

@@ -43,10 +43,15 @@ class Backend:
         return f"{self.host}:{self.port}"
 
 
+# the run folder's files (nginx's prefix): its configuration, its output, its early error log
+CONFIG_NAME, LOG_NAME, ERROR_LOG_NAME = "nginx.conf", "nginx.log", "error.log"
+DEFAULT_ADDRESS = "0.0.0.0"   # every interface: the proxy is what people connect to
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     port: int
-    address: str = "0.0.0.0"
+    address: str = DEFAULT_ADDRESS
     cert: Path | None = None     # TLS at the proxy: the certificate chain and its key
     key: Path | None = None
 
@@ -100,7 +105,7 @@ def fill(template: str, values: dict[str, str]) -> str:
 def write_config(backends: list[Backend], proxy: ProxySettings, prefix: Path) -> Path:
     for folder in ("temp",):
         (prefix / folder).mkdir(parents=True, exist_ok=True)
-    path = prefix / "nginx.conf"
+    path = prefix / CONFIG_NAME
     path.write_text(render_config(backends, proxy, prefix))
     return path
 
@@ -108,8 +113,8 @@ def write_config(backends: list[Backend], proxy: ProxySettings, prefix: Path) ->
 def nginx_command(config: Path) -> list[str]:
     """nginx in the foreground with `config`, its prefix and early error log beside it."""
     prefix = config.parent
-    return [nginx_binary(), "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log"),
-            "-g", "daemon off;"]
+    return [nginx_binary(), "-p", str(prefix), "-c", str(config),
+            "-e", str(prefix / ERROR_LOG_NAME), "-g", "daemon off;"]
 
 
 def check_config(config: Path) -> None:
@@ -150,7 +155,7 @@ def nginx_in_front(backends: list[Backend], proxy: ProxySettings, prefix: Path) 
     the proxy); yields its URL and stops it by its own pid."""
     config = write_config(backends, proxy, prefix)
     check_config(config)
-    with open(prefix / "nginx.log", "ab") as log:
+    with open(prefix / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(nginx_command(config), stdout=log, stderr=subprocess.STDOUT)
     try:
         yield f"{proxy.scheme}://127.0.0.1:{proxy.port}"

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from ..core.processes import sigterm_as_interrupt, stop_process
 from .proxy import (
+    CONFIG_NAME,
+    ERROR_LOG_NAME,
+    LOG_NAME,
     REPLICA_ENV,
     Backend,
     ProxySettings,
@@ -87,7 +90,7 @@ class ReplicaSet:
 
     def describe(self) -> dict:
         return {"url": self.url, "run_dir": str(self.run_dir),
-                "proxy": {"pid": self.nginx.proc.pid, "config": str(self.run_dir / "nginx.conf"),
+                "proxy": {"pid": self.nginx.proc.pid, "config": str(self.run_dir / CONFIG_NAME),
                           "log": str(self.nginx.log)},
                 "replicas": [{"name": r.backend.name, "url": f"http://{r.backend.address}",
                               "pid": r.child.proc.pid, "status": str(r.status_file),
@@ -122,7 +125,7 @@ def plan_replicas(count: int, proxy: ProxySettings, streamlit_args: list[str],
                       env={STATUS_ENV: str(status), REPLICA_ENV: backend.name})
         replicas.append(Replica(backend, status, child))
     config = write_config([r.backend for r in replicas], proxy, run)
-    nginx = Child("nginx", nginx_command(config), run / "nginx.log")
+    nginx = Child("nginx", nginx_command(config), run / LOG_NAME)
     return ReplicaSet(run, proxy, replicas, nginx)
 
 
@@ -140,7 +143,7 @@ def serve_replicas(replica_set: ReplicaSet) -> int:
 
 
 def _start_and_watch(replica_set: ReplicaSet) -> int:
-    check_config(replica_set.run_dir / "nginx.conf")
+    check_config(replica_set.run_dir / CONFIG_NAME)
     for replica in replica_set.replicas:
         replica.child.start()
     for replica in replica_set.replicas:
@@ -157,7 +160,7 @@ def _watch(replica_set: ReplicaSet) -> int:
     while True:
         if not replica_set.nginx.running():
             print(f"densehead serve: nginx exited (code {replica_set.nginx.proc.returncode}); "
-                  f"see {replica_set.run_dir / 'error.log'}", file=sys.stderr)
+                  f"see {replica_set.run_dir / ERROR_LOG_NAME}", file=sys.stderr)
             return 1
         for r in replica_set.replicas:
             if not r.child.running() and r.backend.name not in reported:
@@ -222,7 +225,7 @@ def _wait_proxy(replica_set: ReplicaSet) -> None:
     while time.monotonic() < deadline:
         if not replica_set.nginx.running():
             raise OSError(f"nginx exited at start: "
-                          f"{(replica_set.run_dir / 'error.log').read_text().strip()}")
+                          f"{(replica_set.run_dir / ERROR_LOG_NAME).read_text().strip()}")
         # over TLS (a certificate for a name, not for this loopback address): listening will do
         if _accepts(url) if replica_set.proxy.cert else answers_health(url):
             return

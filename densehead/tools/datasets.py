@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.layout import N_LANDMARKS
 from . import metrics as M
 
 
@@ -69,8 +70,9 @@ def _manifest_sample(path: Path, index: int, e: Any) -> Sample:
         pose = e["pose_deg"]
         roi = e.get("roi_box_3ddfa")
         landmarks = np.asarray(e["landmarks68"], float)[:, :2]
-        if landmarks.shape != (68, 2):
-            raise ValueError(f"landmarks68 has shape {landmarks.shape}, expected 68 points")
+        if landmarks.shape != (N_LANDMARKS, 2):
+            raise ValueError(f"landmarks68 has shape {landmarks.shape}, expected {N_LANDMARKS} "
+                             "points")
         return Sample(Path(e["image"]).stem, _resolve_image(path.parent, e["image"]), landmarks,
                       float(pose["yaw"]), float(pose["pitch"]), float(pose["roll"]),
                       None if roi is None else np.asarray(roi, float).reshape(4))

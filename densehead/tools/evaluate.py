@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.face import StageTimes
 from ..engine.crop import roi_from_landmarks
+from ..io.table import POSE
 from . import metrics as M
 from .datasets import Sample
 
@@ -141,7 +142,7 @@ def sign_agreement(results: Iterable[ImageResult], min_abs: float = 10.0) -> dic
     ~1 means the conventions agree, ~0 means a flipped sign."""
     out: dict[str, float] = {}
     rs = list(results)
-    for i, name in enumerate(("yaw", "pitch", "roll")):
+    for i, name in enumerate(POSE):
         pairs = [(r.pred_pose[i], r.gt_pose[i]) for r in rs if abs(r.gt_pose[i]) > min_abs]
         out[name] = float(np.mean([np.sign(p) == np.sign(g) for p, g in pairs])) if pairs else float("nan")
     return out

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..core.layout import N_LANDMARKS
 from . import metrics as M
 
 # frames with a face the lag estimate needs (it fits the smoothed track against shifts of the raw)
@@ -57,13 +58,13 @@ def track_video(tracker: Any, frames: Iterable[np.ndarray], fps: float) -> Video
         ms.append((time.perf_counter() - t0) * 1000)
         f = main_face(faces, prev)
         if f is None:
-            pts.append(np.full((68, 2), np.nan)); present.append(False); sizes.append(np.nan)
+            pts.append(np.full((N_LANDMARKS, 2), np.nan)); present.append(False); sizes.append(np.nan)
             prev = None
             continue
         lm = np.asarray(f.landmarks, float)[:, :2]
         pts.append(lm); present.append(True); sizes.append(M.nme_norm(lm))
         prev = getattr(f, "track_id", None)
-    return VideoTrack(np.array(pts).reshape(-1, 68, 2), np.array(present, bool),
+    return VideoTrack(np.array(pts).reshape(-1, N_LANDMARKS, 2), np.array(present, bool),
                       np.array(sizes, float), np.array(ms, float), fps)
 
 
