@@ -49,7 +49,7 @@ if pipe is None:
     st.stop()
 
 resources = server_resources()
-use_faster_vp8()   # the returned video: same quality, about half aiortc's encoding CPU
+use_faster_vp8()   # the returned video: same quality, less of aiortc's encoding CPU
 use_processing_track()   # each result sent as soon as it is ready, once, newest first
 decode_at_last_packet()  # a browser's frame is decoded when it is complete, not one frame later
 keep_a_bitrate_floor()   # a busy event loop does not tell browsers to send next to nothing

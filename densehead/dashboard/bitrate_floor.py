@@ -9,8 +9,8 @@ two frames a second. `FlooredBitrateEstimator` never asks for less than MIN_BITR
 congested link the browser still backs off on its own when packets are lost.
 
 While the estimator sees overuse, aiortc sends a REMB with nearly every packet that arrives; on an
-overloaded server those RTCP packets took a tenth of the event loop's time, all asking for the
-floor. Like libwebrtc's REMB throttle, a REMB goes out at most every 200 ms unless the estimate
+overloaded server those RTCP packets took a noticeable share of the event loop's time, all asking
+for the floor (docs/measurements.md). Like libwebrtc's REMB throttle, a REMB goes out at most every 200 ms unless the estimate
 fell by 3% or more since the last one.
 
 `install()` makes aiortc's receivers use it; `DENSEHEAD_BITRATE_FLOOR=aiortc` keeps aiortc's.

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import av
 import cv2
+import numpy as np
 
 from ..core.face import ms_since
 from ..core.options import TrackerOptions
@@ -245,7 +246,7 @@ def echo_from_environment() -> bool:
     return os.environ.get(ECHO_ENV, "").strip() == "1"
 
 
-def _bgr_image(frame: av.VideoFrame):
+def _bgr_image(frame: av.VideoFrame) -> np.ndarray:
     """The frame as BGR. Decoded WebRTC video is yuv420p: its planes are copied out as they are
     and OpenCV converts them; PyAV's own conversion sets up a new swscale context (and its slice
     threads) for every frame."""
@@ -254,9 +255,9 @@ def _bgr_image(frame: av.VideoFrame):
     return frame.to_ndarray(format="bgr24")
 
 
-def _video_frame(image_bgr) -> av.VideoFrame:
+def _video_frame(image_bgr: np.ndarray) -> av.VideoFrame:
     """The frame to send back. yuv420p is what the VP8 encoder takes, and OpenCV converts to it
-    at about half the CPU of the encoder's own conversion (odd sizes cannot be yuv420p); the
+    more cheaply than the encoder's own conversion does (odd sizes cannot be yuv420p); the
     frame wraps the converted array instead of copying it (a fresh array per frame)."""
     h, w = image_bgr.shape[:2]
     if h % 2 or w % 2:

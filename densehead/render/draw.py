@@ -84,7 +84,8 @@ def _rendered(out: np.ndarray, faces: Sequence[Face], mode: str,
     return render.render_pncc(out, vertices, model.triangles, model.pncc_colors)
 
 
-def draw_landmarks(out: np.ndarray, landmarks: np.ndarray, color=GREEN) -> None:
+def draw_landmarks(out: np.ndarray, landmarks: np.ndarray,
+                   color: tuple[int, int, int] = GREEN) -> None:
     pts = np.round(landmarks[:, :2]).astype(np.int32)
     thickness = _thickness(landmarks)
     for closed in (False, True):   # one call per kind of contour
@@ -95,7 +96,8 @@ def draw_landmarks(out: np.ndarray, landmarks: np.ndarray, color=GREEN) -> None:
         circle(out, (x, y), radius, RED, -1, cv2.LINE_AA)
 
 
-def draw_points(out: np.ndarray, points: np.ndarray, color=CYAN) -> None:
+def draw_points(out: np.ndarray, points: np.ndarray,
+                color: tuple[int, int, int] = CYAN) -> None:
     """One pixel per point, set directly: thousands of cv2.circle calls would cost milliseconds."""
     xy = np.round(points[:, :2]).astype(np.int64)
     h, w = out.shape[:2]

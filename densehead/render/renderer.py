@@ -76,7 +76,7 @@ def _faces(vertices_list: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]
 
 def _vec3(value: Sequence[float], name: str) -> tuple[float, float, float]:
     # Fast path for the usual tuple of three floats (the defaults): no numpy round trip, which
-    # was half of the wrapper's per-call cost.
+    # dominated the wrapper's per-call cost (docs/measurements.md).
     if type(value) is tuple and len(value) == 3 and all(type(x) is float for x in value):
         return value
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
