@@ -126,19 +126,46 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
         _load_models_once(settings, chosen)
     bar = BatchProgress({t.index: t.job for t in tasks}, len(plan.jobs) - len(tasks),
                         len(plan.jobs), settings.max_frames, enabled=progress)
-    interrupted, first_start, last_result = False, 0.0, 0.0
-    events = chosen.run(tasks, settings) if tasks else iter(())
+    run = _consume(chosen.run(tasks, settings) if tasks else iter(()), runner, bar)
+    first_start, last_result = run.first_start, run.last_result
+    report = BatchReport(out, runner.entries(plan.missing),
+                         getattr(chosen, "name", type(chosen).__name__),
+                         _workers_used(chosen, len(tasks)), time.perf_counter() - start,
+                         ignored=plan.ignored, interrupted=run.interrupted,
+                         pending=len(plan.jobs) - len(runner.done),
+                         write_seconds=runner.write_seconds,
+                         startup_seconds=first_start - start if first_start else 0.0,
+                         work_seconds=max(0.0, last_result - first_start) if first_start else 0.0)
+    _write_report(report)
+    if run.interrupted:
+        raise BatchInterrupted(report)
+    return report
+
+
+@dataclass
+class _Run:
+    """How an engine's run went: stopped by Ctrl-C or not, and when its first frame was counted
+    and its last file came (time.perf_counter(); 0: never)."""
+    interrupted: bool = False
+    first_start: float = 0.0
+    last_result: float = 0.0
+
+
+def _consume(events: Iterator[object], runner: "_Runner", bar: BatchProgress) -> _Run:
+    """Record the files an engine finishes as they come and show its frame counts; on Ctrl-C,
+    record what it had finished and stop it."""
+    run = _Run()
     event: object = None   # the engine's last event, an Outcome or a frame count
     try:
         for event in events:
             if isinstance(event, Outcome):
-                last_result = time.perf_counter()
+                run.last_result = time.perf_counter()
                 _record(runner, bar, event)
             else:
-                first_start = first_start or time.perf_counter()
+                run.first_start = run.first_start or time.perf_counter()
                 bar.frames(*event)
     except KeyboardInterrupt:
-        interrupted = True
+        run.interrupted = True
         if isinstance(event, Outcome):   # Ctrl-C came between its arrival and its recording
             _record(runner, bar, event)
         for finished in _handed_over(events):
@@ -149,18 +176,7 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
             close()
         bar.close()
         runner.clean_unfinished()
-    entries = runner.entries(plan.missing)
-    report = BatchReport(out, entries, getattr(chosen, "name", type(chosen).__name__),
-                         _workers_used(chosen, len(tasks)), time.perf_counter() - start,
-                         ignored=plan.ignored, interrupted=interrupted,
-                         pending=len(plan.jobs) - len(runner.done),
-                         write_seconds=runner.write_seconds,
-                         startup_seconds=first_start - start if first_start else 0.0,
-                         work_seconds=max(0.0, last_result - first_start) if first_start else 0.0)
-    _write_report(report)
-    if interrupted:
-        raise BatchInterrupted(report)
-    return report
+    return run
 
 
 def _nothing_to_run(plan: Plan) -> str:
