@@ -149,7 +149,7 @@ def _image(task: Task, settings: BatchSettings, pipeline: "Pipeline") -> Outcome
         picture = draw.overlay(frame, faces, settings.overlay, pipeline.face_model)
         if not cv2.imwrite(str(task.overlay_temp), picture):
             raise OSError(f"cannot write the overlay image {task.overlay_temp}")
-    return Outcome(task.index, table=tables.image_table(faces), frames=1)
+    return Outcome(task.index, table=tables.photo_rows(faces), frames=1)
 
 
 # -- the same for one file, from Python ------------------------------------------------------
@@ -174,4 +174,4 @@ def image_table(path: str | Path, pipeline: "Pipeline | None" = None) -> "pd.Dat
     from ..io.image import read_image
 
     faces = (pipeline or Pipeline())(read_image(path)).faces
-    return tables.to_frame(tables.image_table(faces))
+    return tables.to_frame(tables.photo_rows(faces))

@@ -45,7 +45,7 @@ def frame_rows(frame: int, time_s: float, faces: Sequence[Face]) -> list[np.ndar
     return [face_row(frame, time_s, f) for f in faces]
 
 
-def image_table(faces: Sequence[Face]) -> np.ndarray:
+def photo_rows(faces: Sequence[Face]) -> np.ndarray:
     """The table of one photo: frame 0 at time 0, one row per face, track_id the face's rank in
     the detector's order (best score first), so the faces of a photo are told apart."""
     table = stack(frame_rows(0, 0.0, faces))
