@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .modes import _same_file
+from ..core.files import same_file
 from .options import add_pipeline_options, make_pipeline, pipeline_options
 
 
@@ -67,7 +67,7 @@ def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
 
     if output.suffix.lower() != ".obj":
         raise ValueError(f"-o {output}: the mesh is written as .obj (with .mtl and _texture.png)")
-    if _same_file(output, source):
+    if same_file(output, source):
         raise ValueError(f"-o {output} is the input file itself: choose another name")
     if not output.parent.is_dir():
         raise ValueError(f"-o {output}: the folder {output.parent} does not exist")
@@ -85,7 +85,7 @@ def _refuse_overwriting(source: Path, output: Path, objs: list[Path]) -> None:
 
     for obj in objs:
         for name in textured_names(obj.stem):
-            if _same_file(obj.with_name(name), source):
+            if same_file(obj.with_name(name), source):
                 raise ValueError(f"-o {output}: it would write {obj.with_name(name)}, the input "
                                  "file itself: choose another name")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.files import same_file
 from ..io.export import frames_json
 from ..render import draw
 from .options import (
@@ -93,14 +94,14 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
 
     targets = [("-o", output)] + ([("--json", json_path)] if json_path is not None else [])
     for flag, target in targets:
-        if _same_file(target, source):
+        if same_file(target, source):
             raise ValueError(f"{flag} {target} is the input file itself: choose another name "
                              "(the input would be overwritten)")
         if target.is_dir():
             raise ValueError(f"{flag} {target} is a folder: give a file name")
         if not target.parent.is_dir():
             raise ValueError(f"{flag} {target}: the folder {target.parent} does not exist")
-    if json_path is not None and _same_file(json_path, output):
+    if json_path is not None and same_file(json_path, output):
         raise ValueError(f"--json {json_path} and -o {output} are the same file")
     if image and not cv2.haveImageWriter(str(output)):
         raise ValueError(f"-o {output}: cannot write an image with that suffix (use .jpg or .png)")
@@ -109,16 +110,6 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
                 else f"densehead does not write {output.suffix or 'suffix-less'} videos")
         raise ValueError(f"-o {output}: {what}; use one of "
                          f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (also through links, or before `a` exists)."""
-    try:
-        if a.exists() and b.exists():
-            return a.samefile(b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
 
 
 def _check_video(source: Path) -> None:

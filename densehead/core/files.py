@@ -87,3 +87,13 @@ def missing_file(path: Path) -> str | None:
         return None
     # a device or a pipe (/dev/zero, a FIFO) would be read forever or not at all
     return f"{path} is not a regular file" if path.exists() else f"no such file: {path}"
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links, or before `a` exists)."""
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
