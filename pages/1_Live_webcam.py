@@ -292,9 +292,12 @@ with left:
         )
     except Exception as exc:  # e.g. no browser session (bare/AppTest runs): say so, keep the page
         st.error(f"The webcam component could not start: {exc}")
-    st.caption("Allow the camera when the browser asks. If the video never starts, the camera "
-               "may be blocked or in use: check the browser's site permissions. Behind NAT or a "
-               "firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) or `ice_servers` in secrets.")
+    st.caption("Allow the camera when the browser asks. Browsers give a page the camera only "
+               "over https:// or on this machine (localhost): from a phone or another computer, "
+               "open the dashboard through HTTPS (docs/deployment.md). If the video still never "
+               "starts, the camera may be blocked or in use: check the browser's site "
+               "permissions. Behind NAT or a firewall set `DENSEHEAD_ICE_SERVERS` (JSON list) "
+               "or `ice_servers` in secrets.")
 with right:
     actions()
     live_panel()

@@ -16,7 +16,8 @@ from densehead.dashboard.figures import (
     pose_axes,
 )
 from densehead.dashboard.navigation import open_page
-from densehead.dashboard.uploads import upload_types
+from densehead.dashboard.text import plain
+from densehead.dashboard.uploads import download_stem, upload_types
 from densehead.io import export
 from densehead.io.image import FORMATS, decode_image
 from densehead.io.video import IMAGE_SUFFIXES
@@ -79,7 +80,9 @@ if source.startswith("Upload"):
 else:
     upload = st.camera_input("Snapshot", key="snapshot",
                              help="If nothing appears, the browser blocked the camera: allow it "
-                                  "in the site settings, or upload a photo instead.")
+                                  "in the site settings, or upload a photo instead. Browsers "
+                                  "give pages the camera only over https:// or on this machine "
+                                  "(localhost).")
 if upload is None:
     st.info("Upload a photo with one or more faces (or take a snapshot) to see them in 3D.")
     st.stop()
@@ -87,7 +90,7 @@ if upload is None:
 data, name = upload.getvalue(), f"“{upload.name}”"
 image, faces, note = analyse(data, name)
 if image is None:
-    st.error(f"{note}. Please upload a photo ({FORMATS}).")
+    st.error(f"{plain(note)}. Please upload a photo ({FORMATS}).")   # the note names the file
     st.stop()
 if note:
     st.info(note)
@@ -138,7 +141,7 @@ left, right = st.columns(2)
 left.plotly_chart(bar_figure(face.expression_coeffs, "Expression coefficients (10)", "e"), key="exp_bars")
 right.plotly_chart(bar_figure(face.shape_coeffs, "Shape coefficients (40)", "s"), key="shape_bars")
 
-stem = (upload.name.rsplit(".", 1)[0] or "face") + f"_face{index}"
+stem = download_stem(upload.name, "photo") + f"_face{index}"   # also the zip's file names
 with st.expander("Texture (unwrapped into the face model's UV square)", expanded=True):
     tex = textured(data, name, index, stem)
     share = tex.texture.fractions()

@@ -1,10 +1,12 @@
 """Video analysis: upload a video, watch the progress, get the overlay video, series and files."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from densehead.batch.video_runner import analyze_video
 from densehead.core.errors import ImageError, VideoError
@@ -14,7 +16,14 @@ from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
 from densehead.dashboard.navigation import open_page
 from densehead.dashboard.sessions import server_resources, session_id
-from densehead.dashboard.uploads import TempFolder, saved_upload, upload_types
+from densehead.dashboard.text import plain
+from densehead.dashboard.uploads import (
+    TempFolder,
+    download_stem,
+    saved_upload,
+    upload_file_name,
+    upload_types,
+)
 from densehead.dashboard.video_progress import progress_line
 from densehead.dashboard.widgets import processing_settings
 from densehead.io import export, table
@@ -44,36 +53,58 @@ RUNNING = "video_running"
 # Set by the Analyse button's click and read once by the run it starts, which shows the button
 # greyed out: a second click cannot restart the analysis it is running.
 CLICKED = "video_analyse_clicked"
-# The analysis shown: what it was made from (the upload and the settings), its result and the
-# overlay video's path
-JOB, RESULT, PLAYABLE = "video_job", "video_result", "video_playable"
+# The analysis shown: what it was made from (the upload's digest and the settings), its result,
+# the overlay video's path and the upload's name; the digest of the upload now in the uploader
+JOB, RESULT, PLAYABLE, NAME = "video_job", "video_result", "video_playable", "video_name"
+DIGEST = "video_digest"
+# Why the last analysis failed, said by the run after it (in which Analyse can be clicked again)
+FAILED = "video_failed"
 if (stopped := st.session_state.pop(RUNNING, None)) is not None:
-    st.info(f"The analysis of “{stopped}” stopped before its end: the page was left, or the file "
-            "or a setting changed while it ran. Analyse it again to get its results.")
+    st.info(f"The analysis of “{plain(stopped)}” stopped before its end: the page was left, or "
+            "the file or a setting changed while it ran. Analyse it again to get its results.")
+if (failure := st.session_state.pop(FAILED, None)) is not None:
+    st.error(failure)
 
 upload = st.file_uploader("Video (MP4, MOV, AVI, MKV, WebM, …)",
                           type=upload_types(VIDEO_SUFFIXES), key="video")
-if upload is None:
-    st.info("Upload a short video with faces. Each frame is tracked; you get the overlay video, "
-            "pose and expression time series per face, and CSV/JSON files.")
-    st.stop()
-
 # This session's files (the upload while it is analysed, then the overlay video) live in one
 # temporary folder that the server deletes seconds after the tab closes.
 files = server_resources().get(session_id(), "video_files", lambda: TempFolder("densehead-video-"))
 playable_kept = st.session_state.get(PLAYABLE)
 if playable_kept is not None and not Path(playable_kept).exists():  # released while away
-    st.session_state.pop(JOB, None)
+    for key in (JOB, RESULT, PLAYABLE, NAME):
+        st.session_state.pop(key, None)
 
-job = (upload.file_id, settings, int(limit))   # a new upload, or a setting changed: a new job
-if st.session_state.get(JOB) != job:
+
+def digest(upload: UploadedFile) -> str:
+    """The upload's content hash, worked out once per upload (not on every rerun): the same
+    video uploaded again finds its results."""
+    file_id, known = st.session_state.get(DIGEST, (None, ""))
+    if file_id != upload.file_id:
+        known = hashlib.sha1(upload.getvalue()).hexdigest()
+        st.session_state[DIGEST] = (upload.file_id, known)
+    return known
+
+
+def say_failed(message: str) -> None:
+    """End this run and start the next, which says `message` with Analyse clickable again."""
+    st.session_state.pop(RUNNING, None)
+    files.clear()
+    st.session_state[FAILED] = message
+    st.rerun()
+
+
+def analyse(upload: UploadedFile, job: tuple) -> None:
+    """Analyse the upload behind a greyed-out Analyse button, keep the result, and rerun to
+    show it; a run without the button's click stops here."""
     requested = st.session_state.pop(CLICKED, False)   # a disabled button reads as not clicked
     st.button("Analyse", type="primary", key="video_analyse", disabled=requested,
               on_click=lambda: st.session_state.update({CLICKED: True}))
     if not requested:
         st.stop()
     files.clear()   # the previous analysis' video goes
-    st.session_state.pop(JOB, None)
+    for key in (JOB, RESULT, PLAYABLE, NAME):
+        st.session_state.pop(key, None)
     playable = files.path / "overlay.mp4"   # H.264: the browser plays it
     bar = st.progress(0.0, text="Starting…")
 
@@ -81,38 +112,49 @@ if st.session_state.get(JOB) != job:
         fill, text = progress_line(done, total, elapsed)
         bar.progress(fill, text=text)
 
-    def failed(message: str) -> None:
-        st.session_state.pop(RUNNING, None)
-        playable.unlink(missing_ok=True)
-        bar.empty()
-        st.error(message)
-        st.stop()
-
     view = pipe.with_options(score_threshold=threshold, max_faces=max_faces)
     st.session_state[RUNNING] = upload.name
     try:
-        with saved_upload(upload.getvalue(), upload.name, files.path) as source:   # gone when analysed
+        with saved_upload(upload.getvalue(), upload.name, files.path) as source:
             result = analyze_video(source, playable, view, mode=mode,
                                    options=TrackerOptions(smoothing=smoothing),
                                    max_frames=int(limit) or None, progress=report,
-                                   overlay=lambda f, fs, m: draw_with_fallback(f, fs, m, view.face_model),
+                                   overlay=lambda f, fs, m: draw_with_fallback(f, fs, m,
+                                                                               view.face_model),
                                    # the page holds the video in memory (player and download)
                                    h264_preset=SMALL_H264_PRESET)
     except (ImageError, VideoError) as exc:   # not a video, unreadable codec: the input's fault
         log.info("video analysis of %s refused: %s", upload.name, exc)
-        failed(str(exc))
+        # the message names the server's copy, whose name may be cut or cleaned: the person's own
+        say_failed(plain(str(exc).replace(upload_file_name(upload.name), f"“{upload.name}”")))
     except Exception as exc:  # a fault of ours: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)
-        failed(f"“{upload.name}” could not be analysed: {exc}")
+        say_failed(f"“{plain(upload.name)}” could not be analysed: {plain(str(exc))}")
     st.session_state.pop(RUNNING, None)
-    bar.progress(1.0, text=f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
     st.session_state[JOB], st.session_state[RESULT] = job, result
-    st.session_state[PLAYABLE] = playable
+    st.session_state[PLAYABLE], st.session_state[NAME] = playable, upload.name
+    st.rerun()
+
+
+if upload is not None:
+    job = (digest(upload), settings, int(limit))   # another video or setting: another job
+    if st.session_state.get(JOB) != job:
+        analyse(upload, job)
+elif RESULT in st.session_state:   # the uploader forgets its file when another page is shown
+    st.info(f"The results of “{plain(st.session_state[NAME])}”, analysed earlier. Upload a "
+            "video to analyse another (or this one with other settings).")
+else:
+    st.info("Upload a short video with faces. Each frame is tracked; you get the overlay video, "
+            "pose and expression time series per face, and CSV/JSON files.")
+    st.stop()
 
 result = st.session_state[RESULT]
 playable: Path = st.session_state[PLAYABLE]
-for note in result.notes:
-    st.warning(note)
+name = st.session_state[NAME]
+stem = download_stem(name, "video")
+st.success(f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
+for note in result.notes:   # notes name the file: shown as written, icon given (not the name's)
+    st.warning(plain(note), icon="⚠️")
 if not len(result.table):
     st.warning("No face was found in this video.")
 
@@ -121,20 +163,19 @@ with left:
     st.video(str(playable))
     # read when clicked: the player holds the video in the server's memory already
     st.download_button("Download overlay video (.mp4)", data=playable.read_bytes,
-                       file_name=Path(upload.name).stem + "_overlay.mp4", mime="video/mp4",
-                       on_click="ignore")
+                       file_name=f"{stem}_overlay.mp4", mime="video/mp4", on_click="ignore")
     st.caption(f"{result.n_frames} frames at {result.fps:.1f} fps; processing took "
-               f"{result.ms_per_frame:.1f} ms per frame ({1e3 / max(result.ms_per_frame, 1e-3):.1f} fps).")
+               f"{result.ms_per_frame:.1f} ms per frame "
+               f"({1e3 / max(result.ms_per_frame, 1e-3):.1f} fps).")
 with right:
     stats = table.summary(result.table)
     if stats:
         st.subheader("Summary per track")
         st.dataframe(stats, hide_index=True, width="stretch")
-    stem = Path(upload.name).stem
     st.download_button("Download series (.csv)", data=table.csv_text(result.table),
                        file_name=f"{stem}_series.csv", mime="text/csv", on_click="ignore")
     st.download_button("Download per-frame results (.json)",
-                       data=lambda: export.frames_json(result.frames, source=upload.name,
+                       data=lambda: export.frames_json(result.frames, source=name,
                                                        fps=result.fps),
                        file_name=f"{stem}_faces.json", mime="application/json", on_click="ignore")
 

@@ -9,17 +9,26 @@ proxy's moved cookie names the lost one (an earlier request moved first; it last
 from __future__ import annotations
 
 import os
+import re
 
 import streamlit as st
 
 from .proxy import MOVED_COOKIE, REPLICA_COOKIE, REPLICA_ENV
 
+# what a replica's name looks like (dashboard/replicas.py names them r0, r1, ...): a cookie is
+# anyone's on this host name, and only a name is worth repeating on the page
+REPLICA_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
 
 def lost_replica() -> str | None:
-    """The replica this browser was on before the proxy moved it here, if it was moved."""
+    """The replica this browser was on before the proxy moved it here, if it was moved; None on
+    a server that is no replica (nothing could have moved the browser here)."""
     cookies = st.context.cookies
     here, was = os.environ.get(REPLICA_ENV), cookies.get(REPLICA_COOKIE)
-    return was if here and was and was != here else cookies.get(MOVED_COOKIE)
+    if not here:
+        return None
+    lost = was if was and was != here else cookies.get(MOVED_COOKIE)
+    return lost if lost and REPLICA_NAME.fullmatch(lost) else None
 
 
 def show_moved_notice() -> None:

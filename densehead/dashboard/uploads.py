@@ -1,6 +1,7 @@
 """Uploaded files and results on the server's disk, in a per-session folder that goes away."""
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import weakref
@@ -63,3 +64,19 @@ def upload_file_name(name: str) -> str:
 def upload_types(suffixes: Iterable[str]) -> list[str]:
     """A file uploader's `type` list for a set of file suffixes."""
     return sorted(s.lstrip(".") for s in suffixes)
+
+
+# characters no file name may hold on one system or another (Windows' list, controls, slashes)
+_UNSAFE_IN_NAMES = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+DOWNLOAD_STEM_BYTES = 100   # leaves room for "_face0_textured.zip" and the like under 255
+
+
+def download_stem(name: str, fallback: str) -> str:
+    """The stem of a download's name (and of the files in its zip) from an upload's name: no
+    folder part, no character a file system refuses, at most DOWNLOAD_STEM_BYTES; `fallback`
+    when nothing is left."""
+    base = re.split(r"[/\\]", name)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
+    stem = _UNSAFE_IN_NAMES.sub("_", stem)
+    stem = stem.encode()[:DOWNLOAD_STEM_BYTES].decode(errors="ignore").strip(" .")
+    return stem or fallback

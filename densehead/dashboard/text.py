@@ -1,0 +1,14 @@
+"""Text from outside (an upload's name, a message that names it) shown on a page as it is:
+Streamlit renders an alert's text as Markdown, where a file name could bring bold type, links,
+remote images, LaTeX or colours."""
+from __future__ import annotations
+
+import re
+
+# every ASCII punctuation character: CommonMark lets a backslash make any of them literal
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(text: str) -> str:
+    """`text` escaped so that Markdown shows every character of it as written."""
+    return _PUNCTUATION.sub(r"\\\1", text)
