@@ -17,7 +17,7 @@ import numpy as np
 from ..core.face import ms_since
 from ..engine.face_model import MorphableModel, ncc_code
 from ..weights import assets
-from ..weights.assets import BFM_FILE, TRI_FILE
+from ..weights.registry import BFM_FILE, TRI_FILE
 
 PHASES = ("prepare", "normals", "shade", "raster", "blend")
 CASES = ((640, 480, 200.0), (1280, 720, 350.0))  # frame width, height, face width in px
