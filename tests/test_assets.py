@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import closed_port_url
 
-from densehead.weights import assets
+from densehead.weights import assets, hashing
 
 SMALL = "param_mean_std_62d_120x120.pkl"  # 713 bytes
 MEDIUM = "RFB-320.tflite"  # 1.1 MB: several chunks, so a transfer can be cut in the middle
@@ -269,10 +269,10 @@ def test_standin_bfm_warns(home: Path, assets_dir: Path, monkeypatch: pytest.Mon
     assert path == assets_dir / "bfm_noneck_v3.pkl"
     assert "bfm_noneck_v3.pkl" in str(record[0].message)
     # the 24 MB hash is computed once per process, not on every call
-    key_count = len(assets._hash_cache)
+    key_count = len(hashing._hash_cache)
     with pytest.warns(assets.UnofficialAssetWarning):
         assets.resolve("bfm_noneck_v3.pkl")
-    assert len(assets._hash_cache) == key_count
+    assert len(hashing._hash_cache) == key_count
 
 
 def test_offline_names_every_missing_file(home: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..weights.assets import file_sha256
+from ..weights.hashing import file_sha256
 from ..weights.int8_ranges import RANGES_FILE, load_table
 
 

@@ -17,12 +17,10 @@ A file that is found but cannot be loaded (truncated, corrupt, unsafe, wrong con
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -38,6 +36,7 @@ try:  # POSIX: a download holds an flock on its .part file, so others know it is
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from .hashing import file_sha256, git_blob_sha1, is_official, remember_hash
 from .registry import (
     BFM_FILE,
     DEFAULT_NAMES,
@@ -65,8 +64,9 @@ RETRY_BACKOFF_S = 1.0  # wait before the second attempt; doubled before each lat
 CHUNK_BYTES = 64 * 1024
 STALE_PART_AGE_S = 3600  # where .part files cannot be locked (no fcntl): age decides
 
-# What callers import from here: this module's own names, and the registry's, which has a
-# module of its own (.registry) and is re-exported so that every import of it keeps working.
+# What callers import from here: this module's own names, and those of the registry and the
+# hashes, which have modules of their own (.registry, .hashing) and are re-exported so that
+# every import of them keeps working.
 __all__ = [
     "ASSETS_ENV", "BFM_FILE", "DEFAULT_HOME", "DEFAULT_NAMES", "DETECTOR_FILE", "FLOAT_REGRESSORS",
     "HOME_ENV", "MIRROR_ENV", "REGISTRY", "REGRESSORS", "STATS_FILE", "TRI_FILE",
@@ -177,54 +177,6 @@ def assets_dir() -> Path | None:
     """The explicit directory named by DENSEHEAD_ASSETS, if set."""
     value = os.environ.get(ASSETS_ENV)
     return Path(value).expanduser() if value else None
-
-
-# --- hashing -------------------------------------------------------------------------------
-
-_hash_cache: dict[tuple[str, int, int], str] = {}
-_hash_lock = threading.Lock()
-
-
-def git_blob_sha1(path: str | Path) -> str:
-    """sha1(b"blob <size>\\0" + content), streamed; memoised per path, size and mtime because
-    the same 24 MB file is asked about many times per process."""
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        if key in _hash_cache:
-            return _hash_cache[key]
-    digest = hashlib.sha1(b"blob %d\0" % st.st_size)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    with _hash_lock:
-        _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
-
-
-def file_sha256(path: str | Path) -> str:
-    """The hex sha256 of a file's bytes (compiled graphs' cache keys, the int8 calibration's key)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _remember_hash(old: Path, new: Path) -> None:
-    """A rename keeps size and mtime; carry the known hash over instead of hashing again."""
-    st = new.stat()
-    with _hash_lock:
-        for (p, size, mtime), digest in list(_hash_cache.items()):
-            if p == str(old.resolve()) and (size, mtime) == (st.st_size, st.st_mtime_ns):
-                _hash_cache[(str(new.resolve()), size, mtime)] = digest
-
-
-def is_official(spec: AssetSpec, path: Path) -> bool:
-    if spec.size is not None and path.stat().st_size != spec.size:
-        return False  # cheap reject before hashing
-    return git_blob_sha1(path) == spec.sha1
 
 
 # --- resolution ----------------------------------------------------------------------------
@@ -489,7 +441,7 @@ def _download(spec: AssetSpec) -> Path:
                 f"(got {got}; expected {want}git blob sha1 {spec.sha1}); nothing was kept")])
         final = directory / spec.name
         os.replace(tmp, final)  # atomic on one filesystem: readers see all or nothing
-        _remember_hash(tmp, final)
+        remember_hash(tmp, final)
         log.info("%s verified and cached at %s", spec.name, final)
         return final
     finally:

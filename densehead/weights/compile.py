@@ -21,8 +21,9 @@ import numpy as np
 
 from ..core.layout import INPUT_SIZE, N_PARAMS
 from ..core.options import INT8
-from .assets import ModelFileError, file_sha256
+from .assets import ModelFileError
 from .checkpoint import load_checkpoint, load_pickle
+from .hashing import file_sha256
 from .int8_ranges import ranges_digest, stored_ranges
 from .tflite_writer import (
     COMPILER_VERSION,

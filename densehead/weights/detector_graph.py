@@ -27,7 +27,8 @@ import flatbuffers
 import numpy as np
 import tflite
 
-from .assets import ModelFileError, file_sha256
+from .assets import ModelFileError
+from .hashing import file_sha256
 from .tflite_writer import (
     COMPILER_VERSION,
     Act,

@@ -11,7 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from .assets import ModelFileError, file_sha256
+from .assets import ModelFileError
+from .hashing import file_sha256
 
 RANGES_FILE = Path(__file__).with_name("int8_ranges.json")
 CALIBRATE = "python -m densehead.tools.calibrate VIDEO [VIDEO ...]"

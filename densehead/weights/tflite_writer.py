@@ -23,7 +23,7 @@ import flatbuffers
 import numpy as np
 
 from ..core.files import atomic_write
-from .assets import file_sha256
+from .hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
