@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import closed_port_url
 
-from densehead.weights import assets, hashing
+from densehead.weights import assets, download, hashing
 
 SMALL = "param_mean_std_62d_120x120.pkl"  # 713 bytes
 MEDIUM = "RFB-320.tflite"  # 1.1 MB: several chunks, so a transfer can be cut in the middle
@@ -158,7 +158,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DENSEHEAD_ASSETS", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("DENSEHEAD_MIRROR", closed_port_url())
-    monkeypatch.setattr(assets, "RETRY_BACKOFF_S", 0.05)  # retries, without the wait
+    monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.05)  # retries, without the wait
     return tmp_path / "home"
 
 
@@ -435,7 +435,7 @@ def test_failing_server_is_retried_with_backoff(home: Path, mirror: Mirror, asse
     mirror.behaviour.failures[MEDIUM] = 10
     with pytest.raises(assets.MissingAssetsError, match=r"HTTP 503.*\(after 3 attempts\)"):
         assets.resolve(MEDIUM)
-    assert mirror.behaviour.requests.count(MEDIUM) == assets.DOWNLOAD_ATTEMPTS == 3
+    assert mirror.behaviour.requests.count(MEDIUM) == download.DOWNLOAD_ATTEMPTS == 3
     assert trusted_files(home) == [SMALL] and not list(home.glob(".*.part"))
 
 
@@ -466,7 +466,7 @@ def test_killed_download_leaves_nothing_for_the_next_run(home: Path, mirror: Mir
         assert len(parts) == 1
         # while its owner lives, a second download leaves the partial file alone
         mirror.behaviour.trickle.clear()
-        assets._remove_stale_parts(home, MEDIUM)
+        download._remove_stale_parts(home, MEDIUM)
         assert parts[0].exists()
     finally:
         os.kill(child.pid, signal.SIGKILL)

@@ -24,3 +24,11 @@ def error_line(error: BaseException) -> str:
     folded (a Ray task's error goes on with the worker's traceback); its type's name if empty."""
     lines = [" ".join(line.split()) for line in str(error).splitlines()]
     return next((line for line in lines if line), type(error).__name__)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """All of `text` on one line (whitespace runs, line breaks too, become one space), cut to
+    `limit` characters: a message a log line or a status line can hold. (error_line keeps an
+    error's first line only.)"""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -36,7 +36,8 @@ def git_blob_sha1(path: str | Path) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
-    """The hex sha256 of a file's bytes (compiled graphs' cache keys, the int8 calibration's key)."""
+    """The hex sha256 of a file's bytes: the compiled graphs' cache keys, the int8
+    calibration's key."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
