@@ -32,12 +32,11 @@ from scipy import sparse
 from ..core.face import ms_since
 from ..core.frames import as_bgr
 from ..weights import assets
+from ..weights.registry import INDICES_FILE, UV_FILE
 
 if TYPE_CHECKING:
     from ..engine.face_model import MorphableModel
 
-UV_FILE = "BFM_UV.mat"
-INDICES_FILE = "indices.npy"
 TEXTURE_SIZE = 512
 # The texture's side: below 64 a face's features blur into a few texels; 8192 is the largest
 # square most viewers and GPUs load.

@@ -10,6 +10,19 @@ from ..core.options import INT8, REGRESSOR_NAMES
 _3DDFA_V2 = ("cleardusk/3DDFA_V2", "1b6c67601abffc1e9f248b291708aef0e43b55ae")
 _SCARLET = ("1996scarlet/Dense-Head-Pose-Estimation", "5f2376b3cf97bf514ee542c2f62d985d4cdfe53c")
 
+# Each file's name, written once: the registry below is built from these, and code that needs
+# a particular file imports its name from here.
+DETECTOR_FILE = "RFB-320.tflite"
+MB05_FILE = "mb05_120x120.pth"
+MB1_FILE = "mb1_120x120.pth"
+BFM_FILE = "bfm_noneck_v3.pkl"
+STATS_FILE = "param_mean_std_62d_120x120.pkl"
+TRI_FILE = "tri.pkl"
+# Texture coordinates, needed only by the textured export (resolved on demand, so they are not
+# in the default set; `fetch --all` includes them).
+UV_FILE = "BFM_UV.mat"
+INDICES_FILE = "indices.npy"
+
 
 @dataclass(frozen=True)
 class AssetSpec:
@@ -37,41 +50,33 @@ class AssetSpec:
         return cap
 
 
-def _spec(name: str, origin: tuple[str, str], path: str, sha1: str,
+def _spec(name: str, origin: tuple[str, str], folder: str, sha1: str,
           size: int | None = None, max_size: int | None = None) -> AssetSpec:
-    return AssetSpec(name, origin[0], origin[1], path, sha1, size, max_size)
+    """`name` as upstream keeps it: `folder/name` at `origin`'s pinned commit."""
+    return AssetSpec(name, origin[0], origin[1], f"{folder}/{name}", sha1, size, max_size)
 
 
 REGISTRY: dict[str, AssetSpec] = {s.name: s for s in (
-    _spec("RFB-320.tflite", _SCARLET, "weights/RFB-320.tflite",
-          "a686effdaee0e32f25de591f3efa04786c5e2d4a", 1_169_156),
+    _spec(DETECTOR_FILE, _SCARLET, "weights", "a686effdaee0e32f25de591f3efa04786c5e2d4a",
+          1_169_156),
     # size unknown offline: MobileNetV1 x1 is about 3.4 M float32 weights (~14 MB)
-    _spec("mb1_120x120.pth", _3DDFA_V2, "weights/mb1_120x120.pth",
-          "bb78e0cd616fa578febb725b4be3a3ddd546f6b4", max_size=64 << 20),
-    _spec("mb05_120x120.pth", _3DDFA_V2, "weights/mb05_120x120.pth",
-          "6b7be882d53da54cc84732b295695d5c89c93bc3", 3_752_462),
+    _spec(MB1_FILE, _3DDFA_V2, "weights", "bb78e0cd616fa578febb725b4be3a3ddd546f6b4",
+          max_size=64 << 20),
+    _spec(MB05_FILE, _3DDFA_V2, "weights", "6b7be882d53da54cc84732b295695d5c89c93bc3",
+          3_752_462),
     # size unknown offline: 115,095 x 51 float32 rows plus triangles (~24 MB)
-    _spec("bfm_noneck_v3.pkl", _3DDFA_V2, "configs/bfm_noneck_v3.pkl",
-          "7a44e1e29d658fc5d7303eb07cd820b23daab34a", max_size=128 << 20),
-    _spec("param_mean_std_62d_120x120.pkl", _3DDFA_V2, "configs/param_mean_std_62d_120x120.pkl",
-          "110c0f3eda9f7c610dd20a4ac96de848b76de443", 713),
-    _spec("tri.pkl", _3DDFA_V2, "configs/tri.pkl",
-          "31b52dcfb1a823649a6157f784ce39304c96ca6d", 913_040),
-    # Texture coordinates, needed only by the textured export (resolved on demand, so they are
-    # not in the default set; `fetch --all` includes them).
-    _spec("BFM_UV.mat", _3DDFA_V2, "configs/BFM_UV.mat",
-          "fa205443b62307647358facf6fd92b13166d0d86", 779_401),
-    _spec("indices.npy", _3DDFA_V2, "configs/indices.npy",
-          "8dc0fbd5fcd3f46528ce0c8cb40fd5fa8432bed4", 153_588),
+    _spec(BFM_FILE, _3DDFA_V2, "configs", "7a44e1e29d658fc5d7303eb07cd820b23daab34a",
+          max_size=128 << 20),
+    _spec(STATS_FILE, _3DDFA_V2, "configs", "110c0f3eda9f7c610dd20a4ac96de848b76de443", 713),
+    _spec(TRI_FILE, _3DDFA_V2, "configs", "31b52dcfb1a823649a6157f784ce39304c96ca6d", 913_040),
+    _spec(UV_FILE, _3DDFA_V2, "configs", "fa205443b62307647358facf6fd92b13166d0d86", 779_401),
+    _spec(INDICES_FILE, _3DDFA_V2, "configs", "8dc0fbd5fcd3f46528ce0c8cb40fd5fa8432bed4",
+          153_588),
 )}
 
 # The files the product needs: one of the regressors' checkpoint, and the rest always.
-FLOAT_REGRESSORS = {"mb05": "mb05_120x120.pth", "mb1": "mb1_120x120.pth"}
+FLOAT_REGRESSORS = {"mb05": MB05_FILE, "mb1": MB1_FILE}
 REGRESSORS = {name: FLOAT_REGRESSORS[name.removesuffix(INT8)] for name in REGRESSOR_NAMES}
-DETECTOR_FILE = "RFB-320.tflite"
-BFM_FILE = "bfm_noneck_v3.pkl"
-STATS_FILE = "param_mean_std_62d_120x120.pkl"
-TRI_FILE = "tri.pkl"
 _COMMON = (DETECTOR_FILE, BFM_FILE, STATS_FILE, TRI_FILE)
 
 
