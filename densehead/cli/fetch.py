@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..core.options import DEFAULT_FLOAT_REGRESSOR
 from ..weights import assets
 
 
@@ -16,7 +17,8 @@ def add_cli(sub: Any) -> None:
                     f"{assets.DEFAULT_HOME}); ${assets.MIRROR_ENV} replaces the GitHub URLs "
                     f"with <mirror>/<name>.")
     p.add_argument("names", nargs="*", help=f"files to fetch (known: {', '.join(assets.REGISTRY)})")
-    p.add_argument("--regressor", choices=sorted(assets.REGRESSORS), default="mb05",
+    p.add_argument("--regressor", choices=sorted(assets.REGRESSORS),
+                   default=DEFAULT_FLOAT_REGRESSOR,
                    help="which regressor weights the default set includes")
     p.add_argument("--all", action="store_true", help="every known file")
     p.set_defaults(func=run_fetch)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import OptionsError
 from ..core.options import (
     AUTO,
+    DEFAULT_FLOAT_REGRESSOR,
     REGRESSOR_NAMES,
     TURN_AFTER_TILT,
     PipelineOptions,
@@ -33,8 +34,9 @@ def add_pipeline_options(p: argparse.ArgumentParser, threads: int = _P.num_threa
     """`threads`: the --threads default (batch workers run one TFLite thread each)."""
     g = p.add_argument_group("pipeline")
     g.add_argument("--regressor", default=_P.regressor, choices=(AUTO, *REGRESSOR_NAMES),
-                   help=f"regressor network (default {_P.regressor}: the faster mb05 graph on "
-                        "this CPU, int8 only where it is faster)")
+                   help=f"regressor network (default {_P.regressor}: the faster "
+                        f"{DEFAULT_FLOAT_REGRESSOR} graph on this CPU, int8 only where it is "
+                        "faster)")
     g.add_argument("--threads", type=int, default=threads,
                    help=f"TFLite threads (default {threads}; with 2 or more, each call runs on "
                         "1 thread or on these, whichever has been faster lately)")

@@ -18,7 +18,10 @@ from .errors import OptionsError
 # (densehead.engine.regressor_choice); DENSEHEAD_REGRESSOR forces a name wherever "auto" is used.
 INT8 = "-int8"
 AUTO = "auto"
-REGRESSOR_NAMES = ("mb05", "mb05" + INT8, "mb1")
+# The float regressor wherever none is named: "auto"'s float graph, the model files `fetch`
+# gets by default, the int8 calibration's.
+DEFAULT_FLOAT_REGRESSOR = "mb05"
+REGRESSOR_NAMES = (DEFAULT_FLOAT_REGRESSOR, DEFAULT_FLOAT_REGRESSOR + INT8, "mb1")
 REGRESSOR_ENV = "DENSEHEAD_REGRESSOR"
 # Box -> crop for RFB-320 boxes, measured with `densehead evaluate` on the AFLW2000-3D samples
 # (docs/measurements.md, Accuracy). 3DDFA_V2's rule for its FaceBoxes boxes was 0.14 / 1.58;

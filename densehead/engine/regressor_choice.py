@@ -25,13 +25,19 @@ from ..core.face import ms_since
 from ..core.files import atomic_write
 from ..core.layout import INPUT_SIZE
 from ..core.machine import Machine, this_machine
-from ..core.options import AUTO, INT8, REGRESSOR_ENV, REGRESSOR_NAMES
+from ..core.options import (
+    AUTO,
+    DEFAULT_FLOAT_REGRESSOR,
+    INT8,
+    REGRESSOR_ENV,
+    REGRESSOR_NAMES,
+)
 from ..weights import assets
 from ..weights.compile import regressor_tflite
 from .runtime import TFLiteRunner, runtime_version
 
 log = logging.getLogger(__name__)
-FLOAT, QUANTIZED = "mb05", "mb05" + INT8
+FLOAT, QUANTIZED = DEFAULT_FLOAT_REGRESSOR, DEFAULT_FLOAT_REGRESSOR + INT8
 CHOICES_FILE = "regressor-choice.json"
 TIMING_S = 0.3          # time both graphs for about this long, alternating
 MIN_CALLS = 10          # ... but at least this many calls of each

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..core.options import DEFAULT_FLOAT_REGRESSOR
 from ..weights.hashing import file_sha256
 from ..weights.int8_ranges import RANGES_FILE, load_table
 
@@ -51,7 +52,7 @@ def video_crops(videos: Iterable[Path], every: int = 3, max_frames: int = 150) -
     from ..engine.pipeline import Pipeline
     from ..io.video import iter_frames
 
-    pipe = Pipeline(regressor="mb05", num_threads=1)
+    pipe = Pipeline(regressor=DEFAULT_FLOAT_REGRESSOR, num_threads=1)
     for video in videos:
         for index, frame in enumerate(iter_frames(Path(video), max_frames)):
             if index % every == 0:
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m densehead.tools.calibrate", description=
                                 "Calibrate the int8 regressor of a checkpoint on videos of faces.")
     p.add_argument("videos", nargs="+", type=Path)
-    p.add_argument("--regressor", default="mb05", choices=sorted(assets.FLOAT_REGRESSORS))
+    p.add_argument("--regressor", default=DEFAULT_FLOAT_REGRESSOR,
+                   choices=sorted(assets.FLOAT_REGRESSORS))
     args = p.parse_args(argv)
     paths = assets.resolve_many(assets.default_names(args.regressor))
     table = calibrate(paths[assets.REGRESSORS[args.regressor]], paths[assets.STATS_FILE], args.videos)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.options import INT8, REGRESSOR_NAMES
+from ..core.options import DEFAULT_FLOAT_REGRESSOR, INT8, REGRESSOR_NAMES
 
 _3DDFA_V2 = ("cleardusk/3DDFA_V2", "1b6c67601abffc1e9f248b291708aef0e43b55ae")
 _SCARLET = ("1996scarlet/Dense-Head-Pose-Estimation", "5f2376b3cf97bf514ee542c2f62d985d4cdfe53c")
@@ -80,7 +80,7 @@ REGRESSORS = {name: FLOAT_REGRESSORS[name.removesuffix(INT8)] for name in REGRES
 _COMMON = (DETECTOR_FILE, BFM_FILE, STATS_FILE, TRI_FILE)
 
 
-def default_names(regressor: str = "mb05") -> tuple[str, ...]:
+def default_names(regressor: str = DEFAULT_FLOAT_REGRESSOR) -> tuple[str, ...]:
     """The files the product needs, with the chosen regressor ('mb05', 'mb05-int8' or 'mb1')."""
     if regressor not in REGRESSORS:
         raise ValueError(f"unknown regressor {regressor!r}; choose one of {sorted(REGRESSORS)}")
