@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import importlib.metadata
+
 from .core.errors import ImageError, OptionsError, VideoError
 from .core.face import Face, FrameResult, StageTimes
 from .core.options import PipelineOptions, TrackerOptions
@@ -18,7 +20,8 @@ from .io.video import iter_frames
 from .render import draw
 from .weights.assets import MissingAssetsError
 
-__version__ = "0.1.0"
+# pyproject.toml has the version; pip records it in the metadata of every install
+__version__ = importlib.metadata.version("densehead")
 
 __all__ = ["Face", "FaceTracker", "FrameResult", "ImageError", "MissingAssetsError",
            "OptionsError", "Pipeline", "PipelineOptions", "StageTimes", "TrackerOptions",
