@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from scipy import sparse
 
 from ..core.face import ms_since
 from ..core.frames import as_bgr
@@ -35,6 +34,8 @@ from ..weights import assets
 from ..weights.registry import INDICES_FILE, UV_FILE
 
 if TYPE_CHECKING:
+    from scipy import sparse
+
     from ..engine.face_model import MorphableModel
 
 TEXTURE_SIZE = 512
@@ -111,6 +112,10 @@ def build_atlas(uv: np.ndarray, triangles: np.ndarray, mean_shape: np.ndarray,
     normals = np.cross(mean[tri[:, 1]] - mean[tri[:, 0]], mean[tri[:, 2]] - mean[tri[:, 0]])
     centred = mean - mean.mean(axis=0)
     fit = np.linalg.solve(centred.T @ centred, centred.T)  # (3, N): V_c -> A with V_c ~ S_c A
+    # here, not at the top: the command line reads TEXTURE_SIZE when it starts, and scipy.sparse
+    # takes a tenth of a second to import
+    from scipy import sparse
+
     k = len(texels)  # three weights per texel, on its triangle's corners
     interpolation = sparse.csr_matrix((weights.ravel(), tri[tri_of].ravel(),
                                        np.arange(0, 3 * k + 1, 3)), shape=(k, len(uv)))
