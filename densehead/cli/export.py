@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..core.files import same_file
+from ..io.texture import TEXTURE_SIZE
 from .options import add_pipeline_options, make_pipeline, pipeline_options
 
 
@@ -20,7 +21,8 @@ def add_cli(sub: Any) -> None:
                                           "NAME_0.obj, NAME_1.obj, ...")
     p.add_argument("--face", type=int, help="only this face (0 = the detector's best)")
     p.add_argument("--frame", type=int, default=0, help="video: the frame to use (default 0)")
-    p.add_argument("--size", type=int, default=512, help="texture side in pixels (default 512)")
+    p.add_argument("--size", type=int, default=TEXTURE_SIZE,
+                   help=f"texture side in pixels (default {TEXTURE_SIZE})")
     add_pipeline_options(p)
     p.set_defaults(func=run_export)
 
@@ -28,8 +30,9 @@ def add_cli(sub: Any) -> None:
     b.add_argument("photos", nargs="*", type=Path,
                    default=[Path("../shared/samples/photos/JianzhuGuo.jpg")],
                    help="photos to unwrap the first face of (default: a sample photo)")
-    b.add_argument("--size", type=int, nargs="+", default=[512, 1024],
-                   help="texture sides to time (default 512 1024)")
+    sizes = [TEXTURE_SIZE, 2 * TEXTURE_SIZE]  # the export's default and one twice as large
+    b.add_argument("--size", type=int, nargs="+", default=sizes,
+                   help=f"texture sides to time (default {' '.join(map(str, sizes))})")
     b.add_argument("--repeats", type=int, default=15, help="timed calls per step (default 15)")
     b.set_defaults(func=run_benchmark)
 
