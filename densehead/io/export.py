@@ -181,7 +181,8 @@ class TexturedFace:
 def textured_face(face: Face, image_bgr: np.ndarray, model: "MorphableModel",
                   stem: str = "face", size: int | None = None) -> TexturedFace:
     """Unwrap one face's texture from the image it was found in (needs face.vertices; the UV
-    files are resolved on first use). `size` is the texture's side (default 512)."""
+    files are resolved on first use). `size` is the texture's side (default
+    texture.TEXTURE_SIZE)."""
     from . import texture
 
     if face.vertices is None:
@@ -197,7 +198,7 @@ def textured_face(face: Face, image_bgr: np.ndarray, model: "MorphableModel",
 def write_textured_obj(path: str | Path, face: Face, image_bgr: np.ndarray,
                        model: "MorphableModel", size: int | None = None) -> list[Path]:
     """Write `path` (.obj), the .mtl beside it and `<stem>_texture.png`; returns the three
-    paths. The texture's side is `size` (default 512)."""
+    paths. The texture's side is `size` (default texture.TEXTURE_SIZE)."""
     path = Path(path)
     if path.suffix.lower() != ".obj":
         raise ValueError(f"the textured mesh is written as .obj, got {path.name!r}")
