@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180  # the first run compiles the regressor (then it is cached on disk)
 
 

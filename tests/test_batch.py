@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import ctrl_c_as_from_a_terminal, one_line_error
+from paths import ROOT
 
 from densehead.batch import (
     BatchInterrupted,
@@ -32,7 +33,6 @@ from densehead.io import table
 
 pytestmark = pytest.mark.slow  # worker processes, Ray, the CLI as a subprocess
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIP1, CLIP2, PHOTO = "a/clip1.mp4", "b/clip2.avi", "photo.jpg"
 
 

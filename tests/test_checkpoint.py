@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import ROOT
 
 from densehead.weights.assets import ModelFileError
 from densehead.weights.checkpoint import (
@@ -186,7 +187,6 @@ def test_unpickler_refuses_torch_globals_in_data_files(tmp_path: Path):
 # weights, or allocates gigabytes. They are loaded in a child process, so that a crash fails
 # the test instead of killing the test run.
 
-ROOT = Path(__file__).resolve().parent.parent
 LOAD_IN_CHILD = """
 import sys
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from helpers import closed_port_url, one_line_error
+from paths import ROOT
 
 from densehead.io import export
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

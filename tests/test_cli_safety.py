@@ -17,8 +17,6 @@ from helpers import one_line_error
 
 from densehead.tools.browser import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "densehead", *args], cwd=cwd,

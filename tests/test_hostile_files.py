@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from paths import ROOT
 from readers import read_csv
 
 from densehead.core.errors import ImageError
@@ -25,7 +26,6 @@ from densehead.weights.compile import (
     regressor_tflite_bytes,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 SIDE = 20000  # 400 megapixels: 1.2 GB as BGR, five times the limit
 
 
