@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from paths import SAMPLES
+from paths import ROOT, SAMPLES
 
 
 @lru_cache(maxsize=None)
@@ -110,6 +112,19 @@ def ctrl_c_as_from_a_terminal() -> Iterator[None]:
     finally:
         if ignored:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def cli_command(*args: str) -> list[str]:
+    """The command line of `python -m densehead ARGS`, with this interpreter."""
+    return [sys.executable, "-m", "densehead", *args]
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m densehead ARGS` run in `cwd` as a user runs it, its output captured as text;
+    `env` is this process's environment unless given."""
+    return subprocess.run(cli_command(*args), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=os.environ.copy() if env is None else env)
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ctrl_c_as_from_a_terminal, one_line_error
+from helpers import cli_command, ctrl_c_as_from_a_terminal, one_line_error, run_cli
 from paths import ROOT
 
 from densehead.batch import (
@@ -34,15 +34,6 @@ from densehead.io import table
 pytestmark = pytest.mark.slow  # worker processes, Ray, the CLI as a subprocess
 
 CLIP1, CLIP2, PHOTO = "a/clip1.mp4", "b/clip2.avi", "photo.jpg"
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "densehead", *args]
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=os.environ.copy())
 
 
 def cut(src: Path, dst: Path, frames: int, fourcc: str) -> None:
@@ -80,7 +71,8 @@ def study(tmp_path_factory, samples) -> Path:
 def first_run(study, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The study through the CLI: two workers, CSV too, progress bar forced on."""
     out = tmp_path_factory.mktemp("tables")
-    result = run("batch", str(study), "-o", str(out), "--workers", "2", "--csv", "--progress")
+    result = run_cli("batch", str(study), "-o", str(out), "--workers", "2", "--csv",
+                     "--progress")
     return out, result
 
 
@@ -145,9 +137,9 @@ def test_tables_match_the_single_file_cli(study, first_run, tmp_path):
     out, _ = first_run
     for name in (CLIP2, PHOTO):
         js = tmp_path / "single.json"
-        result = run("sparse", "-f", str(study / name), "-o",
-                     str(tmp_path / f"single{Path(name).suffix.replace('.avi', '.mp4')}"),
-                     "--json", str(js))
+        result = run_cli("sparse", "-f", str(study / name), "-o",
+                         str(tmp_path / f"single{Path(name).suffix.replace('.avi', '.mp4')}"),
+                         "--json", str(js))
         assert result.returncode == 0, result.stderr
         faces = [(fr["frame"], fr["t"], f) for fr in json.loads(js.read_text())["frames"]
                  for f in fr["faces"]]
@@ -185,7 +177,7 @@ def test_resume_after_a_killed_run(long_study, tmp_path):
     data = (out / "1.avi.parquet").read_bytes()
     (out / "2.avi.parquet").write_bytes(data[: len(data) // 2])
 
-    result = run("batch", str(long_study), "-o", str(out), "--workers", "1")
+    result = run_cli("batch", str(long_study), "-o", str(out), "--workers", "1")
     assert result.returncode == 0, result.stderr
     files = by_name(report(out), long_study)
     assert files["1.avi"]["status"] == "skipped" and files["1.avi"]["frames"] == 10
@@ -240,9 +232,9 @@ def test_a_skipped_file_keeps_what_the_run_that_made_its_table_said(samples, tmp
 def test_overwrite_from_the_command_line(study, first_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(first_run[0], out)
-    skipped = run("batch", str(study), "-o", str(out), "--csv")
+    skipped = run_cli("batch", str(study), "-o", str(out), "--csv")
     assert "0 ok, 1 failed, 3 skipped" in skipped.stdout, skipped.stdout + skipped.stderr
-    forced = run("batch", str(study), "-o", str(out), "--csv", "--overwrite")
+    forced = run_cli("batch", str(study), "-o", str(out), "--csv", "--overwrite")
     assert "3 ok, 1 failed, 0 skipped" in forced.stdout, forced.stdout + forced.stderr
 
 
@@ -250,7 +242,7 @@ def test_nothing_to_run_is_refused_and_keeps_the_last_record(study, tmp_path):
     """A typo in the input, or a folder with no media, against an output folder of an earlier
     run: one line, and batch.json still describes that run."""
     out = tmp_path / "out"
-    assert run("batch", str(study / PHOTO), "-o", str(out)).returncode == 0
+    assert run_cli("batch", str(study / PHOTO), "-o", str(out)).returncode == 0
     record = (out / "batch.json").read_text()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no media here")
@@ -259,7 +251,7 @@ def test_nothing_to_run_is_refused_and_keeps_the_last_record(study, tmp_path):
                          (str(tmp_path / "notes"), ("no video or image found", "1 file(s)")),
                          (str(tmp_path / "notes.txt"), ("these are notes (line 1 of notes.txt)",
                                                         "no such file or folder"))]:
-        one_line_error(run("batch", given, "-o", str(out)), *words)
+        one_line_error(run_cli("batch", given, "-o", str(out)), *words)
         assert (out / "batch.json").read_text() == record
 
 
@@ -270,7 +262,7 @@ def test_a_list_file_and_overlays(study, tmp_path):
     shutil.copy(study / CLIP1, tmp_path / "lists" / "clips" / "clip1.mp4")
     listing.write_text(f"# session 1\nclips/clip1.mp4\n\n{study / PHOTO}\nclips/gone.mp4\n")
     out = tmp_path / "out"
-    result = run("batch", str(listing), "-o", str(out), "--overlay", "sparse")
+    result = run_cli("batch", str(listing), "-o", str(out), "--overlay", "sparse")
     files = {f["input"]: f for f in report(out)["files"]}
     # entries inside the list's folder keep their relative path; others their name
     assert files[str(tmp_path / "lists" / "clips" / "clip1.mp4")]["output"] == \
@@ -370,8 +362,8 @@ def ray_cluster():
 
 
 def on_cluster(cluster, root: Path, out: Path, *more: str) -> list[str]:
-    return cli("batch", str(root), "-o", str(out), "--engine", "ray", "--ray-address",
-               cluster.address, *more)
+    return cli_command("batch", str(root), "-o", str(out), "--engine", "ray", "--ray-address",
+                       cluster.address, *more)
 
 
 def cluster_env(cluster, assets_dir: Path) -> dict[str, str]:
@@ -465,8 +457,8 @@ def test_ray_address_where_no_ray_head_answers_is_one_line_at_once(study, tmp_pa
                     (f"127.0.0.1:{closed_port}", ("cannot reach the Ray cluster",)),
                     (f"127.0.0.1:{web_port}", ("answers, but not as a Ray cluster",)),
                     (f"http://127.0.0.1:{web_port}", ("is a web address", "HOST:PORT"))]:
-                result = run("batch", str(study / PHOTO), "-o", str(tmp_path / "out"),
-                             "--engine", "ray", "--ray-address", address)
+                result = run_cli("batch", str(study / PHOTO), "-o", str(tmp_path / "out"),
+                                 "--engine", "ray", "--ray-address", address)
                 one_line_error(result, address, *words)
         finally:
             web.shutdown()
@@ -504,8 +496,8 @@ def test_ray_cluster_from_ray_address_stopped_by_kill_keeps_what_finished(cluste
     file runs on a node: the batch stops like Ctrl-C, says so and records the run."""
     out = tmp_path / "out"
     env = cluster_env(ray_cluster, assets_dir) | {"RAY_ADDRESS": ray_cluster.address}
-    proc = subprocess.Popen(cli("batch", str(cluster_study), "-o", str(out), "--engine", "ray",
-                                "--workers", "2"),
+    proc = subprocess.Popen(cli_command("batch", str(cluster_study), "-o", str(out), "--engine",
+                                        "ray", "--workers", "2"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     try:
@@ -618,7 +610,8 @@ def start_and_wait_for_second_file(root: Path, out: Path) -> tuple[subprocess.Po
     """The CLI with one worker, once that worker has 2.avi open (1.avi is done); Ctrl-C reaches
     it as from a terminal."""
     with ctrl_c_as_from_a_terminal():
-        proc = subprocess.Popen(cli("batch", str(root), "-o", str(out), "--workers", "1"),
+        proc = subprocess.Popen(cli_command("batch", str(root), "-o", str(out), "--workers",
+                                            "1"),
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -729,8 +722,8 @@ def test_ray_ctrl_c_while_one_file_is_recorded_keeps_the_other_finished_one(
 
 
 def test_benchmark_prints_speeds_and_speedups(long_study):
-    result = run("batch-benchmark", str(long_study), "--workers", "2", "--no-ray",
-                 "--max-frames", "20")
+    result = run_cli("batch-benchmark", str(long_study), "--workers", "2", "--no-ray",
+                     "--max-frames", "20")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("local, 1 worker") and "1.00x" in line for line in lines)

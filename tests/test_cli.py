@@ -4,21 +4,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import cv2
 import numpy as np
-from helpers import closed_port_url, one_line_error
+from helpers import closed_port_url, one_line_error, run_cli
 from paths import ROOT
 
 from densehead.io import export
 
-
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "densehead", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env=os.environ.copy())
+run = partial(run_cli, timeout=600)   # the CLI on whole videos
 
 
 def test_sparse_on_a_photo_writes_image_and_json(samples, tmp_path, output_dir):
@@ -157,9 +152,7 @@ def test_the_ray_engine_without_ray_is_one_line_and_touches_nothing(samples, tmp
     study.mkdir(parents=True)
     (study / "photo.jpg").write_bytes((samples / "photos" / "JianzhuGuo.jpg").read_bytes())
     out = tmp_path / "tables"
-    result = subprocess.run(
-        [sys.executable, "-m", "densehead", "batch", str(tmp_path / "study"), "-o", str(out),
-         "--engine", "ray"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(no_ray), str(ROOT)])))
+    result = run("batch", str(tmp_path / "study"), "-o", str(out), "--engine", "ray",
+                 env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(no_ray), str(ROOT)])))
     one_line_error(result, "the Ray engine needs Ray")
     assert not out.exists()

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
-from helpers import one_line_error
+from helpers import cli_command, one_line_error, run_cli
 
 from densehead.tools.browser import wait_until
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "densehead", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, env=os.environ.copy())
 
 
 def digest(path: Path) -> str:
@@ -44,7 +37,7 @@ def work(tmp_path: Path, samples: Path) -> Path:
 def test_output_over_the_input_is_refused_and_the_input_kept(work: Path, args: tuple) -> None:
     (work / "sub").mkdir()
     before = {p.name: digest(p) for p in work.glob("*.*")}
-    one_line_error(run(*args, cwd=work), "input file itself")
+    one_line_error(run_cli(*args, cwd=work), "input file itself")
     assert {p.name: digest(p) for p in work.glob("*.*")} == before
 
 
@@ -57,14 +50,16 @@ def test_export_refuses_to_write_over_its_input(work: Path, samples: Path, photo
     image = cv2.imread(str(samples / "photos" / photo))
     cv2.imwrite(str(work / name), image)
     before = {p.name: digest(p) for p in work.glob("*.*")}
-    one_line_error(run("export", "-f", name, "-o", output, cwd=work), "input file itself", name)
+    one_line_error(run_cli("export", "-f", name, "-o", output, cwd=work), "input file itself",
+                   name)
     assert {p.name: digest(p) for p in work.glob("*.*")} == before
 
 
 def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
     (work / "link.avi").symlink_to(work / "clip.avi")
     before = digest(work / "clip.avi")
-    one_line_error(run("sparse", "-f", "clip.avi", "-o", "link.avi", cwd=work), "input file itself")
+    one_line_error(run_cli("sparse", "-f", "clip.avi", "-o", "link.avi", cwd=work),
+                   "input file itself")
     assert digest(work / "clip.avi") == before
 
 
@@ -92,20 +87,20 @@ def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
     (("evaluate-video", "photo.jpg"), ("a face in 1 of 1 frames", "at least")),
 ])
 def test_unwritable_outputs_and_bad_options_are_one_line(work: Path, args: tuple, words: tuple) -> None:
-    one_line_error(run(*args, cwd=work), *words)
+    one_line_error(run_cli(*args, cwd=work), *words)
     assert not (work / "out.txt").exists() and not (work / "a.jpg").exists()
 
 
 def test_truncated_video_says_where_it_ended(work: Path) -> None:
     data = (work / "clip.avi").read_bytes()
     (work / "short.avi").write_bytes(data[: len(data) // 3])
-    result = run("sparse", "-f", "short.avi", "-o", "short_out.mp4", "--json", "short.json",
-                 cwd=work)
+    result = run_cli("sparse", "-f", "short.avi", "-o", "short_out.mp4", "--json", "short.json",
+                     cwd=work)
     assert result.returncode == 0, result.stderr
     frames = len(json.loads((work / "short.json").read_text())["frames"])
     assert 0 < frames < 139
     assert f"ended after {frames} of the 139 frames" in result.stderr
-    full = run("sparse", "-f", "clip.avi", "-o", "full.mp4", cwd=work)
+    full = run_cli("sparse", "-f", "clip.avi", "-o", "full.mp4", cwd=work)
     assert full.returncode == 0 and "ended after" not in full.stderr
 
 
@@ -124,7 +119,7 @@ def test_odd_sized_video_keeps_its_coordinates(work: Path) -> None:
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    result = run("sparse", "-f", "odd.mkv", "-o", "odd_out.mp4", "--json", "odd.json", cwd=work)
+    result = run_cli("sparse", "-f", "odd.mkv", "-o", "odd_out.mp4", "--json", "odd.json", cwd=work)
     assert result.returncode == 0, result.stderr
     cap = cv2.VideoCapture(str(work / "odd_out.mp4"))
     ok, first = cap.read()
@@ -137,22 +132,22 @@ def test_odd_sized_video_keeps_its_coordinates(work: Path) -> None:
 
 def test_input_without_suffix_gets_its_output_name_first(work: Path) -> None:
     shutil.copy(work / "clip.avi", work / "recording")
-    result = run("pose", "-f", "recording", cwd=work)
+    result = run_cli("pose", "-f", "recording", cwd=work)
     assert result.returncode == 0, result.stderr
     assert (work / "recording_pose.mp4").is_file() and "recording_pose.mp4" in result.stdout
 
 
 def test_evaluate_manifest_with_missing_keys_is_one_line(work: Path) -> None:
     (work / "gt.json").write_text(json.dumps({"images": [{"image": "photo.jpg"}]}))
-    one_line_error(run("evaluate", "gt.json", cwd=work), "gt.json", "entry 0")
+    one_line_error(run_cli("evaluate", "gt.json", cwd=work), "gt.json", "entry 0")
     (work / "list.json").write_text("[1, 2, 3]")
-    one_line_error(run("evaluate", "list.json", cwd=work), "list.json")
+    one_line_error(run_cli("evaluate", "list.json", cwd=work), "list.json")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_json_that_cannot_be_written_names_its_flag(work: Path) -> None:
-    one_line_error(run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "/dev/full",
-                       cwd=work), "--json /dev/full", "No space left")
+    one_line_error(run_cli("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "/dev/full",
+                           cwd=work), "--json /dev/full", "No space left")
 
 
 def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path) -> None:
@@ -165,10 +160,10 @@ def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path) -> None:
         for frame in frames * 4:
             writer.write(frame)
     args = ("-f", "long.mp4", "-o", "out.mp4", "--json", "out.json")
-    assert run("sparse", *args, cwd=work).returncode == 0
+    assert run_cli("sparse", *args, cwd=work).returncode == 0
     before = {name: digest(work / name) for name in ("out.mp4", "out.json")}
-    second = subprocess.Popen([sys.executable, "-m", "densehead", "pose", *args], cwd=work,
-                              stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(cli_command("pose", *args), cwd=work, stderr=subprocess.PIPE,
+                              text=True)
     partial = VideoWriter(work / "out.mp4", 25.0).partial
     assert wait_until(partial.exists, 120, every_s=0.01), "the second run never began writing"
     second.send_signal(signal.SIGINT)
@@ -182,8 +177,8 @@ def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path) -> None:
 def test_outputs_get_the_permissions_of_any_new_file(work: Path) -> None:
     """The JSON is renamed into place from a temporary file: it must not keep a temporary
     file's owner-only permissions, or the people sharing a study folder cannot read it."""
-    assert run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "out.json",
-               cwd=work).returncode == 0
+    assert run_cli("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "out.json",
+                   cwd=work).returncode == 0
     (work / "plain.txt").write_text("")
     mode = lambda name: (work / name).stat().st_mode & 0o777   # noqa: E731
     assert mode("out.json") == mode("plain.txt") == mode("out.jpg")
@@ -196,14 +191,14 @@ def test_batch_refuses_to_write_over_an_input_kept_in_its_output_folder(work: Pa
     shutil.copy(work / "photo.jpg", work / "tables" / "x.jpg.pose.jpg")
     shutil.copy(work / "photo.jpg", work / "photos" / "x.jpg")
     before = digest(work / "tables" / "x.jpg.pose.jpg")
-    one_line_error(run("batch", "tables/x.jpg.pose.jpg", "photos/x.jpg", "-o", "tables",
-                       "--overlay", "pose", cwd=work), "x.jpg.pose.jpg", "another folder")
+    one_line_error(run_cli("batch", "tables/x.jpg.pose.jpg", "photos/x.jpg", "-o", "tables",
+                           "--overlay", "pose", cwd=work), "x.jpg.pose.jpg", "another folder")
     assert digest(work / "tables" / "x.jpg.pose.jpg") == before
     assert sorted(p.name for p in (work / "tables").iterdir()) == ["x.jpg.pose.jpg"]
 
 
 def test_verbose_after_the_command_too(work: Path) -> None:
-    result = run("sparse", "-f", "photo.jpg", "-o", "out.jpg", "-v", cwd=work)
+    result = run_cli("sparse", "-f", "photo.jpg", "-o", "out.jpg", "-v", cwd=work)
     assert result.returncode == 0 and "densehead: info:" in result.stderr, result.stderr
 
 
@@ -212,7 +207,7 @@ def test_a_photo_without_a_photos_name_is_read_as_a_photo(work: Path, name: str)
     """A photo saved from a messenger has no suffix, or a wrong one: its first bytes say what
     it is, and its drawing comes out as a picture (.jpg), not a one-frame video."""
     shutil.copy(work / "photo.jpg", work / name)
-    result = run("sparse", "-f", name, cwd=work)
+    result = run_cli("sparse", "-f", name, cwd=work)
     assert result.returncode == 0, result.stderr
     out = work / f"{Path(name).stem}_sparse.jpg"
     assert out.is_file() and "1 face(s)" in result.stdout, result.stdout
@@ -221,7 +216,7 @@ def test_a_photo_without_a_photos_name_is_read_as_a_photo(work: Path, name: str)
 
 def test_batch_reads_a_named_photo_without_a_suffix_as_a_photo(work: Path) -> None:
     shutil.copy(work / "photo.jpg", work / "IMG_0042")
-    result = run("batch", "IMG_0042", "-o", "tables", "--overlay", "pose", cwd=work)
+    result = run_cli("batch", "IMG_0042", "-o", "tables", "--overlay", "pose", cwd=work)
     assert result.returncode == 0, result.stderr
     report = json.loads((work / "tables" / "batch.json").read_text())
     assert [(f["status"], f["frames"], f["faces"]) for f in report["files"]] == [("ok", 1, 1)]
@@ -229,7 +224,7 @@ def test_batch_reads_a_named_photo_without_a_suffix_as_a_photo(work: Path) -> No
 
 
 def test_an_unknown_option_is_named_with_its_commands_usage(work: Path) -> None:
-    result = run("sparse", "-f", "photo.jpg", "--bogus", cwd=work)
+    result = run_cli("sparse", "-f", "photo.jpg", "--bogus", cwd=work)
     assert result.returncode == 2
     assert "usage: densehead sparse" in result.stderr, result.stderr
     assert result.stderr.strip().endswith("densehead sparse: error: unrecognized arguments: --bogus")
