@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import shared_pipeline
 from paths import ASSETS, OUTPUT, SAMPLES
 
 
@@ -21,3 +22,9 @@ def assets_dir() -> Path:
 def output_dir() -> Path:
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The tests' shared float mb05 pipeline (helpers.shared_pipeline)."""
+    return shared_pipeline()

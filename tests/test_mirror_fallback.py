@@ -11,7 +11,6 @@ import pytest
 from helpers import (
     aflw_items,
     image_path,
-    shared_pipeline,
     turned_aflw,
     turned_distance,
     two_people_lying,
@@ -29,11 +28,6 @@ from densehead.tools.metrics import nme
 
 # The three AFLW2000-3D samples the detector alone misses: faces turned 72-105 deg.
 MISSED = ("image00158", "image01530", "image03968")
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return shared_pipeline()
 
 
 def aflw(name: str) -> tuple[np.ndarray, np.ndarray]:

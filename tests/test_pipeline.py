@@ -7,17 +7,12 @@ import pickle
 import cv2
 import numpy as np
 import pytest
-from helpers import aflw_items, image_path, shared_pipeline
+from helpers import aflw_items, image_path
 
 from densehead import Pipeline
 from densehead.core.errors import ImageError
 from densehead.io.image import read_image
 from densehead.tools.metrics import nme
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return shared_pipeline()
 
 
 def test_photo_faces_have_landmarks_inside_their_box(pipe, samples):

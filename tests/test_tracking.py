@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 from helpers import (
-    shared_pipeline,
     turned_aflw,
     turned_distance,
     two_people_lying,
@@ -19,11 +18,6 @@ from densehead.engine.turns import turn_frame
 from densehead.io.image import read_image
 from densehead.io.video import iter_frames
 from densehead.tools.metrics import nme
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return shared_pipeline()
 
 
 def test_main_face_keeps_one_id_through_head_turns(pipe, samples):
