@@ -87,6 +87,17 @@ def two_people_lying(pipe, found: int = 5, missed: int = 2) -> list:
     return [np.concatenate([a, b], axis=1) for a in firsts for b in seconds]
 
 
+class FakeClock:
+    """A settable clock reading `t` seconds from `start`, moved by the test, so that rates, lags
+    and time windows are checked exactly (not a stand-in for a model)."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def run_coroutine(coroutine):
     """`asyncio.run(coroutine)` on a thread of its own: in a whole run, the browser tests'
     Playwright (a session fixture) keeps an event loop running on the main thread, where

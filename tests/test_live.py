@@ -13,7 +13,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from helpers import run_coroutine, shared_pipeline
+from helpers import FakeClock, run_coroutine, shared_pipeline
 
 from densehead.dashboard import heap
 from densehead.dashboard import live as live_module
@@ -28,14 +28,7 @@ from densehead.render import draw
 RTP_CLOCK = Fraction(1, 90000)  # what aiortc stamps received video with
 
 
-class FakeClock:
-    """A settable wall clock, so that rates and lags are checked exactly."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+CLOCK_START = 1000.0   # the fake wall clock's reading when a test begins
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def stream(session: LiveSession, frames: list[np.ndarray], clock: FakeClock,
 
 
 def test_frames_come_back_drawn_and_the_series_fills(obama):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     out = stream(session, obama[:20], clock)
     assert len(out) == 20 and out[0].format.name == "yuv420p"
@@ -95,7 +88,7 @@ def test_frames_come_back_drawn_and_the_series_fills(obama):
 
 
 def test_a_new_stream_gets_a_fresh_tracker_and_its_own_lag_baseline(obama):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     stream(session, obama[:15], clock)
     first = weakref.ref(session._tracker)
@@ -115,7 +108,7 @@ def test_a_new_stream_gets_a_fresh_tracker_and_its_own_lag_baseline(obama):
 
 def test_a_new_processing_thread_alone_starts_a_new_stream(obama):
     """A reconnect may start a stream before the old one's end is reported."""
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     stream(session, obama[:5], clock)
     first = weakref.ref(session._tracker)
@@ -127,7 +120,7 @@ def test_a_new_processing_thread_alone_starts_a_new_stream(obama):
 def test_settings_are_read_whole_on_the_next_frame(samples):
     photo = cv2.imread(str(samples / "photos" / "trump_hillary.jpg"))
     photo = photo[: photo.shape[0] // 2 * 2, : photo.shape[1] // 2 * 2]
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     stream(session, [photo] * 2, clock)
     assert session.buffer.stats().faces == 2
@@ -137,7 +130,7 @@ def test_settings_are_read_whole_on_the_next_frame(samples):
 
 
 def test_older_frames_of_a_burst_are_tracked_while_there_is_time(obama, monkeypatch):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     stream(session, obama[:3], clock)                    # times one frame
     burst = [video_frame(f, 1.0 + i / 25) for i, f in enumerate(obama[3:6])]
@@ -172,7 +165,7 @@ def red_at_landmarks(image: np.ndarray, row: np.ndarray) -> float:
 
 
 def test_recording_holds_the_processed_frames_and_a_csv_that_matches_them(obama, tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     session.start_recording(max_seconds=60)
     stream(session, obama[:30], clock)
@@ -219,7 +212,7 @@ def test_a_recording_that_gets_no_frame_says_so(tmp_path):
 
 
 def test_closing_a_session_deletes_its_recording_files(obama):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     session.start_recording(max_seconds=60)
     stream(session, obama[:5], clock)
@@ -244,7 +237,7 @@ class Thing:
 
 def test_resources_of_a_session_whose_browser_left_are_released_after_the_grace(tmp_path):
     connected = {"a": True, "b": True}
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     reg = SessionResources(lambda sid: connected[sid], grace_s=3.0, clock=clock)
     a, b = reg.get("a", "live", Thing), reg.get("b", "live", Thing)
     assert reg.get("a", "live", Thing) is a                     # one per session and name
@@ -266,7 +259,7 @@ def test_resources_of_a_session_whose_browser_left_are_released_after_the_grace(
 
 def test_a_session_back_within_the_grace_keeps_its_resources():
     connected = {"a": False}
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     reg = SessionResources(lambda sid: connected[sid], grace_s=3.0, clock=clock)
     a = reg.get("a", "live", Thing)
     reg.sweep()
@@ -327,7 +320,7 @@ def test_a_released_session_gives_its_memory_back_to_the_system():
 
 
 def test_live_session_status_counts_frames(obama):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     session = LiveSession(shared_pipeline(), clock=clock)
     stream(session, obama[:4], clock)
     status = session.status()

@@ -5,21 +5,13 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import shared_pipeline
+from helpers import FakeClock, shared_pipeline
 from readers import read_csv
 
 from densehead.dashboard.series import SeriesBuffer
 from densehead.io.table import COL, COLUMNS, EXPRESSION, csv_text, split_tracks, summary
 
-
-class FakeClock:
-    """A settable clock, so that time windows are checked exactly (not a stand-in for a model)."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+CLOCK_START = 100.0   # the fake clock's reading when a test begins
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def video_faces(samples):
 
 
 def test_rows_hold_pose_and_expression_per_track(video_faces):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     buf = SeriesBuffer(clock=clock)
     for faces in video_faces:
         buf.add_frame(faces, frame_ms=5.0)
@@ -47,7 +39,7 @@ def test_rows_hold_pose_and_expression_per_track(video_faces):
 
 
 def test_ring_is_bounded_and_window_selects_recent_rows(video_faces):
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     buf = SeriesBuffer(max_rows=10, clock=clock)
     face = video_faces[0][0]
     for _ in range(25):
@@ -61,7 +53,7 @@ def test_ring_is_bounded_and_window_selects_recent_rows(video_faces):
 def test_stats_fps_stage_medians_and_lag(video_faces):
     from densehead.core.face import StageTimes
 
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     buf = SeriesBuffer(clock=clock)
     for i in range(11):
         detect = 3.0 if i % 5 == 0 else 0.0   # a tracked stream detects on some frames only
@@ -141,7 +133,7 @@ def test_analyze_video_writes_overlay_and_series(samples, tmp_path):
 
 
 def test_arrivals_count_received_and_dropped_frames():
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     buf = SeriesBuffer(clock=clock)
     for n in (1, 3, 1, 2, 1):  # bursts arrive while a frame is being processed
         buf.add_arrivals(n)
@@ -159,7 +151,7 @@ def test_a_stream_the_server_cannot_keep_up_with_reads_busy():
     from densehead.dashboard.series import BUSY_LAG_MS
 
     def stream(processed_every: int, lag_s_per_frame: float = 0.0) -> tuple[SeriesBuffer, FakeClock]:
-        clock = FakeClock()
+        clock = FakeClock(CLOCK_START)
         buf = SeriesBuffer(clock=clock)
         for i in range(30):   # 25 fps arrive
             buf.add_arrivals(1)
