@@ -125,6 +125,14 @@ def ctrl_c_as_from_a_terminal() -> Iterator[None]:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def cli_command(*args: str) -> list[str]:
     """The command line of `python -m densehead ARGS`, with this interpreter."""
     return [sys.executable, "-m", "densehead", *args]

@@ -17,7 +17,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import cli_command, ctrl_c_as_from_a_terminal, one_line_error, run_cli
+from helpers import (
+    alive,
+    cli_command,
+    ctrl_c_as_from_a_terminal,
+    one_line_error,
+    run_cli,
+)
 from paths import ROOT
 
 from densehead.batch import (
@@ -587,10 +593,7 @@ def wait_until_gone(pid: int, seconds: float = 30) -> bool:
     """True once the process has exited (a zombie waiting for its reaper counts as exited)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
-        except (OSError, IndexError):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False

@@ -11,9 +11,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import alive
 from paths import ROOT
 
 from densehead.cli import main
@@ -73,13 +73,6 @@ def test_replicas_say_when_their_port_is_taken(capsys):
         assert main(["serve", "--replicas", "2", "--proxy-port", str(port)]) == 1
     err = capsys.readouterr().err
     assert f"port {port + 2} on 127.0.0.1 is taken" in err and "--proxy-port" in err
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @pytest.mark.slow

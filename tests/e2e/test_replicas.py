@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 from e2e_setup import CAMERA_SECONDS
-from helpers import ctrl_c_as_from_a_terminal
+from helpers import alive, ctrl_c_as_from_a_terminal
 from paths import ROOT, SAMPLES
 from test_browser import MESH_SHOWN_JS
 from test_live_server import csv_table, rows_per_frame, series_csv, shot
@@ -39,14 +39,6 @@ from densehead.tools.browser import (
 
 MOVED = "The server this page was on"
 UPLOAD_LIMIT_MB = 10   # given to the replicas, as an operator would, to be seen through the proxy
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(scope="module")
