@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from densehead.core.boxes import iou
 from densehead.engine.detector import (
     FaceDetector,
     letterbox,
@@ -36,14 +37,6 @@ def photo(samples: Path, name: str) -> np.ndarray:
     img = cv2.imread(str(samples / "photos" / name))
     assert img is not None, name
     return img
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-    return inter / (area - inter)
 
 
 def test_priors_cover_every_head_cell() -> None:
