@@ -146,6 +146,24 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300,
                           timeout=timeout, env=os.environ.copy() if env is None else env)
 
 
+PRINT_PEAK_RSS = """
+# VmHWM: this process's own peak; ru_maxrss would report the parent's (kept across exec)
+with open("/proc/self/status") as status:
+    print("peak_mb", next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024)
+"""
+
+
+def run_with_peak_rss(code: str, *args: str, timeout: float = 120) -> tuple[str, int]:
+    """`code` run by a fresh Python in the checkout with `args` as sys.argv[1:], so that a
+    crash fails the test instead of killing the test run: what it printed (stripped) and its
+    peak resident memory in MB."""
+    result = subprocess.run([sys.executable, "-c", code + PRINT_PEAK_RSS, *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"the child crashed ({result.returncode}): {result.stderr}"
+    printed, peak = result.stdout.strip().rsplit("\n", 1)
+    return printed, int(peak.split()[1])
+
+
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
     """The command failed (exit 1) with one `densehead: error:` line holding `words`."""
     assert result.returncode == 1, result.stdout + result.stderr

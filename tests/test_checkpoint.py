@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import pickle
 import struct
-import subprocess
-import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
-from paths import ROOT
+from helpers import run_with_peak_rss
 
 from densehead.weights.assets import ModelFileError
 from densehead.weights.checkpoint import (
@@ -189,11 +187,6 @@ def test_unpickler_refuses_torch_globals_in_data_files(tmp_path: Path):
 
 LOAD_IN_CHILD = """
 import sys
-
-def peak_rss_mb():
-    # VmHWM: this process's own peak; ru_maxrss would report the parent's (kept across exec)
-    with open("/proc/self/status") as status:
-        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024
 from densehead.weights.assets import ModelFileError
 from densehead.weights.checkpoint import load_checkpoint
 try:
@@ -201,7 +194,6 @@ try:
     print("loaded")
 except ModelFileError as e:
     print("refused:", e)
-print("peak_mb", peak_rss_mb())
 """
 
 
@@ -236,11 +228,7 @@ def write_hostile(path: Path, layout: str, obj: bytes, storage: bytes, count: in
 
 
 def load_in_child(path: Path) -> tuple[str, int]:
-    result = subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"the loader crashed ({result.returncode}): {result.stderr}"
-    outcome, peak = result.stdout.strip().rsplit("\n", 1)
-    return outcome, int(peak.split()[1])
+    return run_with_peak_rss(LOAD_IN_CHILD, str(path))
 
 
 FOUR_FLOATS = np.arange(4, dtype="<f4").tobytes()

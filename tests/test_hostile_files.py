@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import run_with_peak_rss
 from paths import ROOT
 from readers import read_csv
 
@@ -95,11 +96,6 @@ def png_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 DECODE_IN_CHILD = """
 import sys
-
-def peak_rss_mb():
-    # VmHWM: this process's own peak; ru_maxrss would report the parent's (kept across exec)
-    with open("/proc/self/status") as status:
-        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) // 1024
 from pathlib import Path
 from densehead.core.errors import ImageError
 from densehead.io.image import decode_image, read_image
@@ -110,19 +106,15 @@ for how in (lambda: read_image(path), lambda: decode_image(path.read_bytes(), pa
         print("decoded")
     except ImageError as e:
         print("refused:", e)
-print("peak_mb", peak_rss_mb())
 """
 
 
 def test_png_bomb_is_refused_with_little_memory(png_bomb: Path):
     assert png_bomb.stat().st_size < 2 << 20
-    result = subprocess.run([sys.executable, "-c", DECODE_IN_CHILD, str(png_bomb)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    *outcomes, peak = result.stdout.strip().splitlines()
-    assert outcomes == [f"refused: bomb.png is too large ({SIDE}x{SIDE}); the limit is "
-                        "80 megapixels"] * 2
-    assert int(peak.split()[1]) < 200  # decoding it would take 400 MB, as BGR 1.2 GB
+    printed, peak_mb = run_with_peak_rss(DECODE_IN_CHILD, str(png_bomb))
+    assert printed.splitlines() == [f"refused: bomb.png is too large ({SIDE}x{SIDE}); the "
+                                    "limit is 80 megapixels"] * 2
+    assert peak_mb < 200  # decoding it would take 400 MB, as BGR 1.2 GB
 
 
 def test_real_photos_still_decode(samples: Path):
