@@ -175,9 +175,6 @@ def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
 
 def closed_port_url() -> str:
     """An http URL on loopback where nothing listens: a download from it fails at once."""
-    import socket
+    from densehead.tools.browser import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
