@@ -22,6 +22,7 @@ from densehead.tools.browser import (
     new_page,
     to_y4m,
 )
+from densehead.weights.assets import ASSETS_ENV
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +49,7 @@ def status_file(output_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def server(output_dir, status_file) -> Iterator[AppServer]:
-    env = {"DENSEHEAD_ASSETS": str(ASSETS), STATUS_ENV: str(status_file)}
+    env = {ASSETS_ENV: str(ASSETS), STATUS_ENV: str(status_file)}
     with AppServer(output_dir / "e2e_streamlit.log", env=env) as app:
         yield app
 
