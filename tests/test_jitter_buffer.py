@@ -4,7 +4,6 @@ packetised by aiortc's own encoder as its sender does."""
 from __future__ import annotations
 
 import inspect
-from fractions import Fraction
 
 import av
 import pytest
@@ -15,6 +14,7 @@ from aiortc.rtp import RtpPacket
 
 from densehead.dashboard import jitter_buffer
 from densehead.dashboard.live import _video_frame
+from densehead.dashboard.processing_track import RTP_CLOCK
 from densehead.io.video import iter_frames
 
 
@@ -28,7 +28,7 @@ def frames_as_packets(samples) -> list[list[RtpPacket]]:
     out, seq = [], 1000
     for i, image in enumerate(iter_frames(samples / "videos" / "obama.mp4", max_frames=12)):
         frame = _video_frame(cv2.resize(image, (640, 480)))
-        frame.pts, frame.time_base = i * 3600, Fraction(1, 90000)
+        frame.pts, frame.time_base = i * 3600, RTP_CLOCK
         payloads, timestamp = encoder.encode(frame, force_keyframe=i % 4 == 0)
         packets = []
         for n, payload in enumerate(payloads):

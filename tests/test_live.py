@@ -7,7 +7,6 @@ import asyncio
 import gc
 import threading
 import weakref
-from fractions import Fraction
 
 import av
 import cv2
@@ -18,15 +17,13 @@ from helpers import FakeClock, run_coroutine, shared_pipeline
 from densehead.dashboard import heap
 from densehead.dashboard import live as live_module
 from densehead.dashboard.live import LiveSession, LiveSettings
+from densehead.dashboard.processing_track import RTP_CLOCK
 from densehead.dashboard.recording import Recording
 from densehead.dashboard.sessions import SessionResources
 from densehead.dashboard.status import server_status, write_status
 from densehead.io.table import COL, COLUMNS
 from densehead.io.video import iter_frames
 from densehead.render import draw
-
-RTP_CLOCK = Fraction(1, 90000)  # what aiortc stamps received video with
-
 
 CLOCK_START = 1000.0   # the fake wall clock's reading when a test begins
 

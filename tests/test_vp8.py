@@ -2,8 +2,6 @@
 libvpx's decoder) gets back the picture it was given."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
 import numpy as np
 from aiortc import rtcrtpsender
@@ -11,6 +9,7 @@ from aiortc.codecs import vpx
 
 from densehead.dashboard import vp8
 from densehead.dashboard.live import _video_frame
+from densehead.dashboard.processing_track import RTP_CLOCK
 from densehead.io.video import iter_frames
 
 
@@ -30,7 +29,7 @@ def _round_trip(encoder, images):
     back = []
     for i, image in enumerate(images):
         frame = _video_frame(image)
-        frame.pts, frame.time_base = i * 3600, Fraction(1, 90000)
+        frame.pts, frame.time_base = i * 3600, RTP_CLOCK
         payloads, _ = encoder.encode(frame)
         data = b"".join(vpx.vp8_depayload(p) for p in payloads)
         back += [f.to_ndarray(format="bgr24") for f in decoder.decode(av.Packet(data))]

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -103,7 +102,7 @@ def codec_cost(frames_rgb: list[np.ndarray], encoder_class: type, bitrate: int) 
     frames = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
               for f in frames_rgb]
     for i, f in enumerate(frames):
-        f.pts, f.time_base = i * 3600, Fraction(1, 90000)   # 25 fps on the RTP clock
+        f.pts, f.time_base = i * 3600, processing_track.RTP_CLOCK   # 25 fps on the RTP clock
     encoder = encoder_class()
     encoder.target_bitrate = bitrate
     start = time.process_time()
