@@ -19,7 +19,7 @@ from helpers import (
 from densehead.core.boxes import iou, landmark_box
 from densehead.engine.mirror_fallback import (
     MAX_MIRROR_DISAGREEMENT,
-    mirror_disagreement,
+    fit_both_ways,
 )
 from densehead.engine.tracking import FaceTracker
 from densehead.engine.turns import turn_frame
@@ -116,11 +116,12 @@ def test_fit_and_mirrored_fit_agree_on_faces_not_on_background(pipe, samples):
     faces = []
     for name in ("JianzhuGuo.jpg", "trump_hillary.jpg"):
         frame = read_image(samples / "photos" / name)
-        faces += [mirror_disagreement(pipe, frame, box) for box in pipe.detector(frame).boxes]
+        faces += [fit_both_ways(pipe, frame, box).disagreement
+                  for box in pipe.detector(frame).boxes]
     strip = flowers()
     box = pipe.detector(np.ascontiguousarray(strip[:, ::-1])).boxes[0]
     box[[0, 2]] = strip.shape[1] - box[[2, 0]]
-    background = mirror_disagreement(pipe, strip, box)
+    background = fit_both_ways(pipe, strip, box).disagreement
     assert len(faces) == 3 and max(faces) < MAX_MIRROR_DISAGREEMENT / 2, faces
     assert background > 2 * MAX_MIRROR_DISAGREEMENT, background
 

@@ -150,11 +150,6 @@ def fit_both_ways(fit: LandmarkFit, frame: np.ndarray, box: np.ndarray,
                      disagreement)
 
 
-def mirror_disagreement(fit: LandmarkFit, frame: np.ndarray, box: np.ndarray) -> float:
-    """How far the fit on a box's crop and the fit on its mirrored crop lie apart."""
-    return fit_both_ways(fit, frame, box).disagreement
-
-
 def unmirror(points: np.ndarray, roi: np.ndarray) -> np.ndarray:
     """Landmarks fitted on the mirrored crop of `roi`, put back on the unmirrored face: x flips
     about the crop (its column c is column INPUT_SIZE-1-c) and the 68 points swap sides."""
