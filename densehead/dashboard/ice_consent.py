@@ -28,7 +28,6 @@ ENV = "DENSEHEAD_ICE_CONSENT"
 INTERVAL_S = 5.0          # RFC 7675 section 5.1: every 4-6 s (randomised by +-20%)
 EXPIRY_S = 30.0           # RFC 7675 section 5.1: no valid answer for 30 s ends consent
 RETRANSMISSIONS = 3       # STUN's timer doubles from 0.5 s: sent at 0, 0.5, 1.5, 3.5 s; gone at 7.5
-AIOICE_QUERY_CONSENT = ice.Connection.query_consent   # aioice's own, as imported
 
 
 async def query_consent(connection: ice.Connection) -> None:
