@@ -21,7 +21,6 @@ import numpy as np
 from . import browser as harness
 
 BITS = 10        # frame numbers 0..1023: a camera loop of up to 40 s at 25 fps
-SQUARES = BITS + 2   # a white guard, the bits (most significant first), a black guard
 SQUARE = 0.05    # a square's side as a fraction of the frame's width (16 px at 320)
 MAX_MS = 2500.0  # a match later than this is a number seen again on the next loop of the camera
 
@@ -129,6 +128,7 @@ def stamp(frames_rgb: list[np.ndarray]) -> list[np.ndarray]:
     for n, rgb in enumerate(frames_rgb):
         rgb = rgb.copy()
         side = round(SQUARE * rgb.shape[1])
+        # a white guard, the bits (most significant first), a black guard
         bits = [1] + [(n >> (BITS - 1 - b)) & 1 for b in range(BITS)] + [0]
         for i, bit in enumerate(bits):
             rgb[:side, side * i:side * (i + 1)] = 255 if bit else 0
