@@ -26,6 +26,7 @@ from ..dashboard.cpu import stat_cpu
 from ..dashboard.serve import CHECKOUT, answers_health
 
 ROOT = CHECKOUT                                  # the checkout: app.py, pages/, .streamlit/
+PAGE_LOAD_TIMEOUT_MS = 120_000                   # opening a page of the app (go_to_page)
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--use-fake-ui-for-media-stream",
@@ -296,6 +297,12 @@ def new_page(browser: Any, context: Any = None) -> Any:
     return page
 
 
+def go_to_page(page: Any, base_url: str, path: str = "") -> None:
+    """Open the app's page at `base_url` + `path` ("/Live_webcam", "/3D_viewer",
+    "/Video_analysis"; "" for the home page) in `page`."""
+    page.goto(base_url + path, timeout=PAGE_LOAD_TIMEOUT_MS)
+
+
 def text_retrying(page: Any, locator: Any, tries: int = 10) -> str:
     """A readout's text; Streamlit re-renders the panel while it reruns, so a read that lands
     mid-render is tried again."""
@@ -399,7 +406,7 @@ def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: boo
     for script in init_scripts:
         context.add_init_script(script)
     page = new_page(browser, context)
-    page.goto(url + "/Live_webcam", timeout=120_000)
+    go_to_page(page, url, "/Live_webcam")
     frame = webrtc_frame(page)
     if mode != "sparse":
         choose(page, "Overlay", mode)

@@ -21,6 +21,7 @@ from densehead.tools.browser import (
     choose,
     click,
     frames_shown,
+    go_to_page,
     launch_chromium,
     metric,
     new_page,
@@ -158,7 +159,7 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
 
     _, frames = camera
     raw_green = max(green_pixels(f) for f in frames)
-    page.goto(app_url + "/Live_webcam", timeout=120_000)
+    go_to_page(page, app_url, "/Live_webcam")
     frame = webrtc_frame(page)
     start_stream(page, frame)
     assert wait_fps(page) > 0
@@ -213,7 +214,7 @@ def test_a_change_of_overlay_shows_in_the_returned_video(page, app_url, camera, 
     landmarks = lambda shot: shot["green"] > max(50, 5 * raw_green)            # noqa: E731
     points = lambda shot: (shot["cyan"] > max(200, 5 * raw_cyan)                # noqa: E731
                            and shot["green"] < max(50, 5 * raw_green))
-    page.goto(app_url + "/Live_webcam", timeout=120_000)
+    go_to_page(page, app_url, "/Live_webcam")
     frame = webrtc_frame(page)
     start_stream(page, frame)
     wait_video(frame, landmarks)
@@ -249,7 +250,7 @@ def test_live_mesh_at_640x480_30fps(playwright, chromium, app_url, tmp_path, out
     try:
         page = new_page(b)
         page.context.add_init_script(KEEP_RESOLUTION_JS)
-        page.goto(app_url + "/Live_webcam", timeout=120_000)
+        go_to_page(page, app_url, "/Live_webcam")
         frame = webrtc_frame(page)
         choose(page, "Overlay", "mesh")
         start_stream(page, frame)
@@ -280,7 +281,7 @@ def test_live_webcam_with_the_camera_denied(playwright, chromium, app_url, outpu
                                    args=flags + ["--deny-permission-prompts"])
     try:
         page = new_page(b)
-        page.goto(app_url + "/Live_webcam", timeout=120_000)
+        go_to_page(page, app_url, "/Live_webcam")
         frame = webrtc_frame(page)
         click(frame.locator("button", has_text="START"))
         frame.locator("text=/Permission denied|NotAllowedError/").first.wait_for(timeout=30_000)
@@ -295,7 +296,7 @@ def test_live_webcam_with_the_camera_denied(playwright, chromium, app_url, outpu
 def test_3d_viewer_shows_the_mesh(page, app_url, samples, output_dir):
     import re
 
-    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    go_to_page(page, app_url, "/3D_viewer")
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
         str(samples / "photos" / "JianzhuGuo.jpg"))
     page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
@@ -328,7 +329,7 @@ CAMERA_EYE_JS = """() => { const el = Array.from(document.querySelectorAll('.js-
 
 def test_3d_viewer_snapshot_rotate_and_reset(page, app_url, output_dir):
     """Take a snapshot with the (fake) camera, get its face in 3D, turn it, then reset the view."""
-    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    go_to_page(page, app_url, "/3D_viewer")
     click(page.get_by_text("Take a snapshot with the camera"))
     # the fake camera loops a video that starts on a black frame and has the head turned away
     # at times: like a person would, take the picture again until a face is found
@@ -377,7 +378,7 @@ def test_3d_viewer_takes_a_gif(page, app_url, samples):
     """The uploader lets a GIF through (it refused one with a red icon alone) and it is fitted."""
     ok, gif = cv2.imencode(".gif", cv2.imread(str(samples / "photos" / "JianzhuGuo.jpg")))
     assert ok
-    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    go_to_page(page, app_url, "/3D_viewer")
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
         files=[{"name": "portrait.gif", "mimeType": "image/gif", "buffer": gif.tobytes()}])
     page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
@@ -385,7 +386,7 @@ def test_3d_viewer_takes_a_gif(page, app_url, samples):
 
 
 def test_3d_viewer_rejects_a_non_image(page, app_url, output_dir):
-    page.goto(app_url + "/3D_viewer", timeout=120_000)
+    go_to_page(page, app_url, "/3D_viewer")
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
         files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"this is not a photo\n" * 50}])
     error = page.locator('[data-testid="stAlert"]', has_text="is not an image that can be read")
@@ -417,7 +418,7 @@ def test_a_fresh_servers_first_visitor_on_a_page_url_gets_the_apps_navigation(br
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         try:
-            page.goto(server.url + "/Live_webcam", timeout=120_000)
+            go_to_page(page, server.url, "/Live_webcam")
             assert nav_entries(page)[:4] == ["Home", "Live webcam", "3D viewer", "Video analysis"]
             assert page.locator("h1").first.inner_text() == "Live webcam"
         finally:
@@ -428,13 +429,13 @@ def test_navigation_says_home_and_no_label_is_cut_at_1280px(browser, app_url, sa
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
-        page.goto(app_url, timeout=120_000)
+        go_to_page(page, app_url)
         entries = nav_entries(page)
         assert entries[:4] == ["Home", "Live webcam", "3D viewer", "Video analysis"], entries
-        page.goto(app_url + "/Live_webcam", timeout=120_000)
+        go_to_page(page, app_url, "/Live_webcam")
         page.get_by_role("button", name="Export series (CSV)").wait_for(timeout=60_000)
         assert page.evaluate(CUT_LABELS_JS) == []
-        page.goto(app_url + "/3D_viewer", timeout=120_000)
+        go_to_page(page, app_url, "/3D_viewer")
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
             str(samples / "photos" / "JianzhuGuo.jpg"))
         page.locator('[data-testid="stCheckbox"]', has_text="68 landmarks").wait_for(timeout=120_000)

@@ -24,6 +24,7 @@ from densehead.tools.browser import (
     choose,
     click,
     frames_shown,
+    go_to_page,
     live_sessions,
     metric,
     new_page,
@@ -43,7 +44,7 @@ def open_live(browser, app_url: str, status_file: Path, output_dir: Path, known:
     """A person opens the live page (optionally sets Max faces) and presses START; returns the
     page and the server's id of its session."""
     page = new_page(browser)
-    page.goto(app_url + "/Live_webcam", timeout=120_000)
+    go_to_page(page, app_url, "/Live_webcam")
     frame = webrtc_frame(page)
     sid = page_session_id(page, status_file, known)
     if max_faces is not None:
@@ -345,7 +346,7 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
     known = {s["id"] for s in read_status(status_file)["sessions"]}
     page = new_page(browser)
     try:
-        page.goto(app_url + "/Video_analysis", timeout=120_000)
+        go_to_page(page, app_url, "/Video_analysis")
         page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator("input").fill("25")
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
             str(SAMPLES / "videos" / "orlando_bloom.avi"))
@@ -374,7 +375,7 @@ def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output
     """obama.mp4 has a voice: the overlay the page shows plays it, as the browser decodes it."""
     page = new_page(browser)
     try:
-        page.goto(app_url + "/Video_analysis", timeout=120_000)
+        go_to_page(page, app_url, "/Video_analysis")
         page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator(
             "input").fill("25")
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
@@ -415,7 +416,7 @@ def test_leaving_the_video_page_mid_analysis_says_it_stopped(browser, app_url, s
     known = {s["id"] for s in read_status(status_file)["sessions"]}
     page = new_page(browser)
     try:
-        page.goto(app_url + "/Video_analysis", timeout=120_000)
+        go_to_page(page, app_url, "/Video_analysis")
         choose(page, "Overlay", "mesh")
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
             str(long_video(tmp_path / "long talk.mp4")))

@@ -25,7 +25,9 @@ from test_live_server import csv_table, rows_per_frame, series_csv, shot
 from densehead.dashboard.proxy import REPLICA_COOKIE, nginx_binary
 from densehead.io.table import COL
 from densehead.tools.browser import (
+    PAGE_LOAD_TIMEOUT_MS,
     free_ports,
+    go_to_page,
     live_sessions,
     new_page,
     page_session_id,
@@ -87,7 +89,7 @@ class Viewer:
     def __init__(self, name: str, browser, replicas: dict, output_dir: Path) -> None:
         self.name, self.output_dir = name, output_dir
         self.page = new_page(browser)
-        self.page.goto(replicas["url"] + "/Live_webcam", timeout=120_000)
+        go_to_page(self.page, replicas["url"], "/Live_webcam")
         self.frame = webrtc_frame(self.page)
         self.status_file = Path(replica_info(replicas, self.replica)["status"])
 
@@ -129,7 +131,7 @@ def test_replicas_take_uploads_up_to_the_servers_own_limit(replicas, browser, tm
     assert 2**20 < big.stat().st_size < limit < bigger.stat().st_size
     page = new_page(browser)
     try:
-        page.goto(replicas["url"] + "/3D_viewer", timeout=120_000)
+        go_to_page(page, replicas["url"], "/3D_viewer")
         uploader = page.locator('[data-testid="stFileUploader"] input[type=file]')
         uploader.set_input_files(str(big))
         page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
@@ -198,7 +200,7 @@ def test_replicas_four_viewers_spread_over_two_servers_and_one_server_stopped(
             shot(v.page, output_dir, f"e2e_replicas_moved_{v.name}.png")
             assert "press START to stream again" in v.page.inner_text("body")
         for v in lost:
-            v.page.reload(timeout=120_000)
+            v.page.reload(timeout=PAGE_LOAD_TIMEOUT_MS)
             v.frame = webrtc_frame(v.page)
             v.start()
             assert v.replica == "r2", v.name
