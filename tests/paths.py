@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from densehead.tools.samples import shared_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DENSEHEAD_SHARED", ROOT.parent / "shared"))
+SHARED = shared_dir()
 SAMPLES = SHARED / "samples"
 ASSETS = Path(os.environ.get("DENSEHEAD_ASSETS", SHARED / "assets"))
 OUTPUT = ROOT / "test-output"

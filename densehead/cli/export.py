@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.files import same_file
 from ..io.texture import TEXTURE_SIZE
+from ..tools.samples import sample
 from .options import add_pipeline_options, make_pipeline, pipeline_options
 
 
@@ -28,7 +29,7 @@ def add_cli(sub: Any) -> None:
 
     b = sub.add_parser("benchmark-texture", help="time the texture unwrap (medians per step)")
     b.add_argument("photos", nargs="*", type=Path,
-                   default=[Path("../shared/samples/photos/JianzhuGuo.jpg")],
+                   default=[sample("photos", "JianzhuGuo.jpg")],
                    help="photos to unwrap the first face of (default: a sample photo)")
     sizes = [TEXTURE_SIZE, 2 * TEXTURE_SIZE]  # the export's default and one twice as large
     b.add_argument("--size", type=int, nargs="+", default=sizes,

@@ -32,7 +32,9 @@ import argparse
 from typing import Any
 
 from ..core.options import AUTO, REGRESSOR_NAMES
+from ..dashboard.serve import DEFAULT_THREADS, THREADS_ENV
 from ..render import draw
+from ..tools.samples import sample
 from .options import parse_size
 
 
@@ -45,8 +47,9 @@ def add_cli(sub: Any) -> None:
                    help="how many people at once, one round each (default 1,2,3,4)")
     p.add_argument("--size", type=parse_size, default=(640, 480), help="camera WxH (default 640x480)")
     p.add_argument("--rate", type=int, default=25, help="camera frames per second (default 25)")
-    p.add_argument("--video", default="../shared/samples/videos/obama.mp4",
-                   help="the video the fake camera plays, looped")
+    p.add_argument("--video", default=str(sample("videos", "obama.mp4")),
+                   help="the video the fake camera plays, looped (default: obama.mp4 of the "
+                        "samples)")
     p.add_argument("--camera-seconds", type=float, default=10.0,
                    help="seconds of the video to loop (default 10)")
     p.add_argument("--mode", default=draw.DEFAULT_MODE,
@@ -54,8 +57,9 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="measured window per round")
     p.add_argument("--warmup", type=float, default=20.0,
                    help="seconds of streaming before the window (Chromium ramps up its bitrate)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="the server's TFLite threads per model (DENSEHEAD_THREADS; default 1)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"the server's TFLite threads per model ({THREADS_ENV}; "
+                        f"default {DEFAULT_THREADS})")
     p.add_argument("--regressor", default=AUTO, choices=(AUTO, *REGRESSOR_NAMES),
                    help=f"the server's regressor (DENSEHEAD_REGRESSOR; default {AUTO}, "
                         "the dashboard's)")

@@ -10,14 +10,10 @@ import streamlit as st
 from ..core.options import AUTO
 from ..engine.pipeline import Pipeline
 from ..weights.assets import ASSETS_ENV, MissingAssetsError
+from .serve import DEFAULT_THREADS, THREADS_ENV
 
 log = logging.getLogger(__name__)
-# TFLite threads per model, and OpenCV's threads. One: a second thread saves little wall time on
-# these small models and 640x480 conversions but spins on the other core, which a server with
-# live streams needs (one thread costs less CPU per frame for both: docs/measurements.md, The
-# live page as a server); set 2 for one user.
-THREADS_ENV = "DENSEHEAD_THREADS"
-THREADS = int(os.environ.get(THREADS_ENV, "1"))
+THREADS = int(os.environ.get(THREADS_ENV, DEFAULT_THREADS))   # see dashboard/serve.py
 
 
 @st.cache_resource(show_spinner="Loading the face models (first start compiles the regressor)…")

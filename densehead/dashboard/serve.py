@@ -17,6 +17,11 @@ from pathlib import Path
 ARENAS_ENV = "MALLOC_ARENA_MAX"
 ARENAS = "2"
 CHECKOUT = Path(__file__).resolve().parents[2]   # where app.py, pages/ and .streamlit/ are
+# TFLite threads per model, and OpenCV's threads, in the server. One: a second thread saves little
+# wall time on these small models and 640x480 conversions but spins on the other core, which a
+# server with live streams needs (one thread costs less CPU per frame for both:
+# docs/measurements.md, The live page as a server); set 2 for one user.
+THREADS_ENV, DEFAULT_THREADS = "DENSEHEAD_THREADS", 1
 
 
 def app_folder(checkout: Path | None = None) -> Path:

@@ -21,9 +21,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..core.processes import stop_process
 from ..dashboard import heap
 from ..dashboard.cpu import stat_cpu
 from ..dashboard.serve import CHECKOUT, answers_health
+from ..render.draw import DEFAULT_MODE
 
 ROOT = CHECKOUT                                  # the checkout: app.py, pages/, .streamlit/
 PAGE_LOAD_TIMEOUT_MS = 120_000                   # opening a page of the app (go_to_page)
@@ -166,12 +168,7 @@ class AppServer:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, 15)
         self._log.close()
 
     # -- what /proc says about it ------------------------------------------------------------
@@ -396,7 +393,7 @@ def start_stream(page: Any, frame: Any, attempts: int = 3, timeout_s: float = 45
     raise AssertionError(f"the stream never started; the page's console ends: {console}")
 
 
-def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: bool = True,
+def open_live(browser: Any, url: str, mode: str = DEFAULT_MODE, keep_resolution: bool = True,
               init_scripts: tuple[str, ...] = ()) -> Any:
     """A new person (browser context) on the live page with `mode` chosen and the stream
     started; `init_scripts` run in every frame of the page before its own scripts."""
@@ -408,7 +405,7 @@ def open_live(browser: Any, url: str, mode: str = "sparse", keep_resolution: boo
     page = new_page(browser, context)
     go_to_page(page, url, "/Live_webcam")
     frame = webrtc_frame(page)
-    if mode != "sparse":
+    if mode != DEFAULT_MODE:   # the sidebar starts on the default
         choose(page, "Overlay", mode)
     start_stream(page, frame)
     return page

@@ -22,8 +22,8 @@ from ..core.machine import this_machine
 from ..core.options import REGRESSOR_ENV
 from ..dashboard import bitrate_floor, ice_consent, jitter_buffer, processing_track
 from ..dashboard import cpu as server_cpu
-from ..dashboard.cached_pipeline import THREADS_ENV
 from ..dashboard.live import ECHO_ENV
+from ..dashboard.serve import THREADS_ENV
 from ..dashboard.status import STATUS_ENV
 from ..weights.assets import ASSETS_ENV
 from . import browser as harness
