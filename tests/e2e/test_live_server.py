@@ -395,6 +395,56 @@ def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output
         page.context.close()
 
 
+MARKDOWN_NAME = "**bold** [link](javascript:alert(1)) ![img](t.png) :red[red] $x^2$.avi"
+
+
+def test_a_video_named_in_markdown_is_named_as_written_and_outlasts_a_look_elsewhere(
+        browser, app_url, output_dir, tmp_path):
+    """A file name is shown as the person wrote it (no bold, link, picture or colour made of
+    it), and the results are still there after a look at the home page, when the uploader has
+    forgotten the file."""
+    clip = tmp_path / MARKDOWN_NAME
+    clip.write_bytes((SAMPLES / "videos" / "orlando_bloom.avi").read_bytes())
+    page = new_page(browser)
+    try:
+        go_to_page(page, app_url, "/Video_analysis")
+        page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator(
+            "input").fill("10")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(str(clip))
+        click(page.get_by_role("button", name="Analyse"), 60_000)
+        page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        click(nav.get_by_text("Home", exact=True))
+        page.get_by_text("Model status").wait_for(timeout=60_000)
+        click(nav.get_by_text("Video analysis", exact=True))
+        kept = page.locator('[data-testid="stAlert"]', has_text="analysed earlier")
+        kept.wait_for(timeout=60_000)
+        shot(page, output_dir, "e2e_video_results_kept.png")
+        assert f"“{MARKDOWN_NAME}”" in kept.inner_text()
+        assert kept.locator("strong, a, img, .katex").count() == 0
+        # the overlay and its files are still there
+        page.locator('[data-testid="stVideo"]').first.wait_for(timeout=30_000)
+        frames = json.loads(download(page, "Download per-frame results (.json)"))["frames"]
+        assert len(frames) == 10
+    finally:
+        page.context.close()
+
+
+def test_a_moved_cookie_means_nothing_on_a_server_that_is_no_replica(browser, app_url):
+    """Only the replicas' proxy moves a browser; any site on this host name can set a cookie
+    saying it did, and a single server must not repeat it (a banner with its text was shown)."""
+    from densehead.dashboard.proxy import MOVED_COOKIE
+
+    page = new_page(browser)
+    try:
+        page.context.add_cookies([{"name": MOVED_COOKIE, "value": "r1", "url": app_url}])
+        go_to_page(page, app_url)
+        page.get_by_text("Model status").wait_for(timeout=60_000)
+        assert page.get_by_text("stopped, and the page reconnected").count() == 0
+    finally:
+        page.context.close()
+
+
 def long_video(path: Path, frames: int = 1000) -> Path:
     """The orlando sample looped to `frames` frames (40 s at 25 fps): an analysis that lasts."""
     source = list(iter_frames(SAMPLES / "videos" / "orlando_bloom.avi"))
