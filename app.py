@@ -3,6 +3,7 @@ the file's name) and runs the one the browser asked for; the home page is below:
 how to use each page, which model files were found."""
 from __future__ import annotations
 
+import pandas  # noqa: F401  (see below)
 import streamlit as st
 
 from densehead.core.machine import this_machine
@@ -12,6 +13,10 @@ from densehead.dashboard.moved import show_moved_notice
 from densehead.dashboard.navigation import PAGES
 from densehead.dashboard.page_runs import count_finished_run
 from densehead.weights import assets
+
+# pandas is imported here, whole, before any page runs. Streamlit imports it when a page first
+# shows a table, and Plotly takes it from sys.modules when it draws: a page drawn on one thread
+# while another session's page was still importing pandas failed on a half-imported module.
 
 
 def home() -> None:

@@ -28,6 +28,7 @@ MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far
 DETAIL = {"balanced (~12,000 vertices)": 12_000,
           f"full ({FULL_VERTICES:,} vertices)": FULL_VERTICES,
           "light (~4,000 vertices)": 4_000}
+KEPT = "viewer_photo"   # (bytes, name) of the photo shown: the uploader forgets it on other pages
 REVISION = "revision"   # Reset view counts up: a new plot, in the view it starts with
 WIRE_VERTICES = 3_000  # the wireframe is drawn on a coarser mesh: 38k vertices of lines is too much
 
@@ -65,7 +66,7 @@ def meshes(data: bytes, name: str, index: int, target: int) -> tuple[export.Mesh
 def forget_the_photo() -> None:
     # A widget the page stops showing keeps its value under its key, but comes back empty in the
     # browser: without this, the last photo's faces stood under an empty uploader.
-    for key in ("photo", "snapshot"):
+    for key in ("photo", "snapshot", KEPT):
         st.session_state.pop(key, None)
 
 
@@ -76,18 +77,24 @@ source = st.radio("Photo", ["Upload a photo", "Take a snapshot with the camera"]
                   on_change=forget_the_photo)
 if source.startswith("Upload"):
     upload = st.file_uploader(f"Photo ({FORMATS})", type=upload_types(IMAGE_SUFFIXES),
-                              key="photo")
+                              key="photo", on_change=lambda: st.session_state.pop(KEPT, None))
 else:
     upload = st.camera_input("Snapshot", key="snapshot",
                              help="If nothing appears, the browser blocked the camera: allow it "
                                   "in the site settings, or upload a photo instead. Browsers "
                                   "give pages the camera only over https:// or on this machine "
                                   "(localhost).")
-if upload is None:
+if upload is not None:
+    st.session_state[KEPT] = (upload.getvalue(), upload.name)
+elif KEPT in st.session_state:
+    st.info(f"The photo “{plain(st.session_state[KEPT][1])}”, opened earlier. Upload another "
+            "to see its faces.")
+else:
     st.info("Upload a photo with one or more faces (or take a snapshot) to see them in 3D.")
     st.stop()
 
-data, name = upload.getvalue(), f"“{upload.name}”"
+data, upload_name = st.session_state[KEPT]
+name = f"“{upload_name}”"
 image, faces, note = analyse(data, name)
 if image is None:
     st.error(f"{plain(note)}. Please upload a photo ({FORMATS}).")   # the note names the file
@@ -138,10 +145,13 @@ with top_right:
                "downloads are always the full mesh). Drag to rotate, scroll to zoom.")
 
 left, right = st.columns(2)
-left.plotly_chart(bar_figure(face.expression_coeffs, "Expression coefficients (10)", "e"), key="exp_bars")
-right.plotly_chart(bar_figure(face.shape_coeffs, "Shape coefficients (40)", "s"), key="shape_bars")
+# no tool bar on the bar charts: on a touch screen it stays over their titles
+left.plotly_chart(bar_figure(face.expression_coeffs, "Expression coefficients (10)", "e"),
+                  key="exp_bars", config={"displayModeBar": False})
+right.plotly_chart(bar_figure(face.shape_coeffs, "Shape coefficients (40)", "s"),
+                   key="shape_bars", config={"displayModeBar": False})
 
-stem = download_stem(upload.name, "photo") + f"_face{index}"   # also the zip's file names
+stem = download_stem(upload_name, "photo") + f"_face{index}"   # also the zip's file names
 with st.expander("Texture (unwrapped into the face model's UV square)", expanded=True):
     tex = textured(data, name, index, stem)
     share = tex.texture.fractions()
@@ -159,5 +169,5 @@ d1.download_button("Download .obj (vertex colours)", data=lambda: export.obj_byt
 d2.download_button("Download .ply", data=lambda: export.ply_bytes(full),
                    file_name=f"{stem}.ply", mime="application/octet-stream", on_click="ignore")
 d3.download_button("Download .json", data=export.faces_json([face], with_vertices=False,
-                                                            source=upload.name, face_index=index),
+                                                            source=upload_name, face_index=index),
                    file_name=f"{stem}.json", mime="application/json", on_click="ignore")
