@@ -172,7 +172,7 @@ class Recording:
             with self._lock:
                 self._state = "finished" if self._frames else "failed"
                 if not self._frames:
-                    self._reason = "no frame was recorded"
+                    self._reason = "no frame was recorded: start the camera (START) first"
         except Exception as exc:  # disk full, codec missing…: the page says so, the log has the trace
             log.exception("recording to %s failed", self.path)
             with self._lock:
