@@ -430,3 +430,11 @@ def iter_status(path: Path, seconds: float, every_s: float = 1.0) -> Iterator[di
         if time.monotonic() >= end:
             return
         time.sleep(every_s)
+
+
+def via_home(page: Any, back_to: str) -> None:
+    """A look at the home page from the sidebar, then back to the page titled `back_to`."""
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    click(nav.get_by_text("Home", exact=True))
+    page.get_by_text("Model status").wait_for(timeout=60_000)
+    click(nav.get_by_text(back_to, exact=True))

@@ -28,6 +28,7 @@ from densehead.tools.browser import (
     start_stream,
     text_retrying,
     to_y4m,
+    via_home,
     wait_fps,
     wait_until,
     webrtc_frame,
@@ -387,16 +388,13 @@ def test_3d_viewer_takes_a_gif(page, app_url, samples):
 
 def test_3d_viewer_keeps_the_photo_after_a_look_at_home(page, app_url, samples):
     """The uploader forgets its file while another page is shown: the photo's faces stay, said
-    to be the photo opened earlier; the file names of the downloads are made from its name."""
+    to be the photo opened earlier, its name shown as written."""
     go_to_page(page, app_url, "/3D_viewer")
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
         files=[{"name": "**me** at ![x](y.png) the beach.jpg", "mimeType": "image/jpeg",
                 "buffer": (samples / "photos" / "JianzhuGuo.jpg").read_bytes()}])
     page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
-    nav = page.locator('[data-testid="stSidebarNav"]')
-    click(nav.get_by_text("Home", exact=True))
-    page.get_by_text("Model status").wait_for(timeout=60_000)
-    click(nav.get_by_text("3D viewer", exact=True))
+    via_home(page, "3D viewer")
     kept = page.locator('[data-testid="stAlert"]', has_text="opened earlier")
     kept.wait_for(timeout=60_000)
     assert "“**me** at ![x](y.png) the beach.jpg”" in kept.inner_text()

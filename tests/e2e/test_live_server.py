@@ -33,6 +33,7 @@ from densehead.tools.browser import (
     set_number,
     start_stream,
     text_retrying,
+    via_home,
     wait_fps,
     wait_until,
     webrtc_frame,
@@ -413,10 +414,7 @@ def test_a_video_named_in_markdown_is_named_as_written_and_outlasts_a_look_elsew
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(str(clip))
         click(page.get_by_role("button", name="Analyse"), 60_000)
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
-        nav = page.locator('[data-testid="stSidebarNav"]')
-        click(nav.get_by_text("Home", exact=True))
-        page.get_by_text("Model status").wait_for(timeout=60_000)
-        click(nav.get_by_text("Video analysis", exact=True))
+        via_home(page, "Video analysis")
         kept = page.locator('[data-testid="stAlert"]', has_text="analysed earlier")
         kept.wait_for(timeout=60_000)
         shot(page, output_dir, "e2e_video_results_kept.png")
