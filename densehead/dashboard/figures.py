@@ -171,7 +171,7 @@ def _axis(kind: str, row: int) -> str:
 def _compact_layout(height: int) -> dict:
     # uirevision keeps the user's zoom/legend toggles across the periodic refreshes
     return dict(height=height, margin=dict(l=40, r=10, t=30, b=30), uirevision="live",
-                legend=dict(orientation="h", y=-0.15))
+                legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
 
 
 def bar_figure(values: np.ndarray, title: str, prefix: str, height: int = 260) -> go.Figure:
