@@ -10,12 +10,9 @@ asks for 80 ms), and the file's edit list keeps what lies before 0 from being he
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 # the sound codecs browsers play inside MP4 and QuickTime files (the dashboard shows overlays
 # in the browser); other codecs these files can hold (PCM, Vorbis, AC-3) would leave the whole
