@@ -240,6 +240,10 @@ def stage_readout(stage: str, ms: float, share: float) -> str:
     return f"{stage} {ms:.1f} ms (1 frame in {1 / share:.0f})"
 
 
+def rate(fps: float | None) -> str:
+    return "…" if fps is None else f"{fps:.1f}"   # None: too few frames yet to tell
+
+
 def readouts(state: LiveSession) -> None:
     """Rates, frame time, queue lag, stage times, and what went wrong, if anything."""
     stats = state.buffer.stats()
@@ -248,13 +252,13 @@ def readouts(state: LiveSession) -> None:
     if not stats.frames:
         st.info("Press START to begin; the readouts and charts appear here.")
         return
-    a, b, c = st.columns(3)
-    a.metric("Server FPS", f"{stats.fps:.1f}")
-    b.metric("Camera FPS in", f"{stats.received_fps:.1f}")
-    c.metric("Faces", stats.faces)
-    a, b, _ = st.columns(3)
-    a.metric("Frame ms (median)", f"{stats.frame_ms:.1f}")
-    b.metric("Queue lag ms", f"{stats.lag_ms:.0f}")
+    with st.container(horizontal=True):   # the readouts wrap where narrow columns cut them
+        for label, value in (("Server FPS", rate(stats.fps)),
+                             ("Camera FPS in", rate(stats.received_fps)),
+                             ("Faces", str(stats.faces)),
+                             ("Frame ms (median)", f"{stats.frame_ms:.1f}"),
+                             ("Queue lag ms", f"{stats.lag_ms:.0f}")):
+            st.metric(label, value, width="content")
     if stats.stage_ms:
         st.caption(" · ".join(stage_readout(k, v, stats.stage_share[k]) for k, v in stats.stage_ms.items())
                    + f" · p90 frame {stats.frame_ms_p90:.1f} ms · {stats.frames} frames of "

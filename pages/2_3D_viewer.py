@@ -7,11 +7,13 @@ import streamlit as st
 from densehead.core.errors import ImageError
 from densehead.core.frames import fit_within
 from densehead.dashboard.cached_pipeline import load_pipeline, shared_pipeline
+from densehead.dashboard.device import on_phone
+from densehead.dashboard.drawing import detections_picture
 from densehead.dashboard.figures import (
     FULL_VERTICES,
+    MESH_HEIGHT,
     bar_figure,
     decimate,
-    detections_figure,
     mesh_figure,
     pose_axes,
 )
@@ -31,6 +33,8 @@ DETAIL = {"balanced (~12,000 vertices)": 12_000,
 KEPT = "viewer_photo"   # (bytes, name) of the photo shown: the uploader forgets it on other pages
 REVISION = "revision"   # Reset view counts up: a new plot, in the view it starts with
 WIRE_VERTICES = 3_000  # the wireframe is drawn on a coarser mesh: 38k vertices of lines is too much
+# On a phone the plot takes a finger's drag to turn the face: a shorter one leaves page to scroll by
+PHONE_MESH_HEIGHT = 420
 
 
 @st.cache_data(max_entries=4, show_spinner="Finding faces…")
@@ -115,12 +119,10 @@ face = faces[index]
 
 top_left, top_right = st.columns([2, 3])
 with top_left:
-    st.plotly_chart(detections_figure(image, faces, selected=index), key="detections",
-                    config={"displayModeBar": False})
-    a, b, c = st.columns(3)
-    a.metric("Yaw", f"{face.yaw:+.1f}°")
-    b.metric("Pitch", f"{face.pitch:+.1f}°")
-    c.metric("Roll", f"{face.roll:+.1f}°")
+    st.image(detections_picture(image, faces, selected=index), channels="BGR")
+    with st.container(horizontal=True):   # the readouts wrap where a narrow column cut them
+        for label, angle in (("Yaw", face.yaw), ("Pitch", face.pitch), ("Roll", face.roll)):
+            st.metric(label, f"{angle:+.1f}°", width="content")
     st.caption(f"{len(faces)} face(s) found; detector score {face.score:.2f}.")
 
 with top_right:
@@ -129,20 +131,28 @@ with top_right:
     detail = first.selectbox("Detail", list(DETAIL), key="detail")
     if second.button("Reset view"):
         st.session_state[REVISION] = st.session_state.get(REVISION, 0) + 1
+    # Each toggle draws a new plot, seen from the front again: Streamlit mounts a new chart for
+    # a changed figure, and Plotly's 3D scene saves a turned view into the layout object it was
+    # first drawn with, which Streamlit replaces once it knows the width, so that even the
+    # legend's clicks, made in the browser alone, lose the view.
     toggles = st.columns(3)
     wire = toggles[0].toggle("Wireframe", key="wire")
     marks = toggles[1].toggle("68 landmarks", key="marks")
     axes = toggles[2].toggle("Pose axes", value=True, key="axes")
     full, shown, wireframe = meshes(data, name, index, DETAIL[detail])
+    phone = on_phone()
     fig = mesh_figure(shown, landmarks=export.upright(face.landmarks) if marks else None,
                       axes=pose_axes(face) if axes else None,
                       wireframe=wireframe if wire else None,
-                      revision=st.session_state.get(REVISION, 0))
+                      revision=st.session_state.get(REVISION, 0),
+                      height=PHONE_MESH_HEIGHT if phone else MESH_HEIGHT)
     st.plotly_chart(fig, key=f"mesh-{st.session_state.get(REVISION, 0)}",
                     config={"displaylogo": False})
-    st.caption(f"Showing {shown.n_vertices:,} of {full.n_vertices:,} vertices "
+    how = "Drag a finger across the face to turn it" if phone else \
+        "Drag to turn the face, scroll to zoom"
+    st.caption(f"{how}. Showing {shown.n_vertices:,} of {full.n_vertices:,} vertices "
                f"({len(shown.triangles):,} triangles; vertex clustering for display — the "
-               "downloads are always the full mesh). Drag to rotate, scroll to zoom.")
+               "downloads are always the full mesh).")
 
 left, right = st.columns(2)
 # no tool bar on the bar charts: on a touch screen it stays over their titles

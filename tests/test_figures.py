@@ -66,11 +66,20 @@ def test_bar_figure(two_faces):
     assert isinstance(fig.data[0], go.Bar) and len(fig.data[0].x) == 40 and fig.data[0].x[0] == "s0"
 
 
-def test_detections_figure_has_a_box_per_face(two_faces):
+def test_detections_picture_boxes_every_face_and_marks_the_one_shown(two_faces):
+    """The photo keeps its shape (no band around it at any width) with a box per face, the
+    one shown in 3D in red, the other in green."""
+    from densehead.dashboard.drawing import OTHER_BOX, SELECTED_BOX, detections_picture
+
     image, faces = two_faces
-    fig = figures.detections_figure(image, faces, selected=1)
-    assert len(fig.layout.shapes) == 2 and fig.layout.shapes[1].line.color == "#ff3030"
-    assert fig.data[0].source.startswith("data:image/jpeg;base64,")
+    picture = detections_picture(image, faces, selected=1, max_side=900)
+    scale = 900 / max(image.shape[:2])
+    assert picture.shape[:2] == (round(image.shape[0] * scale), round(image.shape[1] * scale))
+    for i, color in ((0, OTHER_BOX), (1, SELECTED_BOX)):
+        x1, y1, x2, y2 = (round(v * scale) for v in faces[i].box[:4])
+        right_edge = picture[(y1 + y2) // 2, x2 - 1:x2 + 2].astype(int)   # a box line is 3 px
+        assert np.abs(right_edge - color).sum(axis=1).min() < 60, (i, right_edge)
+    assert not np.array_equal(picture, cv2.resize(image, picture.shape[1::-1]))
 
 
 def test_mesh_figure_full_resolution(mesh):

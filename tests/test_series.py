@@ -168,3 +168,21 @@ def test_a_stream_the_server_cannot_keep_up_with_reads_busy():
     assert not half.stats().busy   # stopped: nothing to say about load
     waiting, _ = stream(1, lag_s_per_frame=0.02)   # each frame waits 20 ms longer than the last
     assert waiting.stats().lag_ms > BUSY_LAG_MS and waiting.stats().busy
+
+
+def test_rates_wait_for_enough_of_a_stream_to_tell():
+    """At a stream's start two frames handed over together once read 301.8 fps: a rate is told
+    only over a span a person would call a rate, and until then the server is not called busy."""
+    clock = FakeClock(CLOCK_START)
+    buf = SeriesBuffer(clock=clock)
+    for _ in range(2):
+        buf.add_arrivals(1)
+        buf.add_frame([], media_time=clock.t - CLOCK_START)
+        clock.t += 0.003
+    start = buf.stats()
+    assert start.fps is None and start.received_fps is None and not start.busy
+    for _ in range(10):
+        clock.t += 0.04
+        buf.add_arrivals(1)
+        buf.add_frame([], media_time=clock.t - CLOCK_START)
+    assert buf.stats().fps == pytest.approx(11 / (2 * 0.003 + 10 * 0.04))   # 12 frames

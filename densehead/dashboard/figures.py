@@ -1,21 +1,18 @@
-"""Plotly figure builders for the dashboard: pose / expression time series, bar charts, the
-photo with its detections, and the 3D mesh viewer (with a display-side decimation).
+"""Plotly figure builders for the dashboard: pose / expression time series, bar charts and the
+3D mesh viewer (with a display-side decimation).
 
 Pure functions of numpy data -> plotly Figure; no Streamlit here.
 """
 from __future__ import annotations
 
-import base64
 import functools
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import plotly.graph_objects as go
 from _plotly_utils.utils import convert_to_base64
 
 from ..core.face import Face
-from ..core.frames import fit_within
 from ..engine import crop
 from ..io.export import Mesh, upright
 from ..io.table import COL, EXPRESSION, POSE, split_tracks
@@ -25,6 +22,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 AXIS_COLORS = ("#e41a1c", "#4daf4a", "#377eb8")  # head x, y, z (z = the way the face looks)
 FULL_VERTICES = 38_365
 POSE_HEIGHT, EXPRESSION_HEIGHT = 420, 320   # px: three rows of pose, one of expression
+MESH_HEIGHT = 600   # px
 
 
 def track_color(track_id: int) -> str:
@@ -184,26 +182,6 @@ def bar_figure(values: np.ndarray, title: str, prefix: str, height: int = 260) -
     return fig
 
 
-# --- the photo with its detections ------------------------------------------------------------
-
-def detections_figure(image_bgr: np.ndarray, faces: list[Face], selected: int | None = None,
-                      max_side: int = 900) -> go.Figure:
-    """The photo (downscaled for display, JPEG-encoded) with one labelled box per face."""
-    small, s = fit_within(image_bgr, max_side)
-    ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    fig = go.Figure(go.Image(source="data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode()))
-    for i, face in enumerate(faces):
-        x1, y1, x2, y2 = (np.asarray(face.box, dtype=float) * s).tolist()
-        color = "#ff3030" if i == selected else "#30ff30"
-        fig.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line=dict(color=color, width=3))
-        fig.add_annotation(x=x1, y=y1, text=f"face {i}", showarrow=False, yshift=10,
-                           font=dict(color="white"), bgcolor=color)
-    fig.update_layout(height=min(600, small.shape[0] + 20), margin=dict(l=0, r=0, t=0, b=0))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
-
-
 # --- the 3D viewer ------------------------------------------------------------------------------
 
 def decimate(mesh: Mesh, target: int) -> Mesh:
@@ -266,7 +244,8 @@ def pose_axes(face: Face) -> PoseAxes:
 
 
 def mesh_figure(mesh: Mesh, landmarks: np.ndarray | None = None, axes: PoseAxes | None = None,
-                wireframe: Mesh | None = None, revision: int = 0, height: int = 600) -> go.Figure:
+                wireframe: Mesh | None = None, revision: int = 0,
+                height: int = MESH_HEIGHT) -> go.Figure:
     """Mesh3d lit and coloured per vertex; optional wireframe (edges of `wireframe`), the 68
     landmarks and pose axes, all in upright coordinates centred on the mesh. `revision`
     changes the uirevision: bump it to reset the camera."""
@@ -317,6 +296,6 @@ def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
                         hoverinfo="skip", connectgaps=False)
 
 
-__all__ = ["FULL_VERTICES", "PoseAxes", "bar_figure", "decimate", "detections_figure", "edges",
+__all__ = ["FULL_VERTICES", "MESH_HEIGHT", "PoseAxes", "bar_figure", "decimate", "edges",
            "expression_figure", "expression_spec", "figure", "longest_tracks", "mesh_figure",
            "pose_axes", "pose_figure", "pose_spec", "thin", "track_color"]

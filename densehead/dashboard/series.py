@@ -23,13 +23,17 @@ IDLE_AFTER_S = 2.0  # no frame for this long: the stream is stopped or stalled, 
 # are dropped to keep the delay one frame deep) or when frames wait longer than BUSY_LAG_MS
 BUSY_SHARE = 0.8
 BUSY_LAG_MS = 250.0
+# Rates are told once their frames span this long: at a stream's start two frames handed over
+# together made one readout say 300 fps
+RATE_SPAN_S = 0.25
 TIME = COL["time_s"]
 
 
 @dataclass
 class LiveStats:
     """What the page shows about the server-side processing."""
-    fps: float = 0.0                 # processed frames per second over the stats window
+    fps: float | None = 0.0          # processed frames per second over the stats window (None:
+                                     # too short a span yet to tell)
     frame_ms: float = 0.0            # median wall time of the whole callback
     frame_ms_p90: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)  # median per stage, where it ran
@@ -38,7 +42,7 @@ class LiveStats:
     frames: int = 0                  # frames processed since the last clear
     faces: int = 0                   # faces in the latest frame
     error: str = ""                  # last error raised in the callback, shown instead of a traceback
-    received_fps: float = 0.0        # frames arriving from the camera per second
+    received_fps: float | None = 0.0  # frames arriving from the camera per second (as fps)
     dropped: int = 0                 # frames skipped because processing was busy (never queued)
     size: tuple[int, int] = (0, 0)   # width, height of the latest processed frame
     idle_s: float = 0.0              # seconds since the latest processed frame
@@ -51,9 +55,16 @@ class LiveStats:
     @property
     def busy(self) -> bool:
         """The server cannot keep up with this stream: it drops frames or they wait."""
-        if self.stopped or not self.received_fps:
+        if self.stopped or not self.received_fps or self.fps is None:
             return False
         return self.fps < BUSY_SHARE * self.received_fps or self.lag_ms > BUSY_LAG_MS
+
+
+def _rate(times: list[float], events: int) -> float | None:
+    """`events` over the span of `times` (seconds, oldest first) a second; None for a span
+    shorter than RATE_SPAN_S."""
+    span = times[-1] - times[0]
+    return events / span if span >= RATE_SPAN_S else None
 
 
 class _Ring:
@@ -202,14 +213,13 @@ class SeriesBuffer:
                             faces=self._faces, error=self._error, dropped=self._dropped,
                             size=self._size)
             arrivals = list(self._arrivals)
-        if len(arrivals) > 1 and arrivals[-1][0] > arrivals[0][0]:
-            out.received_fps = sum(n for _, n in arrivals[1:]) / (arrivals[-1][0] - arrivals[0][0])
+        if arrivals:
+            out.received_fps = _rate([t for t, _ in arrivals], sum(n for _, n in arrivals[1:]))
         if not frames:
             return out
         walls = np.array([f[0] for f in frames])
         totals = np.array([f[1] for f in frames])
-        if len(frames) > 1 and walls[-1] > walls[0]:
-            out.fps = (len(frames) - 1) / (walls[-1] - walls[0])
+        out.fps = _rate(walls.tolist(), len(frames) - 1)
         out.idle_s = max(0.0, self._clock() - float(walls[-1]))
         if out.stopped:  # the last rates and faces are history, not what happens now
             out.fps = out.received_fps = 0.0

@@ -9,6 +9,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 from e2e_setup import CAMERA_VIDEO
 from paths import ASSETS, SAMPLES
 
@@ -164,6 +165,10 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     frame = webrtc_frame(page)
     start_stream(page, frame)
     assert wait_fps(page) > 0
+    page.set_viewport_size({"width": 768, "height": 1100})   # a tablet: the readouts wrap
+    page.locator('[data-testid="stMetric"]', has_text="Queue lag ms").wait_for()
+    assert page.evaluate(CUT_LABELS_JS) == []
+    page.set_viewport_size({"width": 1500, "height": 1100})
     # the chart fills, and shows the person in the video turning their head
     yaw, pitch, roll = wait_pose_chart(page, lambda yaw, pitch, roll: len(yaw) >= 20
                                        and np.ptp(yaw) > 5)
@@ -414,9 +419,11 @@ def test_3d_viewer_rejects_a_non_image(page, app_url, output_dir):
 
 # every visible text element whose text is wider than its box: a label cut off with an ellipsis
 # (icons are glyphs of a font whose ligature names, like "add", are wider than the glyph)
-CUT_LABELS_JS = """() => [...document.querySelectorAll('p, span, label, [data-testid="stMarkdownContainer"]')]
+CUT_LABELS_JS = """() => [...document.querySelectorAll(
+    'p, span, label, [data-testid="stMarkdownContainer"]')]
   .filter(e => e.offsetParent !== null && e.innerText.trim() && e.scrollWidth > e.clientWidth + 1)
   .filter(e => !e.closest('[data-testid*="Icon"], [aria-hidden="true"], [translate="no"]'))
+  .filter(e => e.getBoundingClientRect().right > 0)   // not in a collapsed sidebar, off screen
   .map(e => e.innerText.trim())"""
 
 
@@ -442,7 +449,7 @@ def test_a_fresh_servers_first_visitor_on_a_page_url_gets_the_apps_navigation(br
             context.close()
 
 
-def test_navigation_says_home_and_no_label_is_cut_at_1280px(browser, app_url, samples, output_dir):
+def test_navigation_says_home_and_no_label_is_cut_on_laptops_and_tablets(browser, app_url, samples, output_dir):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
@@ -453,10 +460,44 @@ def test_navigation_says_home_and_no_label_is_cut_at_1280px(browser, app_url, sa
         page.get_by_role("button", name="Export series (CSV)").wait_for(timeout=60_000)
         assert page.evaluate(CUT_LABELS_JS) == []
         go_to_page(page, app_url, "/3D_viewer")
+        # emma.jpg's first face reads "+33.1°", a value that a narrow column cut
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
-            str(samples / "photos" / "JianzhuGuo.jpg"))
-        page.locator('[data-testid="stCheckbox"]', has_text="68 landmarks").wait_for(timeout=120_000)
-        page.screenshot(path=str(output_dir / "e2e_3d_viewer_1280.png"), full_page=True)
+            str(samples / "photos" / "emma.jpg"))
+        page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
+        for width in (1280, 1366, 768):   # a laptop, a wider one, a tablet
+            page.set_viewport_size({"width": width, "height": 900})
+            page.locator('[data-testid="stMetric"]', has_text="Roll").wait_for()
+            page.screenshot(path=str(output_dir / f"e2e_3d_viewer_{width}.png"), full_page=True)
+            assert page.evaluate(CUT_LABELS_JS) == [], width
+    finally:
+        context.close()
+
+
+# what a phone's Chrome says it is: the page gives phones a shorter 3D plot
+PHONE_AGENT = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+               "Chrome/130.0.0.0 Mobile Safari/537.36")
+
+
+def test_3d_viewer_on_a_phone_leaves_room_to_scroll_and_shows_the_photo_whole(
+        browser, app_url, samples, output_dir):
+    """On a phone the finger that drags the face also scrolls the page: the 3D plot leaves part
+    of the screen to scroll by, and the photo with its boxes takes no more room than it needs."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=3, user_agent=PHONE_AGENT)
+    page = context.new_page()
+    try:
+        go_to_page(page, app_url, "/3D_viewer")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(samples / "photos" / "emma.jpg"))
+        page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
+        page.get_by_text("Drag a finger across the face").wait_for()
+        page.screenshot(path=str(output_dir / "e2e_3d_viewer_phone.png"), full_page=True)
+        plot = page.evaluate(MESH_PLOT_JS + ".getBoundingClientRect().toJSON()")
+        assert plot["height"] <= 0.6 * 844, plot
+        photo = cv2.imread(str(samples / "photos" / "emma.jpg"))
+        shown = page.locator('[data-testid="stImage"] img').first.bounding_box()
+        assert shown["height"] == pytest.approx(
+            shown["width"] * photo.shape[0] / photo.shape[1], abs=2), shown
         assert page.evaluate(CUT_LABELS_JS) == []
     finally:
         context.close()

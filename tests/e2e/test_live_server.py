@@ -396,7 +396,8 @@ def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output
         page.context.close()
 
 
-MARKDOWN_NAME = "**bold** [link](javascript:alert(1)) ![img](t.png) :red[red] $x^2$.avi"
+MARKDOWN_NAME = ("**bold** [link](javascript:alert(1)) ![img](t.png) :red[red] $x^2$ "
+                 "www.example.com me@example.com.avi")
 
 
 def test_a_video_named_in_markdown_is_named_as_written_and_outlasts_a_look_elsewhere(
