@@ -7,11 +7,12 @@ import re
 
 # every ASCII punctuation character: CommonMark lets a backslash make any of them literal
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-# GitHub's autolinks (www.x.y, http://…, a@b.c) form from the characters themselves, escaped or
-# not: written as character references these show as written and link nothing
-_LINK_MAKERS = {".": "&#46;", ":": "&#58;", "@": "&#64;"}
+# Streamlit makes links of www.x.y, a@b.c and scheme:… in the text as shown, escaped or not;
+# an invisible word joiner before the "." of www., before "@" and before ":" keeps them text
+_LINK_MAKERS = re.compile(r"(?i)(?<=www)(?=\.)|(?=[@:])")
+WORD_JOINER = "\u2060"
 
 
 def plain(text: str) -> str:
     """`text` escaped so that Markdown shows every character of it as written."""
-    return _PUNCTUATION.sub(lambda m: _LINK_MAKERS.get(m[1], "\\" + m[1]), text)
+    return _PUNCTUATION.sub(r"\\\1", _LINK_MAKERS.sub(WORD_JOINER, text))

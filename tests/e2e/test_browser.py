@@ -167,7 +167,8 @@ def test_live_webcam_round_trip(page, app_url, camera, output_dir):
     assert wait_fps(page) > 0
     page.set_viewport_size({"width": 768, "height": 1100})   # a tablet: the readouts wrap
     page.locator('[data-testid="stMetric"]', has_text="Queue lag ms").wait_for()
-    assert page.evaluate(CUT_LABELS_JS) == []
+    page.screenshot(path=str(output_dir / "e2e_live_webcam_768.png"))
+    assert page.evaluate(CUT_LABELS_JS, '[data-testid="stMain"]') == []
     page.set_viewport_size({"width": 1500, "height": 1100})
     # the chart fills, and shows the person in the video turning their head
     yaw, pitch, roll = wait_pose_chart(page, lambda yaw, pitch, roll: len(yaw) >= 20
@@ -419,7 +420,7 @@ def test_3d_viewer_rejects_a_non_image(page, app_url, output_dir):
 
 # every visible text element whose text is wider than its box: a label cut off with an ellipsis
 # (icons are glyphs of a font whose ligature names, like "add", are wider than the glyph)
-CUT_LABELS_JS = """() => [...document.querySelectorAll(
+CUT_LABELS_JS = """(within) => [...document.querySelector(within || 'body').querySelectorAll(
     'p, span, label, [data-testid="stMarkdownContainer"]')]
   .filter(e => e.offsetParent !== null && e.innerText.trim() && e.scrollWidth > e.clientWidth + 1)
   .filter(e => !e.closest('[data-testid*="Icon"], [aria-hidden="true"], [translate="no"]'))
