@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..core.errors import error_line
@@ -206,61 +206,108 @@ def _dispatch(ray: Any, tasks: list[Task], settings: BatchSettings, pool: _Pool,
               running: dict[Any, tuple[_Actor, Task]]) -> Iterator[Outcome | FrameCount]:
     """One task per idle actor. An actor that dies is replaced; its file runs once more on
     another actor, then fails. Without any actor up for NO_WORKER_WAIT_S the rest fail."""
-    todo = list(reversed(tasks))
-    tries: dict[int, int] = {}
-    waiting_since = 0.0   # since when no actor was up to give a file to
-    told = False          # whether that wait has been said
-    while todo or running:
-        while pool.idle and todo:
-            actor, task = pool.idle.pop(), todo.pop()
-            tries[task.index] = tries.get(task.index, 0) + 1
-            running[actor.handle.run.remote(task, settings)] = (actor, task)
-        if todo and not running and not pool.idle:
-            if not pool.starting:   # every start failed: the same error for every file
-                why = pool.start_errors[-1] if pool.start_errors else "no worker"
-                for task in reversed(todo):
-                    yield Outcome(task.index, error=f"no Ray worker could start: {why}")
-                return
-            waiting_since = waiting_since or time.monotonic()
-            waited = time.monotonic() - waiting_since
-            if waited > NO_WORKER_NOTICE_S and not told:   # not minutes of silence
-                told = True
-                log.warning("no Ray worker has started after %.0f s: does the cluster have a free "
-                            "CPU? Files still waiting fail after %.0f s", waited, NO_WORKER_WAIT_S)
-            if waited > NO_WORKER_WAIT_S:
-                for task in reversed(todo):
-                    yield Outcome(task.index, error=f"no Ray worker started in "
-                                                    f"{NO_WORKER_WAIT_S:.0f} s (does the "
-                                                    f"cluster have a free CPU?)")
+    files = _Files(list(reversed(tasks)), running)
+    wait = _NoWorkerWait()
+    while files.todo or files.running:
+        files.give_out(pool, settings)
+        if files.stalled(pool):
+            if error := (_start_failure(pool) or wait.expired()):
+                yield from files.fail_rest(error)
                 return
         else:
-            waiting_since = 0.0
-        ready, _ = ray.wait([*running, *pool.starting], num_returns=1, timeout=POLL_S)
+            wait.reset()
+        ready, _ = ray.wait([*files.running, *pool.starting], num_returns=1, timeout=POLL_S)
         yield from _drain(ray, queue)
         for ref in ready:
-            if ref in pool.starting:
-                pool.started(ref)
-                continue
-            actor, task = running[ref]
-            try:
-                outcome = ray.get(ref)
-            except ray.exceptions.RayActorError as error:
-                running.pop(ref)
-                pool.kill(actor)
-                pool.add()
-                if tries[task.index] < 2:   # its node stopped, most likely: once more
-                    todo.append(task)
-                else:
-                    yield Outcome(task.index, error=f"the Ray worker died while on this file "
-                                                    f"(twice): {error_line(error)}")
-                continue
-            except ray.exceptions.RayError as error:
-                outcome = Outcome(task.index, error=f"Ray: {error_line(error)}")
-            if tries[task.index] > 1:
-                outcome.notes.append("run again after the Ray worker it was on died")
-            yield outcome
-            running.pop(ref)
-            pool.idle.append(actor)
+            yield from _collect(ray, ref, pool, files)
+
+
+@dataclass
+class _Files:
+    """The files of a batch as _dispatch gives them to actors."""
+    todo: list[Task]                          # a stack: the next file to give is last
+    running: dict[Any, tuple[_Actor, Task]]   # _schedule's: a file stays until handed over
+    tries: dict[int, int] = field(default_factory=dict)   # task index -> times given
+
+    def give_out(self, pool: _Pool, settings: BatchSettings) -> None:
+        """One file to each idle actor."""
+        while pool.idle and self.todo:
+            actor, task = pool.idle.pop(), self.todo.pop()
+            self.tries[task.index] = self.tries.get(task.index, 0) + 1
+            self.running[actor.handle.run.remote(task, settings)] = (actor, task)
+
+    def stalled(self, pool: _Pool) -> bool:
+        """Files wait, and no actor is up to give one to."""
+        return bool(self.todo) and not self.running and not pool.idle
+
+    def fail_rest(self, error: str) -> Iterator[Outcome]:
+        """Every file not given out fails with `error`."""
+        for task in reversed(self.todo):
+            yield Outcome(task.index, error=error)
+
+
+def _start_failure(pool: _Pool) -> str | None:
+    """With no actor starting either, every start failed: the same error for every file."""
+    if pool.starting:
+        return None
+    why = pool.start_errors[-1] if pool.start_errors else "no worker"
+    return f"no Ray worker could start: {why}"
+
+
+@dataclass
+class _NoWorkerWait:
+    """How long files have waited with no actor up: said once, failed after a while."""
+    since: float = 0.0   # since when no actor was up to give a file to (0.0: none waits)
+    told: bool = False   # whether that wait has been said
+
+    def reset(self) -> None:
+        self.since = 0.0
+
+    def expired(self) -> str | None:
+        """The error of the waiting files once they waited NO_WORKER_WAIT_S, else None."""
+        self.since = self.since or time.monotonic()
+        waited = time.monotonic() - self.since
+        if waited > NO_WORKER_NOTICE_S and not self.told:   # not minutes of silence
+            self.told = True
+            log.warning("no Ray worker has started after %.0f s: does the cluster have a free "
+                        "CPU? Files still waiting fail after %.0f s", waited, NO_WORKER_WAIT_S)
+        if waited > NO_WORKER_WAIT_S:
+            return (f"no Ray worker started in {NO_WORKER_WAIT_S:.0f} s (does the cluster "
+                    f"have a free CPU?)")
+        return None
+
+
+def _collect(ray: Any, ref: Any, pool: _Pool, files: _Files) -> Iterator[Outcome]:
+    """What a ready ref brings: an actor that is up, or a file's outcome, handed over before
+    the file leaves `running`."""
+    if ref in pool.starting:
+        pool.started(ref)
+        return
+    actor, task = files.running[ref]
+    try:
+        outcome = ray.get(ref)
+    except ray.exceptions.RayActorError as error:
+        yield from _actor_died(ref, error, pool, files)
+        return
+    except ray.exceptions.RayError as error:
+        outcome = Outcome(task.index, error=f"Ray: {error_line(error)}")
+    if files.tries[task.index] > 1:
+        outcome.notes.append("run again after the Ray worker it was on died")
+    yield outcome
+    files.running.pop(ref)
+    pool.idle.append(actor)
+
+
+def _actor_died(ref: Any, error: Exception, pool: _Pool, files: _Files) -> Iterator[Outcome]:
+    """A replacement for the actor, and its file once more; the file fails on a second death."""
+    actor, task = files.running.pop(ref)
+    pool.kill(actor)
+    pool.add()
+    if files.tries[task.index] < 2:   # its node stopped, most likely: once more
+        files.todo.append(task)
+    else:
+        yield Outcome(task.index, error=f"the Ray worker died while on this file "
+                                        f"(twice): {error_line(error)}")
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
