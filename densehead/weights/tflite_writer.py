@@ -147,10 +147,21 @@ def _quantization(b: flatbuffers.Builder, quant: Quantization) -> int:
 
 
 def _serialise(g: Graph, description: str) -> bytes:
-    M, T, B, O, S, C = (fb(n) for n in ("Model", "Tensor", "Buffer", "Operator", "SubGraph",
-                                         "OperatorCode"))
+    """The model as one flatbuffer, written back to front: the order of the parts below is part
+    of the file's bytes (another order is another graph: bump COMPILER_VERSION)."""
     b = flatbuffers.Builder(sum(len(d) for d in g.buffers) + 65536)
+    buffers = _buffers(b, g)
+    tensors = _tensors(b, g)
+    codes = sorted({op.code for op in g.operators})   # an operator names its code by index
+    operators = _operators(b, g, codes)
+    opcodes = _operator_codes(b, g, codes)
+    subgraph = _subgraph(b, g, tensors, operators)
+    b.Finish(_model(b, description, opcodes, subgraph, buffers), file_identifier=b"TFL3")
+    return bytes(b.Output())
 
+
+def _buffers(b: flatbuffers.Builder, g: Graph) -> list[int]:
+    B = fb("Buffer")
     buffers = []
     for data in g.buffers:
         vec = _data_vector(b, data) if data else None
@@ -158,7 +169,11 @@ def _serialise(g: Graph, description: str) -> bytes:
         if vec is not None:
             B.BufferAddData(b, vec)
         buffers.append(B.BufferEnd(b))
+    return buffers
 
+
+def _tensors(b: flatbuffers.Builder, g: Graph) -> list[int]:
+    T = fb("Tensor")
     tensors = []
     for index, (name, shape, kind, buf) in enumerate(g.tensors):
         quant = g.quantization.get(index)
@@ -172,8 +187,11 @@ def _serialise(g: Graph, description: str) -> bytes:
         if quant_off is not None:
             T.TensorAddQuantization(b, quant_off)
         tensors.append(T.TensorEnd(b))
+    return tensors
 
-    codes = sorted({op.code for op in g.operators})
+
+def _operators(b: flatbuffers.Builder, g: Graph, codes: list[int]) -> list[int]:
+    O = fb("Operator")
     operators = []
     for op in g.operators:
         ins, outs = _int_vector(b, op.inputs), _int_vector(b, op.outputs)
@@ -186,7 +204,12 @@ def _serialise(g: Graph, description: str) -> bytes:
             O.OperatorAddBuiltinOptionsType(b, op.options_type)
             O.OperatorAddBuiltinOptions(b, opts)
         operators.append(O.OperatorEnd(b))
+    return operators
 
+
+def _operator_codes(b: flatbuffers.Builder, g: Graph, codes: list[int]) -> list[int]:
+    """One entry per operator kind, at the newest version any of its operators needs."""
+    C = fb("OperatorCode")
     opcodes = []
     for code in codes:
         C.OperatorCodeStart(b)
@@ -194,7 +217,11 @@ def _serialise(g: Graph, description: str) -> bytes:
         C.OperatorCodeAddBuiltinCode(b, code)
         C.OperatorCodeAddVersion(b, max(op.version for op in g.operators if op.code == code))
         opcodes.append(C.OperatorCodeEnd(b))
+    return opcodes
 
+
+def _subgraph(b: flatbuffers.Builder, g: Graph, tensors: list[int], operators: list[int]) -> int:
+    S = fb("SubGraph")
     t_vec, o_vec = _offset_vector(b, tensors), _offset_vector(b, operators)
     in_vec, out_vec = _int_vector(b, g.inputs), _int_vector(b, g.outputs)
     sg_name = b.CreateString("main")
@@ -204,8 +231,12 @@ def _serialise(g: Graph, description: str) -> bytes:
     S.SubGraphAddOutputs(b, out_vec)
     S.SubGraphAddOperators(b, o_vec)
     S.SubGraphAddName(b, sg_name)
-    subgraph = S.SubGraphEnd(b)
+    return S.SubGraphEnd(b)
 
+
+def _model(b: flatbuffers.Builder, description: str, opcodes: list[int], subgraph: int,
+           buffers: list[int]) -> int:
+    M = fb("Model")
     codes_vec, sg_vec = _offset_vector(b, opcodes), _offset_vector(b, [subgraph])
     buf_vec, desc = _offset_vector(b, buffers), b.CreateString(description)
     M.ModelStart(b)
@@ -214,8 +245,7 @@ def _serialise(g: Graph, description: str) -> bytes:
     M.ModelAddSubgraphs(b, sg_vec)
     M.ModelAddDescription(b, desc)
     M.ModelAddBuffers(b, buf_vec)
-    b.Finish(M.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return M.ModelEnd(b)
 
 
 # ----------------------------------------------------------------------------- ops
