@@ -43,6 +43,10 @@ CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd fra
 CHART_TRACKS = 3         # tracks drawn: the ones with the most frames in the window
 CHART_PERIOD_S = 3.0     # the charts are rebuilt at most this often; the readouts every second
 WINDOW_KEY, RECORD_SECONDS_KEY = "live_window", "live_record_seconds"   # the sliders' state
+SESSION_ID_KEY = "live_session_id"         # session state: this session's id
+SERIES_EXPORT_KEY = "live_series_export"   # session state: the last SeriesExport
+CHARTS_KEY = "live_charts"                 # session state: the Charts last built
+STREAMER_KEY = "live"   # the webcam component's key: streamlit-webrtc's context in session state
 
 pipe = load_pipeline()
 if pipe is None:
@@ -56,7 +60,7 @@ keep_a_bitrate_floor()   # a busy event loop does not tell browsers to send next
 keep_consent_of_late_answers()   # a busy server does not drop a browser that answers late
 ECHO = echo_from_environment()
 sid = session_id()
-st.session_state.live_session_id = sid  # where tests find this page's session
+st.session_state[SESSION_ID_KEY] = sid  # where tests find this page's session
 
 
 def live() -> LiveSession:
@@ -115,7 +119,7 @@ class SeriesExport:
 def export_series() -> None:
     csv = act("series_csv")
     if isinstance(csv, str):   # None once the session's live state is gone: nothing to export
-        st.session_state.live_series_export = SeriesExport(csv, time.strftime("%H:%M:%S"))
+        st.session_state[SERIES_EXPORT_KEY] = SeriesExport(csv, time.strftime("%H:%M:%S"))
 
 
 def start_recording() -> None:
@@ -146,7 +150,7 @@ def actions() -> None:
         c.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
     else:
         c.button("⏺ Record", key="live_record_start", on_click=start_recording)
-    exported: SeriesExport | None = st.session_state.get("live_series_export")
+    exported: SeriesExport | None = st.session_state.get(SERIES_EXPORT_KEY)
     if exported is not None:
         st.download_button("Download series (CSV)", data=exported.csv, file_name="live_series.csv",
                            mime="text/csv", on_click="ignore", key="live_series_csv")
@@ -204,7 +208,7 @@ def charts(state: LiveSession) -> None:
     if not state.buffer.rows:
         return
     window = float(st.session_state.get(WINDOW_KEY, CHART_WINDOW_S))
-    cached: Charts | None = st.session_state.get("live_charts")
+    cached: Charts | None = st.session_state.get(CHARTS_KEY)
     now = time.monotonic()
     if (cached is None or cached.window != window
             or (cached.version != state.buffer.version and now - cached.made >= CHART_PERIOD_S)):
@@ -212,7 +216,7 @@ def charts(state: LiveSession) -> None:
         cached = Charts(state.buffer.version, window,
                         figure(pose_spec(table, max_points=CHART_POINTS)),
                         figure(expression_spec(table, max_points=CHART_POINTS)), tracks, now)
-        st.session_state.live_charts = cached
+        st.session_state[CHARTS_KEY] = cached
     st.plotly_chart(cached.pose, key="pose_chart", config={"displaylogo": False})
     st.plotly_chart(cached.expression, key="expression_chart", config={"displaylogo": False})
     shown = (f"the {CHART_TRACKS} longest of {cached.tracks} tracks in the window"
@@ -282,10 +286,10 @@ if ECHO:
 
 left, right = st.columns([3, 2])
 with left:
-    reset_streamer_only_on_return("live")
+    reset_streamer_only_on_return(STREAMER_KEY)
     try:
         webrtc_streamer(
-            key="live",
+            key=STREAMER_KEY,
             mode=WebRtcMode.SENDRECV,
             rtc_configuration={"iceServers": ice_servers()},
             media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
