@@ -401,6 +401,13 @@ def test_ray_cluster_of_two_nodes_gives_the_local_tables(cluster_study, cluster_
     assert all(f["host"] for f in files)
     assert_same_tables(out, cluster_study_local, cluster_study)
     assert not part_files(out)
+    # the workers load their own model files: what they warn of is said here, once
+    from densehead.weights.assets import status
+
+    said = [line for line in result.stderr.splitlines() if "a Ray worker's model files" in line]
+    stand_ins = [s.name for s in status() if s.official is False]
+    assert [name for name in stand_ins if any(name in line for line in said)] == stand_ins
+    assert len(said) == len(stand_ins), said
 
 
 def node_worker_file(cluster, node, root: Path) -> str | None:

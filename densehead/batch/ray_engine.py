@@ -90,7 +90,9 @@ class RayEngine:
             n = min(self.workers or int(ray.cluster_resources().get("CPU", 1)), len(tasks))
             n = max(n, 1)
             queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": _here(ray)})
-            pool = _Pool(ray, lambda: self._new_actor(ray, settings.pipeline, queue))
+            # a running cluster's workers load their own model files; a local one's are these
+            pool = _Pool(ray, lambda: self._new_actor(ray, settings.pipeline, queue),
+                         tell_warnings=bool(self.address))
             for _ in range(n):
                 pool.add()
             yield from _schedule(ray, tasks, settings, pool, queue)
@@ -151,8 +153,10 @@ class _Actor:
 class _Pool:
     """The actors: starting (not yet given work) and idle; busy ones are in _schedule."""
 
-    def __init__(self, ray: Any, make: Any) -> None:
+    def __init__(self, ray: Any, make: Any, tell_warnings: bool) -> None:
         self.ray, self.make = ray, make
+        self.tell_warnings = tell_warnings        # the workers' own model files: say their warnings
+        self.told: set[str] = set()
         self.starting: dict[Any, _Actor] = {}     # ready ref -> actor
         self.idle: list[_Actor] = []
         self.start_errors: list[str] = []         # actors that died before they were up
@@ -166,7 +170,7 @@ class _Pool:
     def started(self, ref: Any) -> None:
         actor = self.starting.pop(ref)
         try:
-            actor.node = self.ray.get(ref)
+            actor.node, said = self.ray.get(ref)
         except self.ray.exceptions.RayError as error:   # its node went, or the models failed
             self.kill(actor)
             self.start_errors.append(error_line(error))
@@ -175,6 +179,10 @@ class _Pool:
             return
         self.up += 1
         self.idle.append(actor)
+        for warning in said if self.tell_warnings else []:
+            if warning not in self.told:
+                self.told.add(warning)
+                log.warning("a Ray worker's model files: %s", warning)
 
     def kill(self, actor: _Actor) -> None:
         with contextlib.suppress(Exception):
@@ -439,15 +447,19 @@ class RayWorker:
 
         from ..engine.pipeline import Pipeline
 
-        warnings.simplefilter("ignore")  # the driver showed the model files' warnings once
-        self.pipeline = Pipeline(options)
+        # kept for the driver, which says them (a worker's stderr is in Ray's logs only)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.pipeline = Pipeline(options)
+        self.model_warnings = list(dict.fromkeys(str(w.message) for w in caught))
         self.queue = queue
 
-    def ready(self) -> str:
-        """Answers once the models are loaded: the id of the node this actor runs on."""
+    def ready(self) -> tuple[str, list[str]]:
+        """Answers once the models are loaded: the id of the node this actor runs on, and what
+        loading its model files warned of (a stand-in model, say)."""
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        return ray.get_runtime_context().get_node_id(), self.model_warnings
 
     def run(self, task: Task, settings: BatchSettings) -> Outcome:
         import ray
