@@ -531,6 +531,45 @@ def test_ray_cluster_from_ray_address_stopped_by_kill_keeps_what_finished(cluste
     assert not part_files(out)
 
 
+def finished_in_report(out: Path) -> list[str]:
+    """The inputs batch.json records as done, [] while there is none (or none yet)."""
+    try:
+        return [f["input"] for f in report(out)["files"] if f["status"] == "ok"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@pytest.mark.ray
+def test_ray_cluster_losing_its_head_leaves_a_record_of_what_finished(cluster_study,
+                                                                      ray_cluster, assets_dir,
+                                                                      tmp_path):
+    """The head goes (its machine loses power) mid-batch: Ray ends the command on its own, in
+    seconds or in a minute, before it can say anything. batch.json, written as files finish,
+    still records those files, marked unfinished, and the next run resumes after them."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(on_cluster(ray_cluster, cluster_study, out), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster_env(ray_cluster, assets_dir))
+    try:
+        deadline = time.monotonic() + 120
+        while not (finished := finished_in_report(out)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no file was recorded as finished"
+            time.sleep(0.05)
+        ray_cluster.kill(ray_cluster.nodes[0])
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, stdout + stderr
+    data = report(out)
+    assert data["unfinished"] is True and data["pending"] > 0, data
+    assert set(finished) <= set(finished_in_report(out))
+    resumed = run_batch([cluster_study], out, workers=1)   # on this machine: the cluster is gone
+    assert resumed.count("skipped") >= len(finished) and resumed.count("failed") == 0
+    assert report(out)["unfinished"] is False and not part_files(out)
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("token", ["missing", "wrong"])
 def test_ray_cluster_without_its_token_says_so_in_one_line(cluster_study, ray_cluster,

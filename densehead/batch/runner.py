@@ -3,13 +3,14 @@ others on an engine, commit each file's outputs as its result arrives (in this p
 one place ever writes under the output folder), and record every file in `batch.json`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..core.files import atomic_write
 from .local import LocalEngine
@@ -26,6 +27,7 @@ from .progress import BatchProgress
 from .work import BatchSettings, Outcome, Task
 
 REPORT_NAME = "batch.json"
+CHECKPOINT_S = 10.0   # batch.json is also written while a batch runs, at most this often (s)
 
 
 @dataclass
@@ -52,7 +54,8 @@ class BatchReport:
     seconds: float              # wall time of the whole run
     ignored: list[str] = field(default_factory=list)   # non-media files found in folders
     interrupted: bool = False
-    pending: int = 0            # files not run because the batch was interrupted
+    pending: int = 0            # files not run (yet: see unfinished) or because of Ctrl-C
+    unfinished: bool = False    # written while the batch ran: if it stays, the run was cut off
     write_seconds: float = 0.0  # time spent writing tables here, alongside the workers
     startup_seconds: float = 0.0  # until the first worker began its first file
     work_seconds: float = 0.0     # from then until the last file's result came back
@@ -75,7 +78,8 @@ class BatchReport:
     def to_json(self) -> str:
         body = {"files": [asdict(f) for f in self.files], "totals": self.totals,
                 "engine": self.engine, "workers": self.workers, "ignored": self.ignored,
-                "interrupted": self.interrupted, "pending": self.pending}
+                "interrupted": self.interrupted, "pending": self.pending,
+                "unfinished": self.unfinished}
         return json.dumps(body, indent=1)
 
     def summary_line(self) -> str:
@@ -126,16 +130,22 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
         _load_models_once(settings, chosen)
     bar = BatchProgress({t.index: t.job for t in tasks}, len(plan.jobs) - len(tasks),
                         len(plan.jobs), settings.max_frames, enabled=progress)
-    run = _consume(chosen.run(tasks, settings) if tasks else iter(()), runner, bar)
-    first_start, last_result = run.first_start, run.last_result
-    report = BatchReport(out, runner.entries(plan.missing),
-                         getattr(chosen, "name", type(chosen).__name__),
-                         _workers_used(chosen, len(tasks)), time.perf_counter() - start,
-                         ignored=plan.ignored, interrupted=run.interrupted,
-                         pending=len(plan.jobs) - len(runner.done),
-                         write_seconds=runner.write_seconds,
-                         startup_seconds=first_start - start if first_start else 0.0,
-                         work_seconds=max(0.0, last_result - first_start) if first_start else 0.0)
+
+    def report_of(run: _Run, unfinished: bool = False) -> BatchReport:
+        first_start, last_result = run.first_start, run.last_result
+        return BatchReport(out, runner.entries(plan.missing),
+                           getattr(chosen, "name", type(chosen).__name__),
+                           _workers_used(chosen, len(tasks)), time.perf_counter() - start,
+                           ignored=plan.ignored, interrupted=run.interrupted,
+                           pending=len(plan.jobs) - len(runner.done), unfinished=unfinished,
+                           write_seconds=runner.write_seconds,
+                           startup_seconds=first_start - start if first_start else 0.0,
+                           work_seconds=(max(0.0, last_result - first_start) if first_start
+                                         else 0.0))
+
+    checkpoint = _Checkpoint(lambda run: _write_report(report_of(run, unfinished=True)))
+    run = _consume(chosen.run(tasks, settings) if tasks else iter(()), runner, bar, checkpoint)
+    report = report_of(run)
     _write_report(report)
     if run.interrupted:
         raise BatchInterrupted(report)
@@ -151,7 +161,24 @@ class _Run:
     last_result: float = 0.0
 
 
-def _consume(events: Iterator[object], runner: "_Runner", bar: BatchProgress) -> _Run:
+class _Checkpoint:
+    """batch.json written while the batch runs, at most every CHECKPOINT_S, so that a process
+    ended abruptly (killed, or ended by Ray itself when its cluster's head went) leaves a
+    record of the files it had finished, marked unfinished."""
+
+    def __init__(self, write: Callable[[_Run], None]) -> None:
+        self.write = write
+        self.last: float | None = None   # time.monotonic() of the last write
+
+    def __call__(self, run: _Run) -> None:
+        if self.last is None or time.monotonic() - self.last >= CHECKPOINT_S:
+            self.last = time.monotonic()
+            with contextlib.suppress(OSError):   # the last record says what went wrong
+                self.write(run)
+
+
+def _consume(events: Iterator[object], runner: "_Runner", bar: BatchProgress,
+             checkpoint: Callable[[_Run], None]) -> _Run:
     """Record the files an engine finishes as they come and show its frame counts; on Ctrl-C,
     record what it had finished and stop it."""
     run = _Run()
@@ -161,6 +188,7 @@ def _consume(events: Iterator[object], runner: "_Runner", bar: BatchProgress) ->
             if isinstance(event, Outcome):
                 run.last_result = time.perf_counter()
                 _record(runner, bar, event)
+                checkpoint(run)
             else:
                 run.first_start = run.first_start or time.perf_counter()
                 bar.frames(*event)
