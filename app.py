@@ -65,8 +65,9 @@ def model_status() -> list[str]:
     compiled = assets.compiled_dir()
     cached = sorted(p.name for p in compiled.glob("*.tflite")) if compiled.is_dir() else []
     if cached:
-        st.success(f"Compiled TFLite graphs (detector and regressor) cached in `{compiled}`: "
-                   f"{', '.join(cached)}")
+        # a count, not the names: hashes that made a tall box on a phone and mean nothing here
+        st.success(f"{len(cached)} compiled TFLite graph(s) of the detector and the regressor "
+                   f"cached in `{compiled}`.")
     else:
         st.info(f"No compiled TFLite graph cached yet in `{compiled}`: the first page that needs "
                 "the models compiles the detector and the regressor (from its PyTorch "
