@@ -47,6 +47,7 @@ SESSION_ID_KEY = "live_session_id"         # session state: this session's id
 SERIES_EXPORT_KEY = "live_series_export"   # session state: the last SeriesExport
 CHARTS_KEY = "live_charts"                 # session state: the Charts last built
 STREAMER_KEY = "live"   # the webcam component's key: streamlit-webrtc's context in session state
+ACTIONS_KEY = "live_actions"   # the buttons' fragment, rerun by name to show a recording's files
 
 pipe = load_pipeline()
 if pipe is None:
@@ -135,7 +136,7 @@ def start_recording() -> None:
 # several people on the server, clicks ended in "Deferred file ... not found" or a 404. A
 # download shown here stays valid until this fragment reruns; the series' export is redrawn with
 # the same bytes on every run, and the same bytes keep the same URL.
-@st.fragment
+@st.fragment(key=ACTIONS_KEY)
 def actions() -> None:
     state = live()
     a, b = st.columns(2)   # two buttons a row, so that no label is cut at 1280 px
@@ -183,9 +184,15 @@ def recording_progress(state: LiveSession) -> None:
                                                 if status.dropped else ""))
     elif status.state == "failed":
         st.error(f"The recording failed: {status.reason}")
-    elif not state.recording_collected:   # it ended by itself: the files come with the button
-        st.info(f"The recording ended ({status.reason}) after {status.seconds:.1f} s: press "
-                "⏹ Stop recording for its files.")
+    elif not state.recording_collected:   # it ended by itself: the buttons' fragment has them
+        st.info(f"The recording ended ({status.reason}) after {status.seconds:.1f} s.")
+        st.button("Show the recording's files", key="live_record_files",
+                  on_click=show_recording_files)
+
+
+def show_recording_files() -> None:
+    # only the buttons' fragment reruns (a fragment is rerun by name from a callback alone)
+    st.rerun(ACTIONS_KEY)
 
 
 @dataclass(frozen=True)

@@ -258,8 +258,8 @@ def test_recording_gives_an_mp4_and_the_csv_of_exactly_its_frames(browser, app_u
 def test_a_recording_takes_the_length_set_and_ends_with_its_files(browser, app_url,
                                                                    status_file, output_dir):
     """A person sets Recording length to 5 s while streaming, records, and the recording ends by
-    itself at 5 s; a second recording ended by the stream's STOP offers its files without asking
-    for a button the page does not show."""
+    itself at 5 s, with a button for its files (the buttons' panel is not redrawn on its own); a
+    second recording ended by the stream's STOP offers its files without asking."""
     page, sid = open_live(browser, app_url, status_file, output_dir,
                           set(live_sessions(read_status(status_file))))
     try:
@@ -271,7 +271,13 @@ def test_a_recording_takes_the_length_set_and_ends_with_its_files(browser, app_u
         click(page.get_by_role("button", name="⏺ Record"))
         page.locator("text=/Recording: [0-9.]+ s of 5 s/").first.wait_for(timeout=30_000)
         page.locator("text=The recording ended (reached 5 s)").wait_for(timeout=120_000)
-        click(page.get_by_role("button", name="⏹ Stop recording"))
+        click(page.get_by_role("button", name="Show the recording's files"))
+        page.get_by_role("button", name="Download recording (.mp4)").wait_for(timeout=60_000)
+        # the files are out: the stopped recording's ⏹ and the note give way to ⏺ Record
+        assert page.get_by_role("button", name="⏹ Stop recording").count() == 0
+        page.get_by_role("button", name="⏺ Record").wait_for(timeout=30_000)
+        note = page.locator("text=The recording ended (reached 5 s)")
+        assert wait_until(lambda: note.count() == 0, 30), "the note stayed after the files came"
         caption = text_retrying(page, page.locator("text=/Recorded [0-9]+ frames/").first)
         seconds = float(re.search(r"Recorded \d+ frames, ([0-9.]+) s", caption).group(1))
         assert 4.0 < seconds <= 5.1, caption   # frames up to 5 s, the last at most a frame short
@@ -281,8 +287,8 @@ def test_a_recording_takes_the_length_set_and_ends_with_its_files(browser, app_u
         stop = next(f for f in page.frames if f.locator("button", has_text="STOP").count())
         click(stop.locator("button", has_text="STOP"))
         page.get_by_role("button", name="Download recording (.mp4)").wait_for(timeout=60_000)
-        asks = page.locator("text=press ⏹ Stop recording for its files")
-        assert wait_until(lambda: asks.count() == 0, 30), "the page asks for a button it does not show"
+        asks = page.get_by_role("button", name="Show the recording's files")
+        assert wait_until(lambda: asks.count() == 0, 30), "the page asks for files it shows"
         shot(page, output_dir, "e2e_live_recording_stream_ended.png")
         assert page.get_by_role("button", name="⏹ Stop recording").count() == 0
     finally:
