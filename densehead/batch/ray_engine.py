@@ -73,11 +73,16 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.address = address or os.environ.get(ADDRESS_ENV) or None   # as ray.init reads it
         self.workers = workers
-        self.workers_used = 0
+        self._pool: _Pool | None = None   # the run's actors, while it runs and after
         self._actor_class: Any = None
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         import_ray()   # without Ray, one line before any file or folder is touched
+
+    @property
+    def workers_used(self) -> int:
+        """The actors that came up so far, not the ones asked for (batch.json's "workers")."""
+        return self._pool.up if self._pool is not None else 0
 
     def run(self, tasks: list[Task], settings: BatchSettings) -> Iterator[Outcome | FrameCount]:
         ray = import_ray()
@@ -90,15 +95,17 @@ class RayEngine:
             n = min(self.workers or int(ray.cluster_resources().get("CPU", 1)), len(tasks))
             n = max(n, 1)
             queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": _here(ray)})
+
+            def new_actor() -> Any:
+                return self._new_actor(ray, settings.pipeline, queue)
+
             # a running cluster's workers load their own model files; a local one's are these
-            pool = _Pool(ray, lambda: self._new_actor(ray, settings.pipeline, queue),
-                         tell_warnings=bool(self.address))
+            pool = self._pool = _Pool(ray, new_actor, tell_warnings=bool(self.address))
             for _ in range(n):
                 pool.add()
             yield from _schedule(ray, tasks, settings, pool, queue)
         finally:
             if pool is not None:
-                self.workers_used = pool.up   # the ones that came up, not the ones asked for
                 pool.kill_all()
             if queue is not None:
                 with contextlib.suppress(Exception):   # its node may be gone
