@@ -12,6 +12,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from densehead.dashboard.bitrate_floor import install as keep_a_bitrate_floor
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
+from densehead.dashboard.device import chart_config
 from densehead.dashboard.figures import (
     expression_spec,
     figure,
@@ -224,8 +225,9 @@ def charts(state: LiveSession) -> None:
                         figure(pose_spec(table, max_points=CHART_POINTS)),
                         figure(expression_spec(table, max_points=CHART_POINTS)), tracks, now)
         st.session_state[CHARTS_KEY] = cached
-    st.plotly_chart(cached.pose, key="pose_chart", config={"displaylogo": False})
-    st.plotly_chart(cached.expression, key="expression_chart", config={"displaylogo": False})
+    config = chart_config()
+    st.plotly_chart(cached.pose, key="pose_chart", config=config)
+    st.plotly_chart(cached.expression, key="expression_chart", config=config)
     shown = (f"the {CHART_TRACKS} longest of {cached.tracks} tracks in the window"
              if cached.tracks > CHART_TRACKS else f"{cached.tracks} track(s) in the window")
     st.caption("Expression: one colour per coefficient; line style per track (solid = first "

@@ -49,7 +49,9 @@ def analyse(data: bytes, name: str = "the photo") -> tuple[np.ndarray | None, li
     image, scale = fit_within(image, MAX_SIDE)
     note = (f"The photo ({w}x{h}) was downscaled to {image.shape[1]}x{image.shape[0]}."
             if scale < 1 else "")
-    return image, shared_pipeline()(image, dense=True).faces, note
+    faces = shared_pipeline()(image, dense=True).faces
+    # numbered left to right, as a photo is read (the pipeline orders them by its own measure)
+    return image, sorted(faces, key=lambda face: face.box[0]), note
 
 
 @st.cache_data(max_entries=4, show_spinner="Unwrapping the face's texture…")

@@ -12,6 +12,7 @@ from densehead.batch.video_runner import analyze_video
 from densehead.core.errors import ImageError, VideoError
 from densehead.core.options import TrackerOptions
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
+from densehead.dashboard.device import chart_config
 from densehead.dashboard.drawing import draw_with_fallback
 from densehead.dashboard.figures import expression_figure, pose_figure
 from densehead.dashboard.navigation import open_page
@@ -181,6 +182,7 @@ with right:
 
 if len(result.table):
     st.subheader("Head pose")
-    st.plotly_chart(pose_figure(result.table), key="video_pose")
+    st.plotly_chart(pose_figure(result.table), key="video_pose", config=chart_config())
     st.subheader("Expression coefficients")
-    st.plotly_chart(expression_figure(result.table), key="video_expression")
+    st.plotly_chart(expression_figure(result.table), key="video_expression",
+                    config=chart_config())

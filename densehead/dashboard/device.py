@@ -15,3 +15,9 @@ def on_phone() -> bool:
     except Exception:   # no browser behind the session (a bare run): not a phone
         return False
     return PHONE_MARK in agent
+
+
+def chart_config() -> dict:
+    """Plotly's config for a page's charts: on a phone no tool bar, which a touch screen keeps
+    shown over the legend's first row (a finger still zooms and pans)."""
+    return {"displaylogo": False, "displayModeBar": not on_phone()}

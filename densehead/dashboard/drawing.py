@@ -29,7 +29,14 @@ def draw_with_fallback(frame: np.ndarray, faces: list[Face], mode: str,
         return out, f"{note} ({exc})"
 
 
-SELECTED_BOX, OTHER_BOX = (48, 48, 255), (48, 255, 48)   # BGR: the face shown in 3D is red
+# BGR: the face shown in 3D in red, the others in green, each with the text colour that reads on it
+SELECTED_BOX, OTHER_BOX = (48, 48, 255), (48, 255, 48)
+TEXT_ON = {SELECTED_BOX: (255, 255, 255), OTHER_BOX: (0, 0, 0)}
+OUTLINE = (0, 0, 0)   # around boxes and tabs: they show on a background of their own colour
+# The picture is shown about a column wide (300-450 px) whatever its size: lines and labels are
+# a share of its width, so that they read there
+LINE_SHARE, TEXT_SHARE = 1 / 200, 1 / 24
+HERSHEY_HEIGHT = 22   # px: FONT_HERSHEY_SIMPLEX's capitals at scale 1
 
 
 def detections_picture(image_bgr: np.ndarray, faces: list[Face], selected: int | None = None,
@@ -38,23 +45,27 @@ def detections_picture(image_bgr: np.ndarray, faces: list[Face], selected: int |
     shown as an image it keeps its own shape at any width, where a chart kept a fixed height."""
     small, scale = fit_within(image_bgr, max_side)
     out = small.copy()
-    line = max(2, round(max(out.shape[:2]) / 300))
+    width = out.shape[1]
+    line = max(2, round(width * LINE_SHARE))
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = (round(v * scale) for v in face.box[:4])
         color = SELECTED_BOX if i == selected else OTHER_BOX
+        cv2.rectangle(out, (x1, y1), (x2, y2), OUTLINE, line + 2, cv2.LINE_AA)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, line, cv2.LINE_AA)
-        _label(out, f"face {i}", (x1, y1), color, line)
+        _label(out, f"face {i}", (x1, y1), color, width * TEXT_SHARE / HERSHEY_HEIGHT)
     return out
 
 
 def _label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int],
-           line: int) -> None:
-    """`text` in white on a `color` tab sitting on top of a box's corner (inside the picture)."""
-    font, size, weight = cv2.FONT_HERSHEY_SIMPLEX, 0.35 * line, max(1, line // 2)
+           size: float) -> None:
+    """`text` on a `color` tab sitting on top of a box's corner (inside the picture)."""
+    font, weight = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(size * 1.5))
     (w, h), base = cv2.getTextSize(text, font, size, weight)
-    pad = line
+    pad = max(2, h // 4)
     x = min(max(corner[0], 0), max(out.shape[1] - w - 2 * pad, 0))
     y = max(corner[1], h + base + 2 * pad)   # a box at the top edge gets its tab inside
-    cv2.rectangle(out, (x, y - h - base - 2 * pad), (x + w + 2 * pad, y), color, cv2.FILLED)
-    cv2.putText(out, text, (x + pad, y - base - pad), font, size, (255, 255, 255), weight,
+    top_left, bottom_right = (x, y - h - base - 2 * pad), (x + w + 2 * pad, y)
+    cv2.rectangle(out, top_left, bottom_right, color, cv2.FILLED)
+    cv2.rectangle(out, top_left, bottom_right, OUTLINE, 1)
+    cv2.putText(out, text, (x + pad, y - base - pad), font, size, TEXT_ON[color], weight,
                 cv2.LINE_AA)

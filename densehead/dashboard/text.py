@@ -7,9 +7,10 @@ import re
 
 # every ASCII punctuation character: CommonMark lets a backslash make any of them literal
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-# Streamlit makes links of www.x.y, a@b.c and scheme:… in the text as shown, escaped or not;
-# an invisible word joiner before the "." of www., before "@" and before ":" keeps them text
-_LINK_MAKERS = re.compile(r"(?i)(?<=www)(?=\.)|(?=[@:])")
+# Streamlit makes links of www.x.y, a@b.c and http(s)://… in the text as shown, escaped or
+# not; an invisible word joiner before the "." of www., before "@" and before "://" keeps them
+# text (and only there: a name copied from the page carries it)
+_LINK_MAKERS = re.compile(r"(?i)(?<=www)(?=\.)|(?=@)|(?=://)")
 WORD_JOINER = "\u2060"
 
 
