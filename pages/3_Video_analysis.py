@@ -14,7 +14,12 @@ from densehead.core.options import TrackerOptions
 from densehead.dashboard.cached_pipeline import load_pipeline, renderer_status
 from densehead.dashboard.device import chart_config
 from densehead.dashboard.drawing import draw_with_fallback
-from densehead.dashboard.figures import expression_figure, pose_figure
+from densehead.dashboard.figures import (
+    DASHES,
+    expression_figure,
+    longest_tracks,
+    pose_figure,
+)
 from densehead.dashboard.navigation import open_page
 from densehead.dashboard.sessions import server_resources, session_id
 from densehead.dashboard.text import plain
@@ -33,6 +38,8 @@ from densehead.render import draw
 
 log = logging.getLogger("densehead.pages.video")
 open_page("pages/3_Video_analysis.py")
+
+CHART_TRACKS = len(DASHES)   # the longest tracks charted: one line style each for expression
 
 
 pipe = load_pipeline()
@@ -181,8 +188,12 @@ with right:
                        file_name=f"{stem}_faces.json", mime="application/json", on_click="ignore")
 
 if len(result.table):
+    charted, tracks = longest_tracks(result.table, CHART_TRACKS)
     st.subheader("Head pose")
-    st.plotly_chart(pose_figure(result.table), key="video_pose", config=chart_config())
+    st.plotly_chart(pose_figure(charted), key="video_pose", config=chart_config())
     st.subheader("Expression coefficients")
-    st.plotly_chart(expression_figure(result.table), key="video_expression",
-                    config=chart_config())
+    st.plotly_chart(expression_figure(charted), key="video_expression", config=chart_config())
+    if tracks > CHART_TRACKS:
+        st.caption(f"The charts show the {CHART_TRACKS} longest of the {tracks} tracks "
+                   "(faces in the background, or found again after a miss, make more); the "
+                   "summary and the downloads have them all.")

@@ -296,6 +296,6 @@ def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
                         hoverinfo="skip", connectgaps=False)
 
 
-__all__ = ["FULL_VERTICES", "MESH_HEIGHT", "PoseAxes", "bar_figure", "decimate", "edges",
-           "expression_figure", "expression_spec", "figure", "longest_tracks", "mesh_figure",
-           "pose_axes", "pose_figure", "pose_spec", "thin", "track_color"]
+__all__ = ["DASHES", "FULL_VERTICES", "MESH_HEIGHT", "PoseAxes", "bar_figure", "decimate",
+           "edges", "expression_figure", "expression_spec", "figure", "longest_tracks",
+           "mesh_figure", "pose_axes", "pose_figure", "pose_spec", "thin", "track_color"]

@@ -378,6 +378,43 @@ def test_video_page_files_go_with_the_session(browser, app_url, status_file, out
     assert mine[0]["id"] not in {s["id"] for s in read_status(status_file)["sessions"]}
 
 
+# the track names each Plotly chart of the page has in its legend
+LEGEND_TRACKS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el =>
+  [...new Set((el._fullData || []).filter(t => t.showlegend && /^track /.test(t.name))
+     .map(t => t.name))])"""
+
+
+def test_video_charts_show_the_longest_tracks_and_say_how_many_there_were(browser, app_url,
+                                                                          output_dir):
+    """orlando_bloom.avi has faces in the background: more tracks than a chart's legend can
+    hold on a phone. The charts show the longest five and say so; the CSV has every track."""
+    from densehead.dashboard.figures import DASHES
+
+    page = new_page(browser)
+    try:
+        go_to_page(page, app_url, "/Video_analysis")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(SAMPLES / "videos" / "orlando_bloom.avi"))
+        click(page.get_by_role("button", name="Analyse"), 60_000)
+        page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=180_000)
+        caption = page.locator("text=/The charts show the [0-9]+ longest of the [0-9]+ tracks/")
+        caption.wait_for(timeout=30_000)
+        shot(page, output_dir, "e2e_video_longest_tracks.png")
+        shown, total = map(int, re.search(r"the (\d+) longest of the (\d+) tracks",
+                                          caption.inner_text()).groups())
+        rows = csv_table(download(page, "Download series (.csv)"))
+        ids, counts = np.unique(rows[:, COL["track_id"]].astype(int), return_counts=True)
+        assert shown == len(DASHES) and total == len(ids) > shown, (shown, total, len(ids))
+        rows_of = {f"track {i}": n for i, n in zip(ids, counts)}
+        pose_legend = page.evaluate(LEGEND_TRACKS_JS)[0]
+        left_out = set(rows_of) - set(pose_legend)
+        assert len(pose_legend) == shown, pose_legend
+        # the tracks charted are the longest: none left out has more rows than one shown
+        assert min(rows_of[t] for t in pose_legend) >= max(rows_of[t] for t in left_out)
+    finally:
+        page.context.close()
+
+
 def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output_dir):
     """obama.mp4 has a voice: the overlay the page shows plays it, as the browser decodes it."""
     page = new_page(browser)
