@@ -94,6 +94,12 @@ def digest(upload: UploadedFile) -> str:
     return known
 
 
+def naming_the_upload(text: str, name: str) -> str:
+    """A message of the library's, which names the server's copy of the upload (its name may be
+    cut or cleaned), naming the person's file instead, in quotes, shown as written."""
+    return plain(text.replace(upload_file_name(name), f"“{name}”"))
+
+
 def say_failed(message: str) -> None:
     """End this run and start the next, which says `message` with Analyse clickable again."""
     st.session_state.pop(RUNNING, None)
@@ -133,8 +139,7 @@ def analyse(upload: UploadedFile, job: tuple) -> None:
                                    h264_preset=SMALL_H264_PRESET)
     except (ImageError, VideoError) as exc:   # not a video, unreadable codec: the input's fault
         log.info("video analysis of %s refused: %s", upload.name, exc)
-        # the message names the server's copy, whose name may be cut or cleaned: the person's own
-        say_failed(plain(str(exc).replace(upload_file_name(upload.name), f"“{upload.name}”")))
+        say_failed(naming_the_upload(str(exc), upload.name))
     except Exception as exc:  # a fault of ours: a message, the trace in the log
         log.exception("video analysis of %s failed", upload.name)
         say_failed(f"“{plain(upload.name)}” could not be analysed: {plain(str(exc))}")
@@ -161,8 +166,8 @@ playable: Path = st.session_state[PLAYABLE]
 name = st.session_state[NAME]
 stem = download_stem(name, "video")
 st.success(f"Done: {result.n_frames} frames, {result.ms_per_frame:.1f} ms per frame")
-for note in result.notes:   # notes name the file: shown as written, icon given (not the name's)
-    st.warning(plain(note), icon="⚠️")
+for note in result.notes:   # icon given: a name starting with an emoji would take its place
+    st.warning(naming_the_upload(note, name), icon="⚠️")
 if not len(result.table):
     st.warning("No face was found in this video.")
 

@@ -415,6 +415,22 @@ def test_video_charts_show_the_longest_tracks_and_say_how_many_there_were(browse
         page.context.close()
 
 
+def test_a_short_video_is_said_to_be_short_naming_the_persons_file(browser, app_url):
+    """obama.mp4 ends after 55 of the 158 frames its header announces: the page says so, naming
+    the file as the person named it, in quotes, as its other messages do."""
+    page = new_page(browser)
+    try:
+        go_to_page(page, app_url, "/Video_analysis")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(SAMPLES / "videos" / "obama.mp4"))
+        click(page.get_by_role("button", name="Analyse"), 60_000)
+        note = page.locator('[data-testid="stAlert"]', has_text="ended after")
+        note.wait_for(timeout=120_000)
+        assert "“obama.mp4” ended after" in note.inner_text(), note.inner_text()
+    finally:
+        page.context.close()
+
+
 def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output_dir):
     """obama.mp4 has a voice: the overlay the page shows plays it, as the browser decodes it."""
     page = new_page(browser)
