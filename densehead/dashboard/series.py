@@ -61,7 +61,7 @@ class LiveStats:
 
 
 def _rate(times: list[float], events: int) -> float | None:
-    """`events` over the span of `times` (seconds, oldest first) a second; None for a span
+    """`events` per second over the span of `times` (seconds, oldest first); None for a span
     shorter than RATE_SPAN_S."""
     span = times[-1] - times[0]
     return events / span if span >= RATE_SPAN_S else None

@@ -349,15 +349,22 @@ def test_leaving_the_page_while_streaming_and_coming_back(browser, app_url, stat
         page.context.close()
 
 
+def analyse_on_the_video_page(page, app_url, video: Path, max_frames: int = 0) -> None:
+    """A person opens the video page, sets Max frames (0: all), uploads `video` and presses
+    Analyse."""
+    go_to_page(page, app_url, "/Video_analysis")
+    if max_frames:
+        page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator(
+            "input").fill(str(max_frames))
+    page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(str(video))
+    click(page.get_by_role("button", name="Analyse"), 60_000)
+
+
 def test_video_page_files_go_with_the_session(browser, app_url, status_file, output_dir):
     known = {s["id"] for s in read_status(status_file)["sessions"]}
     page = new_page(browser)
     try:
-        go_to_page(page, app_url, "/Video_analysis")
-        page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator("input").fill("25")
-        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
-            str(SAMPLES / "videos" / "orlando_bloom.avi"))
-        click(page.get_by_role("button", name="Analyse"), 60_000)
+        analyse_on_the_video_page(page, app_url, SAMPLES / "videos" / "orlando_bloom.avi", 25)
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
         status = status_since(status_file, time.time())   # one before "Done" shows the upload
         shot(page, output_dir, "e2e_video_done.png")
@@ -392,10 +399,7 @@ def test_video_charts_show_the_longest_tracks_and_say_how_many_there_were(browse
 
     page = new_page(browser)
     try:
-        go_to_page(page, app_url, "/Video_analysis")
-        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
-            str(SAMPLES / "videos" / "orlando_bloom.avi"))
-        click(page.get_by_role("button", name="Analyse"), 60_000)
+        analyse_on_the_video_page(page, app_url, SAMPLES / "videos" / "orlando_bloom.avi")
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=180_000)
         caption = page.locator("text=/The charts show the [0-9]+ longest of the [0-9]+ tracks/")
         caption.wait_for(timeout=30_000)
@@ -420,10 +424,7 @@ def test_a_short_video_is_said_to_be_short_naming_the_persons_file(browser, app_
     the file as the person named it, in quotes, as its other messages do."""
     page = new_page(browser)
     try:
-        go_to_page(page, app_url, "/Video_analysis")
-        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
-            str(SAMPLES / "videos" / "obama.mp4"))
-        click(page.get_by_role("button", name="Analyse"), 60_000)
+        analyse_on_the_video_page(page, app_url, SAMPLES / "videos" / "obama.mp4")
         note = page.locator('[data-testid="stAlert"]', has_text="ended after")
         note.wait_for(timeout=120_000)
         assert "“obama.mp4” ended after" in note.inner_text(), note.inner_text()
@@ -435,12 +436,7 @@ def test_the_overlay_video_plays_with_the_uploads_sound(browser, app_url, output
     """obama.mp4 has a voice: the overlay the page shows plays it, as the browser decodes it."""
     page = new_page(browser)
     try:
-        go_to_page(page, app_url, "/Video_analysis")
-        page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator(
-            "input").fill("25")
-        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
-            str(SAMPLES / "videos" / "obama.mp4"))
-        click(page.get_by_role("button", name="Analyse"), 60_000)
+        analyse_on_the_video_page(page, app_url, SAMPLES / "videos" / "obama.mp4", 25)
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
         video = page.locator('[data-testid="stVideo"]').first
         video.wait_for(timeout=30_000)
@@ -470,11 +466,7 @@ def test_a_video_named_in_markdown_is_named_as_written_and_outlasts_a_look_elsew
     clip.write_bytes((SAMPLES / "videos" / "orlando_bloom.avi").read_bytes())
     page = new_page(browser)
     try:
-        go_to_page(page, app_url, "/Video_analysis")
-        page.locator('[data-testid="stNumberInput"]', has_text="Max frames").locator(
-            "input").fill("10")
-        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(str(clip))
-        click(page.get_by_role("button", name="Analyse"), 60_000)
+        analyse_on_the_video_page(page, app_url, clip, 10)
         page.locator("text=/Done: [0-9]+ frames/").wait_for(timeout=120_000)
         via_home(page, "Video analysis")
         kept = page.locator('[data-testid="stAlert"]', has_text="analysed earlier")
