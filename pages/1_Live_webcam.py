@@ -37,7 +37,7 @@ from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
 from densehead.render import draw
 
-open_page("pages/1_Live_webcam.py")
+open_page(__file__)
 
 CHART_WINDOW_S = 20      # the charts' time window unless the slider sets another
 CHART_POINTS = 300       # per line: a 20 s window at 25 fps shows every 2nd frame

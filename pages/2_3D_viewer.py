@@ -24,7 +24,7 @@ from densehead.io import export
 from densehead.io.image import FORMATS, decode_image
 from densehead.io.video import IMAGE_SUFFIXES
 
-open_page("pages/2_3D_viewer.py")
+open_page(__file__)
 
 MAX_SIDE = 4096  # bigger photos are downscaled before detection (faces stay far above 120 px)
 DETAIL = {"balanced (~12,000 vertices)": 12_000,

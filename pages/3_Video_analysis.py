@@ -37,7 +37,7 @@ from densehead.io.video import SMALL_H264_PRESET, VIDEO_SUFFIXES
 from densehead.render import draw
 
 log = logging.getLogger("densehead.pages.video")
-open_page("pages/3_Video_analysis.py")
+open_page(__file__)
 
 CHART_TRACKS = len(DASHES)   # the longest tracks charted: one line style each for expression
 

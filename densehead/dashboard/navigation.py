@@ -11,6 +11,7 @@ turns that fallback off and reruns, so the page runs through app.py like any oth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
@@ -50,10 +51,10 @@ def stay_in_app_navigation() -> None:
 
 
 def open_page(script: str) -> None:
-    """What every page does first, with its title and icon from PAGES (one home for both):
-    through app.py if it was opened by its own URL, the browser tab's title, the heading, and
-    the notice of a moved session behind the replicas' proxy."""
-    entry = next(e for e in PAGES if e.script == script)
+    """What every page does first (`open_page(__file__)`), with its title and icon from PAGES
+    (one home for both): through app.py if it was opened by its own URL, the browser tab's
+    title, the heading, and the notice of a moved session behind the replicas' proxy."""
+    entry = next(e for e in PAGES if Path(e.script).name == Path(script).name)
     stay_in_app_navigation()
     st.set_page_config(page_title=f"densehead · {entry.title}", page_icon=entry.icon,
                        layout="wide")
