@@ -9,6 +9,7 @@ import pytest
 
 from densehead import Face
 from densehead.cli import main as cli_main
+from densehead.core.boxes import landmark_box
 from densehead.tools import datasets as D
 from densehead.tools import evaluate as E
 from densehead.tools import metrics as M
@@ -51,7 +52,7 @@ def test_landmark_roi_rule_reproduces_3ddfa_crops(aflw: Path) -> None:
 def _perfect_face(s: D.Sample, shift: float = 0.0) -> Face:
     """A real Face record carrying the ground truth itself (optionally shifted in x)."""
     lm = np.column_stack([s.landmarks + [shift, 0.0], np.zeros(68)])
-    return Face(box=M.landmark_box(lm), score=1.0, roi=E.roi_from_landmarks(lm), params=np.zeros(62),
+    return Face(box=landmark_box(lm), score=1.0, roi=E.roi_from_landmarks(lm), params=np.zeros(62),
                 camera=np.zeros((3, 4)), rotation=s.rotation, translation=np.zeros(3), scale=1.0,
                 yaw=s.yaw, pitch=s.pitch, roll=s.roll, landmarks=lm)
 

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..core.boxes import iou, landmark_box
 from ..core.face import StageTimes
 from ..engine.crop import roi_from_landmarks
 from ..io.table import POSE
@@ -62,12 +63,12 @@ class ProtocolReport:
 
 def _pick_face(faces: Sequence[Any], gt: np.ndarray) -> Any | None:
     """The detected face whose landmark box overlaps the ground truth's most."""
-    gt_box = M.landmark_box(gt)
+    gt_box = landmark_box(gt)
     best, best_iou = None, MIN_MATCH_IOU
     for f in faces:
-        iou = M.box_iou(M.landmark_box(f.landmarks), gt_box)
-        if iou >= best_iou:
-            best, best_iou = f, iou
+        overlap = iou(landmark_box(f.landmarks), gt_box)
+        if overlap >= best_iou:
+            best, best_iou = f, overlap
     return best
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.boxes import iou as box_iou
 from ..core.boxes import landmark_box
 from ..engine.pose import euler_angles as euler_from_rotation
 from ..engine.pose import rotation_from_euler
@@ -170,7 +169,7 @@ def lag_frames(raw: np.ndarray, smooth: np.ndarray, max_lag: float = 5.0, step: 
 
 
 __all__ = [
-    "YAW_BINS", "NMESummary", "PoseSummary", "Stability", "angle_diff", "box_iou",
-    "euler_from_rotation", "geodesic_deg", "lag_frames", "landmark_box", "nme", "nme_norm",
+    "YAW_BINS", "NMESummary", "PoseSummary", "Stability", "angle_diff",
+    "euler_from_rotation", "geodesic_deg", "lag_frames", "nme", "nme_norm",
     "pose_in_range", "rotation_from_euler", "stability", "summarize_nme", "summarize_pose", "yaw_bin",
 ]
