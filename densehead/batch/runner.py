@@ -143,7 +143,10 @@ def run_batch(inputs: Iterable[str | Path], output_dir: str | Path,
                            work_seconds=(max(0.0, last_result - first_start) if first_start
                                          else 0.0))
 
-    checkpoint = _Checkpoint(lambda run: _write_report(report_of(run, unfinished=True)))
+    # not synced: the process's end leaves the page cache, and a sync on a busy disk held up
+    # Ctrl-C for as long (the final record is synced)
+    checkpoint = _Checkpoint(lambda run: _write_report(report_of(run, unfinished=True),
+                                                       sync=False))
     run = _consume(chosen.run(tasks, settings) if tasks else iter(()), runner, bar, checkpoint)
     report = report_of(run)
     _write_report(report)
@@ -399,6 +402,6 @@ def _load_models_once(settings: BatchSettings, engine: Any) -> None:
     load_models(settings.pipeline)
 
 
-def _write_report(report: BatchReport) -> None:
+def _write_report(report: BatchReport, sync: bool = True) -> None:
     path = report.output_dir / REPORT_NAME
-    atomic_write(path, report.to_json(), temp=temp_path(path))
+    atomic_write(path, report.to_json(), sync=sync, temp=temp_path(path))
