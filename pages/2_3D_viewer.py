@@ -135,8 +135,9 @@ with top_right:
         st.session_state[REVISION] = st.session_state.get(REVISION, 0) + 1
     # Each toggle draws a new plot, seen from the front again: Streamlit mounts a new chart for
     # a changed figure, and Plotly's 3D scene saves a turned view into the layout object it was
-    # first drawn with, which Streamlit replaces once it knows the width, so that even the
-    # legend's clicks, made in the browser alone, lose the view.
+    # first drawn with, which Streamlit replaces right after that first draw (for the width,
+    # and for its theme, even at a fixed width), so that even the legend's clicks, made in the
+    # browser alone, lose the view.
     toggles = st.columns(3)
     wire = toggles[0].toggle("Wireframe", key="wire")
     marks = toggles[1].toggle("68 landmarks", key="marks")

@@ -186,8 +186,8 @@ class _Pool:
             return
         self.up += 1
         self.idle.append(actor)
-        for warning in said if self.tell_warnings else []:
-            if warning not in self.told:
+        if self.tell_warnings:
+            for warning in set(said) - self.told:
                 self.told.add(warning)
                 log.warning("a Ray worker's model files: %s", warning)
 

@@ -80,9 +80,10 @@ def expression_spec(table: np.ndarray, height: int = EXPRESSION_HEIGHT, max_poin
 
 def longest_tracks(table: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     """The rows of the `k` tracks with the most rows in `table` (of equal ones, the newer), and
-    how many tracks there were. A live chart draws lines per track: passers-by and faces found
-    again after a miss make dozens of tracks in a window, and every line is redrawn by Plotly
-    on the browser's main thread, which the webcam component and every control share."""
+    how many tracks there were. The charts draw lines per track: passers-by and faces found
+    again after a miss make dozens of tracks, a legend longer than a phone's screen, and on the
+    live page every line is redrawn by Plotly on the browser's main thread, which the webcam
+    component and every control share."""
     if len(table) == 0:
         return table, 0
     ids = table[:, COL["track_id"]].astype(int)
