@@ -12,12 +12,14 @@ from densehead.dashboard.drawing import detections_picture
 from densehead.dashboard.figures import (
     FULL_VERTICES,
     MESH_HEIGHT,
+    MESH_NARROWEST,
     bar_figure,
     decimate,
     mesh_figure,
     pose_axes,
 )
 from densehead.dashboard.navigation import open_page
+from densehead.dashboard.side_by_side import side_by_side
 from densehead.dashboard.text import plain
 from densehead.dashboard.uploads import download_stem, upload_types
 from densehead.io import export
@@ -119,7 +121,8 @@ else:
     index = 0
 face = faces[index]
 
-top_left, top_right = st.columns([2, 3])
+# the 3D plot under the photo where beside it, it would be too narrow to show a turned face whole
+top_left, top_right = side_by_side("viewer_top", (2, 3), MESH_NARROWEST * MESH_HEIGHT)
 with top_left:
     st.image(detections_picture(image, faces, selected=index), channels="BGR")
     with st.container(horizontal=True):   # the readouts wrap where a narrow column cut them

@@ -23,6 +23,12 @@ AXIS_COLORS = ("#e41a1c", "#4daf4a", "#377eb8")  # head x, y, z (z = the way the
 FULL_VERTICES = 38_365
 POSE_HEIGHT, EXPRESSION_HEIGHT = 420, 320   # px: three rows of pose, one of expression
 MESH_HEIGHT = 600   # px
+# The 3D scene's box in Plotly's units, seen from 1.8 units away: its height at most TALLEST (a
+# frontal face's, as Plotly's own "data" aspect drew it), its width at most WIDEST, so that a
+# turned face with its pose axes fits a plot MESH_NARROWEST as wide as it is tall. Plotly fixes
+# the vertical field of view: a narrower plot cuts the scene's sides.
+SCENE_TALLEST, SCENE_WIDEST = 1.1, 0.9
+MESH_NARROWEST = 0.7
 
 
 def track_color(track_id: int) -> str:
@@ -267,21 +273,37 @@ def mesh_figure(mesh: Mesh, landmarks: np.ndarray | None = None, axes: PoseAxes 
         lm = np.asarray(landmarks, dtype=np.float32) - centre
         fig.add_trace(go.Scatter3d(x=lm[:, 0], y=lm[:, 1], z=lm[:, 2] + 1.0, mode="markers",
                                    marker=dict(size=3, color="#00ff66"), name="68 landmarks"))
+    extent = [v]
     if axes is not None:
         for k, name in enumerate(("head x", "head y", "head z")):
             a = axes.origin - centre
             b = a + axes.length * axes.directions[k]
+            extent.append(np.stack([a, b]))
             fig.add_trace(go.Scatter3d(x=[a[0], b[0]], y=[a[1], b[1]], z=[a[2], b[2]],
                                        mode="lines", line=dict(color=AXIS_COLORS[k], width=8),
                                        name=name))
-    hidden = dict(visible=False, showbackground=False)
     fig.update_layout(
         height=height, margin=dict(l=0, r=0, t=0, b=0), uirevision=f"mesh-{revision}",
-        scene=dict(xaxis=hidden, yaxis=hidden, zaxis=hidden, aspectmode="data",
+        scene=dict(**_scene_box(np.concatenate(extent)),
                    camera=dict(eye=dict(x=0, y=0, z=1.8), up=dict(x=0, y=1, z=0)),
                    uirevision=f"mesh-{revision}"),
         legend=dict(orientation="h", y=0.0))
     return fig
+
+
+def _scene_box(points: np.ndarray) -> dict:
+    """The scene's hidden axes ranged around `points` (with Plotly's own margin of 1/32 a side)
+    and its box's shape: the data's proportions, scaled to fit SCENE_TALLEST by SCENE_WIDEST."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    margin = np.maximum(hi - lo, 1e-6) / 32
+    lo, hi = lo - margin, hi + margin
+    size = hi - lo
+    unit = max(size[0] / SCENE_WIDEST, size[1] / SCENE_TALLEST, size[2] / SCENE_TALLEST)
+    box = dict(aspectmode="manual", aspectratio=dict(zip("xyz", (size / unit).tolist())))
+    for k, axis in enumerate(("xaxis", "yaxis", "zaxis")):
+        box[axis] = dict(visible=False, showbackground=False,
+                         range=[float(lo[k]), float(hi[k])])
+    return box
 
 
 def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
@@ -297,6 +319,6 @@ def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:
                         hoverinfo="skip", connectgaps=False)
 
 
-__all__ = ["DASHES", "FULL_VERTICES", "MESH_HEIGHT", "PoseAxes", "bar_figure", "decimate",
-           "edges", "expression_figure", "expression_spec", "figure", "longest_tracks",
+__all__ = ["DASHES", "FULL_VERTICES", "MESH_HEIGHT", "MESH_NARROWEST", "PoseAxes", "bar_figure",
+           "decimate", "edges", "expression_figure", "expression_spec", "figure", "longest_tracks",
            "mesh_figure", "pose_axes", "pose_figure", "pose_spec", "thin", "track_color"]

@@ -474,6 +474,53 @@ def test_navigation_says_home_and_no_label_is_cut_on_laptops_and_tablets(browser
         context.close()
 
 
+def drawn_columns(picture: np.ndarray) -> np.ndarray:
+    """Which columns of a screenshot of a plot on a white page hold anything drawn."""
+    return (picture.min(axis=2) < 230).any(axis=0)
+
+
+def settled_picture(element, attempts: int = 60) -> np.ndarray:
+    """A screenshot of `element` once two in a row are the same: the 3D scene redrawn at its new
+    size, as a person would wait for it."""
+    last = None
+    for _ in range(attempts):
+        shot = cv2.imdecode(np.frombuffer(element.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+        if last is not None and last.shape == shot.shape and np.array_equal(last, shot):
+            return shot
+        last = shot
+        time.sleep(0.5)
+    raise AssertionError("the plot kept changing")
+
+
+def test_3d_viewer_shows_a_turned_face_and_its_axes_whole_at_every_width(browser, app_url,
+                                                                          output_dir):
+    """A face in profile, its pose axes out in front, fits its plot on a tablet (768 px), a small
+    laptop whose sidebar leaves the page narrow (1024 px) and a laptop (1280 px). Plotly's 3D
+    view fixes the vertical field: a narrow plot cut the back of the head and the axes' tips."""
+    from densehead.dashboard.figures import MESH_NARROWEST
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    try:
+        go_to_page(page, app_url, "/3D_viewer")
+        page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+            str(SAMPLES / "aflw2000" / "image04324.jpg"))   # yaw -76°
+        page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
+        plot = page.locator(".js-plotly-plot").filter(has=page.locator("canvas")).first
+        for width in (768, 1024, 1280):
+            page.set_viewport_size({"width": width, "height": 1000})
+            plot.scroll_into_view_if_needed()
+            picture = settled_picture(plot)
+            cv2.imwrite(str(output_dir / f"e2e_3d_viewer_profile_{width}.png"), picture)
+            box = plot.bounding_box()
+            assert box["width"] >= MESH_NARROWEST * box["height"] - 1, (width, box)
+            scene = drawn_columns(picture[40:int(0.85 * len(picture))])  # above the legend
+            assert scene[len(scene) // 4: -len(scene) // 4].any(), width   # the face is there
+            assert not scene[:3].any() and not scene[-3:].any(), width   # and not cut
+    finally:
+        context.close()
+
+
 # what a phone's Chrome says it is: the page gives phones a shorter 3D plot
 PHONE_AGENT = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
                "Chrome/130.0.0.0 Mobile Safari/537.36")
