@@ -29,6 +29,12 @@ from .turns import turn_box, turn_for, turn_frame, unturn_face
 
 log = logging.getLogger(__name__)
 
+# A fit whose landmarks span less than this share of what they spanned when a detection last
+# confirmed the track has slid off the face, onto the background or a collar: on
+# orlando_bloom.avi the background faces' tracks shrank to a third before the detector's rounds
+# ended them (docs/measurements.md, Tracking)
+SHRUNK = 0.6
+
 
 def _finite_number(value: object, name: str) -> float:
     """`value` as a float, refused unless it is a finite real number (a NaN would reach the
@@ -49,6 +55,9 @@ class _Track:
     turns: int = 0             # the face stands upright in np.rot90(frame, turns)
     face: Face | None = None   # None until the first alignment
     misses: int = 0
+    matched_box: np.ndarray | None = None   # the detection it last matched, frame pixels
+    matched_size: float = 0.0  # its landmarks' span then (0 until its first fit after a match)
+    suspended: bool = False    # its fit slid off the face: no face until a detection finds it
     filter: OneEuro | None = None
     previous: np.ndarray | None = field(default=None, repr=False)  # raw landmarks, last frame
     previous_time: float = 0.0
@@ -147,26 +156,35 @@ class FaceTracker:
                frame_shape: tuple[int, ...], pipeline: Pipeline, options: TrackerOptions) -> None:
         """Pair detections with tracks by IoU; new detections start tracks, tracks missed by
         `max_misses` detection rounds in a row end. A new track stands the way its detection
-        was found (upright or turned); after that its own fits decide (`_turn_to_fit`)."""
+        was found (upright or turned); after that its own fits decide (`_turn_to_fit`). A
+        suspended track is looked for where a detection last saw it, and starts again from
+        the detection that finds it, with its id."""
         def roi_of(i: int) -> np.ndarray:
             box = turn_box(boxes[i], turns[i], frame_shape)
             return crop.roi_from_box(box, pipeline.options.roi_shift, pipeline.options.roi_scale)
 
         unmatched = list(range(len(boxes)))
         for track in sorted(self._tracks, key=lambda t: t.id):
-            best = max(unmatched, key=lambda i: iou(track.box, boxes[i]), default=None)
-            if best is not None and iou(track.box, boxes[best]) >= options.match_iou:
+            seen = track.matched_box if track.suspended else track.box
+            best = max(unmatched, key=lambda i: iou(seen, boxes[i]), default=None)
+            if best is not None and iou(seen, boxes[best]) >= options.match_iou:
                 unmatched.remove(best)
                 track.misses = 0
                 track.score = float(scores[best])
+                track.matched_box = boxes[best].astype(np.float64)
+                if track.suspended:
+                    _resume(track, roi_of(best), turns[best])
+                else:
+                    track.matched_size = _span(track.box)
             else:
                 track.misses += 1
         self._tracks = [t for t in self._tracks if t.misses <= options.max_misses]
         room = pipeline.options.max_faces - len(self._tracks)
         for i in unmatched[:max(0, room)]:
-            self._tracks.append(_Track(id=next(self._ids), box=boxes[i].astype(np.float64),
-                                       score=float(scores[i]), roi=roi_of(i), turns=turns[i]))
-        self._lost = False
+            box = boxes[i].astype(np.float64)
+            self._tracks.append(_Track(id=next(self._ids), box=box, score=float(scores[i]),
+                                       roi=roi_of(i), turns=turns[i], matched_box=box))
+        self._lost = any(t.suspended for t in self._tracks)   # look again on the next frame
 
     # -- every frame -----------------------------------------------------------------------
     def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
@@ -204,10 +222,15 @@ class FaceTracker:
         kept: list[_Track] = []
         again: list[_Track] = []
         for track in tracks:
+            if track.suspended:
+                kept.append(track)
+                continue
             params = pipeline.regress(view, track.roi, times)
             start = time.perf_counter()
             face = self._track_face(track, params, view.shape, dense, now, pipeline, options)
-            if face is None:
+            if face is None:   # the track ends, or waits for a detection if suspended
+                if track.suspended:
+                    kept.append(track)
                 self._lost = True  # look again on the next frame
                 times.postprocess += ms_since(start)
                 continue
@@ -215,6 +238,7 @@ class FaceTracker:
             first_fit = track.face is None
             track.face = unturn_face(face, turns, frame.shape)
             track.box = track.face.box
+            track.matched_size = track.matched_size or _span(track.box)
             times.postprocess += ms_since(start)
             turned = _turn_to_fit(track, frame.shape)
             (again if turned and first_fit else kept).append(track)
@@ -225,7 +249,8 @@ class FaceTracker:
                     options: TrackerOptions) -> Face | None:
         """The track's face from the network's `params`, built once: from the smoothed
         parameters when smoothing is on (the raw fit gives only the landmarks that drive the
-        filter), else from the raw ones. None when the raw landmarks are not plausible."""
+        filter), else from the raw ones. None when the raw landmarks are not plausible, or
+        when they shrank by far since a detection confirmed the track (it is then suspended)."""
         if options.smoothing:
             raw, face = pipeline.landmarks(params, track.roi), None
         else:
@@ -233,6 +258,9 @@ class FaceTracker:
             raw = face.landmarks
         box = landmark_box(raw)
         if not _plausible(box, view_shape[1], view_shape[0]):
+            return None
+        if _span(box) < SHRUNK * track.matched_size:   # slid off the face
+            track.suspended, track.face = True, None
             return None
         if face is None:
             smoothed = self._smooth(track, params, raw, box, now, options)
@@ -277,6 +305,18 @@ def _turn_to_fit(track: _Track, frame_shape: tuple[int, ...]) -> bool:
     return True
 
 
+def _resume(track: _Track, roi: np.ndarray, turns: int) -> None:
+    """A suspended track starts again from the crop of the detection that found its face."""
+    track.suspended, track.roi, track.turns = False, roi, turns
+    track.box, track.matched_size = track.matched_box, 0.0
+    track.filter, track.previous = None, None   # the smoothing must not pull it back
+
+
+def _span(box: np.ndarray) -> float:
+    """A box's size: the square root of its area."""
+    return float(np.sqrt(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)))
+
+
 def _plausible(box: np.ndarray, width: int, height: int) -> bool:
     """A track is lost when its landmarks (their `box`) collapse or leave the frame."""
     x1, y1, x2, y2 = box.tolist()
@@ -287,9 +327,10 @@ def _plausible(box: np.ndarray, width: int, height: int) -> bool:
 
 
 def _drop_duplicates(tracks: list[_Track]) -> list[_Track]:
-    """Two tracks that converged on one face: keep the older id."""
+    """Two tracks that converged on one face: keep the older id (a suspended track has no face
+    to compare)."""
     kept: list[_Track] = []
     for track in sorted(tracks, key=lambda t: t.id):
-        if all(iou(track.box, k.box) < 0.5 for k in kept):
+        if track.suspended or all(iou(track.box, k.box) < 0.5 for k in kept if not k.suspended):
             kept.append(track)
     return kept
