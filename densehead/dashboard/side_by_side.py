@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 
 def side_by_side(key: str, ratio: tuple[int, int],
-                 second_min_px: int) -> tuple[DeltaGenerator, DeltaGenerator]:
+                 second_min_px: float) -> tuple[DeltaGenerator, DeltaGenerator]:
     """(first pane, second pane): side by side, their widths in `ratio`, while the second is at
     least `second_min_px` wide; on a narrower page the second goes under the first, both whole."""
     first, second = f"{key}_first", f"{key}_second"
