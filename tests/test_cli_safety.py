@@ -144,6 +144,24 @@ def test_evaluate_manifest_with_missing_keys_is_one_line(work: Path) -> None:
     one_line_error(run_cli("evaluate", "list.json", cwd=work), "list.json")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "no pose"])
+def test_evaluate_folder_with_a_broken_annotation_is_one_line(work: Path, samples: Path,
+                                                              damage: str) -> None:
+    from scipy.io import loadmat, savemat
+
+    real = samples / "aflw2000" / "image00002.mat"
+    (work / "set").mkdir()
+    for name in ("image00002.mat", "image00002.jpg", "image00055.jpg"):
+        shutil.copy(samples / "aflw2000" / name, work / "set" / name)
+    broken = work / "set" / "image00055.mat"
+    if damage == "truncated":   # an interrupted copy
+        broken.write_bytes(real.read_bytes()[:100])
+    else:
+        savemat(broken, {"pt3d_68": loadmat(real)["pt3d_68"]})
+    one_line_error(run_cli("evaluate", "set", cwd=work), "image00055.mat",
+                   "not an AFLW2000-3D annotation")
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_json_that_cannot_be_written_names_its_flag(work: Path) -> None:
     one_line_error(run_cli("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "/dev/full",

@@ -37,14 +37,25 @@ class Sample:
 
 
 def load_mat(path: Path) -> Sample:
-    """One AFLW2000-3D annotation (pt3d_68, Pose_Para = [pitch, yaw, roll, ...] radians)."""
+    """One AFLW2000-3D annotation (pt3d_68, Pose_Para = [pitch, yaw, roll, ...] radians). A file
+    that is not such an annotation is a ValueError naming it."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
-    m = loadmat(str(path))
-    pitch, yaw, roll = np.degrees(np.asarray(m["Pose_Para"], float).ravel()[:3])
-    image = _find_image(path)
-    return Sample(path.stem, image, np.asarray(m["pt3d_68"], float)[:2].T.copy(),
-                  float(yaw), float(pitch), float(roll))
+    try:
+        m = loadmat(str(path))
+        pitch, yaw, roll = np.degrees(np.asarray(m["Pose_Para"], float).ravel()[:3])
+        landmarks = np.asarray(m["pt3d_68"], float)[:2].T.copy()
+    except KeyError as error:
+        raise ValueError(f"{path}: not an AFLW2000-3D annotation (it has no {error}; each .mat "
+                         "needs pt3d_68 and Pose_Para)") from None
+    except (MatReadError, TypeError, ValueError, IndexError) as error:
+        raise ValueError(f"{path}: not an AFLW2000-3D annotation that can be read "
+                         f"({error})") from None
+    if landmarks.shape != (N_LANDMARKS, 2):
+        raise ValueError(f"{path}: pt3d_68 holds {landmarks.shape[0]} points, expected "
+                         f"{N_LANDMARKS}")
+    return Sample(path.stem, _find_image(path), landmarks, float(yaw), float(pitch), float(roll))
 
 
 def _find_image(mat: Path) -> Path:
