@@ -162,6 +162,42 @@ def test_evaluate_folder_with_a_broken_annotation_is_one_line(work: Path, sample
                    "not an AFLW2000-3D annotation")
 
 
+@pytest.fixture()
+def small_set(work: Path, samples: Path) -> Path:
+    """Two AFLW2000-3D samples and their manifest in a folder of their own."""
+    manifest = json.loads((samples / "aflw2000" / "ground_truth.json").read_text())
+    manifest["images"] = manifest["images"][:2]
+    (work / "set").mkdir()
+    for entry in manifest["images"]:
+        shutil.copy(samples / entry["image"], work / "set")
+    (work / "set" / "ground_truth.json").write_text(json.dumps(manifest))
+    return work / "set"
+
+
+@pytest.mark.parametrize("args", [
+    ("evaluate-video", "clip.avi", "--max-frames", "20", "--json", "clip.avi"),
+    ("evaluate", "set", "--protocol", "gt-box", "--json", "set/ground_truth.json"),
+    ("evaluate", "set/ground_truth.json", "--json", "./set/ground_truth.json"),
+    ("evaluate", "set", "--protocol", "gt-box", "--json", "set/image00002.jpg"),
+])
+def test_evaluate_json_over_its_input_is_refused_and_the_input_kept(work: Path, small_set: Path,
+                                                                     args: tuple) -> None:
+    before = {p.name: digest(p) for p in [*work.glob("*.*"), *small_set.iterdir()]}
+    one_line_error(run_cli(*args, cwd=work), "input file itself")
+    assert {p.name: digest(p) for p in [*work.glob("*.*"), *small_set.iterdir()]} == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (("evaluate", "set", "--json", "missing/out.json"), ("--json", "does not exist")),
+    (("evaluate-video", "clip.avi", "--json", "missing/out.json"), ("--json", "does not exist")),
+])
+def test_evaluate_option_errors_come_before_the_work(work: Path, small_set: Path, args: tuple,
+                                                     words: tuple) -> None:
+    result = run_cli(*args, cwd=work)
+    one_line_error(result, *words)
+    assert "regressor:" not in result.stdout   # refused before the models load and run
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_json_that_cannot_be_written_names_its_flag(work: Path) -> None:
     one_line_error(run_cli("sparse", "-f", "photo.jpg", "-o", "out.jpg", "--json", "/dev/full",

@@ -13,6 +13,7 @@ from ..tools import evaluate as E
 from .options import (
     add_pipeline_options,
     add_tracker_options,
+    check_output_file,
     make_pipeline,
     pipeline_options,
     regressor_line,
@@ -50,6 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     options = pipeline_options(args)
     samples = load_dataset(args.dir, args.annotations)
+    _check_json(args, _dataset_files(Path(args.dir), samples))
     if args.limit:
         samples = samples[: args.limit]
     pipe = make_pipeline(args)
@@ -69,6 +71,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_json(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """--json errors before anything runs: a whole evaluation is not lost to them, and the
+    results never overwrite what they were measured on."""
+    if args.json:
+        check_output_file("--json", Path(args.json), inputs)
+
+
+def _dataset_files(path: Path, samples: list[Any]) -> list[Path]:
+    """The files `evaluate` reads: the manifest or the .mat files, and the images."""
+    read = [path] if path.is_file() else [path / "ground_truth.json", *path.glob("*.mat")]
+    return read + [s.image for s in samples]
+
+
 def _fmt(d: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.2f}" for k, v in d.items() if v)
 
@@ -79,6 +94,7 @@ def cmd_evaluate_video(args: argparse.Namespace) -> int:
     from ..tools.stability import evaluate_video, format_video
 
     options = tracker_options(args)
+    _check_json(args, [Path(video) for video in args.video])
     pipe = make_pipeline(args)   # holds nothing per call, so both runs and all videos share it
     settings = {**asdict(pipe.options), **asdict(options)}
     print(regressor_line(pipe))

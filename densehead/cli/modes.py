@@ -15,6 +15,7 @@ from ..render import draw
 from .options import (
     add_pipeline_options,
     add_tracker_options,
+    check_output_file,
     make_pipeline,
     pipeline_options,
     tracker_options,
@@ -94,13 +95,7 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
 
     targets = [("-o", output)] + ([("--json", json_path)] if json_path is not None else [])
     for flag, target in targets:
-        if same_file(target, source):
-            raise ValueError(f"{flag} {target} is the input file itself: choose another name "
-                             "(the input would be overwritten)")
-        if target.is_dir():
-            raise ValueError(f"{flag} {target} is a folder: give a file name")
-        if not target.parent.is_dir():
-            raise ValueError(f"{flag} {target}: the folder {target.parent} does not exist")
+        check_output_file(flag, target, [source])
     if json_path is not None and same_file(json_path, output):
         raise ValueError(f"--json {json_path} and -o {output} are the same file")
     if image and not cv2.haveImageWriter(str(output)):

@@ -3,9 +3,11 @@ PipelineOptions / TrackerOptions, defaults taken from those dataclasses."""
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from ..core.errors import OptionsError
+from ..core.files import same_file
 from ..core.options import (
     AUTO,
     DEFAULT_FLOAT_REGRESSOR,
@@ -130,3 +132,17 @@ def parse_size(text: str) -> tuple[int, int]:
             return w, h
     raise ValueError(f"--resize needs WIDTHxHEIGHT in whole pixels above 0, e.g. 640x480 "
                      f"(got {text!r})")
+
+
+def check_output_file(flag: str, target: Path, inputs: Iterable[Path] = ()) -> None:
+    """Refuse, before any work, an output named by `flag` that is one of the `inputs` (also
+    through a link), is a folder, or lies in a folder that does not exist (a ValueError: one
+    line on stderr)."""
+    if any(same_file(target, source) for source in inputs):
+        raise ValueError(f"{flag} {target} is the input file itself: choose another name "
+                         "(the input would be overwritten)")
+    if target.is_dir():
+        raise ValueError(f"{flag} {target} is a folder: give a file name")
+    if not target.parent.is_dir():
+        raise ValueError(f"{flag} {target}: the folder {target.parent} does not exist")
+
