@@ -13,6 +13,7 @@ from ..tools import evaluate as E
 from .options import (
     add_pipeline_options,
     add_tracker_options,
+    check_count,
     check_output_file,
     make_pipeline,
     pipeline_options,
@@ -50,6 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..tools.datasets import load_dataset
 
     options = pipeline_options(args)
+    check_count("--limit", args.limit)
     samples = load_dataset(args.dir, args.annotations)
     _check_json(args, _dataset_files(Path(args.dir), samples))
     if args.limit:
@@ -94,6 +96,7 @@ def cmd_evaluate_video(args: argparse.Namespace) -> int:
     from ..tools.stability import evaluate_video, format_video
 
     options = tracker_options(args)
+    check_count("--max-frames", args.max_frames)
     _check_json(args, [Path(video) for video in args.video])
     pipe = make_pipeline(args)   # holds nothing per call, so both runs and all videos share it
     settings = {**asdict(pipe.options), **asdict(options)}

@@ -146,3 +146,8 @@ def check_output_file(flag: str, target: Path, inputs: Iterable[Path] = ()) -> N
     if not target.parent.is_dir():
         raise ValueError(f"{flag} {target}: the folder {target.parent} does not exist")
 
+
+def check_count(flag: str, value: int) -> None:
+    """A count where 0 means "all": a negative one is a ValueError naming its flag."""
+    if value < 0:
+        raise ValueError(f"{flag} must be 0 or more (0: all), got {value}")
