@@ -266,6 +266,15 @@ def test_nothing_to_run_is_refused_and_keeps_the_last_record(study, tmp_path):
         assert (out / "batch.json").read_text() == record
 
 
+def test_ray_address_without_the_ray_engine_is_refused(study, tmp_path):
+    """An address given without `--engine ray` would have the study run here, not on the
+    cluster the user named: one line, nothing run or written."""
+    result = run_cli("batch", str(study / PHOTO), "-o", str(tmp_path / "out"),
+                     "--ray-address", "127.0.0.1:6379")
+    one_line_error(result, "--ray-address 127.0.0.1:6379", "--engine ray")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_list_file_and_overlays(study, tmp_path):
     listing = tmp_path / "lists" / "session1.txt"
     listing.parent.mkdir()

@@ -89,6 +89,9 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     _check_workers(args.workers)
+    if args.ray_address and args.engine != "ray":   # else the cluster is left out unsaid
+        raise ValueError(f"--ray-address {args.ray_address} is for the Ray engine: add "
+                         "--engine ray, or leave the address out to run here")
     with sigterm_as_interrupt():   # `kill` stops a batch as Ctrl-C does: finished files kept
         try:
             report = run_batch(args.inputs, args.output, settings, engine=args.engine,
