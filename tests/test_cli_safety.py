@@ -189,6 +189,7 @@ def test_evaluate_json_over_its_input_is_refused_and_the_input_kept(work: Path, 
 
 @pytest.mark.parametrize("args, words", [
     (("evaluate", "set", "--limit", "-1"), ("--limit", "-1")),
+    (("evaluate", "set", "--protocol", "wild", "--gt-offset", "nan"), ("--gt-offset", "nan")),
     (("evaluate-video", "clip.avi", "--max-frames", "-1"), ("--max-frames", "-1")),
     (("evaluate", "set", "--json", "missing/out.json"), ("--json", "does not exist")),
     (("evaluate-video", "clip.avi", "--json", "missing/out.json"), ("--json", "does not exist")),

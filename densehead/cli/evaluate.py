@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     options = pipeline_options(args)
     check_count("--limit", args.limit)
+    if not math.isfinite(args.gt_offset):   # NaN would match no face: all "not found"
+        raise ValueError(f"--gt-offset must be a finite number, got {args.gt_offset}")
     samples = load_dataset(args.dir, args.annotations)
     _check_json(args, _dataset_files(Path(args.dir), samples))
     if args.limit:
