@@ -207,9 +207,11 @@ def test_json_that_cannot_be_written_names_its_flag(work: Path) -> None:
                            cwd=work), "--json /dev/full", "No space left")
 
 
-def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path) -> None:
-    """A second run over the same outputs, stopped with Ctrl-C once it has begun writing: the
-    first run's video and JSON are kept as they were, and the command says it was interrupted."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path, stop: int) -> None:
+    """A second run over the same outputs, stopped with Ctrl-C (or `kill`) once it has begun
+    writing: the first run's video and JSON are kept as they were, no temporary file is left,
+    and the command says it was interrupted."""
     from densehead.io.video import VideoWriter, iter_frames
 
     frames = list(iter_frames(work / "clip.avi"))
@@ -223,7 +225,7 @@ def test_ctrl_c_during_a_video_keeps_the_earlier_outputs(work: Path) -> None:
                               text=True)
     partial = VideoWriter(work / "out.mp4", 25.0).partial
     assert wait_until(partial.exists, 120, every_s=0.01), "the second run never began writing"
-    second.send_signal(signal.SIGINT)
+    second.send_signal(stop)
     _, stderr = second.communicate(timeout=120)
     assert second.returncode == 130 and stderr.strip().endswith("densehead: interrupted"), stderr
     assert "Traceback" not in stderr, stderr

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..core.files import same_file
+from ..core.processes import sigterm_as_interrupt
 from ..io.export import frames_json
 from ..render import draw
 from .options import (
@@ -51,12 +52,13 @@ def run_mode(args: argparse.Namespace) -> int:
     pipeline_options(args)   # option errors, then input errors, before the models load
     picture = read_image(source) if image else _check_video(source)
     pipe = make_pipeline(args)
-    if picture is not None:
-        frames = [(0, 0.0, _image_faces(pipe, picture, source, args.mode, output))]
-    else:
-        frames = _video_frames(pipe, source, args.mode, options, output)
-    if args.json:  # the same layout as the video page's JSON download
-        _write_json(Path(args.json), frames_json(frames, source=str(source), mode=args.mode))
+    with sigterm_as_interrupt():   # `kill` as Ctrl-C: no half-written temporary file left
+        if picture is not None:
+            frames = [(0, 0.0, _image_faces(pipe, picture, source, args.mode, output))]
+        else:
+            frames = _video_frames(pipe, source, args.mode, options, output)
+        if args.json:  # the same layout as the video page's JSON download
+            _write_json(Path(args.json), frames_json(frames, source=str(source), mode=args.mode))
     faces = sum(len(f) for _, _, f in frames)
     print(f"wrote {output} ({len(frames)} frame(s), {faces} face(s))"
           + (f" and {args.json}" if args.json else ""))
