@@ -81,12 +81,14 @@ def test_output_over_the_input_through_a_link_is_refused(work: Path) -> None:
     (("benchmark", "-f", "photo.jpg", "--resize", "wide"), ("--resize",)),
     (("export", "-f", "photo.jpg", "--frame", "-1"), ("--frame -1",)),
     (("export", "-f", "photo.jpg", "--size", "0"), ("--size 0",)),
+    (("export", "-f", "photo.jpg", "-o", "mesh.obj"), ("mesh.obj is a folder",)),
     (("sparse", "-f", "/dev/zero"), ("/dev/zero", "not a regular file")),
     (("evaluate", "nowhere"), ("no such file or folder: nowhere",)),
     (("evaluate", "photo.jpg"), ("photo.jpg", "neither a folder")),
     (("evaluate-video", "photo.jpg"), ("a face in 1 of 1 frames", "at least")),
 ])
 def test_unwritable_outputs_and_bad_options_are_one_line(work: Path, args: tuple, words: tuple) -> None:
+    (work / "mesh.obj").mkdir()
     one_line_error(run_cli(*args, cwd=work), *words)
     assert not (work / "out.txt").exists() and not (work / "a.jpg").exists()
 

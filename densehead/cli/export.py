@@ -12,7 +12,12 @@ import numpy as np
 from ..core.files import same_file
 from ..io.texture import TEXTURE_SIZE
 from ..tools.samples import sample
-from .options import add_pipeline_options, make_pipeline, pipeline_options
+from .options import (
+    add_pipeline_options,
+    check_output_file,
+    make_pipeline,
+    pipeline_options,
+)
 
 
 def add_cli(sub: Any) -> None:
@@ -71,10 +76,7 @@ def _check(args: argparse.Namespace, source: Path, output: Path) -> None:
 
     if output.suffix.lower() != ".obj":
         raise ValueError(f"-o {output}: the mesh is written as .obj (with .mtl and _texture.png)")
-    if same_file(output, source):
-        raise ValueError(f"-o {output} is the input file itself: choose another name")
-    if not output.parent.is_dir():
-        raise ValueError(f"-o {output}: the folder {output.parent} does not exist")
+    check_output_file("-o", output, [source])
     if args.frame < 0:
         raise ValueError(f"--frame {args.frame}: must be 0 or more")
     if not TEXTURE_SIZE_MIN <= args.size <= TEXTURE_SIZE_MAX:
