@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -243,6 +244,21 @@ def test_outputs_get_the_permissions_of_any_new_file(work: Path) -> None:
     (work / "plain.txt").write_text("")
     mode = lambda name: (work / name).stat().st_mode & 0o777   # noqa: E731
     assert mode("out.json") == mode("plain.txt") == mode("out.jpg")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_among_the_inputs_fails_in_one_line_not_a_hang(work: Path) -> None:
+    """A FIFO named like a video (a capture tool's pipe left in a study folder): opening it to
+    look at its first bytes would wait for a writer forever."""
+    (work / "study").mkdir()
+    shutil.copy(work / "photo.jpg", work / "study" / "photo.jpg")
+    os.mkfifo(work / "study" / "pipe.mp4")
+    result = run_cli("batch", "study", "-o", "tables", cwd=work, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "pipe.mp4 is not a regular file" in result.stderr
+    assert "1 ok, 1 failed" in result.stdout
+    one_line_error(run_cli("export", "-f", "study/pipe.mp4", "-o", "pipe.obj", cwd=work,
+                           timeout=120), "pipe.mp4 is not a regular file")
 
 
 def test_batch_refuses_to_write_over_an_input_kept_in_its_output_folder(work: Path) -> None:

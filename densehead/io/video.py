@@ -62,9 +62,12 @@ def picture_suffix(path: str | Path) -> str:
 
 def is_image_file(path: str | Path) -> bool:
     """Whether the file holds a picture: a photo saved without a suffix, or under a video's, is
-    known by its first bytes; a file that starts like no picture goes by its name."""
+    known by its first bytes; a file that starts like no picture goes by its name, as does
+    what is not a regular file (opening a FIFO would wait for a writer forever)."""
     from .image import file_reader, header_size
 
+    if not os.path.isfile(path):
+        return is_image(path)
     try:
         with open(path, "rb") as f:
             if header_size(file_reader(f)) is not None:
