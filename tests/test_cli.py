@@ -140,7 +140,8 @@ def test_a_mistyped_input_is_named_before_the_models_are_looked_for(tmp_path, mo
         assert "model file" not in result.stderr
     notes = tmp_path / "notes.txt"
     notes.write_text("these are notes")
-    one_line_error(run("sparse", "-f", str(notes)), "notes.txt is neither a picture nor a video")
+    for command in ("sparse", "export"):   # export said "not a video that can be read"
+        one_line_error(run(command, "-f", str(notes)), "notes.txt is neither a picture nor a video")
 
 
 def test_the_ray_engine_without_ray_is_one_line_and_touches_nothing(samples, tmp_path):

@@ -15,6 +15,7 @@ from ..tools.samples import sample
 from .options import (
     add_pipeline_options,
     check_output_file,
+    check_video,
     make_pipeline,
     pipeline_options,
 )
@@ -105,6 +106,7 @@ def _read_frame(source: Path, index: int) -> np.ndarray:
         if index:
             raise ValueError(f"--frame {index}: {source} is a photo (it has frame 0 only)")
         return read_image(source)
+    check_video(source)
     count = 0
     for count, frame in enumerate(iter_frames(source, max_frames=index + 1), start=1):
         if count == index + 1:

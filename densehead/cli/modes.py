@@ -17,6 +17,7 @@ from .options import (
     add_pipeline_options,
     add_tracker_options,
     check_output_file,
+    check_video,
     make_pipeline,
     pipeline_options,
     tracker_options,
@@ -50,7 +51,7 @@ def run_mode(args: argparse.Namespace) -> int:
     check_outputs(source, output, Path(args.json) if args.json else None, image)
     options = tracker_options(args)
     pipeline_options(args)   # option errors, then input errors, before the models load
-    picture = read_image(source) if image else _check_video(source)
+    picture = read_image(source) if image else check_video(source)
     pipe = make_pipeline(args)
     with sigterm_as_interrupt():   # `kill` as Ctrl-C: no half-written temporary file left
         if picture is not None:
@@ -107,22 +108,6 @@ def check_outputs(source: Path, output: Path, json_path: Path | None, image: boo
                 else f"densehead does not write {output.suffix or 'suffix-less'} videos")
         raise ValueError(f"-o {output}: {what}; use one of "
                          f"{', '.join(sorted(WRITABLE_VIDEO_SUFFIXES))}")
-
-
-def _check_video(source: Path) -> None:
-    """VideoError unless `source` opens as a video; a file that is not named as one is called
-    neither picture nor video (it was not taken for a picture either)."""
-    from ..core.errors import VideoError
-    from ..io.image import FORMATS
-    from ..io.video import VIDEO_SUFFIXES, probe
-
-    try:
-        probe(source)
-    except VideoError:
-        if source.suffix.lower() in VIDEO_SUFFIXES:
-            raise
-        raise VideoError(f"{source.name} is neither a picture nor a video that can be read "
-                         f"(pictures: {FORMATS}; videos: MP4/H.264, AVI, MOV, ...)") from None
 
 
 def _image_faces(pipe: Any, frame: np.ndarray, source: Path, mode: str, output: Path) -> list:

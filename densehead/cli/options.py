@@ -151,3 +151,19 @@ def check_count(flag: str, value: int) -> None:
     """A count where 0 means "all": a negative one is a ValueError naming its flag."""
     if value < 0:
         raise ValueError(f"{flag} must be 0 or more (0: all), got {value}")
+
+
+def check_video(source: Path) -> None:
+    """VideoError unless `source` opens as a video; a file that is not named as one is called
+    neither picture nor video (it was not taken for a picture either)."""
+    from ..core.errors import VideoError
+    from ..io.image import FORMATS
+    from ..io.video import VIDEO_SUFFIXES, probe
+
+    try:
+        probe(source)
+    except VideoError:
+        if source.suffix.lower() in VIDEO_SUFFIXES:
+            raise
+        raise VideoError(f"{source.name} is neither a picture nor a video that can be read "
+                         f"(pictures: {FORMATS}; videos: MP4/H.264, AVI, MOV, ...)") from None
