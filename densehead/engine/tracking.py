@@ -184,7 +184,7 @@ class FaceTracker:
             box = boxes[i].astype(np.float64)
             self._tracks.append(_Track(id=next(self._ids), box=box, score=float(scores[i]),
                                        roi=roi_of(i), turns=turns[i], matched_box=box))
-        self._lost = any(t.suspended for t in self._tracks)   # look again on the next frame
+        self._lost = False
 
     # -- every frame -----------------------------------------------------------------------
     def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
