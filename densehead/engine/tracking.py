@@ -179,12 +179,22 @@ class FaceTracker:
             else:
                 track.misses += 1
         self._tracks = [t for t in self._tracks if t.misses <= options.max_misses]
+        self._give_way(len(unmatched), pipeline.options.max_faces)
         room = pipeline.options.max_faces - len(self._tracks)
         for i in unmatched[:max(0, room)]:
             box = boxes[i].astype(np.float64)
             self._tracks.append(_Track(id=next(self._ids), box=box, score=float(scores[i]),
                                        roi=roi_of(i), turns=turns[i], matched_box=box))
         self._lost = False
+
+    def _give_way(self, new_faces: int, most: int) -> None:
+        """A face the detector sees takes the place of a track it missed this round, when
+        `most` faces leave no room: with one face allowed, a fit left behind on the wall kept
+        the person who had moved away out for up to three rounds."""
+        short = len(self._tracks) + new_faces - most
+        missed = sorted((t for t in self._tracks if t.misses), key=lambda t: (-t.misses, t.score))
+        gone = {t.id for t in missed[:max(0, short)]}
+        self._tracks = [t for t in self._tracks if t.id not in gone]
 
     # -- every frame -----------------------------------------------------------------------
     def _align(self, frame: np.ndarray, dense: bool, now: float, pipeline: Pipeline,
