@@ -2,7 +2,9 @@
 
 Each tracked face is re-aligned on the crop its previous landmarks give (3DDFA_V2's trick:
 cheaper and steadier than detecting every frame). The detector runs every `redetect_every`
-frames and whenever a track is lost, to pick up new faces and retire vanished ones. A face the
+frames and whenever a track is lost, to pick up new faces and retire vanished ones. A fit that
+slides off its face (its landmarks shrink far below their span at the last detection) suspends
+its track: no face is shown until a detection finds the face where it was last seen. A face the
 detector found lying sideways (densehead.engine.turns) is tracked in the frame turned the way
 it stands upright, so that the network, trained on upright faces, fits it on every frame and
 not only at re-detections.
