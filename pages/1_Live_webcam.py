@@ -32,6 +32,7 @@ from densehead.dashboard.page_runs import reset_streamer_only_on_return
 from densehead.dashboard.processing_track import install as use_processing_track
 from densehead.dashboard.recording import RECORDING_S
 from densehead.dashboard.sessions import server_resources, session_id
+from densehead.dashboard.side_by_side import SIDE_PANEL_MIN_PX, side_by_side
 from densehead.dashboard.vp8 import install as use_faster_vp8
 from densehead.dashboard.webrtc import ice_servers
 from densehead.dashboard.widgets import processing_settings
@@ -140,18 +141,19 @@ def start_recording() -> None:
 @st.fragment(key=ACTIONS_KEY)
 def actions() -> None:
     state = live()
-    a, b = st.columns(2)   # two buttons a row, so that no label is cut at 1280 px
-    # No tooltips on these buttons: a tooltip shown while ⏺ Record is clicked stays on the page
-    # over the ⏹ Stop recording button that replaces it and swallows the next click.
-    a.button("Export series (CSV)", key="live_export", on_click=export_series)
-    b.button("Clear series", on_click=act, args=("clear_series",))
-    c, _ = st.columns(2)
     status = state.recording_status()
     recording = status is not None and status.state == "recording"
-    if recording:
-        c.button("⏹ Stop recording", key="live_record_stop", on_click=act, args=("stop_recording",))
-    else:
-        c.button("⏺ Record", key="live_record_start", on_click=start_recording)
+    # a row that wraps: each button as wide as its label (in columns they were cut to "Expor…")
+    # No tooltips on these buttons: a tooltip shown while ⏺ Record is clicked stays on the page
+    # over the ⏹ Stop recording button that replaces it and swallows the next click.
+    with st.container(horizontal=True):
+        st.button("Export series (CSV)", key="live_export", on_click=export_series)
+        st.button("Clear series", on_click=act, args=("clear_series",))
+        if recording:
+            st.button("⏹ Stop recording", key="live_record_stop", on_click=act,
+                      args=("stop_recording",))
+        else:
+            st.button("⏺ Record", key="live_record_start", on_click=start_recording)
     exported: SeriesExport | None = st.session_state.get(SERIES_EXPORT_KEY)
     if exported is not None:
         st.download_button("Download series (CSV)", data=exported.csv, file_name="live_series.csv",
@@ -161,13 +163,13 @@ def actions() -> None:
     if recording or status is None or status.state != "finished":
         return
     state.recording_collected = True   # its files are on the page: no need to ask for them
-    a, b = st.columns(2)
-    a.download_button("Download recording (.mp4)", data=state.recording_mp4(),
-                      file_name="live_recording.mp4", mime="video/mp4", on_click="ignore",
-                      key="live_record_mp4")
-    b.download_button("Download recording series (.csv)", data=state.recording_csv(),
-                      file_name="live_recording.csv", mime="text/csv", on_click="ignore",
-                      key="live_record_csv")
+    with st.container(horizontal=True):   # both labels whole (in columns, both "Download…")
+        st.download_button("Download recording (.mp4)", data=state.recording_mp4(),
+                           file_name="live_recording.mp4", mime="video/mp4", on_click="ignore",
+                           key="live_record_mp4")
+        st.download_button("Download recording series (.csv)", data=state.recording_csv(),
+                           file_name="live_recording.csv", mime="text/csv", on_click="ignore",
+                           key="live_record_csv")
     st.caption(f"Recorded {status.frames} frames, {status.seconds:.1f} s ({status.reason}); "
                "the CSV's frame column is the frame's number in the MP4"
                + (f"; {status.dropped} processed frames were left out of both (server busy)"
@@ -293,7 +295,8 @@ if ECHO:
     st.warning(f"Processing is off ({ECHO_ENV}=1): the video comes back untouched, to measure "
                "what the transport alone costs.")
 
-left, right = st.columns([3, 2])
+# the panel under the video where beside it, it would be too narrow for its buttons and charts
+left, right = side_by_side("live_top", (3, 2), SIDE_PANEL_MIN_PX)
 with left:
     reset_streamer_only_on_return(STREAMER_KEY)
     try:

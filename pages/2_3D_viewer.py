@@ -179,11 +179,13 @@ with st.expander("Texture (unwrapped into the face model's UV square)", expanded
     st.download_button("Download textured mesh (.zip: .obj + .mtl + .png)",
                        data=lambda: tex.zip_bytes(), file_name=f"{stem}_textured.zip",
                        mime="application/zip", on_click="ignore")
-d1, d2, d3 = st.columns(3)
-d1.download_button("Download .obj (vertex colours)", data=lambda: export.obj_bytes(full),
-                   file_name=f"{stem}.obj", mime="text/plain", on_click="ignore")
-d2.download_button("Download .ply", data=lambda: export.ply_bytes(full),
-                   file_name=f"{stem}.ply", mime="application/octet-stream", on_click="ignore")
-d3.download_button("Download .json", data=export.faces_json([face], with_vertices=False,
-                                                            source=upload_name, face_index=index),
-                   file_name=f"{stem}.json", mime="application/json", on_click="ignore")
+with st.container(horizontal=True):   # each label whole (in columns: "Download .obj (…")
+    st.download_button("Download .obj (vertex colours)", data=lambda: export.obj_bytes(full),
+                       file_name=f"{stem}.obj", mime="text/plain", on_click="ignore")
+    st.download_button("Download .ply", data=lambda: export.ply_bytes(full),
+                       file_name=f"{stem}.ply", mime="application/octet-stream",
+                       on_click="ignore")
+    st.download_button("Download .json",
+                       data=export.faces_json([face], with_vertices=False, source=upload_name,
+                                              face_index=index),
+                       file_name=f"{stem}.json", mime="application/json", on_click="ignore")

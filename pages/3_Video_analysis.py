@@ -22,6 +22,7 @@ from densehead.dashboard.figures import (
 )
 from densehead.dashboard.navigation import open_page
 from densehead.dashboard.sessions import server_resources, session_id
+from densehead.dashboard.side_by_side import SIDE_PANEL_MIN_PX, side_by_side
 from densehead.dashboard.text import plain
 from densehead.dashboard.uploads import (
     TempFolder,
@@ -171,7 +172,8 @@ for note in result.notes:   # icon given: a name starting with an emoji would ta
 if not len(result.table):
     st.warning("No face was found in this video.")
 
-left, right = st.columns([3, 2])
+# the summary under the video where beside it, it would be too narrow for its table and buttons
+left, right = side_by_side("video_top", (3, 2), SIDE_PANEL_MIN_PX)
 with left:
     st.video(str(playable))
     # read when clicked: the player holds the video in the server's memory already
@@ -185,12 +187,14 @@ with right:
     if stats:
         st.subheader("Summary per track")
         st.dataframe(stats, hide_index=True, width="stretch")
-    st.download_button("Download series (.csv)", data=table.csv_text(result.table),
-                       file_name=f"{stem}_series.csv", mime="text/csv", on_click="ignore")
-    st.download_button("Download per-frame results (.json)",
-                       data=lambda: export.frames_json(result.frames, source=name,
-                                                       fps=result.fps),
-                       file_name=f"{stem}_faces.json", mime="application/json", on_click="ignore")
+    with st.container(horizontal=True):   # each label whole, the row wrapping
+        st.download_button("Download series (.csv)", data=table.csv_text(result.table),
+                           file_name=f"{stem}_series.csv", mime="text/csv", on_click="ignore")
+        st.download_button("Download per-frame results (.json)",
+                           data=lambda: export.frames_json(result.frames, source=name,
+                                                           fps=result.fps),
+                           file_name=f"{stem}_faces.json", mime="application/json",
+                           on_click="ignore")
 
 if len(result.table):
     charted, tracks = longest_tracks(result.table, CHART_TRACKS)

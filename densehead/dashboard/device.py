@@ -18,6 +18,7 @@ def on_phone() -> bool:
 
 
 def chart_config() -> dict:
-    """Plotly's config for a page's charts: on a phone no tool bar, which a touch screen keeps
-    shown over the legend's first row (a finger still zooms and pans)."""
-    return {"displaylogo": False, "displayModeBar": not on_phone()}
+    """Plotly's config for a page's charts: the tool bar only while the pointer is over the chart
+    (always shown, it covered the legend's first entries), and on a phone none, which a touch
+    screen would keep shown (a finger still zooms and pans)."""
+    return {"displaylogo": False, "displayModeBar": False if on_phone() else "hover"}

@@ -28,6 +28,9 @@ MESH_HEIGHT = 600   # px
 # turned face with its pose axes fits a plot MESH_NARROWEST as wide as it is tall. Plotly fixes
 # the vertical field of view: a narrower plot cuts the scene's sides.
 SCENE_TALLEST, SCENE_WIDEST = 1.1, 0.9
+# How far the camera is, in those units, for its perspective: fitted to what Plotly drew (a
+# head's z axis turned 33° drew 0.8 as long as its x axis: 0.65 with no perspective)
+EYE_DISTANCE = 3.5
 MESH_NARROWEST = 0.7
 
 
@@ -293,17 +296,28 @@ def mesh_figure(mesh: Mesh, landmarks: np.ndarray | None = None, axes: PoseAxes 
 
 def _scene_box(points: np.ndarray) -> dict:
     """The scene's hidden axes ranged around `points` (with Plotly's own margin of 1/32 a side)
-    and its box's shape: the data's proportions, scaled to fit SCENE_TALLEST by SCENE_WIDEST."""
+    and its box's shape: the data's proportions, scaled so that what the camera sees of them
+    fits SCENE_TALLEST by SCENE_WIDEST."""
     lo, hi = points.min(axis=0), points.max(axis=0)
     margin = np.maximum(hi - lo, 1e-6) / 32
     lo, hi = lo - margin, hi + margin
     size = hi - lo
     unit = max(size[0] / SCENE_WIDEST, size[1] / SCENE_TALLEST, size[2] / SCENE_TALLEST)
+    seen = _seen_extent(points, (lo + hi) / 2, unit) + 2 * margin[:2]
+    unit = max(seen[0] / SCENE_WIDEST, seen[1] / SCENE_TALLEST, size[2] / SCENE_TALLEST)
     box = dict(aspectmode="manual", aspectratio=dict(zip("xyz", (size / unit).tolist())))
     for k, axis in enumerate(("xaxis", "yaxis", "zaxis")):
         box[axis] = dict(visible=False, showbackground=False,
                          range=[float(lo[k]), float(hi[k])])
     return box
+
+
+def _seen_extent(points: np.ndarray, centre: np.ndarray, unit: float) -> np.ndarray:
+    """Width and height of `points` as the front camera's perspective draws them, in data
+    units: what comes towards the camera (the nose, the head's z axis) is drawn larger."""
+    nearer = (points[:, 2] - centre[2]) / unit
+    grown = (points[:, :2] - centre[:2]) * (EYE_DISTANCE / (EYE_DISTANCE - nearer))[:, None]
+    return grown.max(axis=0) - grown.min(axis=0)
 
 
 def _wire_trace(mesh: Mesh, centre: np.ndarray) -> go.Scatter3d:

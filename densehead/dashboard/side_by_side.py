@@ -6,6 +6,10 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+# A side panel of readouts, buttons and charts: narrower, its labels were cut and its charts
+# were 160-210 px wide (a 1024 px window with the sidebar open)
+SIDE_PANEL_MIN_PX = 300
+
 
 def side_by_side(key: str, ratio: tuple[int, int],
                  second_min_px: float) -> tuple[DeltaGenerator, DeltaGenerator]:

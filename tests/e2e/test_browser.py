@@ -460,12 +460,18 @@ def test_navigation_says_home_and_no_label_is_cut_on_laptops_and_tablets(browser
         go_to_page(page, app_url, "/Live_webcam")
         page.get_by_role("button", name="Export series (CSV)").wait_for(timeout=60_000)
         assert page.evaluate(CUT_LABELS_JS) == []
+        # a small laptop: the sidebar leaves the page 560 px, and columns cut "Export series"
+        page.set_viewport_size({"width": 1024, "height": 900})
+        page.get_by_role("button", name="Clear series").wait_for()
+        page.screenshot(path=str(output_dir / "e2e_live_webcam_1024.png"))
+        assert page.evaluate(CUT_LABELS_JS) == []
+        page.set_viewport_size({"width": 1280, "height": 900})
         go_to_page(page, app_url, "/3D_viewer")
         # emma.jpg's first face reads "+33.1°", a value that a narrow column cut
         page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
             str(samples / "photos" / "emma.jpg"))
         page.wait_for_function(MESH_SHOWN_JS, timeout=120_000)
-        for width in (1280, 1366, 768):   # a laptop, a wider one, a tablet
+        for width in (1280, 1366, 1024, 768):   # laptops, one with little room, a tablet
             page.set_viewport_size({"width": width, "height": 900})
             page.locator('[data-testid="stMetric"]', has_text="Roll").wait_for()
             page.screenshot(path=str(output_dir / f"e2e_3d_viewer_{width}.png"), full_page=True)

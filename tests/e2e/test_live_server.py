@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from e2e_setup import CAMERA_SECONDS
 from paths import SAMPLES
-from test_browser import stage_text
+from test_browser import CUT_LABELS_JS, stage_text
 
 from densehead.io.table import COL
 from densehead.io.video import iter_frames
@@ -221,6 +221,10 @@ def test_recording_gives_an_mp4_and_the_csv_of_exactly_its_frames(browser, app_u
         page.get_by_role("button", name="Download recording (.mp4)").wait_for(timeout=60_000)
         caption = text_retrying(page, page.locator("text=/Recorded [0-9]+ frames/").first)
         shot(page, output_dir, "e2e_live_recording.png")
+        page.set_viewport_size({"width": 1280, "height": 1100})   # a laptop
+        # in columns both buttons read "Download…"
+        assert wait_until(lambda: page.evaluate(CUT_LABELS_JS) == [], 10), \
+            page.evaluate(CUT_LABELS_JS)
         mp4 = tmp_path / "recording.mp4"
         mp4.write_bytes(download(page, "Download recording (.mp4)"))
         table = csv_table(download(page, "Download recording series (.csv)"))
@@ -391,6 +395,11 @@ LEGEND_TRACKS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plo
      .map(t => t.name))])"""
 
 
+# how many of the charts' Plotly tool bars are drawn (their buttons not transparent)
+TOOL_BARS_SHOWN_JS = """() => [...document.querySelectorAll('.modebar-group')]
+  .filter(g => getComputedStyle(g).opacity !== '0').length"""
+
+
 def test_video_charts_show_the_longest_tracks_and_say_how_many_there_were(browser, app_url,
                                                                           output_dir):
     """orlando_bloom.avi has faces in the background: more tracks than a chart's legend can
@@ -415,6 +424,10 @@ def test_video_charts_show_the_longest_tracks_and_say_how_many_there_were(browse
         assert len(pose_legend) == shown, pose_legend
         # the tracks charted are the longest: none left out has more rows than one shown
         assert min(rows_of[t] for t in pose_legend) >= max(rows_of[t] for t in left_out)
+        # the charts' tool bars show only under the pointer: always shown, they covered the
+        # legends' first entries
+        page.mouse.move(0, 0)
+        assert page.evaluate(TOOL_BARS_SHOWN_JS) == 0
     finally:
         page.context.close()
 
@@ -428,6 +441,11 @@ def test_a_short_video_is_said_to_be_short_naming_the_persons_file(browser, app_
         note = page.locator('[data-testid="stAlert"]', has_text="ended after")
         note.wait_for(timeout=120_000)
         assert "“obama.mp4” ended after" in note.inner_text(), note.inner_text()
+        # a small laptop (the sidebar leaves the page 560 px): no label of the results is cut
+        page.set_viewport_size({"width": 1024, "height": 1100})
+        page.get_by_role("button", name="Download per-frame results (.json)").wait_for()
+        assert wait_until(lambda: page.evaluate(CUT_LABELS_JS) == [], 10), \
+            page.evaluate(CUT_LABELS_JS)
     finally:
         page.context.close()
 
