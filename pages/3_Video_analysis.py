@@ -172,7 +172,7 @@ for note in result.notes:   # icon given: a name starting with an emoji would ta
 if not len(result.table):
     st.warning("No face was found in this video.")
 
-# the summary under the video where beside it, it would be too narrow for its table and buttons
+# the downloads under the video where beside it, they would be too narrow for their labels
 left, right = side_by_side("video_top", (3, 2), SIDE_PANEL_MIN_PX)
 with left:
     st.video(str(playable))
@@ -183,10 +183,6 @@ with left:
                f"{result.ms_per_frame:.1f} ms per frame "
                f"({1e3 / max(result.ms_per_frame, 1e-3):.1f} fps).")
 with right:
-    stats = table.summary(result.table)
-    if stats:
-        st.subheader("Summary per track")
-        st.dataframe(stats, hide_index=True, width="stretch")
     with st.container(horizontal=True):   # each label whole, the row wrapping
         st.download_button("Download series (.csv)", data=table.csv_text(result.table),
                            file_name=f"{stem}_series.csv", mime="text/csv", on_click="ignore")
@@ -195,6 +191,10 @@ with right:
                                                            fps=result.fps),
                            file_name=f"{stem}_faces.json", mime="application/json",
                            on_click="ignore")
+stats = table.summary(result.table)
+if stats:   # the page's width: its 16 columns beside the video showed 2 to 5
+    st.subheader("Summary per track")
+    st.dataframe(stats, hide_index=True, width="stretch")
 
 if len(result.table):
     charted, tracks = longest_tracks(result.table, CHART_TRACKS)

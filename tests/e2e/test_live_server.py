@@ -446,6 +446,13 @@ def test_a_short_video_is_said_to_be_short_naming_the_persons_file(browser, app_
         page.get_by_role("button", name="Download per-frame results (.json)").wait_for()
         assert wait_until(lambda: page.evaluate(CUT_LABELS_JS) == [], 10), \
             page.evaluate(CUT_LABELS_JS)
+        # the summary's 16 columns as wide as the charts: beside the video 2 to 5 showed
+        page.set_viewport_size({"width": 1280, "height": 1100})
+        summary = page.locator('[data-testid="stDataFrame"]').first
+        chart = page.locator(".js-plotly-plot").first
+        assert wait_until(lambda: summary.bounding_box()["width"]
+                          >= 0.9 * chart.bounding_box()["width"], 10), \
+            (summary.bounding_box(), chart.bounding_box())
     finally:
         page.context.close()
 
