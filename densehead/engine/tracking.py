@@ -190,11 +190,14 @@ class FaceTracker:
         self._lost = False
 
     def _give_way(self, new_faces: int, most: int) -> None:
-        """A face the detector sees takes the place of a track it missed this round, when
-        `most` faces leave no room: with one face allowed, a fit left behind on the wall kept
-        the person who had moved away out for up to three rounds."""
+        """A face the detector sees takes the place of a suspended track, or of one it missed
+        two rounds in a row, when `most` faces leave no room: with one face allowed, a fit left
+        behind on the wall kept the person who had moved away out for three rounds. (One missed
+        round is not enough: a face turned to profile, which the fit follows, would lose its
+        place to a face in the background.)"""
         short = len(self._tracks) + new_faces - most
-        missed = sorted((t for t in self._tracks if t.misses), key=lambda t: (-t.misses, t.score))
+        missed = sorted((t for t in self._tracks if t.suspended or t.misses >= 2),
+                        key=lambda t: (-t.misses, t.score))
         gone = {t.id for t in missed[:max(0, short)]}
         self._tracks = [t for t in self._tracks if t.id not in gone]
 
