@@ -155,7 +155,8 @@ def check_count(flag: str, value: int) -> None:
 
 def check_video(source: Path) -> None:
     """VideoError unless `source` opens as a video; a file that is not named as one is called
-    neither picture nor video (it was not taken for a picture either)."""
+    neither picture nor video (it was not taken for a picture either). What is not a file (a
+    folder, a device) keeps the reader's own words."""
     from ..core.errors import VideoError
     from ..io.image import FORMATS
     from ..io.video import VIDEO_SUFFIXES, probe
@@ -163,7 +164,7 @@ def check_video(source: Path) -> None:
     try:
         probe(source)
     except VideoError:
-        if source.suffix.lower() in VIDEO_SUFFIXES:
+        if source.suffix.lower() in VIDEO_SUFFIXES or not source.is_file():
             raise
         raise VideoError(f"{source.name} is neither a picture nor a video that can be read "
                          f"(pictures: {FORMATS}; videos: MP4/H.264, AVI, MOV, ...)") from None
