@@ -289,7 +289,7 @@ class FaceTracker:
                 now: float, options: TrackerOptions) -> np.ndarray:
         """One Euro on the frame-space camera and the 50 coefficients, driven by how fast the
         raw landmarks move (face sizes per second): the smoothed parameters for `track.roi`."""
-        size = float(np.sqrt(np.prod(np.maximum(box[2:] - box[:2], 1.0))))
+        size = _span(box)   # a plausible box: 8 px a side at least
         speed = 0.0
         if track.previous is not None and now > track.previous_time:
             step = np.linalg.norm(raw[:, :2] - track.previous[:, :2], axis=1).mean()
