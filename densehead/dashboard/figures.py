@@ -23,15 +23,16 @@ AXIS_COLORS = ("#e41a1c", "#4daf4a", "#377eb8")  # head x, y, z (z = the way the
 FULL_VERTICES = 38_365
 POSE_HEIGHT, EXPRESSION_HEIGHT = 420, 320   # px: three rows of pose, one of expression
 MESH_HEIGHT = 600   # px
-# The 3D scene's box in Plotly's units, seen from 1.8 units away: its height at most TALLEST (a
-# frontal face's, as Plotly's own "data" aspect drew it), its width at most WIDEST, so that a
-# turned face with its pose axes fits a plot MESH_NARROWEST as wide as it is tall. Plotly fixes
-# the vertical field of view: a narrower plot cuts the scene's sides.
+# The 3D scene's box as Plotly's aspect ratios, the camera 1.8 away: what the camera sees of it
+# at most TALLEST high (a frontal face's height, as Plotly's own "data" aspect drew it) and
+# WIDEST wide, so that a turned face with its pose axes fits a plot MESH_NARROWEST as wide as it
+# is tall. Plotly fixes the vertical field of view: a narrower plot cuts the scene's sides.
 SCENE_TALLEST, SCENE_WIDEST = 1.1, 0.9
-# How far the camera is, in those units, for its perspective: fitted to what Plotly drew (a
-# head's z axis turned 33° drew 0.8 as long as its x axis: 0.65 with no perspective)
-EYE_DISTANCE = 3.5
 MESH_NARROWEST = 0.7
+# The camera's distance in aspect-ratio units for its perspective, fitted to what Plotly drew
+# (Plotly scales its box its own way): a head's z axis turned 33° drew 0.8 as long as its x axis,
+# where with no perspective it would be 0.65
+EYE_DISTANCE = 3.5
 
 
 def track_color(track_id: int) -> str:
