@@ -275,8 +275,15 @@ def test_a_recording_takes_the_length_set_and_ends_with_its_files(browser, app_u
         click(page.get_by_role("button", name="⏺ Record"))
         page.locator("text=/Recording: [0-9.]+ s of 5 s/").first.wait_for(timeout=30_000)
         page.locator("text=The recording ended (reached 5 s)").wait_for(timeout=120_000)
-        click(page.get_by_role("button", name="Show the recording's files"))
-        page.get_by_role("button", name="Download recording (.mp4)").wait_for(timeout=60_000)
+        show = page.get_by_role("button", name="Show the recording's files")
+        files = page.get_by_role("button", name="Download recording (.mp4)")
+        click(show)
+        # once in a full run the files did not come after the click (the button is in a panel
+        # redrawn every second; not seen again in 13 runs of this test alone): a person clicks
+        # again
+        if not wait_until(lambda: files.count() > 0, 30) and show.count():
+            click(show)
+        files.wait_for(timeout=60_000)
         # the files are out: the stopped recording's ⏹ and the note give way to ⏺ Record
         assert page.get_by_role("button", name="⏹ Stop recording").count() == 0
         page.get_by_role("button", name="⏺ Record").wait_for(timeout=30_000)
